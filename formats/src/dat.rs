@@ -1,0 +1,218 @@
+//! Prophesee DAT: after the `% ` header, an event-type byte and a record-size byte (8),
+//! then 8-byte little-endian records: a u32 timestamp and a u32 holding x in bits 0-13,
+//! y in bits 14-27 and the polarity in bits 28-31.
+//!
+//! The timestamp is 32 bits wide and wraps after 71.6 minutes: a backward jump larger than
+//! 2^31 µs is a wrap; smaller backward steps are kept as recorded.
+
+use std::io::Write;
+
+use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::detect::{DAT_RECORD_LEN, Geometry};
+use crate::encode::{EncodeError, check_coordinates};
+use crate::sink::{Event, EventSink};
+
+/// Widest coordinate the 14-bit fields hold.
+const MAX_COORDINATE: u16 = (1 << 14) - 1;
+/// A backward jump of the 32-bit time larger than this is a wrap.
+const WRAP_THRESHOLD: u32 = 1 << 31;
+/// DAT event type of CD events written by current Prophesee tools.
+const EVENT_CD: u8 = 12;
+
+/// Push decoder for DAT CD records (the bytes after the type and size bytes).
+#[derive(Debug, Clone, Default)]
+pub struct DatDecoder {
+    carry: Carry<8>,
+    last: u32,
+    wraps: i64,
+    stats: DecodeStats,
+}
+
+impl DatDecoder {
+    /// Decodes the next bytes of the stream.
+    pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
+        let mut carry = self.carry;
+        for_each_word(&mut carry, bytes, |r: [u8; 8]| {
+            let time = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+            let data = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
+            if time < self.last && self.last - time > WRAP_THRESHOLD {
+                self.wraps += 1;
+            }
+            self.last = time;
+            self.stats.words += 1;
+            let t = self.wraps << 32 | i64::from(time);
+            let x = (data & 0x3FFF) as u16;
+            let y = ((data >> 14) & 0x3FFF) as u16;
+            sink.event(t, x, y, u8::from(data >> 28 != 0));
+        });
+        self.carry = carry;
+    }
+
+    /// What was passed over so far.
+    pub fn stats(&self) -> DecodeStats {
+        DecodeStats {
+            trailing_bytes: self.carry.len(),
+            ..self.stats
+        }
+    }
+}
+
+/// Writes DAT files of CD events (type 12) with `Width` and `Height` header lines.
+///
+/// Time may step back by less than 2^31 µs, and forward by at most that much between
+/// consecutive events (35.8 minutes), so that the 32-bit wrap stays unambiguous.
+#[derive(Debug)]
+pub struct DatEncoder<W: Write> {
+    out: W,
+    geometry: Geometry,
+    previous: Option<i64>,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> DatEncoder<W> {
+    /// Writes the header and returns an encoder for the events.
+    pub fn new(mut out: W, geometry: Geometry) -> Result<Self, EncodeError> {
+        write!(
+            out,
+            "% Data file containing CD events.\n% Version 2\n% Width {}\n% Height {}\n",
+            geometry.width, geometry.height
+        )?;
+        out.write_all(&[EVENT_CD, DAT_RECORD_LEN])?;
+        Ok(Self {
+            out,
+            geometry,
+            previous: None,
+            buffer: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    /// Adds one event.
+    pub fn push(&mut self, event: &Event) -> Result<(), EncodeError> {
+        check_coordinates(event, self.geometry, MAX_COORDINATE)?;
+        if event.t < 0 {
+            return Err(EncodeError::NegativeTime { t: event.t });
+        }
+        let previous = self.previous.unwrap_or(0);
+        let wrap_safe = (event.t - previous).abs() < i64::from(WRAP_THRESHOLD)
+            && (event.t >= previous || event.t >> 32 == previous >> 32);
+        if !wrap_safe {
+            return Err(EncodeError::TimeNotEncodable {
+                t: event.t,
+                previous,
+                reason: "DAT's 32-bit time allows steps shorter than 2^31 µs, and backward \
+                         steps only within one wrap",
+            });
+        }
+        self.previous = Some(event.t);
+        let data = u32::from(event.x) | u32::from(event.y) << 14 | u32::from(event.p) << 28;
+        self.buffer
+            .extend_from_slice(&(event.t as u32).to_le_bytes());
+        self.buffer.extend_from_slice(&data.to_le_bytes());
+        if self.buffer.len() >= 1 << 16 {
+            self.out.write_all(&self.buffer)?;
+            self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending and returns the writer.
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        self.out.write_all(&self.buffer)?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::VecSink;
+
+    #[test]
+    fn round_trip_across_the_32_bit_wrap() {
+        let geometry = Geometry {
+            width: 304,
+            height: 240,
+        };
+        let events = [
+            Event {
+                t: 10,
+                x: 303,
+                y: 239,
+                p: 1,
+            },
+            Event {
+                t: 9,
+                x: 0,
+                y: 0,
+                p: 0,
+            },
+            Event {
+                t: (1 << 31) - 5,
+                x: 1,
+                y: 1,
+                p: 1,
+            },
+            Event {
+                t: 3 << 30,
+                x: 1,
+                y: 1,
+                p: 1,
+            },
+            Event {
+                t: (1 << 32) + 7,
+                x: 2,
+                y: 2,
+                p: 0,
+            },
+            Event {
+                t: (1 << 32) + 6,
+                x: 2,
+                y: 2,
+                p: 0,
+            },
+        ];
+        let mut encoder = DatEncoder::new(Vec::new(), geometry).unwrap();
+        for e in &events {
+            encoder.push(e).unwrap();
+        }
+        let file = encoder.finish().unwrap();
+        let detected = crate::detect(&file, Some("dat")).unwrap();
+        assert_eq!(detected.geometry, geometry);
+        let mut sink = VecSink::default();
+        let mut decoder = DatDecoder::default();
+        decoder.feed(&file[detected.data_offset..], &mut sink);
+        assert_eq!(sink.events, events);
+        assert_eq!(decoder.stats().trailing_bytes, 0);
+    }
+
+    #[test]
+    fn refuses_jumps_the_wrap_cannot_disambiguate() {
+        let mut encoder = DatEncoder::new(
+            Vec::new(),
+            Geometry {
+                width: 8,
+                height: 8,
+            },
+        )
+        .unwrap();
+        encoder
+            .push(&Event {
+                t: 0,
+                x: 0,
+                y: 0,
+                p: 0,
+            })
+            .unwrap();
+        assert!(
+            encoder
+                .push(&Event {
+                    t: 1 << 31,
+                    x: 0,
+                    y: 0,
+                    p: 0
+                })
+                .is_err()
+        );
+    }
+}

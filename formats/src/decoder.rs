@@ -1,0 +1,115 @@
+//! One decoder type over every format, for callers that pick the format at run time.
+
+use crate::dat::DatDecoder;
+use crate::detect::Format;
+use crate::evt2::Evt2Decoder;
+use crate::evt3::Evt3Decoder;
+use crate::sink::EventSink;
+
+/// Counts of what a decoder passed over; events and triggers go to the sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    /// Words (records for DAT) consumed.
+    pub words: u64,
+    /// Words dropped because they came before the first time-high word (OpenEB's rule:
+    /// their time is unknown).
+    pub before_first_time: u64,
+    /// Words of a type the format does not define.
+    pub unknown: u64,
+    /// Bytes of a final, incomplete word: not an event.
+    pub trailing_bytes: usize,
+}
+
+/// A push decoder for any [`Format`]: feed it the event data (everything from
+/// [`crate::Detected::data_offset`] on) in slices of any size.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Decoder {
+    /// DAT.
+    Dat(DatDecoder),
+    /// EVT 2.0.
+    Evt2(Evt2Decoder),
+    /// EVT 3.0.
+    Evt3(Evt3Decoder),
+}
+
+impl Decoder {
+    /// A decoder at the start of the event data of `format`.
+    pub fn new(format: Format) -> Self {
+        match format {
+            Format::Dat => Decoder::Dat(DatDecoder::default()),
+            Format::Evt2 => Decoder::Evt2(Evt2Decoder::default()),
+            Format::Evt3 => Decoder::Evt3(Evt3Decoder::default()),
+        }
+    }
+
+    /// Decodes `bytes`, the continuation of what was fed before.
+    pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
+        match self {
+            Decoder::Dat(d) => d.feed(bytes, sink),
+            Decoder::Evt2(d) => d.feed(bytes, sink),
+            Decoder::Evt3(d) => d.feed(bytes, sink),
+        }
+    }
+
+    /// What the decoder passed over so far; call it after the last `feed` to learn of a
+    /// truncated final word.
+    pub fn stats(&self) -> DecodeStats {
+        match self {
+            Decoder::Dat(d) => d.stats(),
+            Decoder::Evt2(d) => d.stats(),
+            Decoder::Evt3(d) => d.stats(),
+        }
+    }
+}
+
+/// Splits `bytes` into whole words of `N` bytes, completing a word begun by the previous
+/// call from `carry` and keeping the new incomplete tail there.
+#[inline]
+pub(crate) fn for_each_word<const N: usize>(
+    carry: &mut Carry<N>,
+    mut bytes: &[u8],
+    mut word: impl FnMut([u8; N]),
+) {
+    if carry.len > 0 {
+        let take = (N - carry.len).min(bytes.len());
+        carry.bytes[carry.len..carry.len + take].copy_from_slice(&bytes[..take]);
+        carry.len += take;
+        bytes = &bytes[take..];
+        if carry.len < N {
+            return;
+        }
+        carry.len = 0;
+        word(carry.bytes);
+    }
+    let mut words = bytes.chunks_exact(N);
+    for w in &mut words {
+        word(w.try_into().expect("chunks_exact yields N bytes"));
+    }
+    let rest = words.remainder();
+    carry.bytes[..rest.len()].copy_from_slice(rest);
+    carry.len = rest.len();
+}
+
+/// The bytes of a word split across two `feed` calls.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Carry<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Carry<N> {
+    /// Bytes held: a truncated word if the input ends here.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl<const N: usize> Default for Carry<N> {
+    fn default() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Recognising a recording from its content, and finding its geometry.
+//!
+//! The file name is only a hint: the `% ` header decides. For RAW files the format comes
+//! from `format EVT3;height=720;width=1280` (options in any order), else the legacy
+//! `evt 3.0` key, else the `system_ID` table; the geometry from the format options, else a
+//! `geometry WxH` line, else the `system_ID` table, else a per-format default
+//! ([`GeometrySource::Default`]).
+
+use crate::error::DetectError;
+use crate::header::HeaderLines;
+
+/// How many bytes of a file's head [`detect`] needs at most: headers longer than this are
+/// refused rather than read without bound.
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
+
+/// The event formats evshm decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// Prophesee DAT: 8-byte records, CD events.
+    Dat,
+    /// Prophesee EVT 2.0: 32-bit words.
+    Evt2,
+    /// Prophesee EVT 3.0: 16-bit words with vectorised x runs.
+    Evt3,
+}
+
+impl Format {
+    /// The lowercase name used on the wire and in schema metadata: `dat`, `evt2`, `evt3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Dat => "dat",
+            Format::Evt2 => "evt2",
+            Format::Evt3 => "evt3",
+        }
+    }
+
+    /// The geometry assumed when a file states none: the sensor most files of that format
+    /// come from (ATIS 304x240 for DAT as in N-CARS and Gen1, Gen3 640x480 for EVT2,
+    /// Gen4.1/IMX636 1280x720 for EVT3).
+    pub fn default_geometry(self) -> Geometry {
+        match self {
+            Format::Dat => Geometry {
+                width: 304,
+                height: 240,
+            },
+            Format::Evt2 => Geometry {
+                width: 640,
+                height: 480,
+            },
+            Format::Evt3 => Geometry {
+                width: 1280,
+                height: 720,
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Sensor size in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Geometry {
+    /// Columns.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+}
+
+/// Where a recording's [`Geometry`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GeometrySource {
+    /// Stated in the header.
+    Header,
+    /// Looked up from the header's `system_ID`.
+    SystemId,
+    /// Not stated anywhere: [`Format::default_geometry`].
+    Default,
+}
+
+impl GeometrySource {
+    /// Lowercase name for metadata and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            GeometrySource::Header => "header",
+            GeometrySource::SystemId => "system_id",
+            GeometrySource::Default => "default",
+        }
+    }
+}
+
+/// What [`detect`] found out about a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detected {
+    /// The event format.
+    pub format: Format,
+    /// Byte offset where the event data starts (after the header, and for DAT after the
+    /// event type and size bytes).
+    pub data_offset: usize,
+    /// Sensor size.
+    pub geometry: Geometry,
+    /// Where [`Detected::geometry`] came from.
+    pub geometry_source: GeometrySource,
+    /// The header lines.
+    pub header: HeaderLines,
+}
+
+/// Recognises a recording from the first bytes of its file (at most [`MAX_HEADER_LEN`]
+/// are looked at; pass the whole file or its head). `extension` is a hint only, used to
+/// word the error.
+pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectError> {
+    let head = &head[..head.len().min(MAX_HEADER_LEN)];
+    let header = HeaderLines::parse(head);
+    if (header.unterminated || header.len == head.len()) && head.len() == MAX_HEADER_LEN {
+        return Err(DetectError::HeaderTooLong {
+            max: MAX_HEADER_LEN,
+        });
+    }
+    if header.is_empty() {
+        return Err(DetectError::Unrecognized {
+            reason: describe_headless(head, extension),
+        });
+    }
+    if let Some(format) = raw_format(&header)? {
+        let (geometry, geometry_source) = raw_geometry(&header, format)?;
+        return Ok(Detected {
+            format,
+            data_offset: header.len,
+            geometry,
+            geometry_source,
+            header,
+        });
+    }
+    dat(head, header)
+}
+
+fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
+    let what = if head.is_empty() {
+        "the file is empty"
+    } else {
+        "no `% ` header"
+    };
+    match extension {
+        Some(ext) => format!("{what}, although the name ends in .{ext}"),
+        None => what.to_owned(),
+    }
+}
+
+/// The format a RAW header names, or `None` when the header is not a RAW header.
+fn raw_format(header: &HeaderLines) -> Result<Option<Format>, DetectError> {
+    if let Some(value) = header.get("format") {
+        let name = value.split(';').next().unwrap_or("").trim();
+        return named_format(name).map(Some);
+    }
+    if let Some(version) = header.get("evt") {
+        return match version {
+            "2.0" => Ok(Some(Format::Evt2)),
+            "3.0" => Ok(Some(Format::Evt3)),
+            "2.1" => Err(DetectError::UnsupportedFormat {
+                name: "EVT 2.1".into(),
+            }),
+            other => Err(DetectError::UnsupportedFormat {
+                name: format!("evt {other}"),
+            }),
+        };
+    }
+    Ok(header
+        .get("system_ID")
+        .and_then(system_id)
+        .map(|sensor| sensor.format))
+}
+
+fn named_format(name: &str) -> Result<Format, DetectError> {
+    match name.to_ascii_uppercase().as_str() {
+        "EVT2" => Ok(Format::Evt2),
+        "EVT3" => Ok(Format::Evt3),
+        _ => Err(DetectError::UnsupportedFormat {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+/// A format option of `format NAME;key=value;...`.
+fn format_option<'h>(header: &'h HeaderLines, key: &str) -> Option<&'h str> {
+    let value = header.get("format")?;
+    value.split(';').skip(1).find_map(|option| {
+        let (k, v) = option.split_once('=')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+fn raw_geometry(
+    header: &HeaderLines,
+    format: Format,
+) -> Result<(Geometry, GeometrySource), DetectError> {
+    if let (Some(w), Some(h)) = (
+        format_option(header, "width"),
+        format_option(header, "height"),
+    ) {
+        return Ok((parse_geometry(w, h)?, GeometrySource::Header));
+    }
+    if let Some(value) = header.get("geometry") {
+        let (w, h) = value
+            .split_once('x')
+            .ok_or_else(|| DetectError::BadGeometry {
+                detail: format!("geometry {value}"),
+            })?;
+        return Ok((parse_geometry(w, h)?, GeometrySource::Header));
+    }
+    if let Some(sensor) = header.get("system_ID").and_then(system_id) {
+        return Ok((sensor.geometry, GeometrySource::SystemId));
+    }
+    Ok((format.default_geometry(), GeometrySource::Default))
+}
+
+/// Largest width or height accepted from a header: the widest coordinate any supported
+/// format can carry (DAT's 14 bits).
+const MAX_SIDE: u32 = 1 << 14;
+
+fn parse_geometry(width: &str, height: &str) -> Result<Geometry, DetectError> {
+    let bad = || DetectError::BadGeometry {
+        detail: format!("width {width}, height {height}"),
+    };
+    let width: u32 = width.trim().parse().map_err(|_| bad())?;
+    let height: u32 = height.trim().parse().map_err(|_| bad())?;
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+        return Err(bad());
+    }
+    Ok(Geometry { width, height })
+}
+
+/// What a `system_ID` tells about a camera.
+#[derive(Debug, Clone, Copy)]
+struct Sensor {
+    format: Format,
+    geometry: Geometry,
+}
+
+/// OpenEB's table of camera system IDs (`system_ID`, decimal in RAW headers) for the
+/// cameras that wrote headers without a `format` line.
+fn system_id(value: &str) -> Option<Sensor> {
+    let sensor = |format, width, height| Sensor {
+        format,
+        geometry: Geometry { width, height },
+    };
+    let id: u32 = value.trim().parse().ok()?;
+    Some(match id {
+        // Gen3 and Gen3.1 sensors (CCAM3/4/5, VisionCam, EVK2) stream EVT2.
+        21 | 23 | 25 | 28 | 29 | 33 | 34 | 35 | 41 | 151 | 153 | 161 | 162 => {
+            sensor(Format::Evt2, 640, 480)
+        }
+        // Gen4 on older boards streams EVT2 at HD size.
+        26 | 31 | 39 => sensor(Format::Evt2, 1280, 720),
+        40 => sensor(Format::Evt3, 640, 480),
+        // Gen4/Gen4.1/IMX636 on CCAM5, EVK2 and EVK3 boards stream EVT3.
+        30 | 46 | 48 | 49 | 50 => sensor(Format::Evt3, 1280, 720),
+        _ => return None,
+    })
+}
+
+/// DAT event types for CD events (0: legacy `Event2d`, 12: `EventCD`).
+const DAT_CD_TYPES: [u8; 2] = [0, 12];
+/// DAT event type of external-trigger files.
+const DAT_TRIGGER_TYPE: u8 = 14;
+/// Bytes per DAT record.
+pub(crate) const DAT_RECORD_LEN: u8 = 8;
+
+fn dat(head: &[u8], header: HeaderLines) -> Result<Detected, DetectError> {
+    let unrecognized = |reason: String| Err(DetectError::Unrecognized { reason });
+    let Some(&[event_type, event_size]) = head.get(header.len..header.len + 2) else {
+        return unrecognized(
+            "a `% ` header without a format line and without DAT event type and size bytes".into(),
+        );
+    };
+    if event_type == DAT_TRIGGER_TYPE {
+        return Err(DetectError::UnsupportedFormat {
+            name: "DAT external triggers".into(),
+        });
+    }
+    if !DAT_CD_TYPES.contains(&event_type) || event_size != DAT_RECORD_LEN {
+        return unrecognized(format!(
+            "a `% ` header without a format line, followed by bytes {event_type:#04x} \
+             {event_size:#04x} that are not a DAT event type and size"
+        ));
+    }
+    let (geometry, geometry_source) = match (header.get("Width"), header.get("Height")) {
+        (Some(w), Some(h)) => (parse_geometry(w, h)?, GeometrySource::Header),
+        _ => (Format::Dat.default_geometry(), GeometrySource::Default),
+    };
+    Ok(Detected {
+        format: Format::Dat,
+        data_offset: header.len + 2,
+        geometry,
+        geometry_source,
+        header,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detect_ok(bytes: &[u8]) -> Detected {
+        detect(bytes, None).unwrap()
+    }
+
+    #[test]
+    fn format_line_with_options_in_any_order() {
+        let d = detect_ok(b"% format EVT3;width=1280;height=720\n% end\n\x00\x80");
+        assert_eq!(d.format, Format::Evt3);
+        assert_eq!(
+            d.geometry,
+            Geometry {
+                width: 1280,
+                height: 720
+            }
+        );
+        assert_eq!(d.geometry_source, GeometrySource::Header);
+        assert_eq!(d.data_offset, 42);
+    }
+
+    #[test]
+    fn legacy_evt_key_with_system_id_geometry() {
+        let d = detect_ok(b"% evt 2.0\n% system_ID 21\n");
+        assert_eq!(d.format, Format::Evt2);
+        assert_eq!(
+            d.geometry,
+            Geometry {
+                width: 640,
+                height: 480
+            }
+        );
+        assert_eq!(d.geometry_source, GeometrySource::SystemId);
+    }
+
+    #[test]
+    fn geometry_line() {
+        let d = detect_ok(b"% evt 3.0\n% geometry 320x240\n");
+        assert_eq!(
+            d.geometry,
+            Geometry {
+                width: 320,
+                height: 240
+            }
+        );
+    }
+
+    #[test]
+    fn system_id_alone_gives_format() {
+        assert_eq!(detect_ok(b"% system_ID 48\n").format, Format::Evt3);
+    }
+
+    #[test]
+    fn dat_with_and_without_geometry() {
+        let d = detect_ok(b"% Version 2\n% Width 640\n% Height 480\n\x0c\x08");
+        assert_eq!((d.format, d.data_offset), (Format::Dat, 39));
+        assert_eq!(
+            d.geometry,
+            Geometry {
+                width: 640,
+                height: 480
+            }
+        );
+        let d = detect_ok(b"% Version 2\n\x00\x08");
+        assert_eq!(d.geometry_source, GeometrySource::Default);
+        assert_eq!(
+            d.geometry,
+            Geometry {
+                width: 304,
+                height: 240
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read() {
+        let err = |b: &[u8]| detect(b, Some("raw")).unwrap_err().to_string();
+        assert!(err(b"").contains("empty"));
+        assert!(err(b"hello world\n").contains("no `% ` header"));
+        assert!(err(b"% format EVT21;width=1\n").contains("EVT21"));
+        assert!(err(b"% evt 2.1\n").contains("EVT 2.1"));
+        assert!(err(b"% format EVT3;width=0;height=5\n").contains("geometry"));
+        assert!(err(b"% note hi\nplain text").contains("not a DAT"));
+        assert!(err(b"% Version 2\n\x0e\x08").contains("triggers"));
+    }
+
+    #[test]
+    fn endless_header_is_refused() {
+        let mut head = Vec::new();
+        while head.len() < MAX_HEADER_LEN + 10 {
+            head.extend_from_slice(b"% filler line\n");
+        }
+        assert!(matches!(
+            detect(&head, None),
+            Err(DetectError::HeaderTooLong { .. })
+        ));
+    }
+}

@@ -1,0 +1,34 @@
+//! Errors of format detection.
+
+/// Why a file's head could not be recognised as an event recording.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    /// The content matches no supported format.
+    #[error(
+        "not an event recording evshm reads ({reason}); supported: Prophesee RAW \
+         (EVT2, EVT3) with a `% ` header, Prophesee DAT (CD events)"
+    )]
+    Unrecognized {
+        /// What was seen instead.
+        reason: String,
+    },
+    /// The header names a format that exists but is not decoded yet.
+    #[error("event format {name} is recognised but not supported yet; supported: EVT2, EVT3, DAT")]
+    UnsupportedFormat {
+        /// The format as spelled in the header.
+        name: String,
+    },
+    /// The `% ` header does not end within [`crate::MAX_HEADER_LEN`] bytes.
+    #[error("header is longer than {max} bytes; the file is probably not an event recording")]
+    HeaderTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// The header states a geometry that cannot be right.
+    #[error("header gives an invalid geometry: {detail}")]
+    BadGeometry {
+        /// The offending text.
+        detail: String,
+    },
+}

@@ -1,0 +1,311 @@
+//! Prophesee EVT 2.0: 32-bit little-endian words, type in bits 28-31.
+//!
+//! CD_OFF (0) and CD_ON (1) carry y in bits 0-10, x in bits 11-21 and the low 6 bits of
+//! time in bits 22-27; TIME_HIGH (8) carries time bits 6-33; EXT_TRIGGER (0xA) carries the
+//! edge in bit 0 and the trigger id in bits 8-12. Words before the first TIME_HIGH are
+//! dropped (OpenEB). The 34-bit clock wraps every 4.77 hours: a TIME_HIGH that goes back
+//! by at least half its 28-bit range counts a wrap, so smaller backward steps are kept as
+//! encoded.
+
+use std::io::Write;
+
+use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::detect::Geometry;
+use crate::encode::{EncodeError, check_coordinates};
+use crate::sink::{Event, EventSink, Trigger};
+
+const CD_OFF: u32 = 0x0;
+const CD_ON: u32 = 0x1;
+const TIME_HIGH: u32 = 0x8;
+const EXT_TRIGGER: u32 = 0xA;
+const IMU: u32 = 0xD;
+const OTHERS: u32 = 0xE;
+const CONTINUED: u32 = 0xF;
+
+const TIME_HIGH_MASK: u32 = (1 << 28) - 1;
+/// Half the TIME_HIGH range: a backward step this large is a wrap.
+const LOOP_THRESHOLD: u32 = 1 << 27;
+const MAX_COORDINATE: u16 = 0x7FF;
+
+/// Push decoder for EVT 2.0 event data (the bytes after the header).
+#[derive(Debug, Clone, Default)]
+pub struct Evt2Decoder {
+    carry: Carry<4>,
+    time_known: bool,
+    time_high: u32,
+    /// `loops << 34 | time_high << 6`.
+    time_base: i64,
+    loops: i64,
+    stats: DecodeStats,
+}
+
+impl Evt2Decoder {
+    /// Decodes the next bytes of the stream.
+    pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
+        let mut carry = self.carry;
+        for_each_word(&mut carry, bytes, |w| {
+            self.word(u32::from_le_bytes(w), sink)
+        });
+        self.carry = carry;
+    }
+
+    /// What was passed over so far.
+    pub fn stats(&self) -> DecodeStats {
+        DecodeStats {
+            trailing_bytes: self.carry.len(),
+            ..self.stats
+        }
+    }
+
+    #[inline(always)]
+    fn word<S: EventSink>(&mut self, word: u32, sink: &mut S) {
+        self.stats.words += 1;
+        let kind = word >> 28;
+        if kind == TIME_HIGH {
+            let high = word & TIME_HIGH_MASK;
+            if self.time_known && self.time_high >= high + LOOP_THRESHOLD {
+                self.loops += 1;
+            }
+            self.time_high = high;
+            self.time_base = self.loops << 34 | i64::from(high) << 6;
+            self.time_known = true;
+            return;
+        }
+        if !self.time_known {
+            self.stats.before_first_time += 1;
+            return;
+        }
+        let t = self.time_base | i64::from((word >> 22) & 0x3F);
+        match kind {
+            CD_OFF | CD_ON => {
+                let x = ((word >> 11) & 0x7FF) as u16;
+                let y = (word & 0x7FF) as u16;
+                sink.event(t, x, y, kind as u8);
+            }
+            EXT_TRIGGER => sink.trigger(Trigger {
+                t,
+                id: ((word >> 8) & 0x1F) as u8,
+                p: (word & 1) as u8,
+            }),
+            IMU | OTHERS | CONTINUED => {}
+            _ => self.stats.unknown += 1,
+        }
+    }
+}
+
+/// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a
+/// TIME_HIGH word whenever time crosses a 64 µs boundary.
+///
+/// Backward steps are possible while they stay within one 4.77 h clock loop and are
+/// shorter than half of it.
+#[derive(Debug)]
+pub struct Evt2Encoder<W: Write> {
+    out: W,
+    geometry: Geometry,
+    high: Option<i64>,
+    words: Vec<u32>,
+}
+
+impl<W: Write> Evt2Encoder<W> {
+    /// Writes the header and returns an encoder for the events.
+    pub fn new(mut out: W, geometry: Geometry) -> Result<Self, EncodeError> {
+        write!(
+            out,
+            "% format EVT2;height={};width={}\n% generator evshm {}\n% end\n",
+            geometry.height,
+            geometry.width,
+            env!("CARGO_PKG_VERSION")
+        )?;
+        Ok(Self {
+            out,
+            geometry,
+            high: None,
+            words: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Adds one event.
+    pub fn push(&mut self, event: &Event) -> Result<(), EncodeError> {
+        check_coordinates(event, self.geometry, MAX_COORDINATE)?;
+        self.set_time(event.t)?;
+        let kind = if event.p == 1 { CD_ON } else { CD_OFF };
+        self.push_word(
+            kind << 28
+                | ((event.t & 0x3F) as u32) << 22
+                | u32::from(event.x) << 11
+                | u32::from(event.y),
+        )
+    }
+
+    /// Adds one external trigger.
+    pub fn push_trigger(&mut self, trigger: &Trigger) -> Result<(), EncodeError> {
+        self.set_time(trigger.t)?;
+        self.push_word(
+            EXT_TRIGGER << 28
+                | ((trigger.t & 0x3F) as u32) << 22
+                | u32::from(trigger.id & 0x1F) << 8
+                | u32::from(trigger.p & 1),
+        )
+    }
+
+    /// Writes what is pending and returns the writer.
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        self.write_words()?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn set_time(&mut self, t: i64) -> Result<(), EncodeError> {
+        if t < 0 {
+            return Err(EncodeError::NegativeTime { t });
+        }
+        let high = t >> 6;
+        let loop_len = i64::from(TIME_HIGH_MASK) + 1;
+        let mut at = match self.high {
+            Some(at) => at,
+            None => {
+                self.words.push(TIME_HIGH << 28);
+                0
+            }
+        };
+        if high < at && (at - high >= i64::from(LOOP_THRESHOLD) || high / loop_len != at / loop_len)
+        {
+            return Err(EncodeError::TimeNotEncodable {
+                t,
+                previous: at << 6,
+                reason: "EVT2 can step back only within one 4.77 h clock loop",
+            });
+        }
+        // Forward steps smaller than LOOP_THRESHOLD let the decoder see every wrap.
+        while at != high {
+            at = if high > at {
+                high.min(at + i64::from(LOOP_THRESHOLD) - 1)
+            } else {
+                high
+            };
+            self.words
+                .push(TIME_HIGH << 28 | (at & i64::from(TIME_HIGH_MASK)) as u32);
+        }
+        self.high = Some(high);
+        Ok(())
+    }
+
+    fn push_word(&mut self, word: u32) -> Result<(), EncodeError> {
+        self.words.push(word);
+        if self.words.len() >= 4096 {
+            self.write_words()?;
+        }
+        Ok(())
+    }
+
+    fn write_words(&mut self) -> Result<(), EncodeError> {
+        let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.out.write_all(&bytes)?;
+        self.words.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::VecSink;
+
+    fn decode(words: &[u32]) -> (VecSink, DecodeStats) {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut decoder = Evt2Decoder::default();
+        let mut sink = VecSink::default();
+        decoder.feed(&bytes, &mut sink);
+        (sink, decoder.stats())
+    }
+
+    #[test]
+    fn cd_words_and_time() {
+        let cd_on = 1 << 28 | 5 << 22 | 300 << 11 | 200;
+        let (sink, stats) = decode(&[cd_on, 0x8000_0002, cd_on, 0xA500_0301, 0x3000_0000]);
+        assert_eq!(stats.before_first_time, 1);
+        assert_eq!(stats.unknown, 1);
+        assert_eq!(
+            sink.events,
+            [Event {
+                t: 128 + 5,
+                x: 300,
+                y: 200,
+                p: 1
+            }]
+        );
+        assert_eq!(
+            sink.triggers,
+            [Trigger {
+                t: 128 + 20,
+                id: 3,
+                p: 1
+            }]
+        );
+    }
+
+    #[test]
+    fn wrap_of_the_34_bit_clock() {
+        let (sink, _) = decode(&[0x8FFF_FFFF, 0x0000_0001, 0x8000_0000, 0x0000_0001]);
+        let ts: Vec<i64> = sink.events.iter().map(|e| e.t).collect();
+        assert_eq!(ts, [(1 << 34) - 64, 1 << 34]);
+    }
+
+    #[test]
+    fn encoder_round_trip_across_wraps() {
+        let geometry = Geometry {
+            width: 640,
+            height: 480,
+        };
+        let events = [
+            Event {
+                t: 70,
+                x: 639,
+                y: 479,
+                p: 1,
+            },
+            Event {
+                t: 65,
+                x: 0,
+                y: 0,
+                p: 0,
+            },
+            Event {
+                t: (1 << 34) + 3,
+                x: 1,
+                y: 2,
+                p: 1,
+            },
+            Event {
+                t: (3 << 34) + 99,
+                x: 3,
+                y: 4,
+                p: 0,
+            },
+        ];
+        let mut encoder = Evt2Encoder::new(Vec::new(), geometry).unwrap();
+        for e in &events {
+            encoder.push(e).unwrap();
+        }
+        encoder
+            .push_trigger(&Trigger {
+                t: (3 << 34) + 100,
+                id: 7,
+                p: 0,
+            })
+            .unwrap();
+        let file = encoder.finish().unwrap();
+        let detected = crate::detect(&file, None).unwrap();
+        let mut sink = VecSink::default();
+        Evt2Decoder::default().feed(&file[detected.data_offset..], &mut sink);
+        assert_eq!(sink.events, events);
+        assert_eq!(
+            sink.triggers,
+            [Trigger {
+                t: (3 << 34) + 100,
+                id: 7,
+                p: 0
+            }]
+        );
+    }
+}

@@ -1,0 +1,416 @@
+//! Prophesee EVT 3.0: 16-bit little-endian words, type in bits 12-15.
+//!
+//! Time is `loops << 24 | time_high << 12 | time_low`. A TIME_HIGH that goes back by at
+//! least 2048 (half its 12-bit range) is a wrap of the 24-bit clock (every 16.78 s); a
+//! TIME_HIGH that differs from the previous one resets TIME_LOW to 0. Rows come from
+//! ADDR_Y; ADDR_X emits one event; VECT_BASE_X sets a base column and polarity that
+//! VECT_12 and VECT_8 masks emit from, advancing the base by 12 and 8. As in OpenEB, words
+//! before the first TIME_HIGH are dropped, as are CD words before the first ADDR_Y and
+//! vectors before the first VECT_BASE_X; OTHERS and CONTINUED words are skipped.
+
+use std::io::Write;
+
+use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::detect::Geometry;
+use crate::encode::{EncodeError, check_coordinates};
+use crate::sink::{Event, EventSink, Trigger};
+
+const ADDR_Y: u16 = 0x0;
+const ADDR_X: u16 = 0x2;
+const VECT_BASE_X: u16 = 0x3;
+const VECT_12: u16 = 0x4;
+const VECT_8: u16 = 0x5;
+const TIME_LOW: u16 = 0x6;
+const CONTINUED_4: u16 = 0x7;
+const TIME_HIGH: u16 = 0x8;
+const EXT_TRIGGER: u16 = 0xA;
+const OTHERS: u16 = 0xE;
+const CONTINUED_12: u16 = 0xF;
+
+/// TIME_HIGH steps back by at least this much when the 24-bit clock wraps.
+const LOOP_THRESHOLD: u16 = 2048;
+/// Largest coordinate the 11-bit address fields hold.
+const MAX_COORDINATE: u16 = 0x7FF;
+
+/// Push decoder for EVT 3.0 event data (the bytes after the header).
+#[derive(Debug, Clone, Default)]
+pub struct Evt3Decoder {
+    carry: Carry<2>,
+    time_known: bool,
+    row_known: bool,
+    base_known: bool,
+    time_high: u16,
+    loops: i64,
+    time: i64,
+    y: u16,
+    base_x: u16,
+    polarity: u8,
+    stats: DecodeStats,
+}
+
+impl Evt3Decoder {
+    /// Decodes the next bytes of the stream.
+    pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
+        let mut carry = self.carry;
+        for_each_word(&mut carry, bytes, |w| {
+            self.word(u16::from_le_bytes(w), sink)
+        });
+        self.carry = carry;
+    }
+
+    /// What was passed over so far.
+    pub fn stats(&self) -> DecodeStats {
+        DecodeStats {
+            trailing_bytes: self.carry.len(),
+            ..self.stats
+        }
+    }
+
+    #[inline(always)]
+    fn word<S: EventSink>(&mut self, word: u16, sink: &mut S) {
+        self.stats.words += 1;
+        let kind = word >> 12;
+        if kind == TIME_HIGH {
+            let high = word & 0xFFF;
+            if self.time_known && self.time_high >= high + LOOP_THRESHOLD {
+                self.loops += 1;
+            }
+            if !self.time_known || high != self.time_high {
+                self.time = (self.loops << 24) | i64::from(high) << 12;
+            }
+            self.time_high = high;
+            self.time_known = true;
+            return;
+        }
+        if !self.time_known {
+            self.stats.before_first_time += 1;
+            return;
+        }
+        match kind {
+            ADDR_Y => {
+                self.y = word & MAX_COORDINATE;
+                self.row_known = true;
+            }
+            ADDR_X if self.row_known => {
+                let p = ((word >> 11) & 1) as u8;
+                sink.event(self.time, word & MAX_COORDINATE, self.y, p);
+            }
+            VECT_BASE_X => {
+                self.base_x = word & MAX_COORDINATE;
+                self.polarity = ((word >> 11) & 1) as u8;
+                self.base_known = true;
+            }
+            VECT_12 => self.vector(word & 0xFFF, 12, sink),
+            VECT_8 => self.vector(word & 0xFF, 8, sink),
+            TIME_LOW => self.time = (self.time & !0xFFF) | i64::from(word & 0xFFF),
+            EXT_TRIGGER => sink.trigger(Trigger {
+                t: self.time,
+                id: ((word >> 8) & 0xF) as u8,
+                p: (word & 1) as u8,
+            }),
+            ADDR_X | CONTINUED_4 | OTHERS | CONTINUED_12 => {}
+            _ => self.stats.unknown += 1,
+        }
+    }
+
+    #[inline(always)]
+    fn vector<S: EventSink>(&mut self, mut mask: u16, width: u16, sink: &mut S) {
+        if !(self.row_known && self.base_known) {
+            return;
+        }
+        while mask != 0 {
+            let x = self.base_x.wrapping_add(mask.trailing_zeros() as u16);
+            sink.event(self.time, x, self.y, self.polarity);
+            mask &= mask - 1;
+        }
+        self.base_x = self.base_x.wrapping_add(width);
+    }
+}
+
+/// Writes EVT 3.0 files: a `% format EVT3;...` header, then events grouped into vectors
+/// where consecutive events share a time, row and polarity.
+///
+/// Times must be representable: forward jumps of any size (intermediate TIME_HIGH words
+/// carry the wraps), backward steps only within the same 16.78 s clock loop and by less
+/// than 8.4 s.
+#[derive(Debug)]
+pub struct Evt3Encoder<W: Write> {
+    out: W,
+    geometry: Geometry,
+    /// Time above the low 12 bits (loops and TIME_HIGH) the decoder is at, once known.
+    high: Option<i64>,
+    low: u16,
+    row: Option<u16>,
+    run: Run,
+    words: Vec<u16>,
+}
+
+/// Events waiting to be written as one ADDR_X or vector group.
+#[derive(Debug, Default)]
+struct Run {
+    t: i64,
+    y: u16,
+    p: u8,
+    xs: Vec<u16>,
+}
+
+/// Vector groups never span more than this many columns, so masks stay dense.
+const MAX_RUN_SPAN: u16 = 64;
+
+impl<W: Write> Evt3Encoder<W> {
+    /// Writes the header and returns an encoder for the events.
+    pub fn new(mut out: W, geometry: Geometry) -> Result<Self, EncodeError> {
+        write!(
+            out,
+            "% format EVT3;height={};width={}\n% generator evshm {}\n% end\n",
+            geometry.height,
+            geometry.width,
+            env!("CARGO_PKG_VERSION")
+        )?;
+        Ok(Self {
+            out,
+            geometry,
+            high: None,
+            low: 0,
+            row: None,
+            run: Run::default(),
+            words: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Adds one event.
+    pub fn push(&mut self, event: &Event) -> Result<(), EncodeError> {
+        check_coordinates(event, self.geometry, MAX_COORDINATE)?;
+        let run = &self.run;
+        let extends = !run.xs.is_empty()
+            && event.t == run.t
+            && event.y == run.y
+            && event.p == run.p
+            && run.xs.last().is_some_and(|&last| event.x > last)
+            && event.x - run.xs[0] < MAX_RUN_SPAN;
+        if !extends {
+            self.flush_run()?;
+            self.run.t = event.t;
+            self.run.y = event.y;
+            self.run.p = event.p;
+        }
+        self.run.xs.push(event.x);
+        Ok(())
+    }
+
+    /// Adds one external trigger.
+    pub fn push_trigger(&mut self, trigger: &Trigger) -> Result<(), EncodeError> {
+        self.flush_run()?;
+        self.set_time(trigger.t)?;
+        self.words
+            .push(EXT_TRIGGER << 12 | u16::from(trigger.id & 0xF) << 8 | u16::from(trigger.p & 1));
+        Ok(())
+    }
+
+    /// Writes what is pending and returns the writer.
+    pub fn finish(mut self) -> Result<W, EncodeError> {
+        self.flush_run()?;
+        self.write_words()?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    fn flush_run(&mut self) -> Result<(), EncodeError> {
+        if self.run.xs.is_empty() {
+            return Ok(());
+        }
+        self.set_time(self.run.t)?;
+        if self.row != Some(self.run.y) {
+            self.words.push(ADDR_Y << 12 | self.run.y);
+            self.row = Some(self.run.y);
+        }
+        let p = u16::from(self.run.p & 1) << 11;
+        let xs = std::mem::take(&mut self.run.xs);
+        if let [x] = xs[..] {
+            self.words.push(ADDR_X << 12 | p | x);
+        } else {
+            let last = xs[xs.len() - 1];
+            let mut base = xs[0];
+            self.words.push(VECT_BASE_X << 12 | p | base);
+            let mut pending = &xs[..];
+            while base <= last {
+                let (kind, width) = if last - base < 8 {
+                    (VECT_8, 8)
+                } else {
+                    (VECT_12, 12)
+                };
+                let split = pending.partition_point(|&x| x < base + width);
+                let mask = pending[..split]
+                    .iter()
+                    .fold(0u16, |m, &x| m | 1 << (x - base));
+                self.words.push(kind << 12 | mask);
+                pending = &pending[split..];
+                base += width;
+            }
+        }
+        self.run.xs = xs;
+        self.run.xs.clear();
+        if self.words.len() >= 4000 {
+            self.write_words()?;
+        }
+        Ok(())
+    }
+
+    /// Emits the TIME_HIGH and TIME_LOW words that bring the decoder to time `t`.
+    fn set_time(&mut self, t: i64) -> Result<(), EncodeError> {
+        if t < 0 {
+            return Err(EncodeError::NegativeTime { t });
+        }
+        let high = t >> 12;
+        let current = match self.high {
+            Some(current) => current,
+            None => {
+                self.words.push(TIME_HIGH << 12);
+                self.high = Some(0);
+                self.low = 0;
+                0
+            }
+        };
+        if high < current
+            && (current - high >= i64::from(LOOP_THRESHOLD) || high >> 12 != current >> 12)
+        {
+            return Err(EncodeError::TimeNotEncodable {
+                t,
+                previous: current << 12 | i64::from(self.low),
+                reason: "EVT3 can step back only within one 16.78 s clock loop and by less than \
+                         2048 time-high units",
+            });
+        }
+        // Forward steps of at most LOOP_THRESHOLD time-high units let the decoder see
+        // every wrap of the 12-bit TIME_HIGH.
+        let mut at = current;
+        while at != high {
+            at = if high > at {
+                high.min(at + i64::from(LOOP_THRESHOLD))
+            } else {
+                high
+            };
+            self.words.push(TIME_HIGH << 12 | (at & 0xFFF) as u16);
+            self.low = 0;
+        }
+        self.high = Some(high);
+        let low = (t & 0xFFF) as u16;
+        if low != self.low {
+            self.words.push(TIME_LOW << 12 | low);
+            self.low = low;
+        }
+        Ok(())
+    }
+
+    fn write_words(&mut self) -> Result<(), EncodeError> {
+        let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        self.out.write_all(&bytes)?;
+        self.words.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::VecSink;
+
+    fn decode(words: &[u16]) -> (VecSink, DecodeStats) {
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut decoder = Evt3Decoder::default();
+        let mut sink = VecSink::default();
+        decoder.feed(&bytes, &mut sink);
+        (sink, decoder.stats())
+    }
+
+    fn ev(t: i64, x: u16, y: u16, p: u8) -> Event {
+        Event { t, x, y, p }
+    }
+
+    #[test]
+    fn words_before_first_time_high_are_dropped() {
+        let (sink, stats) = decode(&[0x0005, 0x2003, 0x8001, 0x0005, 0x2803]);
+        assert_eq!(sink.events, [ev(4096, 3, 5, 1)]);
+        assert_eq!(stats.before_first_time, 2);
+    }
+
+    #[test]
+    fn vectors_advance_the_base() {
+        // base 10, polarity 1; VECT_12 bits 0 and 11; VECT_8 bit 1.
+        let (sink, _) = decode(&[0x8000, 0x0002, 0x380A, 0x4801, 0x5002]);
+        let xs: Vec<u16> = sink.events.iter().map(|e| e.x).collect();
+        assert_eq!(xs, [10, 21, 23]);
+        assert!(sink.events.iter().all(|e| e.p == 1 && e.y == 2));
+    }
+
+    #[test]
+    fn time_high_change_resets_time_low_but_repeat_does_not() {
+        let (sink, _) = decode(&[0x8001, 0x0000, 0x6005, 0x8001, 0x2001, 0x8002, 0x2001]);
+        let ts: Vec<i64> = sink.events.iter().map(|e| e.t).collect();
+        assert_eq!(ts, [4096 + 5, 2 * 4096]);
+    }
+
+    #[test]
+    fn wrap_is_counted_when_time_high_goes_back_by_half_its_range() {
+        let (sink, _) = decode(&[
+            0x8FFF, 0x0000, 0x2001, 0x8000, 0x2001, 0x8100, 0x80FF, 0x2001,
+        ]);
+        let ts: Vec<i64> = sink.events.iter().map(|e| e.t).collect();
+        assert_eq!(ts, [0xFFF << 12, 1 << 24, (1 << 24) + (0xFF << 12)]);
+    }
+
+    #[test]
+    fn triggers_and_skipped_words() {
+        let (sink, stats) = decode(&[0x8000, 0xA301, 0xE123, 0xF123, 0x7001, 0x1000]);
+        assert_eq!(sink.triggers, [Trigger { t: 0, id: 3, p: 1 }]);
+        assert_eq!(stats.unknown, 1);
+    }
+
+    #[test]
+    fn truncated_final_word_is_not_an_event() {
+        let mut decoder = Evt3Decoder::default();
+        let mut sink = VecSink::default();
+        decoder.feed(&[0x00, 0x80, 0x00, 0x00, 0x01], &mut sink);
+        assert_eq!(decoder.stats().trailing_bytes, 1);
+        assert!(sink.events.is_empty());
+    }
+
+    #[test]
+    fn encoder_round_trips_runs_wraps_and_backward_steps() {
+        let geometry = Geometry {
+            width: 1280,
+            height: 720,
+        };
+        let mut events = vec![ev(7, 1, 1, 0), ev(3, 2, 1, 0), ev(3, 5, 1, 1)];
+        events.extend((0..40).map(|i| ev(9000, 100 + i * 2, 700, 1)));
+        events.extend([
+            ev(1 << 24, 0, 0, 0),
+            ev(5 << 24, 1279, 719, 1),
+            ev(5 << 24, 1279, 0, 1),
+        ]);
+        let mut encoder = Evt3Encoder::new(Vec::new(), geometry).unwrap();
+        for e in &events {
+            encoder.push(e).unwrap();
+        }
+        let file = encoder.finish().unwrap();
+        let detected = crate::detect(&file, None).unwrap();
+        assert_eq!(detected.geometry, geometry);
+        let mut decoder = Evt3Decoder::default();
+        let mut sink = VecSink::default();
+        decoder.feed(&file[detected.data_offset..], &mut sink);
+        assert_eq!(sink.events, events);
+    }
+
+    #[test]
+    fn encoder_refuses_what_it_cannot_represent() {
+        let geometry = Geometry {
+            width: 640,
+            height: 480,
+        };
+        let mut encoder = Evt3Encoder::new(Vec::new(), geometry).unwrap();
+        assert!(encoder.push(&ev(0, 640, 0, 0)).is_err());
+        encoder.push(&ev(10_000_000, 0, 0, 0)).unwrap();
+        encoder.push(&ev(1, 0, 0, 0)).unwrap();
+        assert!(encoder.finish().is_err());
+    }
+}

@@ -1,0 +1,53 @@
+//! Push decoders and encoders for event-camera recordings.
+//!
+//! Every decoder here is a state machine fed byte slices of any size ("sans-IO"): the same
+//! code serves a file read in chunks, a mapped file, a fuzzer or a unit test, and any split
+//! of the input decodes to the same events. Decoded events go to an [`EventSink`], so the
+//! caller decides where they land (evshmd writes them straight into the columns of a
+//! shared-memory segment; a first pass with a [`CountingSink`] sizes that segment exactly).
+//!
+//! Semantics follow OpenEB, Prophesee's reference implementation: timestamps are absolute
+//! sensor time in microseconds (no shifting), words before the first time-high word are
+//! dropped, a truncated final word is not an event.
+//!
+//! ```
+//! use evshm_formats::{detect, Decoder, Event, Evt3Encoder, Geometry, VecSink};
+//!
+//! let events = [Event { t: 5, x: 3, y: 4, p: 1 }, Event { t: 9, x: 4, y: 4, p: 0 }];
+//! let mut file = Vec::new();
+//! let mut encoder = Evt3Encoder::new(&mut file, Geometry { width: 640, height: 480 })?;
+//! for event in &events {
+//!     encoder.push(event)?;
+//! }
+//! encoder.finish()?;
+//!
+//! let recording = detect(&file, None)?;
+//! let mut decoder = Decoder::new(recording.format);
+//! let mut sink = VecSink::default();
+//! for piece in file[recording.data_offset..].chunks(3) {
+//!     decoder.feed(piece, &mut sink);
+//! }
+//! assert_eq!(sink.events, events);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod dat;
+mod decoder;
+mod detect;
+mod encode;
+mod error;
+mod evt2;
+mod evt3;
+mod header;
+mod sink;
+pub mod synth;
+
+pub use dat::{DatDecoder, DatEncoder};
+pub use decoder::{DecodeStats, Decoder};
+pub use detect::{Detected, Format, Geometry, GeometrySource, MAX_HEADER_LEN, detect};
+pub use encode::EncodeError;
+pub use error::DetectError;
+pub use evt2::{Evt2Decoder, Evt2Encoder};
+pub use evt3::{Evt3Decoder, Evt3Encoder};
+pub use header::HeaderLines;
+pub use sink::{CountingSink, Event, EventSink, Trigger, VecSink};

@@ -1,0 +1,79 @@
+//! Where decoded events go.
+
+/// One change-detection ("CD") event: a pixel saw its brightness go up (`p = 1`) or down
+/// (`p = 0`) at time `t`, in microseconds of sensor time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Event {
+    /// Timestamp in microseconds, as the sensor encodes it (unwrapped, never shifted).
+    pub t: i64,
+    /// Column, 0 at the left.
+    pub x: u16,
+    /// Row, 0 at the top.
+    pub y: u16,
+    /// Polarity: 1 for an increase, 0 for a decrease.
+    pub p: u8,
+}
+
+/// An external trigger edge recorded by the camera alongside the CD events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Trigger {
+    /// Timestamp in microseconds.
+    pub t: i64,
+    /// Which trigger input fired.
+    pub id: u8,
+    /// Edge: 1 rising, 0 falling.
+    pub p: u8,
+}
+
+/// Receives decoded events in stream order.
+///
+/// Decoders are generic over the sink, so a sink's methods inline into the decode loop.
+pub trait EventSink {
+    /// Takes one CD event.
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8);
+
+    /// Takes one external trigger; ignored unless the sink overrides it.
+    fn trigger(&mut self, trigger: Trigger) {
+        let _ = trigger;
+    }
+}
+
+/// Counts CD events and triggers without storing them: the first pass that sizes an
+/// output exactly.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CountingSink {
+    /// CD events seen.
+    pub events: u64,
+    /// Triggers seen.
+    pub triggers: u64,
+}
+
+impl EventSink for CountingSink {
+    #[inline]
+    fn event(&mut self, _t: i64, _x: u16, _y: u16, _p: u8) {
+        self.events += 1;
+    }
+
+    fn trigger(&mut self, _trigger: Trigger) {
+        self.triggers += 1;
+    }
+}
+
+/// Collects everything into vectors: for tests, tools and small files.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VecSink {
+    /// CD events in stream order.
+    pub events: Vec<Event>,
+    /// Triggers in stream order.
+    pub triggers: Vec<Trigger>,
+}
+
+impl EventSink for VecSink {
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        self.events.push(Event { t, x, y, p });
+    }
+
+    fn trigger(&mut self, trigger: Trigger) {
+        self.triggers.push(trigger);
+    }
+}

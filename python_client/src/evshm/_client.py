@@ -1,0 +1,537 @@
+"""The socket side of the client: :class:`Client`, :class:`Recording` and leases.
+
+How a lease follows the data
+----------------------------
+``Client.open`` gets a lease and maps the segment. The lease must stay held while any Arrow
+buffer of the recording is alive, wherever that buffer went (a column kept in a list, a
+numpy view...). Every such buffer keeps the ``mmap`` object alive (see ``_segment``), so a
+``weakref.finalize`` on the mmap object tells when the last one is gone; only then is the
+``release`` request sent. ``Recording.release()`` merely drops the recording's own
+references.
+
+Finalizers run whenever the garbage is collected, possibly in the middle of another request
+on the same connection (same thread or another). They therefore never do socket I/O
+themselves unless the connection's lock is free: the lease id is queued, and the queue is
+flushed by whoever holds or next takes the lock (before the next request, after the current
+one, or when the client closes). A connection whose client is closed or gone stays open
+until its last lease is released, then closes.
+
+Fork: a connection remembers the pid that opened it. In a child process the client opens a
+connection of its own; the parent's socket is closed in the child without shutdown and the
+parent's leases are never touched (redis-py's ``_checkpid``).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import socket
+import threading
+import time
+import weakref
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, TypeVar, Union
+
+import pyarrow as pa
+
+from ._errors import (
+    MALFORMED_REPLY,
+    ConnectionLost,
+    DaemonError,
+    EvshmError,
+    PathRefused,
+    ProtocolError,
+    SegmentError,
+)
+from ._protocol import (
+    LineBuffer,
+    OpenReply,
+    RecordingInfo,
+    encode_request,
+    hello_request,
+    list_request,
+    open_request,
+    parse_hello_reply,
+    parse_list_reply,
+    parse_open_reply,
+    parse_reply,
+    parse_stats_reply,
+    release_request,
+    stats_request,
+)
+from ._segment import map_segment, read_table
+
+__all__ = ["Client", "Recording", "default_socket_path"]
+
+_T = TypeVar("_T")
+_RECV_SIZE = 65_536
+PathArg = Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes]
+
+
+def default_socket_path() -> str:
+    """The socket path used when none is given; first match wins:
+
+    1. ``$EVSHM_SOCKET``
+    2. ``$XDG_RUNTIME_DIR/evshm.sock``
+    3. ``/tmp/evshm-$UID.sock``
+
+    An empty variable counts as unset.
+    """
+    explicit = os.environ.get("EVSHM_SOCKET")
+    if explicit:
+        return explicit
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime_dir:
+        return os.path.join(runtime_dir, "evshm.sock")
+    return f"/tmp/evshm-{os.getuid()}.sock"
+
+
+def _client_name() -> str:
+    from . import __version__
+
+    return f"evshm-python/{__version__}"
+
+
+def _daemon_status(socket_path: str) -> str:
+    """Say whether something still accepts connections on ``socket_path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(socket_path)
+    except FileNotFoundError:
+        return "evshmd is not running (the socket file is gone)"
+    except ConnectionRefusedError:
+        return "evshmd is not running (nothing accepts on the socket)"
+    except OSError as exc:
+        return f"cannot tell whether evshmd is running ({exc.strerror or exc})"
+    else:
+        return "evshmd is still running and accepts new connections (see its log)"
+    finally:
+        probe.close()
+
+
+def _connect(socket_path: str, timeout: Optional[float]) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC by default
+    try:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, FileNotFoundError):
+            why = ("no such socket: evshmd is not running "
+                   "(start it with `evshmd --root DIR`, or set EVSHM_SOCKET)")
+        elif isinstance(exc, ConnectionRefusedError):
+            why = ("the socket file exists but nothing accepts on it: "
+                   "evshmd is not running (stale socket file)")
+        elif isinstance(exc, PermissionError):
+            why = "permission denied (evshmd may be running as another user)"
+        elif isinstance(exc, socket.timeout):
+            why = f"evshmd did not accept within {timeout} s (it is running but stuck?)"
+        elif isinstance(exc, OSError):
+            why = exc.strerror or str(exc)
+        else:
+            raise
+        raise ConnectionLost(f"cannot connect to evshmd at {socket_path}: {why}") from exc
+    return sock
+
+
+def _path_arg(path: PathArg) -> str:
+    text = os.fspath(path)
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PathRefused("bad_path", f"path {text!r} is not valid UTF-8") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PathRefused("bad_path", f"path {text!r} is not valid UTF-8") from None
+    return text
+
+
+class _Connection:
+    """One socket to evshmd: its lock, its reply buffer and the leases taken on it."""
+
+    def __init__(self, socket_path: str, timeout: Optional[float]) -> None:
+        self.socket_path = socket_path
+        self.timeout = timeout
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        # Leases whose mapping is gone, waiting for the lock to send `release`.
+        self.pending: Deque[int] = collections.deque()
+        # Leases whose mapping may still be alive (not released yet).
+        self.live: Set[int] = set()
+        self.closing = False  # close as soon as no lease is live
+        self.closed = False
+        self._lines = LineBuffer()
+        self._sock = _connect(socket_path, timeout)
+        try:
+            self.server = self.request(hello_request(_client_name()), parse_hello_reply)
+        except BaseException:
+            self._close_locked()
+            raise
+
+    # ----------------------------------------------------------------- requests
+
+    def request(self, req: Dict[str, Any], parse: Callable[[Dict[str, Any]], _T]) -> _T:
+        """Send ``req``, read its reply and return ``parse(reply)``."""
+        self.lock.acquire()
+        try:
+            self._flush_locked()
+            return self._roundtrip_locked(req, parse)
+        finally:
+            self.lock.release()
+            self._maintain()  # releases queued by finalizers while we held the lock
+
+    def open(self, path: str) -> OpenReply:
+        """Send ``open`` and register the lease of the reply as live."""
+        def parse(reply: Dict[str, Any]) -> OpenReply:
+            result = parse_open_reply(reply)
+            self.live.add(result.lease)  # under the lock, before anything can release it
+            return result
+
+        return self.request(open_request(path), parse)
+
+    def _roundtrip_locked(self, req: Dict[str, Any],
+                          parse: Callable[[Dict[str, Any]], _T]) -> _T:
+        if self.closed:
+            raise ConnectionLost(f"the connection to evshmd at {self.socket_path} is closed")
+        line = encode_request(req)  # may raise before any I/O: the stream stays in sync
+        try:
+            self._sock.sendall(line)
+            reply_line = self._read_line()
+        except BaseException as exc:
+            # Whatever interrupted us (I/O error, timeout, bad framing, KeyboardInterrupt),
+            # the reply may be half read: the stream is out of sync for good.
+            self._close_locked()
+            if isinstance(exc, OSError):
+                raise self._lost(exc) from exc
+            raise
+        try:
+            return parse(parse_reply(reply_line))
+        except DaemonError as exc:
+            if exc.code in (MALFORMED_REPLY, "frame_too_large"):
+                self._close_locked()  # we cannot trust the stream, or the daemon hung up
+            raise
+        except BaseException:
+            self._close_locked()
+            raise
+
+    def _read_line(self) -> bytes:
+        while True:
+            data = self._sock.recv(_RECV_SIZE)
+            if not data:
+                where = " in the middle of a reply" if self._lines.pending else ""
+                raise ConnectionLost(
+                    f"evshmd at {self.socket_path} closed the connection{where}; "
+                    f"{_daemon_status(self.socket_path)}"
+                )
+            lines = self._lines.feed(data)
+            if lines:
+                if len(lines) > 1 or self._lines.pending:
+                    raise ProtocolError(MALFORMED_REPLY,
+                                        "evshmd sent more than one reply to one request")
+                return lines[0]
+
+    def _lost(self, exc: OSError) -> ConnectionLost:
+        if isinstance(exc, socket.timeout):
+            what = f"no reply from evshmd at {self.socket_path} within {self.timeout} s"
+        else:
+            what = (f"lost the connection to evshmd at {self.socket_path}: "
+                    f"{exc.strerror or exc}")
+        return ConnectionLost(f"{what}; connection closed; {_daemon_status(self.socket_path)}")
+
+    # ----------------------------------------------------------------- leases
+
+    def drop_lease(self, lease: int) -> None:
+        """The mapping of ``lease`` is gone: release it now if the lock is free, else later.
+
+        Safe to call from a finalizer at any point, including in the middle of a request
+        on this connection: it never blocks on the lock.
+        """
+        if self.pid != os.getpid() or self.closed:
+            return  # the parent's lease, or already ended with its connection
+        self.pending.append(lease)
+        self._maintain()
+
+    def _maintain(self) -> None:
+        """Do the deferred work (queued releases, deferred close) if the lock is free.
+
+        Whoever holds the lock calls this after releasing it, so queued work never waits
+        longer than the current request.
+        """
+        while not self.closed and (self.pending or (self.closing and not self.live)):
+            if not self.lock.acquire(blocking=False):
+                return  # the holder will call _maintain after releasing
+            try:
+                self._flush_locked()
+                if self.closing and not self.live:
+                    self._close_locked()
+            except Exception:  # noqa: BLE001 - a failed release closes the connection
+                pass
+            finally:
+                self.lock.release()
+
+    def _flush_locked(self) -> None:
+        while self.pending and not self.closed:
+            lease = self.pending.popleft()
+            if lease not in self.live:
+                continue
+            self.live.discard(lease)
+            if self.closing and not self.live:
+                self._close_locked()  # closing ends every lease at once
+                return
+            try:
+                self._roundtrip_locked(release_request(lease), lambda reply: None)
+            except DaemonError:
+                pass  # e.g. unknown_lease: the lease is not held either way
+
+    # ----------------------------------------------------------------- closing
+
+    def close_when_idle(self) -> None:
+        """Close now if no lease is live, else as soon as the last one is released."""
+        if self.pid != os.getpid():
+            self.abandon()
+            return
+        self.closing = True
+        self._maintain()
+
+    def abandon(self) -> None:
+        """In a forked child: drop this process's copy of the parent's socket.
+
+        No shutdown (that would cut the parent's connection) and no lock (a parent thread
+        may have held it at fork time).
+        """
+        self.closed = True
+        self._sock.close()
+
+    def _close_locked(self) -> None:
+        self.closed = True
+        self.pending.clear()
+        self.live.clear()
+        self._sock.close()
+
+
+class _Slot:
+    """The client's current connection, shared with the client's finalizer."""
+
+    def __init__(self) -> None:
+        self.conn: Optional[_Connection] = None
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close_when_idle()
+
+
+class Recording:
+    """A decoded recording mapped read-only from the daemon's shared memory.
+
+    :attr:`table` is a :class:`pyarrow.Table` (columns ``t: int64`` in microseconds,
+    ``x: int16``, ``y: int16``, ``p: int8``) whose buffers point into the mapping: nothing
+    was copied. It has a single chunk, so ``table.column("t").chunk(0).to_numpy()`` is a
+    zero-copy view.
+
+    The daemon's lease on the segment lasts while any Arrow buffer (or numpy view) of the
+    recording is alive. :meth:`release` (or leaving a ``with`` block) only gives up the
+    recording's own reference; the lease ends once the data is no longer reachable.
+
+    Attributes:
+        path: the recording's path as the daemon names it.
+        rows: number of events.
+        format: source format (``evt2``, ``evt3``, ``dat``...).
+        width, height: sensor geometry (``None`` if the daemon sent none).
+        lease: the lease id on the connection that opened the recording.
+        segment_name, segment_path, segment_size: the shared-memory segment.
+        cached: whether the segment was resident already (no decode for this open).
+    """
+
+    def __init__(self, reply: OpenReply, mapping: Any, table: pa.Table) -> None:
+        self.path: str = reply.path
+        self.rows: int = reply.rows
+        self.format: str = reply.format
+        self.width: Optional[int] = reply.width
+        self.height: Optional[int] = reply.height
+        self.lease: int = reply.lease
+        self.segment_name: str = reply.segment_name
+        self.segment_path: str = reply.segment_path
+        self.segment_size: int = reply.segment_size
+        self.cached: bool = reply.cached
+        self._mapping: Any = mapping
+        self._table: Optional[pa.Table] = table
+
+    @property
+    def table(self) -> pa.Table:
+        """The events, read in place from the mapping. Raises once released."""
+        if self._table is None:
+            raise EvshmError(f"recording {self.path} was released")
+        return self._table
+
+    @property
+    def buffer(self) -> pa.Buffer:
+        """The whole segment (an Arrow IPC stream) as a read-only, zero-copy buffer.
+
+        Like the table, the buffer keeps the lease held while it is alive.
+        """
+        if self._mapping is None:
+            raise EvshmError(f"recording {self.path} was released")
+        return pa.py_buffer(memoryview(self._mapping))
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` was called."""
+        return self._table is None
+
+    def release(self) -> None:
+        """Drop this recording's references to the data. Idempotent.
+
+        The ``release`` request goes to the daemon once no Arrow buffer of the recording
+        is reachable any more (immediately if none was kept).
+        """
+        self._table = None
+        self._mapping = None
+
+    def __enter__(self) -> "Recording":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        geometry = f" {self.width}x{self.height}" if self.width is not None else ""
+        state = " released" if self.released else ""
+        return (f"<Recording {self.path!r} {self.format}{geometry} rows={self.rows} "
+                f"lease={self.lease}{state}>")
+
+
+class Client:
+    """A connection to the evshmd daemon.
+
+    Args:
+        socket_path: the daemon's Unix socket; default :func:`default_socket_path`.
+        timeout: seconds to wait for each socket operation (connect, each send and each
+            receive; an ``open`` that decodes a large file may need more), ``None`` to
+            wait forever.
+
+    The constructor connects and says ``hello``; it raises :class:`~evshm.ConnectionLost`
+    when the daemon cannot be reached. A client can be shared by threads (requests are
+    serialised). If a request fails midway, the connection is closed (its leases end,
+    existing mappings stay valid) and the next request opens a new one. In a forked child
+    the client transparently opens its own connection.
+
+    Example::
+
+        with evshm.Client() as client:
+            with client.open("day1/cam0.raw") as rec:
+                t = rec.table.column("t").chunk(0).to_numpy()  # zero-copy view
+    """
+
+    def __init__(self, socket_path: Union[str, "os.PathLike[str]", None] = None, *,
+                 timeout: Optional[float] = 30.0) -> None:
+        path = default_socket_path() if socket_path is None else os.fspath(socket_path)
+        self.socket_path: str = os.fsdecode(path)
+        self.timeout: Optional[float] = timeout
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._slot = _Slot()
+        self._slot.conn = _Connection(self.socket_path, timeout)
+        self._finalizer = weakref.finalize(self, self._slot.close)
+        self._finalizer.atexit = False
+
+    # ----------------------------------------------------------------- connection
+
+    def _check_pid(self) -> None:
+        if self._pid != os.getpid():  # forked: the connection belongs to the parent
+            self._pid = os.getpid()
+            self._lock = threading.Lock()  # a parent thread may have held the old one
+            old, self._slot.conn = self._slot.conn, None
+            if old is not None:
+                old.abandon()
+
+    def _connection(self) -> _Connection:
+        self._check_pid()
+        with self._lock:
+            if self._closed:
+                raise EvshmError("this evshm.Client is closed")
+            conn = self._slot.conn
+            if conn is None or conn.closed:
+                conn = self._slot.conn = _Connection(self.socket_path, self.timeout)
+            return conn
+
+    @property
+    def server(self) -> str:
+        """The daemon's self-description from ``hello`` (e.g. ``evshmd/0.1.0``)."""
+        return self._connection().server
+
+    # ----------------------------------------------------------------- requests
+
+    def open(self, path: PathArg) -> Recording:
+        """Open a recording (decoding it first if no segment holds it) and map it.
+
+        ``path`` is relative to a root served by the daemon, or absolute inside one.
+        Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
+        :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
+        :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...
+        """
+        return self._open_timed(path)[0]
+
+    def _open_timed(self, path: PathArg) -> Tuple[Recording, float, float]:
+        """Open and return the recording, the request time and the attach time (s)."""
+        text = _path_arg(path)
+        conn = self._connection()
+        start = time.perf_counter()
+        reply = conn.open(text)
+        requested = time.perf_counter()
+        lease = reply.lease
+        try:
+            mapping = map_segment(reply.segment_path, reply.segment_size)
+        except BaseException:
+            conn.drop_lease(lease)
+            raise
+        # From here on the lease follows the mapping object (see the module docstring).
+        finalizer = weakref.finalize(mapping, conn.drop_lease, lease)
+        finalizer.atexit = False
+        try:
+            table = read_table(mapping)
+            if table.num_rows != reply.rows:
+                raise SegmentError(f"segment {reply.segment_path} holds {table.num_rows} "
+                                   f"events but evshmd announced {reply.rows}")
+        except BaseException:
+            # The traceback keeps `mapping` alive: release the lease now, not when the
+            # exception is gone (the mapping stays valid without it).
+            finalizer.detach()
+            conn.drop_lease(lease)
+            raise
+        attached = time.perf_counter()
+        return Recording(reply, mapping, table), requested - start, attached - requested
+
+    def list(self) -> List[RecordingInfo]:
+        """List the recordings under the served roots, in the daemon's order."""
+        return self._connection().request(list_request(), parse_list_reply)
+
+    def stats(self) -> Dict[str, int]:
+        """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
+        return self._connection().request(stats_request(), parse_stats_reply)
+
+    # ----------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Close the client. Idempotent.
+
+        Pending releases are sent. The socket itself closes once no Arrow buffer from
+        this client's recordings is alive, so that their leases stay held until then.
+        """
+        self._check_pid()
+        with self._lock:
+            self._closed = True
+        self._finalizer()  # runs _slot.close once
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<evshm.Client {self.socket_path!r} {state}>"

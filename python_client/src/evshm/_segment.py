@@ -1,0 +1,71 @@
+"""Mapping a daemon segment read-only and reading its Arrow IPC stream in place.
+
+Contract (see the product brief, "Zero-copy reading, Python"):
+
+- The segment file is opened ``O_RDONLY | O_CLOEXEC`` and mapped ``PROT_READ`` with
+  :mod:`mmap`, then the descriptor is closed (the mapping keeps the pages).
+  ``multiprocessing.shared_memory`` is never used: its resource tracker unlinks the
+  daemon's segment when the client exits (CPython gh-82300) and it maps read-write.
+- The file size must equal the size in the daemon's reply. Mapping past the end of a
+  file would turn every access beyond EOF into SIGBUS, so a mismatch is an error.
+- ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
+  that point into the mapping: no copy. Every Arrow buffer keeps the ``mmap`` object
+  alive through the memoryview, so the mapping lives exactly as long as its data is
+  reachable. ``mmap.close()`` is never called (it raises ``BufferError`` while buffers
+  point into it); reference counting unmaps.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import stat
+
+import pyarrow as pa
+import pyarrow.ipc
+
+from ._errors import SegmentError
+
+__all__ = ["map_segment", "read_table"]
+
+
+def map_segment(path: str, size: int) -> mmap.mmap:
+    """Map the segment file at ``path`` read-only; it must be exactly ``size`` bytes.
+
+    Raises :class:`~evshm.SegmentError` when the file cannot be opened, is not a
+    regular file, or has another size.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SegmentError(f"cannot open segment {path}: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SegmentError(f"segment {path} is not a regular file")
+        if info.st_size != size:
+            raise SegmentError(
+                f"segment {path} is {info.st_size} bytes but evshmd announced {size}; "
+                "refusing to map it (reading past the end of the file would crash "
+                "with SIGBUS)"
+            )
+        if size <= 0:
+            raise SegmentError(f"segment {path} is empty")
+        try:
+            return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        except OSError as exc:
+            raise SegmentError(f"cannot map segment {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+
+
+def read_table(mapping: mmap.mmap) -> pa.Table:
+    """Read the Arrow IPC stream held by ``mapping`` into a table, without copying.
+
+    The table's buffers point into the mapping and keep it alive. Raises
+    :class:`~evshm.SegmentError` when the bytes are not an Arrow IPC stream.
+    """
+    try:
+        return pa.ipc.open_stream(memoryview(mapping)).read_all()
+    except pa.ArrowException as exc:
+        raise SegmentError(f"segment is not a readable Arrow IPC stream: {exc}") from None
