@@ -1,1 +1,21 @@
-//! placeholder
+//! evshmd: decodes event-camera recordings once into Arrow IPC streams in POSIX shared
+//! memory, and hands their names to clients over a Unix socket.
+//!
+//! The binary wires these modules together; they are a library so that benches and tests
+//! can drive the pieces directly:
+//!
+//! - [`roots`]: which files may be served, and path confinement;
+//! - [`ingest`]: a recording file decoded into a published segment, in two passes;
+//! - [`ipc`]: the exact layout of the Arrow IPC stream in a segment;
+//! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
+//! - [`cache`]: resident recordings, decoded once however many ask at once;
+//! - [`server`] and `session`: the socket, connections and the protocol.
+
+pub mod cache;
+pub mod ingest;
+pub mod ipc;
+pub mod roots;
+pub mod segment;
+pub mod server;
+mod session;
+pub mod stats;

@@ -1,1 +1,95 @@
-fn main() {}
+//! `evshmd`: the evshm daemon. See the crate documentation of `evshmd` and the README.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use evshmd::roots::Roots;
+use evshmd::segment::ShmDir;
+use evshmd::server::{Daemon, bind_socket};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Serves event-camera recordings, decoded once into Arrow IPC streams in shared memory.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Directory of recordings to serve (repeat for several; the first that holds a path
+    /// wins).
+    #[arg(long = "root", required = true, value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Control socket [default: $EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, else
+    /// /tmp/evshm-$UID.sock].
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Directory for the segments: a tmpfs or hugetlbfs mount.
+    #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
+    shm_dir: PathBuf,
+    /// Log filter (error, warn, info, debug, trace, or env_logger directives); overrides
+    /// RUST_LOG.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(filter) = &args.log_level {
+        logger.parse_filters(filter);
+    }
+    logger.init();
+    if let Err(error) = run(args) {
+        log::error!("{error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let roots = Roots::new(&args.roots).context("invalid --root")?;
+    anyhow::ensure!(
+        args.shm_dir.is_dir(),
+        "shared-memory directory {} does not exist",
+        args.shm_dir.display()
+    );
+    let shm = ShmDir::new(&args.shm_dir);
+    let socket = args
+        .socket
+        .unwrap_or_else(evshm::protocol::default_socket_path);
+    let listener = bind_socket(&socket)?;
+
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
+    let on_signal = {
+        let (shm, socket) = (Arc::clone(&shm), socket.clone());
+        move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("signal {signal}: shutting down");
+                if let Err(e) = std::fs::remove_file(&socket) {
+                    log::warn!("cannot remove socket {}: {e}", socket.display());
+                }
+                let removed = shm.close();
+                log::info!("removed {removed} segments; bye");
+                std::process::exit(0);
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("evshmd-signals".into())
+        .spawn(on_signal)?;
+
+    let dirs: Vec<String> = roots
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    log::info!(
+        "serving {} on {} (segments in {} as {}*)",
+        dirs.join(", "),
+        socket.display(),
+        shm.dir().display(),
+        shm.prefix()
+    );
+    Daemon::new(roots, shm).serve(listener);
+    Ok(())
+}

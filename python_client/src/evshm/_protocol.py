@@ -201,7 +201,8 @@ def _field(reply: Mapping[str, Any], name: str, kind: type, what: str = "reply")
 def _optional_int(reply: Mapping[str, Any], name: str) -> Optional[int]:
     if reply.get(name) is None:
         return None
-    return _field(reply, name, int, "open reply")
+    value: int = _field(reply, name, int, "open reply")
+    return value
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ Contract (see the product brief, "Zero-copy reading, Python"):
 - ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
   that point into the mapping: no copy. Every Arrow buffer keeps the ``mmap`` object
   alive through the memoryview, so the mapping lives exactly as long as its data is
-  reachable. ``mmap.close()`` is never called (it raises ``BufferError`` while buffers
+  reachable. (Before Python 3.13 the ``mmap`` object also holds a close-on-exec dup of the
+  descriptor while it lives; from 3.13 on it is mapped with ``trackfd=False`` and holds
+  none.) ``mmap.close()`` is never called (it raises ``BufferError`` while buffers
   point into it); reference counting unmaps.
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import mmap
 import os
 import stat
+import sys
+from typing import Any, Dict
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -27,6 +31,10 @@ import pyarrow.ipc
 from ._errors import SegmentError
 
 __all__ = ["map_segment", "read_table"]
+
+# CPython's mmap keeps a dup() of the descriptor (close-on-exec) for size()/resize(), so on
+# Python < 3.13 every live mapping also holds one descriptor. 3.13 can opt out.
+_NO_TRACKFD: Dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def map_segment(path: str, size: int) -> mmap.mmap:
@@ -52,7 +60,8 @@ def map_segment(path: str, size: int) -> mmap.mmap:
         if size <= 0:
             raise SegmentError(f"segment {path} is empty")
         try:
-            return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+            return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
+                             **_NO_TRACKFD)
         except OSError as exc:
             raise SegmentError(f"cannot map segment {path}: {exc.strerror}") from exc
     finally:

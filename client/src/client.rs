@@ -1,0 +1,295 @@
+//! The connection to evshmd and the recordings opened through it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_schema::{ArrowError, SchemaRef};
+use serde::de::DeserializeOwned;
+
+use crate::mapping::{MapError, map_segment};
+use crate::protocol::{
+    ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, OpenReply, PROTOCOL_VERSION, RecordingEntry,
+    ReleaseReply, ReplyError, Request, StatsReply, default_socket_path,
+};
+
+/// What can go wrong talking to evshmd or reading what it published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot connect to evshmd at {path}: {source} (is evshmd running?)")]
+    Connect {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection failed mid-request, or the daemon closed it.
+    #[error("connection to evshmd lost: {0}")]
+    ConnectionLost(std::io::Error),
+    /// The daemon answered with an error.
+    #[error("evshmd: {message}")]
+    Daemon {
+        /// Stable code to branch on.
+        code: ErrorCode,
+        /// What failed.
+        message: String,
+    },
+    /// The daemon's reply broke the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The segment could not be mapped.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// The segment's content is not the Arrow IPC stream it should be.
+    #[error("segment is not a valid zero-copy Arrow IPC stream: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+impl From<ReplyError> for ClientError {
+    fn from(error: ReplyError) -> Self {
+        match error {
+            ReplyError::Daemon(e) => ClientError::Daemon {
+                code: e.code,
+                message: e.message,
+            },
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// One request/reply stream. Any failure mid-request leaves it out of step with the
+/// daemon, so it is then marked broken and refuses further requests.
+#[derive(Debug)]
+struct Connection {
+    stream: BufReader<UnixStream>,
+    broken: bool,
+}
+
+impl Connection {
+    fn request<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
+        if self.broken {
+            return Err(ClientError::ConnectionLost(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "an earlier request on this connection failed",
+            )));
+        }
+        let result = self.exchange(request);
+        if let Err(ClientError::ConnectionLost(_) | ClientError::Protocol(_)) = &result {
+            self.broken = true;
+        }
+        Ok(crate::protocol::parse_reply(&result?)?)
+    }
+
+    fn exchange(&mut self, request: &Request) -> Result<Vec<u8>, ClientError> {
+        self.stream
+            .get_mut()
+            .write_all(&request.to_line())
+            .map_err(ClientError::ConnectionLost)?;
+        let mut line = Vec::new();
+        let limit = MAX_REPLY_LINE as u64;
+        let read = (&mut self.stream).take(limit).read_until(b'\n', &mut line);
+        match read.map_err(ClientError::ConnectionLost)? {
+            0 => Err(ClientError::ConnectionLost(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
+            _ if line.last() != Some(&b'\n') && line.len() as u64 == limit => Err(
+                ClientError::Protocol(format!("reply longer than {MAX_REPLY_LINE} bytes")),
+            ),
+            _ if line.last() != Some(&b'\n') => Err(ClientError::ConnectionLost(
+                std::io::ErrorKind::UnexpectedEof.into(),
+            )),
+            _ => {
+                line.pop();
+                Ok(line)
+            }
+        }
+    }
+}
+
+/// A connection to evshmd.
+///
+/// Cheap to share between threads (requests are serialised on the one connection).
+/// Leases taken through it end when their [`Recording`] is dropped, or all at once when
+/// the last handle to the connection goes.
+#[derive(Debug, Clone)]
+pub struct Client {
+    connection: Arc<Mutex<Connection>>,
+    server: String,
+}
+
+impl Client {
+    /// Connects to the daemon listening at `socket` and agrees on the protocol version.
+    pub fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
+        let path = socket.as_ref();
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut connection = Connection {
+            stream: BufReader::new(stream),
+            broken: false,
+        };
+        let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
+        let hello: HelloReply = connection.request(&Request::Hello {
+            version: PROTOCOL_VERSION,
+            client: Some(client),
+        })?;
+        Ok(Client {
+            connection: Arc::new(Mutex::new(connection)),
+            server: hello.server,
+        })
+    }
+
+    /// Connects to the daemon at [`default_socket_path`].
+    pub fn connect_default() -> Result<Client, ClientError> {
+        Client::connect(default_socket_path())
+    }
+
+    /// The daemon's name and version, from its hello.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Lists the recordings under the daemon's roots.
+    pub fn list(&self) -> Result<Vec<RecordingEntry>, ClientError> {
+        Ok(self.request::<ListReply>(&Request::List)?.recordings)
+    }
+
+    /// The daemon's counters.
+    pub fn stats(&self) -> Result<StatsReply, ClientError> {
+        self.request(&Request::Stats)
+    }
+
+    /// Opens a recording (a path relative to a served root), decoding it first if no
+    /// segment holds it, and maps its segment read-only. The returned [`Recording`]
+    /// holds a lease until dropped; its batches point into the mapping.
+    pub fn open(&self, path: &str) -> Result<Recording, ClientError> {
+        let started = Instant::now();
+        let reply: OpenReply = self.request(&Request::Open {
+            path: path.to_owned(),
+        })?;
+        let lease = Lease {
+            id: reply.lease,
+            connection: Arc::clone(&self.connection),
+        };
+        let requested = Instant::now();
+        let mapping = map_segment(&reply.segment.path, reply.segment.size)?;
+        let (schema, batches) = decode_in_place(&mapping)?;
+        let timings = OpenTimings {
+            request: requested - started,
+            attach: requested.elapsed(),
+        };
+        Ok(Recording {
+            reply,
+            mapping,
+            schema,
+            batches,
+            timings,
+            _lease: lease,
+        })
+    }
+
+    fn request<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
+        // A panic elsewhere while holding the lock cannot leave the connection half-used:
+        // `Connection::request` marks it broken before any early return.
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        connection.request(request)
+    }
+}
+
+/// Decodes the IPC stream in `mapping` without copying: every batch's buffers are slices
+/// of `mapping`, and misaligned buffers are an error rather than a silent copy.
+fn decode_in_place(mapping: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+    let mut decoder = StreamDecoder::new().with_require_alignment(true);
+    let mut rest = mapping.clone();
+    let mut batches = Vec::new();
+    while !rest.is_empty() {
+        if let Some(batch) = decoder.decode(&mut rest)? {
+            batches.push(batch);
+        }
+    }
+    decoder.finish()?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| ArrowError::IpcError("segment holds no schema message".into()))?;
+    Ok((schema, batches))
+}
+
+/// How long the parts of an open took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenTimings {
+    /// The `open` round trip, including the daemon's decode when the segment was not
+    /// resident yet.
+    pub request: Duration,
+    /// Mapping the segment and decoding the IPC messages in place (no data copied).
+    pub attach: Duration,
+}
+
+/// A decoded recording, mapped read-only from its shared-memory segment.
+///
+/// Its batches, and any array or buffer taken from them, keep the mapping alive after
+/// the `Recording` is dropped; dropping it ends the lease, after which the daemon may
+/// let the segment go (mappings stay valid).
+#[derive(Debug)]
+pub struct Recording {
+    reply: OpenReply,
+    mapping: Buffer,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    timings: OpenTimings,
+    _lease: Lease,
+}
+
+impl Recording {
+    /// The record batches (one per segment by default), zero-copy over the mapping.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// The event schema, with geometry, format and source in its metadata.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of events.
+    pub fn rows(&self) -> u64 {
+        self.reply.rows
+    }
+
+    /// The daemon's reply to the open: segment, lease, format, geometry.
+    pub fn info(&self) -> &OpenReply {
+        &self.reply
+    }
+
+    /// The whole mapped segment (the Arrow IPC stream's bytes).
+    pub fn mapping(&self) -> &[u8] {
+        self.mapping.as_slice()
+    }
+
+    /// How long the open took.
+    pub fn timings(&self) -> OpenTimings {
+        self.timings
+    }
+}
+
+/// A lease on a segment, released when dropped.
+#[derive(Debug)]
+struct Lease {
+    id: u64,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        // A failure means the connection is gone, and the daemon ended the lease with it.
+        let _ = connection.request::<ReleaseReply>(&Request::Release { lease: self.id });
+    }
+}

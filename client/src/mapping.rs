@@ -1,0 +1,81 @@
+//! Read-only mappings of published segments.
+//!
+//! Contract: evshmd publishes a segment only once it is complete, allocates its pages
+//! before filling it (so a full shared-memory filesystem fails in the daemon, never as a
+//! SIGBUS here) and never writes, truncates or shrinks it afterwards. A client maps it
+//! read-only, after checking that the file is exactly as long as the daemon said, so no
+//! access through the mapping can fall past the end of the file.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow_buffer::Buffer;
+
+/// Why a segment could not be mapped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// Opening, inspecting or mapping the file failed.
+    #[error("cannot map segment {path}: {source}")]
+    Io {
+        /// The segment file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not as long as the daemon said: it is not the segment that was
+    /// published (or it was tampered with), so it is not mapped.
+    #[error("segment {path} is {actual} bytes long, but evshmd published {expected}")]
+    SizeMismatch {
+        /// The segment file.
+        path: PathBuf,
+        /// Size in the daemon's reply.
+        expected: u64,
+        /// Size found.
+        actual: u64,
+    },
+}
+
+/// Maps the segment at `path` read-only and returns it as an Arrow buffer. The mapping
+/// lives as long as the buffer or any slice of it.
+pub fn map_segment(path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
+    let io = |source| MapError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    // std opens with O_CLOEXEC; read-only, so the mapping cannot be writable either.
+    let file = File::open(path).map_err(io)?;
+    let actual = file.metadata().map_err(io)?.len();
+    if actual != expected_len || actual == 0 {
+        return Err(MapError::SizeMismatch {
+            path: path.to_owned(),
+            expected: expected_len,
+            actual,
+        });
+    }
+    // SAFETY: the map is read-only and exactly as long as the file (checked above). The
+    // daemon never modifies or shrinks a published segment (module contract), and its
+    // permissions deny writes to clients, so the bytes cannot change under the `&[u8]`
+    // views Arrow takes of them.
+    let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(&file) }.map_err(io)?;
+    Ok(Buffer::from(bytes::Bytes::from_owner(map)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_file_of_the_wrong_size() {
+        let dir = std::env::temp_dir().join(format!("evshm-map-test-{}", std::process::id()));
+        std::fs::write(&dir, b"0123456789").unwrap();
+        assert!(matches!(
+            map_segment(&dir, 11),
+            Err(MapError::SizeMismatch { actual: 10, .. })
+        ));
+        let buffer = map_segment(&dir, 10).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(buffer.as_slice(), b"0123456789");
+        assert!(matches!(map_segment(&dir, 10), Err(MapError::Io { .. })));
+    }
+}

@@ -1,0 +1,187 @@
+//! Decoding a recording file into a published segment.
+//!
+//! Two passes over the file: the first counts the events, which sizes the segment
+//! exactly; the second decodes them straight into the segment's columns. The file is read
+//! in chunks rather than mapped, so a file truncated by someone else while it is read is
+//! an error, not a SIGBUS in the daemon.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
+use evshm_formats::{CountingSink, Decoder, DetectError, Detected, EventSink, MAX_HEADER_LEN};
+
+use crate::ipc::StreamLayout;
+use crate::segment::{Segment, SegmentCreateError, ShmDir};
+
+/// Bytes read from the file at a time.
+const CHUNK: usize = 1 << 20;
+
+/// A decoded recording in its segment.
+#[derive(Debug)]
+pub struct Published {
+    /// The segment holding the Arrow IPC stream.
+    pub segment: Segment,
+    /// Number of events.
+    pub rows: u64,
+    /// What detection found: format and geometry.
+    pub detected: Detected,
+}
+
+/// Why a recording could not be published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The recording.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a recording evshmd reads.
+    #[error("{path}: {source}")]
+    Unrecognized {
+        /// The recording.
+        path: PathBuf,
+        /// What detection found.
+        source: DetectError,
+    },
+    /// The file changed between the counting and the decoding pass.
+    #[error("{path} changed while it was being decoded (had {counted} events, then more); retry")]
+    Changed {
+        /// The recording.
+        path: PathBuf,
+        /// Events of the first pass.
+        counted: u64,
+    },
+    /// No segment could be made.
+    #[error(transparent)]
+    Segment(#[from] SegmentCreateError),
+    /// Mapping or laying out the segment failed.
+    #[error("cannot lay out the segment for {path}: {detail}")]
+    Layout {
+        /// The recording.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
+}
+
+/// Reads the head of a file and recognises its format.
+pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
+    let read_error = |source| IngestError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut head = Vec::with_capacity(4096);
+    File::open(path)
+        .map_err(read_error)?
+        .take(MAX_HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(read_error)?;
+    let extension = path.extension().and_then(|e| e.to_str());
+    evshm_formats::detect(&head, extension).map_err(|source| IngestError::Unrecognized {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Decodes the recording at `path` (shown to clients as `source`) into a new segment.
+pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published, IngestError> {
+    let detected = detect_file(path)?;
+    let mut counter = CountingSink::default();
+    decode_file(path, &detected, &mut counter)?;
+    let rows = counter.events;
+
+    let layout_error = |detail: String| IngestError::Layout {
+        path: path.to_owned(),
+        detail,
+    };
+    let schema = evshm::schema::event_schema(metadata(&detected, source));
+    let layout =
+        StreamLayout::new(&schema, rows as usize).map_err(|e| layout_error(e.to_string()))?;
+    let segment = shm.create(layout.total_len() as u64)?;
+    let mut map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
+    let columns = layout
+        .write(&mut map)
+        .map_err(|e| layout_error(e.to_string()))?;
+    let mut sink = ColumnSink { columns, len: 0 };
+    decode_file(path, &detected, &mut sink)?;
+    if sink.len != rows as usize {
+        return Err(IngestError::Changed {
+            path: path.to_owned(),
+            counted: rows,
+        });
+    }
+    Ok(Published {
+        segment,
+        rows,
+        detected,
+    })
+}
+
+fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
+        (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
+        (META_FORMAT.to_owned(), detected.format.name().to_owned()),
+        (META_SOURCE.to_owned(), source.to_owned()),
+        (
+            META_GEOMETRY.to_owned(),
+            detected.geometry_source.name().to_owned(),
+        ),
+    ])
+}
+
+fn decode_file<S: EventSink>(
+    path: &Path,
+    detected: &Detected,
+    sink: &mut S,
+) -> Result<(), IngestError> {
+    let read_error = |source| IngestError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    std::io::copy(
+        &mut (&mut file).take(detected.data_offset as u64),
+        &mut std::io::sink(),
+    )
+    .map_err(read_error)?;
+    let mut decoder = Decoder::new(detected.format);
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => decoder.feed(&buffer[..n], sink),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+}
+
+/// Writes events into the segment's columns; counts (and drops) any beyond their length,
+/// which only happens when the file grew between the two passes.
+struct ColumnSink<'a> {
+    columns: crate::ipc::EventColumns<'a>,
+    len: usize,
+}
+
+impl EventSink for ColumnSink<'_> {
+    #[inline]
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        let i = self.len;
+        if i < self.columns.t.len() {
+            self.columns.t[i] = t;
+            self.columns.x[i] = x as i16;
+            self.columns.y[i] = y as i16;
+            self.columns.p[i] = p as i8;
+        }
+        self.len += 1;
+    }
+}

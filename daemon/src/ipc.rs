@@ -1,0 +1,251 @@
+//! The Arrow IPC stream a segment holds, laid out before any event is decoded.
+//!
+//! A record batch message's metadata depends only on the row count, so the whole stream
+//! (schema message, one record batch, end-of-stream marker) can be sized exactly from the
+//! count of a first decoding pass; the second pass then writes events straight into the
+//! column buffers in the segment, with no intermediate copy. Every message and buffer
+//! starts at a multiple of 64 bytes from the segment start, which is page-aligned, so
+//! readers can require alignment and never copy. No compression: it would force a copy
+//! on read.
+
+use arrow_ipc::writer::{DictionaryTracker, EncodedData, IpcDataGenerator, IpcWriteOptions};
+use arrow_ipc::{
+    Buffer as IpcBuffer, FieldNode, MessageBuilder, MessageHeader, MetadataVersion,
+    RecordBatchBuilder,
+};
+use arrow_schema::{ArrowError, Schema};
+
+/// Alignment of every message and buffer, in bytes.
+pub const ALIGNMENT: usize = 64;
+
+/// The end-of-stream marker: a continuation marker and a zero length.
+const END_OF_STREAM: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
+
+/// Bytes per value of each event column, in schema order (`t`, `x`, `y`, `p`).
+const COLUMN_WIDTHS: [usize; 4] = [8, 2, 2, 1];
+
+/// Where everything goes in a segment holding `rows` events.
+#[derive(Debug, Clone)]
+pub struct StreamLayout {
+    schema_message: Vec<u8>,
+    batch_message: Vec<u8>,
+    /// Offset of each column's values, from the start of the body.
+    column_offsets: [usize; 4],
+    body_len: usize,
+    rows: usize,
+}
+
+/// The writable event columns inside a segment.
+#[derive(Debug)]
+pub struct EventColumns<'a> {
+    /// Timestamps in microseconds.
+    pub t: &'a mut [i64],
+    /// Columns.
+    pub x: &'a mut [i16],
+    /// Rows.
+    pub y: &'a mut [i16],
+    /// Polarities.
+    pub p: &'a mut [i8],
+}
+
+impl StreamLayout {
+    /// Lays out a stream of `schema` (the event schema) with `rows` events.
+    pub fn new(schema: &Schema, rows: usize) -> Result<Self, ArrowError> {
+        let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)?;
+        let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
+            schema,
+            &mut DictionaryTracker::new(false),
+            &options,
+        );
+        let schema_message = frame(encoded.ipc_message, &options)?;
+
+        let mut column_offsets = [0; 4];
+        let mut body_len = 0;
+        for (offset, width) in column_offsets.iter_mut().zip(COLUMN_WIDTHS) {
+            *offset = body_len;
+            body_len += padded(rows * width);
+        }
+        let metadata = batch_metadata(rows, &column_offsets, body_len);
+        let batch_message = frame(metadata, &options)?;
+        Ok(Self {
+            schema_message,
+            batch_message,
+            column_offsets,
+            body_len,
+            rows,
+        })
+    }
+
+    /// Exact size of the stream in bytes.
+    pub fn total_len(&self) -> usize {
+        self.body_start() + self.body_len + END_OF_STREAM.len()
+    }
+
+    fn body_start(&self) -> usize {
+        self.schema_message.len() + self.batch_message.len()
+    }
+
+    /// Writes the messages and the end marker into `segment` (exactly
+    /// [`StreamLayout::total_len`] bytes, 64-byte aligned) and returns the column
+    /// buffers for the events.
+    pub fn write<'a>(&self, segment: &'a mut [u8]) -> Result<EventColumns<'a>, ArrowError> {
+        if segment.len() != self.total_len() || segment.as_ptr() as usize % ALIGNMENT != 0 {
+            return Err(ArrowError::MemoryError(format!(
+                "segment of {} bytes at {:p} does not fit a stream of {} bytes aligned to {ALIGNMENT}",
+                segment.len(),
+                segment.as_ptr(),
+                self.total_len()
+            )));
+        }
+        let (head, rest) = segment.split_at_mut(self.body_start());
+        head[..self.schema_message.len()].copy_from_slice(&self.schema_message);
+        head[self.schema_message.len()..].copy_from_slice(&self.batch_message);
+        let (body, end) = rest.split_at_mut(self.body_len);
+        end.copy_from_slice(&END_OF_STREAM);
+
+        let [t_at, x_at, y_at, p_at] = self.column_offsets;
+        let (t, body) = body.split_at_mut(x_at - t_at);
+        let (x, body) = body.split_at_mut(y_at - x_at);
+        let (y, p) = body.split_at_mut(p_at - y_at);
+        let rows = self.rows;
+        Ok(EventColumns {
+            t: cast_mut::<i64>(t, rows)?,
+            x: cast_mut::<i16>(x, rows)?,
+            y: cast_mut::<i16>(y, rows)?,
+            p: cast_mut::<i8>(p, rows)?,
+        })
+    }
+}
+
+/// Views the first `rows` values of `bytes` as a slice of `T`.
+fn cast_mut<T: Primitive>(bytes: &mut [u8], rows: usize) -> Result<&mut [T], ArrowError> {
+    // SAFETY: `T` is a primitive integer, valid for every bit pattern; `align_to_mut`
+    // only returns a middle part that is correctly aligned for `T`.
+    let (prefix, values, _) = unsafe { bytes.align_to_mut::<T>() };
+    if !prefix.is_empty() || values.len() < rows {
+        return Err(ArrowError::MemoryError(
+            "column buffer misaligned or short".into(),
+        ));
+    }
+    Ok(&mut values[..rows])
+}
+
+/// Integers that any bit pattern is a valid value of.
+trait Primitive {}
+impl Primitive for i64 {}
+impl Primitive for i16 {}
+impl Primitive for i8 {}
+
+fn padded(len: usize) -> usize {
+    len.div_ceil(ALIGNMENT) * ALIGNMENT
+}
+
+/// Adds the continuation marker, length prefix and padding to a flatbuffer message.
+fn frame(metadata: Vec<u8>, options: &IpcWriteOptions) -> Result<Vec<u8>, ArrowError> {
+    let mut framed = Vec::new();
+    let encoded = EncodedData {
+        ipc_message: metadata,
+        arrow_data: Vec::new(),
+    };
+    arrow_ipc::writer::write_message(&mut framed, encoded, options)?;
+    Ok(framed)
+}
+
+/// The flatbuffer `Message` of a record batch of four non-null primitive columns.
+fn batch_metadata(rows: usize, column_offsets: &[usize; 4], body_len: usize) -> Vec<u8> {
+    let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    let nodes: Vec<FieldNode> = (0..4).map(|_| FieldNode::new(rows as i64, 0)).collect();
+    let buffers: Vec<IpcBuffer> = column_offsets
+        .iter()
+        .zip(COLUMN_WIDTHS)
+        .flat_map(|(&offset, width)| {
+            // An empty validity buffer (no nulls), then the values.
+            [
+                IpcBuffer::new(offset as i64, 0),
+                IpcBuffer::new(offset as i64, (rows * width) as i64),
+            ]
+        })
+        .collect();
+    let nodes = fbb.create_vector(&nodes);
+    let buffers = fbb.create_vector(&buffers);
+    let mut batch = RecordBatchBuilder::new(&mut fbb);
+    batch.add_length(rows as i64);
+    batch.add_nodes(nodes);
+    batch.add_buffers(buffers);
+    let batch = batch.finish();
+    let mut message = MessageBuilder::new(&mut fbb);
+    message.add_version(MetadataVersion::V5);
+    message.add_header_type(MessageHeader::RecordBatch);
+    message.add_bodyLength(body_len as i64);
+    message.add_header(batch.as_union_value());
+    let message = message.finish();
+    fbb.finish(message, None);
+    fbb.finished_data().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int8Type, Int16Type, Int64Type};
+    use arrow_buffer::{Buffer, MutableBuffer};
+    use arrow_ipc::reader::StreamDecoder;
+
+    use super::*;
+
+    fn stream_of(rows: usize) -> Buffer {
+        let meta = HashMap::from([("evshm.width".to_owned(), "640".to_owned())]);
+        let schema = evshm::schema::event_schema(meta);
+        let layout = StreamLayout::new(&schema, rows).unwrap();
+        let mut memory = MutableBuffer::from_len_zeroed(layout.total_len());
+        let columns = layout.write(memory.as_slice_mut()).unwrap();
+        for i in 0..rows {
+            columns.t[i] = 1_000_000 + i as i64;
+            columns.x[i] = i as i16;
+            columns.y[i] = -(i as i16);
+            columns.p[i] = (i % 2) as i8;
+        }
+        memory.into()
+    }
+
+    #[test]
+    fn arrow_reads_the_stream_in_place() {
+        for rows in [0, 1, 7, 1000] {
+            let stream = stream_of(rows);
+            let mut rest = stream.clone();
+            let mut decoder = StreamDecoder::new().with_require_alignment(true);
+            let batch = decoder.decode(&mut rest).unwrap().unwrap();
+            assert!(decoder.decode(&mut rest).unwrap().is_none());
+            decoder.finish().unwrap();
+            assert_eq!(batch.num_rows(), rows);
+            assert_eq!(batch.schema().metadata()["evshm.width"], "640");
+            let t = batch.column(0).as_primitive::<Int64Type>();
+            let x = batch.column(1).as_primitive::<Int16Type>();
+            let y = batch.column(2).as_primitive::<Int16Type>();
+            let p = batch.column(3).as_primitive::<Int8Type>();
+            for i in 0..rows {
+                assert_eq!(
+                    (t.value(i), x.value(i), y.value(i), p.value(i)),
+                    (1_000_000 + i as i64, i as i16, -(i as i16), (i % 2) as i8)
+                );
+            }
+            let range = stream.as_ptr() as usize..stream.as_ptr() as usize + stream.len();
+            let inside = |b: &Buffer| range.contains(&(b.as_ptr() as usize));
+            assert!(t.values().inner().is_empty() || inside(t.values().inner()));
+        }
+    }
+
+    #[test]
+    fn refuses_a_misaligned_or_wrongly_sized_segment() {
+        let schema = evshm::schema::event_schema(HashMap::new());
+        let layout = StreamLayout::new(&schema, 3).unwrap();
+        let mut memory = MutableBuffer::from_len_zeroed(layout.total_len() + 1);
+        assert!(layout.write(&mut memory.as_slice_mut()[1..]).is_err());
+        assert!(
+            layout
+                .write(&mut memory.as_slice_mut()[..layout.total_len() - 1])
+                .is_err()
+        );
+    }
+}

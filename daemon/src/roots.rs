@@ -1,0 +1,210 @@
+//! The directories evshmd serves, and the confinement of request paths to them.
+
+use std::path::{Component, Path, PathBuf};
+
+use evshm::protocol::{ErrorCode, ErrorReply};
+
+/// Most files `list` walks over, so a huge tree cannot stall the daemon.
+const MAX_LISTED_FILES: usize = 100_000;
+
+/// The served roots, canonical, in command-line order.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    dirs: Vec<PathBuf>,
+}
+
+/// A request path resolved to a file inside a root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The file, with every symbolic link resolved.
+    pub file: PathBuf,
+    /// The path relative to its root, `/`-separated: how clients name it.
+    pub relative: String,
+}
+
+impl Roots {
+    /// Checks that every root is a directory and canonicalises it.
+    pub fn new(dirs: &[PathBuf]) -> std::io::Result<Roots> {
+        let mut canonical = Vec::new();
+        for dir in dirs {
+            let resolved = dir.canonicalize().map_err(|e| {
+                std::io::Error::new(e.kind(), format!("root {}: {e}", dir.display()))
+            })?;
+            if !resolved.is_dir() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("root {} is not a directory", dir.display()),
+                ));
+            }
+            canonical.push(resolved);
+        }
+        Ok(Roots { dirs: canonical })
+    }
+
+    /// The roots.
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
+    /// Resolves a path from a request: relative to the first root that holds it, or
+    /// absolute inside a root. `..` is refused outright, and the file, symbolic links
+    /// resolved, must lie inside a root.
+    pub fn resolve(&self, request: &str) -> Result<Resolved, ErrorReply> {
+        let bad =
+            |why: &str| ErrorReply::new(ErrorCode::BadPath, format!("path {request:?} {why}"));
+        if request.is_empty() {
+            return Err(bad("is empty"));
+        }
+        if request.contains('\0') {
+            return Err(bad("contains a NUL byte"));
+        }
+        let path = Path::new(request);
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(bad("contains `..`"));
+        }
+        let relative = if path.is_absolute() {
+            self.relative_of_absolute(path).ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::OutsideRoots,
+                    format!(
+                        "{request} lies outside the served roots {}",
+                        self.describe()
+                    ),
+                )
+            })?
+        } else {
+            path.components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .collect()
+        };
+        let shown = relative.to_string_lossy().into_owned();
+        for root in &self.dirs {
+            let candidate = root.join(&relative);
+            let file = match candidate.canonicalize() {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(ErrorReply::new(
+                        ErrorCode::NotFound,
+                        format!("cannot open {shown}: {e}"),
+                    ));
+                }
+            };
+            if !self.dirs.iter().any(|r| file.starts_with(r)) {
+                return Err(ErrorReply::new(
+                    ErrorCode::OutsideRoots,
+                    format!(
+                        "{shown} is a link to {}, outside the served roots",
+                        file.display()
+                    ),
+                ));
+            }
+            if !file.is_file() {
+                return Err(ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("{shown} is not a regular file"),
+                ));
+            }
+            return Ok(Resolved {
+                file,
+                relative: shown,
+            });
+        }
+        Err(ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no file {shown} under the served roots {}", self.describe()),
+        ))
+    }
+
+    fn relative_of_absolute(&self, path: &Path) -> Option<PathBuf> {
+        let within = |p: &Path| {
+            self.dirs
+                .iter()
+                .find_map(|root| p.strip_prefix(root).ok().map(Path::to_path_buf))
+        };
+        within(path).or_else(|| within(&path.canonicalize().ok()?))
+    }
+
+    fn describe(&self) -> String {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        dirs.join(", ")
+    }
+
+    /// Every regular file under the roots, as (relative path, canonical file), sorted by
+    /// relative path; where two roots hold the same relative path, the first root's file
+    /// wins. Symbolic links to directories are not followed, and links that resolve
+    /// outside the roots are left out.
+    pub fn files(&self) -> Vec<(String, PathBuf)> {
+        let mut found = std::collections::BTreeMap::new();
+        for root in &self.dirs {
+            let mut pending = vec![root.clone()];
+            while let Some(dir) = pending.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let Ok(kind) = entry.file_type() else {
+                        continue;
+                    };
+                    let path = entry.path();
+                    if kind.is_dir() {
+                        pending.push(path);
+                    } else if found.len() < MAX_LISTED_FILES {
+                        let Ok(file) = path.canonicalize() else {
+                            continue;
+                        };
+                        if file.is_file() && self.dirs.iter().any(|r| file.starts_with(r)) {
+                            let relative = path.strip_prefix(root).unwrap_or(&path);
+                            found
+                                .entry(relative.to_string_lossy().into_owned())
+                                .or_insert(file);
+                        }
+                    }
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (PathBuf, Roots) {
+        let base = std::env::temp_dir().join(format!("evshm-roots-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("root/sub")).unwrap();
+        std::fs::write(base.join("root/sub/a.raw"), b"x").unwrap();
+        std::fs::write(base.join("secret.raw"), b"x").unwrap();
+        std::os::unix::fs::symlink(base.join("secret.raw"), base.join("root/escape.raw")).unwrap();
+        let roots = Roots::new(&[base.join("root")]).unwrap();
+        (base, roots)
+    }
+
+    #[test]
+    fn resolves_and_confines() {
+        let (base, roots) = setup();
+        let code = |p: &str| roots.resolve(p).unwrap_err().code;
+        assert_eq!(roots.resolve("sub/a.raw").unwrap().relative, "sub/a.raw");
+        assert_eq!(roots.resolve("./sub//a.raw").unwrap().relative, "sub/a.raw");
+        let absolute = base.join("root/sub/a.raw");
+        assert_eq!(
+            roots.resolve(absolute.to_str().unwrap()).unwrap().relative,
+            "sub/a.raw"
+        );
+        assert_eq!(code("sub/../sub/a.raw"), ErrorCode::BadPath);
+        assert_eq!(code(""), ErrorCode::BadPath);
+        assert_eq!(
+            code(base.join("secret.raw").to_str().unwrap()),
+            ErrorCode::OutsideRoots
+        );
+        assert_eq!(code("/etc/passwd"), ErrorCode::OutsideRoots);
+        assert_eq!(code("escape.raw"), ErrorCode::OutsideRoots);
+        assert_eq!(code("missing.raw"), ErrorCode::NotFound);
+        assert_eq!(code("sub"), ErrorCode::NotFound);
+        let files: Vec<String> = roots.files().into_iter().map(|(r, _)| r).collect();
+        assert_eq!(files, ["sub/a.raw"]);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

@@ -1,0 +1,85 @@
+//! The listening socket and the state shared by every connection.
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use rustix::fs::Mode;
+
+use crate::cache::Cache;
+use crate::roots::Roots;
+use crate::segment::ShmDir;
+use crate::session::serve_connection;
+use crate::stats::Stats;
+
+/// Everything the connections share.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The served directories.
+    pub roots: Roots,
+    /// Where segments are created.
+    pub shm: Arc<ShmDir>,
+    /// The resident recordings.
+    pub cache: Cache,
+    /// Counters.
+    pub stats: Stats,
+    /// The next lease id (unique across connections).
+    pub next_lease: AtomicU64,
+}
+
+impl Daemon {
+    /// A daemon serving `roots`, with segments in `shm`.
+    pub fn new(roots: Roots, shm: Arc<ShmDir>) -> Arc<Daemon> {
+        Arc::new(Daemon {
+            roots,
+            shm,
+            cache: Cache::default(),
+            stats: Stats::default(),
+            next_lease: AtomicU64::new(1),
+        })
+    }
+
+    /// Accepts connections forever, one thread each.
+    pub fn serve(self: &Arc<Self>, listener: UnixListener) {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(stream) => {
+                    let daemon = Arc::clone(self);
+                    let spawned = std::thread::Builder::new()
+                        .name("evshmd-conn".into())
+                        .spawn(move || serve_connection(&daemon, stream));
+                    if let Err(e) = spawned {
+                        log::warn!("cannot start a connection thread: {e}");
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    log::warn!("accept failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            }
+        }
+    }
+}
+
+/// Binds the control socket with mode 0660, replacing a stale socket file left by a dead
+/// daemon but refusing to take over from a live one.
+pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("another evshmd is already listening at {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+        log::info!("replaced stale socket file {}", path.display());
+    }
+    // The umask decides the mode bind() gives the socket file; set it so that the file
+    // is never, even briefly, accessible to others. Called before any thread starts.
+    let previous = rustix::process::umask(Mode::from_raw_mode(0o117));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(previous);
+    bound.map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))
+}

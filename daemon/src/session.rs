@@ -1,0 +1,318 @@
+//! One client connection: framing, the hello handshake, requests and the leases they hold.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use evshm::protocol::{
+    ErrorCode, ErrorReply, FieldInfo, HelloReply, ListReply, MAX_REQUEST_LINE, OpenReply,
+    PROTOCOL_VERSION, RecordingEntry, ReleaseReply, Request, SegmentInfo, StatsReply, reply_line,
+};
+use evshm::schema::EVENT_COLUMNS;
+
+use crate::cache::{FileIdentity, Outcome, Resident};
+use crate::ingest::{IngestError, detect_file, ingest};
+use crate::server::Daemon;
+use crate::stats::Stats;
+
+/// Serves one connection until the client closes it or breaks the framing.
+pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut writer = stream;
+    let mut session = Session::new(daemon);
+    loop {
+        let (reply, keep_going) = match read_request_line(&mut reader) {
+            Ok(Some(line)) => (session.handle(&line), true),
+            Ok(None) => return,
+            Err(FrameError::TooLarge) => {
+                let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
+                (
+                    session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)),
+                    false,
+                )
+            }
+            Err(FrameError::Io(e)) => {
+                log::debug!("connection read failed: {e}");
+                return;
+            }
+        };
+        if let Err(e) = writer.write_all(&reply) {
+            log::debug!("connection write failed: {e}");
+            return;
+        }
+        if !keep_going {
+            return;
+        }
+    }
+}
+
+enum FrameError {
+    TooLarge,
+    Io(std::io::Error),
+}
+
+/// Reads one newline-terminated line of at most [`MAX_REQUEST_LINE`] bytes, without the
+/// newline; `None` at end of stream (a final line without newline is dropped: the client
+/// left mid-request).
+fn read_request_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
+    let mut line = Vec::new();
+    let read = reader
+        .take(MAX_REQUEST_LINE as u64)
+        .read_until(b'\n', &mut line);
+    read.map_err(FrameError::Io)?;
+    match line.pop() {
+        Some(b'\n') => Ok(Some(line)),
+        _ if line.len() + 1 >= MAX_REQUEST_LINE => Err(FrameError::TooLarge),
+        _ => Ok(None),
+    }
+}
+
+/// The protocol state of one connection.
+struct Session<'d> {
+    daemon: &'d Daemon,
+    greeted: bool,
+    leases: HashMap<u64, Arc<Resident>>,
+}
+
+impl<'d> Session<'d> {
+    fn new(daemon: &'d Daemon) -> Self {
+        daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
+        Self {
+            daemon,
+            greeted: false,
+            leases: HashMap::new(),
+        }
+    }
+
+    /// Answers one request line with one reply line.
+    fn handle(&mut self, line: &[u8]) -> Vec<u8> {
+        match self.dispatch(line) {
+            Ok(reply) => reply,
+            Err(error) => self.error(error),
+        }
+    }
+
+    fn error(&self, error: ErrorReply) -> Vec<u8> {
+        Stats::bump(&self.daemon.stats.errors);
+        log::debug!("error reply: {error}");
+        error.to_line()
+    }
+
+    fn dispatch(&mut self, line: &[u8]) -> Result<Vec<u8>, ErrorReply> {
+        let request = Request::parse(line)?;
+        if !self.greeted && !matches!(request, Request::Hello { .. }) {
+            return Err(ErrorReply::new(
+                ErrorCode::HelloRequired,
+                "the first request on a connection must be hello",
+            ));
+        }
+        Ok(match request {
+            Request::Hello { version, client } => {
+                if version != PROTOCOL_VERSION {
+                    return Err(ErrorReply::new(
+                        ErrorCode::UnsupportedVersion,
+                        format!(
+                            "client speaks protocol version {version}; this daemon speaks \
+                             version {PROTOCOL_VERSION}"
+                        ),
+                    ));
+                }
+                self.greeted = true;
+                log::debug!(
+                    "hello from {}",
+                    client.as_deref().unwrap_or("an unnamed client")
+                );
+                let server = format!("evshmd/{}", env!("CARGO_PKG_VERSION"));
+                reply_line(&HelloReply {
+                    version: PROTOCOL_VERSION,
+                    server,
+                })
+            }
+            Request::List => reply_line(&self.list()),
+            Request::Open { path } => reply_line(&self.open(&path)?),
+            Request::Release { lease } => {
+                if self.leases.remove(&lease).is_none() {
+                    return Err(ErrorReply::new(
+                        ErrorCode::UnknownLease,
+                        format!("lease {lease} is not held by this connection"),
+                    ));
+                }
+                self.daemon.stats.leases.fetch_sub(1, Ordering::Relaxed);
+                reply_line(&ReleaseReply {})
+            }
+            Request::Stats => reply_line(&self.stats()),
+            _ => {
+                return Err(ErrorReply::new(
+                    ErrorCode::UnknownOp,
+                    "request not supported",
+                ));
+            }
+        })
+    }
+
+    fn list(&self) -> ListReply {
+        let cache = &self.daemon.cache;
+        let recordings = (self.daemon.roots.files().into_iter())
+            .filter_map(|(path, file)| {
+                let detected = detect_file(&file).ok()?;
+                let metadata = std::fs::metadata(&file).ok()?;
+                let decoded = cache.is_resident(&file, FileIdentity::of(&metadata));
+                let format = detected.format.name().to_owned();
+                Some(RecordingEntry {
+                    path,
+                    format,
+                    size: metadata.len(),
+                    decoded,
+                })
+            })
+            .collect();
+        ListReply { recordings }
+    }
+
+    fn open(&mut self, path: &str) -> Result<OpenReply, ErrorReply> {
+        let daemon = self.daemon;
+        Stats::bump(&daemon.stats.opens);
+        let resolved = daemon.roots.resolve(path)?;
+        let metadata = std::fs::metadata(&resolved.file).map_err(|e| {
+            ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))
+        })?;
+        let (result, outcome) =
+            daemon
+                .cache
+                .open(&resolved.file, FileIdentity::of(&metadata), || {
+                    let started = Instant::now();
+                    let published = ingest(&resolved.file, &resolved.relative, &daemon.shm)
+                        .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
+                    log::info!(
+                        "decoded {} ({}, {} events) into {} ({} bytes) in {:.1} ms",
+                        resolved.relative,
+                        published.detected.format,
+                        published.rows,
+                        published.segment.name(),
+                        published.segment.len(),
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                    Ok(Resident {
+                        published,
+                        identity: FileIdentity::of(&metadata),
+                    })
+                });
+        match outcome {
+            Outcome::Decoded if result.is_ok() => Stats::bump(&daemon.stats.decodes),
+            Outcome::Decoded => {}
+            Outcome::Hit | Outcome::Waited => Stats::bump(&daemon.stats.cache_hits),
+        }
+        let resident = result?;
+        let lease = daemon.next_lease.fetch_add(1, Ordering::Relaxed);
+        let published = &resident.published;
+        let reply = OpenReply {
+            lease,
+            path: resolved.relative,
+            segment: SegmentInfo {
+                name: published.segment.name().to_owned(),
+                path: published.segment.path().to_owned(),
+                size: published.segment.len(),
+            },
+            rows: published.rows,
+            format: published.detected.format.name().to_owned(),
+            width: published.detected.geometry.width,
+            height: published.detected.geometry.height,
+            schema: EVENT_COLUMNS
+                .iter()
+                .map(|(name, ty)| FieldInfo {
+                    name: (*name).to_owned(),
+                    data_type: ty.to_string().to_lowercase(),
+                })
+                .collect(),
+            cached: outcome != Outcome::Decoded,
+        };
+        self.leases.insert(lease, resident);
+        daemon.stats.leases.fetch_add(1, Ordering::Relaxed);
+        Ok(reply)
+    }
+
+    fn stats(&self) -> StatsReply {
+        let stats = &self.daemon.stats;
+        let (segments, bytes_resident) = self.daemon.shm.usage();
+        StatsReply {
+            segments,
+            bytes_resident,
+            leases: Stats::get(&stats.leases),
+            connections: Stats::get(&stats.connections),
+            opens: Stats::get(&stats.opens),
+            decodes: Stats::get(&stats.decodes),
+            cache_hits: Stats::get(&stats.cache_hits),
+            errors: Stats::get(&stats.errors),
+        }
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let stats = &self.daemon.stats;
+        stats
+            .leases
+            .fetch_sub(self.leases.len() as u64, Ordering::Relaxed);
+        stats.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The protocol's view of a failed decode: a stable code and a message naming the
+/// recording by the path the client used.
+fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
+    use evshm_formats::DetectError;
+    let code = match &error {
+        IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            ErrorCode::NotFound
+        }
+        IngestError::Unrecognized {
+            source: DetectError::BadGeometry { .. },
+            ..
+        }
+        | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
+        IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
+        IngestError::Segment(crate::segment::SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
+        _ => ErrorCode::Internal,
+    };
+    let message = match error {
+        IngestError::Unrecognized { source, .. } => format!("{path}: {source}"),
+        other => format!("{path}: {other}"),
+    };
+    ErrorReply::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_are_bounded() {
+        let mut input: &[u8] = b"{\"op\":\"list\"}\n{\"op\"";
+        assert_eq!(
+            read_request_line(&mut input).ok().flatten().unwrap(),
+            b"{\"op\":\"list\"}"
+        );
+        assert!(matches!(read_request_line(&mut input), Ok(None)));
+        let long = vec![b'x'; MAX_REQUEST_LINE + 10];
+        assert!(matches!(
+            read_request_line(&mut &long[..]),
+            Err(FrameError::TooLarge)
+        ));
+        let mut exact = vec![b'x'; MAX_REQUEST_LINE - 1];
+        exact.push(b'\n');
+        assert_eq!(
+            read_request_line(&mut &exact[..])
+                .ok()
+                .flatten()
+                .unwrap()
+                .len(),
+            MAX_REQUEST_LINE - 1
+        );
+    }
+}

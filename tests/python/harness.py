@@ -1,0 +1,107 @@
+"""Harness of the cross-process tests: start a real evshmd, find the real recordings.
+
+The daemon binary is ``$EVSHMD``, else ``<repo>/target/debug/evshmd``; tests skip when it
+is absent. The real recordings are read from ``$EVSHM_REAL_DATA``, else
+``<repo>/../shared/data/real`` (third-party files, never copied into the repository); tests
+that need them skip when the folder is absent. Each daemon gets copies of the recordings in
+its own root, and on teardown must exit 0 on SIGTERM leaving no segment of its pid in
+/dev/shm and no socket file.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON_SRC = REPO / "python_client" / "src"
+sys.path.insert(0, str(PYTHON_SRC))  # test the working tree, not an installed copy
+
+import evshm  # noqa: E402
+
+START_DEADLINE = 30.0  # seconds for the daemon to answer hello
+STOP_DEADLINE = 20.0  # seconds for the daemon to exit after SIGTERM
+
+
+def evshmd_binary() -> Path:
+    path = Path(os.environ.get("EVSHMD") or REPO / "target" / "debug" / "evshmd")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.skip(f"evshmd binary not found at {path}: build it with "
+                    "`cargo build -p evshmd` or point $EVSHMD at it")
+    return path
+
+
+def real_data_dir() -> Optional[Path]:
+    path = Path(os.environ.get("EVSHM_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
+    return path if (path / "MANIFEST.json").is_file() else None
+
+
+def real_manifest() -> List[Dict[str, Any]]:
+    folder = real_data_dir()
+    if folder is None:
+        return []
+    return json.loads((folder / "MANIFEST.json").read_text())
+
+
+@dataclass
+class Daemon:
+    """A running evshmd and where it lives."""
+
+    proc: subprocess.Popen
+    root: Path
+    socket: str
+    log: Path
+    real: Optional[Path]  # the real-data folder the root was filled from, if any
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def client(self, **kwargs: Any) -> evshm.Client:
+        kwargs.setdefault("timeout", 60.0)
+        return evshm.Client(self.socket, **kwargs)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def segments(self) -> List[str]:
+        return glob.glob(f"/dev/shm/evshm-v1-{self.pid}-*")
+
+
+def wait_until_answering(daemon: Daemon) -> None:
+    deadline = time.monotonic() + START_DEADLINE
+    last: Optional[BaseException] = None
+    while time.monotonic() < deadline:
+        if daemon.proc.poll() is not None:
+            pytest.fail(f"evshmd exited with {daemon.proc.returncode} at startup:\n"
+                        f"{daemon.log_text()}")
+        if os.path.exists(daemon.socket):
+            try:
+                evshm.Client(daemon.socket, timeout=2.0).close()
+                return
+            except evshm.EvshmError as exc:
+                last = exc
+        time.sleep(0.02)
+    daemon.proc.kill()
+    daemon.proc.wait()
+    pytest.fail(f"evshmd did not answer on {daemon.socket} within {START_DEADLINE} s "
+                f"({last}):\n{daemon.log_text()}")
+
+
+def python_env(socket_path: Optional[str] = None) -> Dict[str, str]:
+    """Environment for a ``python -m evshm`` subprocess that imports this working tree."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PYTHON_SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if socket_path is not None:
+        env["EVSHM_SOCKET"] = socket_path
+    return env

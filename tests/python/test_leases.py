@@ -1,0 +1,121 @@
+"""Leases follow the Arrow buffers; forked children get their own connection."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+import evshm
+import pytest
+
+from harness import Daemon
+
+
+def wait_for(predicate, what: str, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_lease_is_held_while_the_table_lives(daemon: Daemon, real):
+    with daemon.client() as client:
+        rec = client.open("evt3_sample.raw")
+        assert client.stats()["leases"] == 1
+        table = rec.table
+        rec.release()
+        rec.release()  # idempotent
+        assert client.stats()["leases"] == 1  # the table still points into the segment
+        del table
+        gc.collect()
+        assert client.stats()["leases"] == 0
+
+
+def test_a_numpy_view_holds_the_lease_too(daemon: Daemon, real):
+    with daemon.client() as client:
+        with client.open("evt3_sample.raw") as rec:
+            x = rec.table.column("x").chunk(0).to_numpy(zero_copy_only=True)
+        assert client.stats()["leases"] == 1
+        first = int(x[0])
+        del x
+        gc.collect()
+        assert client.stats()["leases"] == 0
+        assert first >= 0
+
+
+def test_context_manager_releases_at_once(daemon: Daemon, real):
+    with daemon.client() as client:
+        with client.open("evt3_test_pedestrians.raw") as rec:
+            assert rec.table.num_rows == 5000
+        assert client.stats()["leases"] == 0
+
+
+def test_dropping_the_recording_releases(daemon: Daemon, real):
+    with daemon.client() as client:
+        client.open("evt3_test_pedestrians.raw")  # result dropped immediately
+        assert client.stats()["leases"] == 0
+
+
+def test_closing_the_connection_ends_its_leases(daemon: Daemon, real):
+    with daemon.client() as observer:
+        client = daemon.client()
+        table = client.open("evt3_test_pedestrians.raw").table
+        client.close()  # data still alive: the connection (and lease) stays
+        assert observer.stats()["leases"] == 1
+        assert observer.stats()["connections"] == 2
+        del table
+        gc.collect()
+        wait_for(lambda: observer.stats()["connections"] == 1, "the connection to close")
+        assert observer.stats()["leases"] == 0
+
+
+def test_mapping_outlives_the_daemon_and_its_segment(daemon: Daemon, real):
+    """Mappings stay valid after the lease ends, even after the daemon unlinks."""
+    client = daemon.client()
+    table = client.open("evt3_test_pedestrians.raw").table
+    xs_before = table.column("x").to_pylist()
+    daemon.proc.terminate()
+    assert daemon.proc.wait(timeout=20) == 0
+    assert not daemon.segments()
+    assert table.column("x").to_pylist() == xs_before
+    del table
+    gc.collect()
+    with pytest.raises(evshm.ConnectionLost) as info:
+        client.stats()
+    assert daemon.socket in str(info.value) and "not running" in str(info.value)
+    client.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_forked_child_uses_its_own_connection(daemon: Daemon, real):
+    client = daemon.client()
+    rec = client.open("evt3_test_pedestrians.raw")
+    parent_table = rec.table
+    rec.release()
+    assert client.stats()["connections"] == 1
+    pid = os.fork()
+    if pid == 0:  # child: must not touch the parent's socket or leases
+        code = 1
+        try:
+            child_rec = client.open("evt3_test_pedestrians.raw")
+            stats = client.stats()
+            ok = (child_rec.cached and stats["connections"] == 2 and stats["leases"] == 2
+                  and child_rec.table.equals(parent_table))
+            del parent_table  # the parent's lease: no release from here
+            child_rec.release()
+            gc.collect()
+            ok = ok and client.stats()["leases"] == 1
+            client.close()
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    wait_for(lambda: client.stats()["connections"] == 1, "the child's connection to close")
+    assert client.stats()["leases"] == 1  # the parent's lease survived the child
+    del parent_table
+    gc.collect()
+    assert client.stats()["leases"] == 0
+    client.close()
