@@ -1,1 +1,416 @@
-//! t
+//! Cross-process tests: a real `evshmd` child per test, real clients (this process, the
+//! `evshm` CLI, the Python client), real recordings where `../shared/data/real` exists.
+
+mod util;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int8Type, Int16Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use evshm::ClientError;
+use evshm::protocol::ErrorCode;
+use util::{Daemon, TempDir, evshm_cli, python, real_data, segments_of, write_evt3};
+
+/// The real recordings: file name, format, width, height.
+const REAL: [(&str, &str, u32, u32); 4] = [
+    ("evt2_sample.raw", "evt2", 640, 480),
+    ("evt3_sample.raw", "evt3", 1280, 720),
+    ("evt3_test_pedestrians.raw", "evt3", 1280, 720),
+    ("NCARS_obj_004397_td.dat", "dat", 304, 240),
+];
+
+type Row = (i64, i16, i16, i8);
+
+fn rows(batches: &[RecordBatch]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        let t = batch
+            .column_by_name("t")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let x = batch
+            .column_by_name("x")
+            .unwrap()
+            .as_primitive::<Int16Type>();
+        let y = batch
+            .column_by_name("y")
+            .unwrap()
+            .as_primitive::<Int16Type>();
+        let p = batch
+            .column_by_name("p")
+            .unwrap()
+            .as_primitive::<Int8Type>();
+        rows.extend(
+            (0..batch.num_rows()).map(|i| (t.value(i), x.value(i), y.value(i), p.value(i))),
+        );
+    }
+    rows
+}
+
+fn read_ipc_file(path: &Path) -> Vec<RecordBatch> {
+    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).unwrap(), None);
+    reader.unwrap().map(Result::unwrap).collect()
+}
+
+/// Asserts that every buffer of every column lies inside the recording's mapping.
+fn assert_zero_copy(recording: &evshm::Recording) {
+    let mapping = recording.mapping().as_ptr_range();
+    let (start, end) = (mapping.start as usize, mapping.end as usize);
+    for batch in recording.batches() {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            let data = column.to_data();
+            assert!(!data.buffers().is_empty());
+            for buffer in data.buffers() {
+                let at = buffer.as_ptr() as usize;
+                assert!(
+                    start <= at && at + buffer.len() <= end,
+                    "column {} buffer at {at:#x} is outside the mapping {start:#x}..{end:#x}",
+                    field.name()
+                );
+            }
+        }
+    }
+}
+
+fn daemon_code(error: ClientError) -> ErrorCode {
+    match error {
+        ClientError::Daemon { code, .. } => code,
+        other => panic!("expected an error reply, got {other}"),
+    }
+}
+
+#[test]
+fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
+    let Some(real) = real_data() else { return };
+    let daemon = Daemon::start(|root| {
+        for (name, ..) in REAL {
+            std::fs::copy(real.join(name), root.join(name)).unwrap();
+        }
+    });
+    let client = daemon.client();
+    let out = TempDir::new("py");
+    for (name, format, width, height) in REAL {
+        let recording = client.open(name).unwrap();
+        let expected = rows(&read_ipc_file(&real.join(format!("{name}.expected.arrow"))));
+        assert_eq!(recording.rows(), expected.len() as u64, "{name}");
+        assert_eq!(
+            recording.batches().len(),
+            1,
+            "{name}: one record batch per segment"
+        );
+        assert_zero_copy(&recording);
+        let got = rows(recording.batches());
+        if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
+            panic!(
+                "{name}: event {i} is {:?}, expected {:?}",
+                got[i], expected[i]
+            );
+        }
+        let info = recording.info();
+        assert_eq!(
+            (info.format.as_str(), info.width, info.height),
+            (format, width, height)
+        );
+        let metadata = recording.schema().metadata();
+        assert_eq!(metadata["evshm.width"], width.to_string());
+        assert_eq!(metadata["evshm.height"], height.to_string());
+        assert_eq!(metadata["evshm.format"], format);
+        assert_eq!(metadata["evshm.source"], name);
+
+        let Some(python) = python() else { continue };
+        let dump = out.path().join(format!("{name}.arrow"));
+        let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/py_reader.py");
+        let output = Command::new(python)
+            .arg(support)
+            .arg(&daemon.socket)
+            .arg(name)
+            .arg(&dump)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let segment = String::from_utf8(output.stdout).unwrap();
+        assert_eq!(
+            segment.trim(),
+            info.segment.name,
+            "both readers attach the same segment"
+        );
+        assert_eq!(
+            rows(&read_ipc_file(&dump)),
+            got,
+            "{name}: Python and Rust readers agree"
+        );
+    }
+    let stats = client.stats().unwrap();
+    assert_eq!(
+        stats.decodes, 4,
+        "Python's opens were served from the resident segments"
+    );
+}
+
+#[test]
+fn concurrent_opens_of_one_recording_decode_it_once() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 3_000_000));
+    let readers = 4;
+    let barrier = Arc::new(Barrier::new(readers));
+    let handles: Vec<_> = (0..readers)
+        .map(|_| {
+            let (client, barrier) = (daemon.client(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let recording = client.open("big.raw").unwrap();
+                (
+                    recording.info().segment.name.clone(),
+                    recording.rows(),
+                    recording.info().cached,
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(
+        results
+            .iter()
+            .all(|r| r.0 == results[0].0 && r.1 == 3_000_000)
+    );
+    assert_eq!(
+        results.iter().filter(|r| !r.2).count(),
+        1,
+        "exactly one open decoded"
+    );
+    let stats = daemon.client().stats().unwrap();
+    assert_eq!((stats.decodes, stats.cache_hits, stats.segments), (1, 3, 1));
+}
+
+#[test]
+fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
+    let mut daemon = Daemon::start(|root| {
+        write_evt3(&root.join("a.raw"), 10_000);
+        write_evt3(&root.join("b.raw"), 20_000);
+    });
+    let client = daemon.client();
+    let a = client.open("a.raw").unwrap();
+    let b = client.open("b.raw").unwrap();
+    let segments = daemon.segments();
+    assert_eq!(segments.len(), 2);
+    for segment in &segments {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&segment.metadata().unwrap().permissions());
+        assert_eq!(
+            mode & 0o777,
+            0o440,
+            "segments are read-only and not world-readable"
+        );
+    }
+    let before = rows(a.batches());
+    let pid = daemon.pid();
+    assert!(daemon.terminate().success());
+    assert!(segments_of(pid).is_empty(), "no segment left in /dev/shm");
+    assert!(!daemon.socket.exists(), "socket removed");
+    assert_eq!(
+        rows(a.batches()),
+        before,
+        "a reader's mapping outlives the daemon"
+    );
+    assert_eq!(b.batches()[0].num_rows(), 20_000);
+    assert!(
+        client.stats().is_err(),
+        "requests fail once the daemon is gone"
+    );
+}
+
+#[test]
+fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
+    let outside = TempDir::new("outside");
+    std::fs::write(outside.path().join("x.raw"), b"% evt 3.0\n").unwrap();
+    let daemon = Daemon::start(|root| {
+        write_evt3(&root.join("good.raw"), 1000);
+        std::fs::write(root.join("notes.txt"), b"just some text\n").unwrap();
+    });
+    let client = daemon.client();
+    let outside_file = outside.path().join("x.raw");
+    let cases = [
+        ("missing.raw", ErrorCode::NotFound, "missing.raw"),
+        ("../good.raw", ErrorCode::BadPath, ".."),
+        (
+            outside_file.to_str().unwrap(),
+            ErrorCode::OutsideRoots,
+            "outside",
+        ),
+        (
+            "notes.txt",
+            ErrorCode::UnsupportedFormat,
+            "not an event recording",
+        ),
+    ];
+    for (path, code, says) in cases {
+        let error = client.open(path).unwrap_err();
+        assert!(error.to_string().contains(says), "{path}: {error}");
+        assert_eq!(daemon_code(error), code, "{path}");
+        assert_eq!(
+            client.open("good.raw").unwrap().rows(),
+            1000,
+            "still serving after {path}"
+        );
+    }
+
+    let mut raw = daemon.raw();
+    assert_eq!(
+        raw.request(r#"{"op":"list"}"#)["error"]["code"],
+        "hello_required"
+    );
+    assert_eq!(
+        raw.request(r#"{"op":"hello","version":99}"#)["error"]["code"],
+        "unsupported_version"
+    );
+    assert_eq!(raw.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+    for (line, code) in [
+        ("{not json", "bad_request"),
+        ("[1, 2]", "bad_request"),
+        (r#"{"op":"open"}"#, "bad_request"),
+        (r#"{"op":"teleport"}"#, "unknown_op"),
+        (r#"{"op":"release","lease":12345}"#, "unknown_lease"),
+    ] {
+        let reply = raw.request(line);
+        assert_eq!(reply["ok"], false, "{line}");
+        assert_eq!(reply["error"]["code"], code, "{line}");
+        assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(
+        raw.request(r#"{"op":"open","path":"good.raw"}"#)["rows"],
+        1000
+    );
+
+    let mut huge = vec![b'x'; evshm::protocol::MAX_REQUEST_LINE + 100];
+    huge.push(b'\n');
+    raw.send(&huge);
+    assert_eq!(raw.reply().unwrap()["error"]["code"], "frame_too_large");
+    assert!(
+        raw.reply().is_none(),
+        "the daemon closes a connection it cannot resync"
+    );
+
+    assert_eq!(daemon.client().open("good.raw").unwrap().rows(), 1000);
+    assert!(daemon.client().stats().unwrap().errors >= 12);
+}
+
+#[test]
+fn leases_end_on_drop_and_when_the_connection_closes() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
+    let observer = daemon.client();
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let batch = recording.batches()[0].clone();
+    assert_eq!(observer.stats().unwrap().leases, 1);
+    drop(recording);
+    assert_eq!(
+        observer.stats().unwrap().leases,
+        0,
+        "dropping the recording releases"
+    );
+    assert_eq!(batch.num_rows(), 5000, "batches outlive the lease");
+
+    let _held = client.open("a.raw").unwrap();
+    let _also = client.open("a.raw").unwrap();
+    assert_eq!(observer.stats().unwrap().leases, 2);
+    let mut raw = daemon.raw();
+    raw.request(r#"{"op":"hello","version":1}"#);
+    raw.request(r#"{"op":"open","path":"a.raw"}"#);
+    assert_eq!(observer.stats().unwrap().leases, 3);
+    drop(raw);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while observer.stats().unwrap().leases != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "a closed connection's lease was not freed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_cli_lists_opens_and_reports() {
+    let daemon = Daemon::start(|root| {
+        std::fs::create_dir(root.join("day1")).unwrap();
+        write_evt3(&root.join("day1/cam0.raw"), 12_345);
+        std::fs::write(root.join("readme.txt"), b"not a recording").unwrap();
+    });
+    let cli = |args: &[&str]| {
+        let output = Command::new(evshm_cli())
+            .arg("--socket")
+            .arg(&daemon.socket)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(output.stdout).unwrap();
+        (
+            output.status.success(),
+            text,
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (ok, listing, _) = cli(&["ls"]);
+    assert!(ok);
+    assert!(
+        listing.contains("day1/cam0.raw") && listing.contains("evt3"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains("readme.txt"),
+        "non-recordings are not listed"
+    );
+
+    let (ok, opened, _) = cli(&["open", "day1/cam0.raw"]);
+    assert!(ok);
+    let fields: HashMap<&str, &str> = opened
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k, v.trim()))
+        .collect();
+    assert_eq!(fields["rows"], "12345");
+    assert_eq!(fields["format"], "evt3 1280x720");
+    assert_eq!(fields["schema"], "t: int64, x: int16, y: int16, p: int8");
+    assert!(fields["attach"].ends_with("(map + Arrow IPC open, no copy)"));
+    assert!(fields["segment"].contains("decoded now"));
+    assert!(cli(&["open", "day1/cam0.raw"]).1.contains("cached"));
+
+    let (ok, stats, _) = cli(&["stats"]);
+    assert!(
+        ok && stats.contains("decodes") && stats.contains("cache_hits"),
+        "{stats}"
+    );
+    let (ok, _, error) = cli(&["open", "nope.raw"]);
+    assert!(!ok && error.contains("no file nope.raw"), "{error}");
+}
+
+#[test]
+fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
+    let daemon = Daemon::start(|_| {});
+    let empty = TempDir::new("second");
+    let second = Command::new(env!("CARGO_BIN_EXE_evshmd"))
+        .args(["--root", empty.path().to_str().unwrap(), "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already listening"));
+    assert!(
+        daemon.client().list().unwrap().is_empty(),
+        "the first daemon still serves"
+    );
+
+    // A socket file nobody listens on, as a killed daemon leaves behind.
+    let stale = empty.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let replacement = Daemon::start_at(Some(&stale), |_| {});
+    assert!(replacement.client().list().unwrap().is_empty());
+}

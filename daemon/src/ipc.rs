@@ -89,7 +89,9 @@ impl StreamLayout {
     /// [`StreamLayout::total_len`] bytes, 64-byte aligned) and returns the column
     /// buffers for the events.
     pub fn write<'a>(&self, segment: &'a mut [u8]) -> Result<EventColumns<'a>, ArrowError> {
-        if segment.len() != self.total_len() || segment.as_ptr() as usize % ALIGNMENT != 0 {
+        if segment.len() != self.total_len()
+            || !(segment.as_ptr() as usize).is_multiple_of(ALIGNMENT)
+        {
             return Err(ArrowError::MemoryError(format!(
                 "segment of {} bytes at {:p} does not fit a stream of {} bytes aligned to {ALIGNMENT}",
                 segment.len(),

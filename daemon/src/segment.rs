@@ -138,10 +138,10 @@ impl ShmDir {
 
     fn remove(&self, name: &str) {
         let mut state = self.registry();
-        if state.live.remove(name).is_some() {
-            if let Err(e) = std::fs::remove_file(self.dir.join(name)) {
-                log::warn!("cannot remove segment {name}: {e}");
-            }
+        if state.live.remove(name).is_some()
+            && let Err(e) = std::fs::remove_file(self.dir.join(name))
+        {
+            log::warn!("cannot remove segment {name}: {e}");
         }
     }
 

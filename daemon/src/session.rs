@@ -47,8 +47,42 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
             return;
         }
         if !keep_going {
+            // Closing with unread input would reset the connection and could destroy the
+            // error reply before the client reads it: consume the rest of the line first.
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+            discard_line(&mut reader);
             return;
         }
+    }
+}
+
+/// Most bytes, and longest wait, spent consuming the tail of an oversized request.
+const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn discard_line(reader: &mut BufReader<UnixStream>) {
+    if reader
+        .get_ref()
+        .set_read_timeout(Some(DISCARD_TIMEOUT))
+        .is_err()
+    {
+        return;
+    }
+    let mut left = DISCARD_LIMIT;
+    while left > 0 {
+        let Ok(buffer) = reader.fill_buf() else {
+            return;
+        };
+        if buffer.is_empty() {
+            return;
+        }
+        let newline = buffer.iter().position(|&b| b == b'\n');
+        let used = newline.map_or(buffer.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            return;
+        }
+        left = left.saturating_sub(used as u64);
     }
 }
 

@@ -92,7 +92,8 @@ impl Synth {
 
     fn start_run(&mut self) {
         let g = self.config.geometry;
-        let len = 1 + (self.rng.next() % 16) as u32;
+        // Run lengths as in real EVT3 data: half are single pixels, few exceed eight.
+        let len = 1 + (self.rng.next() | 1 << 15).trailing_zeros();
         let seconds = (self.time - self.config.t0 as f64) * 1e-6;
         let rate = self.config.rate * (1.0 + 0.8 * (seconds * std::f64::consts::TAU).sin());
         self.time += self.rng.unit() * 2.0 * f64::from(len) * 1e6 / rate.max(1.0);
@@ -134,7 +135,7 @@ impl Iterator for Synth {
         };
         run.left -= 1;
         // Mostly neighbours, sometimes a gap, as edges crossing a row look.
-        run.x += 1 + u32::from(self.rng.next() % 8 == 0);
+        run.x += 1 + u32::from(self.rng.next().is_multiple_of(8));
         self.emitted += 1;
         Some(event)
     }

@@ -1,0 +1,133 @@
+//! `evshm`: the command-line client of evshmd, and a generator of sample recordings.
+
+mod generate;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use clap::{Parser, Subcommand};
+use evshm::Client;
+
+/// Talks to evshmd: lists, opens (zero-copy) and inspects decoded event recordings.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// evshmd's socket [default: $EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, else
+    /// /tmp/evshm-$UID.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Lists the recordings under the daemon's roots.
+    Ls,
+    /// Opens a recording and prints its size, schema, time range and attach time.
+    Open {
+        /// Path relative to a served root.
+        path: String,
+    },
+    /// Prints the daemon's counters.
+    Stats,
+    /// Writes a synthetic recording that looks like a real camera's output.
+    Generate(generate::GenerateArgs),
+}
+
+fn main() {
+    if let Err(error) = run(Cli::parse()) {
+        eprintln!("evshm: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let connect = || -> anyhow::Result<Client> {
+        Ok(match &cli.socket {
+            Some(path) => Client::connect(path)?,
+            None => Client::connect_default()?,
+        })
+    };
+    match &cli.command {
+        Command::Ls => {
+            let recordings = connect()?.list()?;
+            let width = recordings
+                .iter()
+                .map(|r| r.path.len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            println!("{:width$}  {:6}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE");
+            for r in recordings {
+                let decoded = if r.decoded { "yes" } else { "no" };
+                println!(
+                    "{:width$}  {:6}  {:>12}  {decoded}",
+                    r.path, r.format, r.size
+                );
+            }
+        }
+        Command::Open { path } => open(&connect()?, path)?,
+        Command::Stats => {
+            let stats = connect()?.stats()?;
+            let value = serde_json::to_value(stats)?;
+            for (key, value) in value.as_object().context("stats reply is an object")? {
+                println!("{key:15} {value}");
+            }
+        }
+        Command::Generate(args) => generate::run(args)?,
+    }
+    Ok(())
+}
+
+fn open(client: &Client, path: &str) -> anyhow::Result<()> {
+    let recording = client.open(path)?;
+    let info = recording.info();
+    let mut range: Option<(i64, i64)> = None;
+    for batch in recording.batches() {
+        let t = batch
+            .column_by_name("t")
+            .context("no column t")?
+            .as_primitive::<Int64Type>();
+        for &v in t.values().iter() {
+            range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        }
+    }
+    let schema: Vec<String> = recording
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| format!("{}: {}", f.name(), type_name(f)))
+        .collect();
+    let timings = recording.timings();
+    let cached = if info.cached { "cached" } else { "decoded now" };
+    println!("path      {}", info.path);
+    println!("format    {} {}x{}", info.format, info.width, info.height);
+    println!("rows      {}", info.rows);
+    println!(
+        "segment   {} ({} bytes, {cached})",
+        info.segment.path.display(),
+        info.segment.size
+    );
+    println!("schema    {}", schema.join(", "));
+    match range {
+        Some((lo, hi)) => println!("time      {lo} .. {hi} us"),
+        None => println!("time      (no events)"),
+    }
+    println!(
+        "request   {:.3} ms (round trip, includes the decode when not cached)",
+        timings.request.as_secs_f64() * 1e3
+    );
+    println!(
+        "attach    {:.3} ms (map + Arrow IPC open, no copy)",
+        timings.attach.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Arrow's type names as pyarrow prints them (`int64`), so both CLIs read alike.
+fn type_name(field: &arrow_schema::Field) -> String {
+    field.data_type().to_string().to_lowercase()
+}

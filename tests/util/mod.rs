@@ -1,0 +1,274 @@
+//! Harness of the cross-process tests: a real `evshmd` child on a temporary root and
+//! socket, with a watchdog, and checks of what it leaves behind.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use evshm_formats::synth::{Synth, SynthConfig};
+use evshm_formats::{Evt3Encoder, Geometry};
+
+/// The shared-memory directory the daemon uses by default.
+pub const SHM_DIR: &str = "/dev/shm";
+
+/// How long any test may keep a daemon before the watchdog kills it, so that a hang
+/// fails the test instead of blocking the suite.
+const WATCHDOG: Duration = Duration::from_secs(180);
+
+/// A directory removed when dropped; unique per test and process.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new empty directory named after `tag`.
+    pub fn new(tag: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("evshm-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running evshmd.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    /// Its control socket.
+    pub socket: PathBuf,
+    _dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts evshmd on a new root that `populate` fills.
+    pub fn start(populate: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_at(None, populate)
+    }
+
+    /// Starts evshmd with its socket at `socket` (default: in its temporary directory).
+    pub fn start_at(socket: Option<&Path>, populate: impl FnOnce(&Path)) -> Daemon {
+        let dir = TempDir::new("daemon");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        populate(&root);
+        let socket = socket.map_or_else(|| dir.path().join("evshmd.sock"), Path::to_owned);
+        let child = Command::new(env!("CARGO_BIN_EXE_evshmd"))
+            .arg("--root")
+            .arg(&root)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-level")
+            .arg("warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("evshmd starts");
+        let pid = child.id();
+        std::thread::spawn(move || {
+            std::thread::sleep(WATCHDOG);
+            // The pid may be reused only after the test reaped the child; by then the
+            // test is over and the process would have ended long before the watchdog.
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        });
+        let daemon = Daemon {
+            child,
+            socket,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(&daemon.socket).is_err() {
+            assert!(Instant::now() < deadline, "evshmd did not start listening");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        daemon
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A connected client.
+    pub fn client(&self) -> evshm::Client {
+        evshm::Client::connect(&self.socket).expect("client connects")
+    }
+
+    /// A raw connection for sending arbitrary bytes.
+    pub fn raw(&self) -> RawConnection {
+        let stream = UnixStream::connect(&self.socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        RawConnection {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    /// The segment files this daemon has in the shared-memory directory.
+    pub fn segments(&self) -> Vec<PathBuf> {
+        segments_of(self.pid())
+    }
+
+    /// Sends SIGTERM and waits for the exit, with a deadline.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(rustix::process::Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "evshmd did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.is_running() {
+            let status = self.terminate();
+            if !std::thread::panicking() {
+                assert!(status.success(), "evshmd exited with {status}");
+            }
+        }
+        let leaked = self.segments();
+        for path in &leaked {
+            let _ = std::fs::remove_file(path);
+        }
+        if !std::thread::panicking() {
+            assert!(leaked.is_empty(), "evshmd left segments behind: {leaked:?}");
+            assert!(!self.socket.exists(), "evshmd left its socket behind");
+        }
+    }
+}
+
+/// Segment files of the evshmd with this pid.
+pub fn segments_of(pid: u32) -> Vec<PathBuf> {
+    let prefix = format!("evshm-v1-{pid}-");
+    std::fs::read_dir(SHM_DIR)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A connection speaking raw lines.
+#[derive(Debug)]
+pub struct RawConnection {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl RawConnection {
+    /// Sends bytes as they are.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    /// Reads one reply line as JSON; `None` if the daemon closed the connection.
+    pub fn reply(&mut self) -> Option<serde_json::Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line).unwrap() {
+            0 => None,
+            _ => Some(serde_json::from_str(&line).expect("reply is JSON")),
+        }
+    }
+
+    /// Sends a request line and reads the reply.
+    pub fn request(&mut self, json: &str) -> serde_json::Value {
+        self.send(format!("{json}\n").as_bytes());
+        self.reply().expect("a reply")
+    }
+}
+
+/// The folder of real recordings, or `None` (the caller then skips, saying so).
+pub fn real_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("EVSHM_REAL_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real")
+        });
+    if dir.join("MANIFEST.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// A Python interpreter with the evshm package and pyarrow: `$EVSHM_PYTHON` (the test
+/// script sets it, and then it must work), else none and the caller skips, saying so.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var_os("EVSHM_PYTHON") {
+        Some(python) => Some(PathBuf::from(python)),
+        None => {
+            eprintln!(
+                "SKIPPED: Python reader (set EVSHM_PYTHON to a python with evshm and pyarrow)"
+            );
+            None
+        }
+    }
+}
+
+/// The `evshm` command-line tool, built beside evshmd by `cargo test --workspace`.
+pub fn evshm_cli() -> PathBuf {
+    let cli = Path::new(env!("CARGO_BIN_EXE_evshmd")).with_file_name("evshm");
+    assert!(
+        cli.is_file(),
+        "{} is missing: run `cargo build --workspace` first",
+        cli.display()
+    );
+    cli
+}
+
+/// Writes a synthetic EVT3 recording of `events` events.
+pub fn write_evt3(path: &Path, events: u64) {
+    let geometry = Geometry {
+        width: 1280,
+        height: 720,
+    };
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = Evt3Encoder::new(file, geometry).unwrap();
+    for event in Synth::new(SynthConfig {
+        geometry,
+        events,
+        ..SynthConfig::default()
+    }) {
+        encoder.push(&event).unwrap();
+    }
+    encoder.finish().unwrap();
+}
