@@ -11,7 +11,7 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -149,7 +149,7 @@ class FakeDaemon:
 
 
 @pytest.fixture
-def fake(tmp_path, monkeypatch) -> FakeDaemon:
+def fake(tmp_path, monkeypatch) -> Iterator[FakeDaemon]:
     daemon = FakeDaemon(tmp_path)
     monkeypatch.setattr(_client, "_connect", daemon.connect)
     yield daemon

@@ -328,3 +328,16 @@ def test_cli_ls_and_stats(fake, capsys):
     assert out[1].split() == ["a.raw", "evt3", "12", "yes"]
     assert main(["--socket", "/fake.sock", "stats"]) == 0
     assert capsys.readouterr().out.split() == ["leases", "0", "segments", "1"]
+
+
+def test_pickled_client_connects_on_first_use(fake):
+    import pickle
+
+    client = evshm.Client("/fake.sock", timeout=7.0)
+    clone = pickle.loads(pickle.dumps(client))
+    assert (clone.socket_path, clone.timeout) == ("/fake.sock", 7.0)
+    assert len(fake.sockets) == 1  # unpickling does no I/O
+    assert clone.stats()["segments"] == 1
+    assert len(fake.sockets) == 2 and fake.sockets[1].ops() == ["hello", "stats"]
+    clone.close()
+    client.close()

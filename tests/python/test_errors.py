@@ -157,3 +157,13 @@ def test_client_refuses_an_oversized_request_without_sending_it(daemon: Daemon):
             client.open("a" * 70_000)
         assert info.value.code == "frame_too_large"
         assert client.stats()["errors"] == 0  # never reached the daemon
+
+
+def test_a_request_of_exactly_the_limit_is_accepted(daemon: Daemon):
+    raw = Raw(daemon.socket)
+    raw.hello()
+    head, tail = b'{"op": "stats", "pad": "', b'"}\n'
+    line = head + b"a" * (65_536 - len(head) - len(tail)) + tail
+    assert len(line) == 65_536
+    assert raw.send(line)["ok"] is True
+    raw.close()

@@ -119,3 +119,62 @@ def test_forked_child_uses_its_own_connection(daemon: Daemon, real):
     gc.collect()
     assert client.stats()["leases"] == 0
     client.close()
+
+
+def test_threads_sharing_one_client(daemon: Daemon, real):
+    """Finalizers fire in any thread, often while another thread's request is in flight:
+    their releases are queued and sent later, never interleaved with a request."""
+    import threading
+
+    errors = []
+    names = ["evt3_test_pedestrians.raw", "NCARS_obj_004397_td.dat", "evt3_sample.raw"]
+    with daemon.client() as client:
+
+        def work(index: int) -> None:
+            try:
+                for i in range(25):
+                    rec = client.open(names[(index + i) % len(names)])
+                    column = rec.table.column("t")
+                    rec.release()
+                    assert column.length() == rec.rows
+                    if i % 5 == 0:
+                        client.stats()
+                    del rec, column
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not errors, errors
+        gc.collect()
+        stats = client.stats()  # flushes anything still queued first
+        assert stats["leases"] == 0
+        assert stats["opens"] == 100 and stats["decodes"] == 3
+
+
+UNPICKLE = """
+import pickle, sys
+client = pickle.loads(sys.stdin.buffer.read())
+with client.open("evt3_test_pedestrians.raw") as rec:
+    print(rec.rows, rec.cached, client.stats()["connections"])
+client.close()
+"""
+
+
+def test_pickled_client_in_another_process(daemon: Daemon, real):
+    """What a spawned DataLoader worker does: unpickle the client, connect on first use."""
+    import pickle
+    import subprocess
+    import sys
+
+    from harness import python_env
+
+    with daemon.client() as client:
+        client.open("evt3_test_pedestrians.raw").release()
+        proc = subprocess.run([sys.executable, "-c", UNPICKLE], input=pickle.dumps(client),
+                              env=python_env(), capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode().split() == ["5000", "True", "2"]

@@ -416,7 +416,8 @@ class Client:
     when the daemon cannot be reached. A client can be shared by threads (requests are
     serialised). If a request fails midway, the connection is closed (its leases end,
     existing mappings stay valid) and the next request opens a new one. In a forked child
-    the client transparently opens its own connection.
+    the client transparently opens its own connection; a pickled client (e.g. sent to a
+    spawned worker) carries only its socket path and connects on first use.
 
     Example::
 
@@ -428,15 +429,26 @@ class Client:
     def __init__(self, socket_path: Union[str, "os.PathLike[str]", None] = None, *,
                  timeout: Optional[float] = 30.0) -> None:
         path = default_socket_path() if socket_path is None else os.fspath(socket_path)
-        self.socket_path: str = os.fsdecode(path)
+        self._setup(os.fsdecode(path), timeout)
+        self._slot.conn = _Connection(self.socket_path, timeout)
+
+    def _setup(self, socket_path: str, timeout: Optional[float]) -> None:
+        self.socket_path: str = socket_path
         self.timeout: Optional[float] = timeout
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
         self._slot = _Slot()
-        self._slot.conn = _Connection(self.socket_path, timeout)
         self._finalizer = weakref.finalize(self, self._slot.close)
         self._finalizer.atexit = False
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickle the address only (e.g. to a spawned DataLoader worker)."""
+        return {"socket_path": self.socket_path, "timeout": self.timeout}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """An unpickled client connects on its first request, with its own connection."""
+        self._setup(state["socket_path"], state["timeout"])
 
     # ----------------------------------------------------------------- connection
 
