@@ -9,12 +9,11 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int8Type, Int16Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::Array;
 use evshm::ClientError;
 use evshm::protocol::ErrorCode;
-use util::{Daemon, TempDir, evshm_cli, python, real_data, segments_of, write_evt3};
+use util::real::{read_ipc_file, real_data, rows};
+use util::{Daemon, TempDir, evshm_cli, python, segments_of, write_evt3};
 
 /// The real recordings: file name, format, width, height.
 const REAL: [(&str, &str, u32, u32); 4] = [
@@ -23,39 +22,6 @@ const REAL: [(&str, &str, u32, u32); 4] = [
     ("evt3_test_pedestrians.raw", "evt3", 1280, 720),
     ("NCARS_obj_004397_td.dat", "dat", 304, 240),
 ];
-
-type Row = (i64, i16, i16, i8);
-
-fn rows(batches: &[RecordBatch]) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for batch in batches {
-        let t = batch
-            .column_by_name("t")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let x = batch
-            .column_by_name("x")
-            .unwrap()
-            .as_primitive::<Int16Type>();
-        let y = batch
-            .column_by_name("y")
-            .unwrap()
-            .as_primitive::<Int16Type>();
-        let p = batch
-            .column_by_name("p")
-            .unwrap()
-            .as_primitive::<Int8Type>();
-        rows.extend(
-            (0..batch.num_rows()).map(|i| (t.value(i), x.value(i), y.value(i), p.value(i))),
-        );
-    }
-    rows
-}
-
-fn read_ipc_file(path: &Path) -> Vec<RecordBatch> {
-    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).unwrap(), None);
-    reader.unwrap().map(Result::unwrap).collect()
-}
 
 /// Asserts that every buffer of every column lies inside the recording's mapping.
 fn assert_zero_copy(recording: &evshm::Recording) {

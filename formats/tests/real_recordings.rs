@@ -2,30 +2,12 @@
 //! `../shared/data/real` (made with evlib and faery, checked against OpenEB semantics),
 //! and identical for any split of the input bytes.
 
-use std::path::PathBuf;
+#[path = "../../tests/util/real.rs"]
+mod real;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Int8Type, Int16Type, Int64Type};
-use evshm_formats::{Decoder, Event, Format, Geometry, GeometrySource, VecSink, detect};
+use evshm_formats::{Decoder, Format, Geometry, GeometrySource, VecSink, detect};
 use proptest::prelude::*;
-
-/// The folder of real recordings, or `None` (tests then skip, saying so).
-fn real_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("EVSHM_REAL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real")
-        });
-    if dir.join("MANIFEST.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)",
-            dir.display()
-        );
-        None
-    }
-}
+use real::{Row, read_ipc_file, real_data, rows};
 
 fn decode_file(bytes: &[u8], chunk: usize) -> (Format, Geometry, GeometrySource, VecSink) {
     let detected = detect(bytes, None).expect("recognised");
@@ -42,58 +24,25 @@ fn decode_file(bytes: &[u8], chunk: usize) -> (Format, Geometry, GeometrySource,
     )
 }
 
-fn expected_events(path: &std::path::Path) -> Vec<Event> {
-    let file = std::fs::File::open(path).unwrap();
-    let reader = arrow_ipc::reader::FileReader::try_new(file, None).unwrap();
-    let mut events = Vec::new();
-    for batch in reader {
-        let batch = batch.unwrap();
-        let t = batch
-            .column_by_name("t")
-            .unwrap()
-            .as_primitive::<Int64Type>();
-        let x = batch
-            .column_by_name("x")
-            .unwrap()
-            .as_primitive::<Int16Type>();
-        let y = batch
-            .column_by_name("y")
-            .unwrap()
-            .as_primitive::<Int16Type>();
-        let p = batch
-            .column_by_name("p")
-            .unwrap()
-            .as_primitive::<Int8Type>();
-        for i in 0..batch.num_rows() {
-            events.push(Event {
-                t: t.value(i),
-                x: x.value(i) as u16,
-                y: y.value(i) as u16,
-                p: p.value(i) as u8,
-            });
-        }
-    }
-    events
-}
-
 fn check(name: &str, format: Format, geometry: Geometry, source: GeometrySource) {
     let Some(dir) = real_data() else { return };
     let bytes = std::fs::read(dir.join(name)).unwrap();
-    let expected = expected_events(&dir.join(format!("{name}.expected.arrow")));
+    let expected = rows(&read_ipc_file(&dir.join(format!("{name}.expected.arrow"))));
     let (found_format, found_geometry, found_source, sink) = decode_file(&bytes, 1 << 20);
-    assert_eq!(
-        (bytes.len() - detect(&bytes, None).unwrap().data_offset) % 2,
-        0
-    );
     assert_eq!(
         (found_format, found_geometry, found_source),
         (format, geometry, source)
     );
-    assert_eq!(sink.events.len(), expected.len(), "{name}: event count");
-    if let Some(i) = (0..expected.len()).find(|&i| sink.events[i] != expected[i]) {
+    let got: Vec<Row> = sink
+        .events
+        .iter()
+        .map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8))
+        .collect();
+    assert_eq!(got.len(), expected.len(), "{name}: event count");
+    if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
         panic!(
             "{name}: event {i} is {:?}, expected {:?}",
-            sink.events[i], expected[i]
+            got[i], expected[i]
         );
     }
 }

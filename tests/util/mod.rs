@@ -1,6 +1,8 @@
 //! Harness of the cross-process tests: a real `evshmd` child on a temporary root and
 //! socket, with a watchdog, and checks of what it leaves behind.
 
+pub mod real;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -209,24 +211,6 @@ impl RawConnection {
     pub fn request(&mut self, json: &str) -> serde_json::Value {
         self.send(format!("{json}\n").as_bytes());
         self.reply().expect("a reply")
-    }
-}
-
-/// The folder of real recordings, or `None` (the caller then skips, saying so).
-pub fn real_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("EVSHM_REAL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real")
-        });
-    if dir.join("MANIFEST.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)",
-            dir.display()
-        );
-        None
     }
 }
 
