@@ -1,7 +1,8 @@
 //! Decoding a recording file into a published segment.
 //!
-//! Two passes over the file: the first counts the events, which sizes the segment
-//! exactly; the second decodes them straight into the segment's columns. The file is read
+//! Two passes over the file: the first counts the events (without decoding most of
+//! them), which sizes the segment exactly; the second decodes them straight into the
+//! segment's columns. The file is read
 //! in chunks rather than mapped, so a file truncated by someone else while it is read is
 //! an error, not a SIGBUS in the daemon.
 
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
-use evshm_formats::{CountingSink, Decoder, DetectError, Detected, EventSink, MAX_HEADER_LEN};
+use evshm_formats::{Counter, Decoder, DetectError, Detected, EventSink, MAX_HEADER_LEN};
 
 use crate::ipc::StreamLayout;
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
@@ -94,9 +95,9 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
 /// Decodes the recording at `path` (shown to clients as `source`) into a new segment.
 pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published, IngestError> {
     let detected = detect_file(path)?;
-    let mut counter = CountingSink::default();
-    decode_file(path, &detected, &mut counter)?;
-    let rows = counter.events;
+    let mut counter = Counter::new(detected.format);
+    read_data(path, &detected, |bytes| counter.feed(bytes))?;
+    let rows = counter.events();
 
     let layout_error = |detail: String| IngestError::Layout {
         path: path.to_owned(),
@@ -111,7 +112,8 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
         .write(&mut map)
         .map_err(|e| layout_error(e.to_string()))?;
     let mut sink = ColumnSink { columns, len: 0 };
-    decode_file(path, &detected, &mut sink)?;
+    let mut decoder = Decoder::new(detected.format);
+    read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
     if sink.len != rows as usize {
         return Err(IngestError::Changed {
             path: path.to_owned(),
@@ -138,10 +140,11 @@ fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
     ])
 }
 
-fn decode_file<S: EventSink>(
+/// Reads the event data of the file (everything after the header) in chunks.
+fn read_data(
     path: &Path,
     detected: &Detected,
-    sink: &mut S,
+    mut consume: impl FnMut(&[u8]),
 ) -> Result<(), IngestError> {
     let read_error = |source| IngestError::Read {
         path: path.to_owned(),
@@ -153,12 +156,11 @@ fn decode_file<S: EventSink>(
         &mut std::io::sink(),
     )
     .map_err(read_error)?;
-    let mut decoder = Decoder::new(detected.format);
     let mut buffer = vec![0u8; CHUNK];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => return Ok(()),
-            Ok(n) => decoder.feed(&buffer[..n], sink),
+            Ok(n) => consume(&buffer[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(read_error(e)),
         }

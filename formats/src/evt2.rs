@@ -57,6 +57,11 @@ impl Evt2Decoder {
         }
     }
 
+    /// Whether a TIME_HIGH has been seen.
+    pub(crate) fn time_known(&self) -> bool {
+        self.time_known
+    }
+
     #[inline(always)]
     fn word<S: EventSink>(&mut self, word: u32, sink: &mut S) {
         self.stats.words += 1;
@@ -91,6 +96,14 @@ impl Evt2Decoder {
             _ => self.stats.unknown += 1,
         }
     }
+}
+
+/// Counts the CD words (types 0 and 1) among whole EVT2 words.
+pub(crate) fn count_cd_words(bytes: &[u8]) -> u64 {
+    bytes
+        .chunks_exact(4)
+        .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >> 29 == 0))
+        .sum()
 }
 
 /// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a

@@ -66,6 +66,16 @@ impl Evt3Decoder {
         }
     }
 
+    /// Whether a row address has been seen since the first TIME_HIGH.
+    pub(crate) fn row_known(&self) -> bool {
+        self.row_known
+    }
+
+    /// Whether a VECT_BASE_X has been seen since the first TIME_HIGH.
+    pub(crate) fn vector_base_known(&self) -> bool {
+        self.base_known
+    }
+
     #[inline(always)]
     fn word<S: EventSink>(&mut self, word: u16, sink: &mut S) {
         self.stats.words += 1;
@@ -125,6 +135,36 @@ impl Evt3Decoder {
         }
         self.base_x = self.base_x.wrapping_add(width);
     }
+}
+
+/// Counts the events in whole EVT3 words, for a decoder past its first TIME_HIGH and
+/// ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base` is set.
+pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
+    let mut count = 0u64;
+    let mut words = bytes
+        .chunks_exact(2)
+        .map(|w| u16::from_le_bytes([w[0], w[1]]));
+    if !*vector_base {
+        for word in words.by_ref() {
+            match word >> 12 {
+                ADDR_X => count += 1,
+                VECT_BASE_X => {
+                    *vector_base = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    for word in words {
+        count += match word >> 12 {
+            ADDR_X => 1,
+            VECT_12 => u64::from((word & 0xFFF).count_ones()),
+            VECT_8 => u64::from((word & 0xFF).count_ones()),
+            _ => 0,
+        };
+    }
+    count
 }
 
 /// Writes EVT 3.0 files: a `% format EVT3;...` header, then events grouped into vectors

@@ -4,7 +4,7 @@
 //! code serves a file read in chunks, a mapped file, a fuzzer or a unit test, and any split
 //! of the input decodes to the same events. Decoded events go to an [`EventSink`], so the
 //! caller decides where they land (evshmd writes them straight into the columns of a
-//! shared-memory segment; a first pass with a [`CountingSink`] sizes that segment exactly).
+//! shared-memory segment; a first pass with a [`Counter`] sizes that segment exactly).
 //!
 //! Semantics follow OpenEB, Prophesee's reference implementation: timestamps are absolute
 //! sensor time in microseconds (no shifting), words before the first time-high word are
@@ -31,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod counter;
 mod dat;
 mod decoder;
 mod detect;
@@ -42,6 +43,7 @@ mod header;
 mod sink;
 pub mod synth;
 
+pub use counter::Counter;
 pub use dat::{DatDecoder, DatEncoder};
 pub use decoder::{DecodeStats, Decoder};
 pub use detect::{Detected, Format, Geometry, GeometrySource, MAX_HEADER_LEN, detect};

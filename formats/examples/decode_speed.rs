@@ -1,0 +1,104 @@
+//! Quick single-thread decode throughput check: `cargo run --release -p evshm-formats
+//! --example decode_speed [EVENTS]`. Generates a synthetic recording in memory in each
+//! format and decodes it into preallocated columns, as evshmd does.
+
+use std::time::Instant;
+
+use evshm_formats::synth::{Synth, SynthConfig};
+use evshm_formats::{
+    Counter, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Geometry, detect,
+};
+
+struct Columns {
+    t: Vec<i64>,
+    x: Vec<i16>,
+    y: Vec<i16>,
+    p: Vec<i8>,
+    len: usize,
+}
+
+impl EventSink for Columns {
+    #[inline]
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        let i = self.len;
+        if i < self.t.len() {
+            self.t[i] = t;
+            self.x[i] = x as i16;
+            self.y[i] = y as i16;
+            self.p[i] = p as i8;
+        }
+        self.len += 1;
+    }
+}
+
+fn main() {
+    let events: u64 = std::env::args()
+        .nth(1)
+        .map_or(20_000_000, |a| a.parse().unwrap());
+    let geometry = Geometry {
+        width: 1280,
+        height: 720,
+    };
+    let synth = || {
+        Synth::new(SynthConfig {
+            geometry,
+            events,
+            ..SynthConfig::default()
+        })
+    };
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut e3 = Evt3Encoder::new(Vec::new(), geometry).unwrap();
+    synth().for_each(|e| e3.push(&e).unwrap());
+    files.push(("evt3", e3.finish().unwrap()));
+    let mut e2 = Evt2Encoder::new(Vec::new(), geometry).unwrap();
+    synth().for_each(|e| e2.push(&e).unwrap());
+    files.push(("evt2", e2.finish().unwrap()));
+    let mut dat = DatEncoder::new(Vec::new(), geometry).unwrap();
+    synth().for_each(|e| dat.push(&e).unwrap());
+    files.push(("dat", dat.finish().unwrap()));
+
+    for (name, bytes) in &files {
+        let detected = detect(bytes, None).unwrap();
+        let data = &bytes[detected.data_offset..];
+        let n = events as usize;
+        let mut columns = Columns {
+            t: vec![0; n],
+            x: vec![0; n],
+            y: vec![0; n],
+            p: vec![0; n],
+            len: 0,
+        };
+        // Touch the columns once so the measurement is decode, not page faults.
+        columns.t.fill(1);
+        columns.x.fill(1);
+        columns.y.fill(1);
+        columns.p.fill(1);
+        let mut best_count = f64::MAX;
+        let mut best_fill = f64::MAX;
+        for _ in 0..3 {
+            let started = Instant::now();
+            let mut counter = Counter::new(detected.format);
+            for chunk in data.chunks(1 << 20) {
+                counter.feed(chunk);
+            }
+            best_count = best_count.min(started.elapsed().as_secs_f64());
+            assert_eq!(counter.events(), events);
+            columns.len = 0;
+            let started = Instant::now();
+            let mut decoder = Decoder::new(detected.format);
+            for chunk in data.chunks(1 << 20) {
+                decoder.feed(chunk, &mut columns);
+            }
+            best_fill = best_fill.min(started.elapsed().as_secs_f64());
+            assert_eq!(columns.len, n);
+        }
+        let mev = |s: f64| events as f64 / s / 1e6;
+        println!(
+            "{name:5} {:6.2} B/ev  count {:7.1} Mev/s  decode {:7.1} Mev/s  both passes {:7.1} Mev/s",
+            data.len() as f64 / events as f64,
+            mev(best_count),
+            mev(best_fill),
+            mev(best_count + best_fill)
+        );
+    }
+}
