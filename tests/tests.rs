@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use arrow_array::Array;
 use evshm::ClientError;
 use evshm::protocol::ErrorCode;
-use util::real::{read_ipc_file, real_data, rows};
-use util::{Daemon, TempDir, evshm_cli, python, segments_of, write_evt3};
+use util::real::{Row, read_ipc_file, real_data, rows};
+use util::{Daemon, TempDir, evshm_cli, python, segments_of, synthetic, write_evt3};
 
 /// The real recordings: file name, format, width, height.
 const REAL: [(&str, &str, u32, u32); 4] = [
@@ -64,24 +64,14 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
         let recording = client.open(name).unwrap();
         let expected = rows(&read_ipc_file(&real.join(format!("{name}.expected.arrow"))));
         assert_eq!(recording.rows(), expected.len() as u64, "{name}");
-        assert_eq!(
-            recording.batches().len(),
-            1,
-            "{name}: one record batch per segment"
-        );
+        assert_eq!(recording.batches().len(), 1, "{name}: one record batch per segment");
         assert_zero_copy(&recording);
         let got = rows(recording.batches());
         if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
-            panic!(
-                "{name}: event {i} is {:?}, expected {:?}",
-                got[i], expected[i]
-            );
+            panic!("{name}: event {i} is {:?}, expected {:?}", got[i], expected[i]);
         }
         let info = recording.info();
-        assert_eq!(
-            (info.format.as_str(), info.width, info.height),
-            (format, width, height)
-        );
+        assert_eq!((info.format.as_str(), info.width, info.height), (format, width, height));
         let metadata = recording.schema().metadata();
         assert_eq!(metadata["evshm.width"], width.to_string());
         assert_eq!(metadata["evshm.height"], height.to_string());
@@ -98,28 +88,37 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
             .arg(&dump)
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let segment = String::from_utf8(output.stdout).unwrap();
-        assert_eq!(
-            segment.trim(),
-            info.segment.name,
-            "both readers attach the same segment"
-        );
-        assert_eq!(
-            rows(&read_ipc_file(&dump)),
-            got,
-            "{name}: Python and Rust readers agree"
-        );
+        assert_eq!(segment.trim(), info.segment.name, "both readers attach the same segment");
+        assert_eq!(rows(&read_ipc_file(&dump)), got, "{name}: Python and Rust readers agree");
     }
     let stats = client.stats().unwrap();
-    assert_eq!(
-        stats.decodes, 4,
-        "Python's opens were served from the resident segments"
-    );
+    assert_eq!(stats.decodes, 4, "Python's opens were served from the resident segments");
+}
+
+#[test]
+fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
+    let formats = ["evt3", "evt2", "evt21", "evt21-legacy", "dat"];
+    let daemon = Daemon::start(|root| {
+        for format in formats {
+            let out = root.join(format!("sample.{format}"));
+            let status = Command::new(evshm_cli())
+                .args(["generate", "--events", "30000", "--format", format])
+                .arg(&out)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    });
+    let expected: Vec<Row> =
+        synthetic(30_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    let client = daemon.client();
+    for format in formats {
+        let recording = client.open(&format!("sample.{format}")).unwrap();
+        assert_eq!(recording.info().format, format.trim_end_matches("-legacy"));
+        assert_eq!(rows(recording.batches()), expected, "{format}");
+    }
 }
 
 #[test]
@@ -133,25 +132,13 @@ fn concurrent_opens_of_one_recording_decode_it_once() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let recording = client.open("big.raw").unwrap();
-                (
-                    recording.info().segment.name.clone(),
-                    recording.rows(),
-                    recording.info().cached,
-                )
+                (recording.info().segment.name.clone(), recording.rows(), recording.info().cached)
             })
         })
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(
-        results
-            .iter()
-            .all(|r| r.0 == results[0].0 && r.1 == 3_000_000)
-    );
-    assert_eq!(
-        results.iter().filter(|r| !r.2).count(),
-        1,
-        "exactly one open decoded"
-    );
+    assert!(results.iter().all(|r| r.0 == results[0].0 && r.1 == 3_000_000));
+    assert_eq!(results.iter().filter(|r| !r.2).count(), 1, "exactly one open decoded");
     let stats = daemon.client().stats().unwrap();
     assert_eq!((stats.decodes, stats.cache_hits, stats.segments), (1, 3, 1));
 }
@@ -170,27 +157,16 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     for segment in &segments {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&segment.metadata().unwrap().permissions());
-        assert_eq!(
-            mode & 0o777,
-            0o440,
-            "segments are read-only and not world-readable"
-        );
+        assert_eq!(mode & 0o777, 0o440, "segments are read-only and not world-readable");
     }
     let before = rows(a.batches());
     let pid = daemon.pid();
     assert!(daemon.terminate().success());
     assert!(segments_of(pid).is_empty(), "no segment left in /dev/shm");
     assert!(!daemon.socket.exists(), "socket removed");
-    assert_eq!(
-        rows(a.batches()),
-        before,
-        "a reader's mapping outlives the daemon"
-    );
+    assert_eq!(rows(a.batches()), before, "a reader's mapping outlives the daemon");
     assert_eq!(b.batches()[0].num_rows(), 20_000);
-    assert!(
-        client.stats().is_err(),
-        "requests fail once the daemon is gone"
-    );
+    assert!(client.stats().is_err(), "requests fail once the daemon is gone");
 }
 
 #[test]
@@ -206,33 +182,18 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
     let cases = [
         ("missing.raw", ErrorCode::NotFound, "missing.raw"),
         ("../good.raw", ErrorCode::BadPath, ".."),
-        (
-            outside_file.to_str().unwrap(),
-            ErrorCode::OutsideRoots,
-            "outside",
-        ),
-        (
-            "notes.txt",
-            ErrorCode::UnsupportedFormat,
-            "not an event recording",
-        ),
+        (outside_file.to_str().unwrap(), ErrorCode::OutsideRoots, "outside"),
+        ("notes.txt", ErrorCode::UnsupportedFormat, "not an event recording"),
     ];
     for (path, code, says) in cases {
         let error = client.open(path).unwrap_err();
         assert!(error.to_string().contains(says), "{path}: {error}");
         assert_eq!(daemon_code(error), code, "{path}");
-        assert_eq!(
-            client.open("good.raw").unwrap().rows(),
-            1000,
-            "still serving after {path}"
-        );
+        assert_eq!(client.open("good.raw").unwrap().rows(), 1000, "still serving after {path}");
     }
 
     let mut raw = daemon.raw();
-    assert_eq!(
-        raw.request(r#"{"op":"list"}"#)["error"]["code"],
-        "hello_required"
-    );
+    assert_eq!(raw.request(r#"{"op":"list"}"#)["error"]["code"], "hello_required");
     assert_eq!(
         raw.request(r#"{"op":"hello","version":99}"#)["error"]["code"],
         "unsupported_version"
@@ -250,19 +211,13 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
         assert_eq!(reply["error"]["code"], code, "{line}");
         assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
     }
-    assert_eq!(
-        raw.request(r#"{"op":"open","path":"good.raw"}"#)["rows"],
-        1000
-    );
+    assert_eq!(raw.request(r#"{"op":"open","path":"good.raw"}"#)["rows"], 1000);
 
     let mut huge = vec![b'x'; evshm::protocol::MAX_REQUEST_LINE + 100];
     huge.push(b'\n');
     raw.send(&huge);
     assert_eq!(raw.reply().unwrap()["error"]["code"], "frame_too_large");
-    assert!(
-        raw.reply().is_none(),
-        "the daemon closes a connection it cannot resync"
-    );
+    assert!(raw.reply().is_none(), "the daemon closes a connection it cannot resync");
 
     assert_eq!(daemon.client().open("good.raw").unwrap().rows(), 1000);
     assert!(daemon.client().stats().unwrap().errors >= 12);
@@ -277,11 +232,7 @@ fn leases_end_on_drop_and_when_the_connection_closes() {
     let batch = recording.batches()[0].clone();
     assert_eq!(observer.stats().unwrap().leases, 1);
     drop(recording);
-    assert_eq!(
-        observer.stats().unwrap().leases,
-        0,
-        "dropping the recording releases"
-    );
+    assert_eq!(observer.stats().unwrap().leases, 0, "dropping the recording releases");
     assert_eq!(batch.num_rows(), 5000, "batches outlive the lease");
 
     let _held = client.open("a.raw").unwrap();
@@ -294,10 +245,7 @@ fn leases_end_on_drop_and_when_the_connection_closes() {
     drop(raw);
     let deadline = Instant::now() + Duration::from_secs(10);
     while observer.stats().unwrap().leases != 2 {
-        assert!(
-            Instant::now() < deadline,
-            "a closed connection's lease was not freed"
-        );
+        assert!(Instant::now() < deadline, "a closed connection's lease was not freed");
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -317,30 +265,17 @@ fn the_cli_lists_opens_and_reports() {
             .output()
             .unwrap();
         let text = String::from_utf8(output.stdout).unwrap();
-        (
-            output.status.success(),
-            text,
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        (output.status.success(), text, String::from_utf8(output.stderr).unwrap())
     };
     let (ok, listing, _) = cli(&["ls"]);
     assert!(ok);
-    assert!(
-        listing.contains("day1/cam0.raw") && listing.contains("evt3"),
-        "{listing}"
-    );
-    assert!(
-        !listing.contains("readme.txt"),
-        "non-recordings are not listed"
-    );
+    assert!(listing.contains("day1/cam0.raw") && listing.contains("evt3"), "{listing}");
+    assert!(!listing.contains("readme.txt"), "non-recordings are not listed");
 
     let (ok, opened, _) = cli(&["open", "day1/cam0.raw"]);
     assert!(ok);
-    let fields: HashMap<&str, &str> = opened
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k, v.trim()))
-        .collect();
+    let fields: HashMap<&str, &str> =
+        opened.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k, v.trim())).collect();
     assert_eq!(fields["rows"], "12345");
     assert_eq!(fields["format"], "evt3 1280x720");
     assert_eq!(fields["schema"], "t: int64, x: int16, y: int16, p: int8");
@@ -349,10 +284,7 @@ fn the_cli_lists_opens_and_reports() {
     assert!(cli(&["open", "day1/cam0.raw"]).1.contains("cached"));
 
     let (ok, stats, _) = cli(&["stats"]);
-    assert!(
-        ok && stats.contains("decodes") && stats.contains("cache_hits"),
-        "{stats}"
-    );
+    assert!(ok && stats.contains("decodes") && stats.contains("cache_hits"), "{stats}");
     let (ok, _, error) = cli(&["open", "nope.raw"]);
     assert!(!ok && error.contains("no file nope.raw"), "{error}");
 }
@@ -368,10 +300,7 @@ fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
         .unwrap();
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("already listening"));
-    assert!(
-        daemon.client().list().unwrap().is_empty(),
-        "the first daemon still serves"
-    );
+    assert!(daemon.client().list().unwrap().is_empty(), "the first daemon still serves");
 
     // A socket file nobody listens on, as a killed daemon leaves behind.
     let stale = empty.path().join("stale.sock");

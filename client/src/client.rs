@@ -55,10 +55,7 @@ pub enum ClientError {
 impl From<ReplyError> for ClientError {
     fn from(error: ReplyError) -> Self {
         match error {
-            ReplyError::Daemon(e) => ClientError::Daemon {
-                code: e.code,
-                message: e.message,
-            },
+            ReplyError::Daemon(e) => ClientError::Daemon { code: e.code, message: e.message },
             other => ClientError::Protocol(other.to_string()),
         }
     }
@@ -88,23 +85,18 @@ impl Connection {
     }
 
     fn exchange(&mut self, request: &Request) -> Result<Vec<u8>, ClientError> {
-        self.stream
-            .get_mut()
-            .write_all(&request.to_line())
-            .map_err(ClientError::ConnectionLost)?;
+        self.stream.get_mut().write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
         let mut line = Vec::new();
         let limit = MAX_REPLY_LINE as u64;
         let read = (&mut self.stream).take(limit).read_until(b'\n', &mut line);
         match read.map_err(ClientError::ConnectionLost)? {
-            0 => Err(ClientError::ConnectionLost(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            )),
-            _ if line.last() != Some(&b'\n') && line.len() as u64 == limit => Err(
-                ClientError::Protocol(format!("reply longer than {MAX_REPLY_LINE} bytes")),
-            ),
-            _ if line.last() != Some(&b'\n') => Err(ClientError::ConnectionLost(
-                std::io::ErrorKind::UnexpectedEof.into(),
-            )),
+            0 => Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into())),
+            _ if line.last() != Some(&b'\n') && line.len() as u64 == limit => {
+                Err(ClientError::Protocol(format!("reply longer than {MAX_REPLY_LINE} bytes")))
+            }
+            _ if line.last() != Some(&b'\n') => {
+                Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into()))
+            }
             _ => {
                 line.pop();
                 Ok(line)
@@ -128,23 +120,13 @@ impl Client {
     /// Connects to the daemon listening at `socket` and agrees on the protocol version.
     pub fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
         let path = socket.as_ref();
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut connection = Connection {
-            stream: BufReader::new(stream),
-            broken: false,
-        };
+        let stream = UnixStream::connect(path)
+            .map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
+        let mut connection = Connection { stream: BufReader::new(stream), broken: false };
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
-        let hello: HelloReply = connection.request(&Request::Hello {
-            version: PROTOCOL_VERSION,
-            client: Some(client),
-        })?;
-        Ok(Client {
-            connection: Arc::new(Mutex::new(connection)),
-            server: hello.server,
-        })
+        let hello: HelloReply = connection
+            .request(&Request::Hello { version: PROTOCOL_VERSION, client: Some(client) })?;
+        Ok(Client { connection: Arc::new(Mutex::new(connection)), server: hello.server })
     }
 
     /// Connects to the daemon at [`default_socket_path`].
@@ -172,28 +154,13 @@ impl Client {
     /// holds a lease until dropped; its batches point into the mapping.
     pub fn open(&self, path: &str) -> Result<Recording, ClientError> {
         let started = Instant::now();
-        let reply: OpenReply = self.request(&Request::Open {
-            path: path.to_owned(),
-        })?;
-        let lease = Lease {
-            id: reply.lease,
-            connection: Arc::clone(&self.connection),
-        };
+        let reply: OpenReply = self.request(&Request::Open { path: path.to_owned() })?;
+        let lease = Lease { id: reply.lease, connection: Arc::clone(&self.connection) };
         let requested = Instant::now();
         let mapping = map_segment(&reply.segment.path, reply.segment.size)?;
         let (schema, batches) = decode_in_place(&mapping)?;
-        let timings = OpenTimings {
-            request: requested - started,
-            attach: requested.elapsed(),
-        };
-        Ok(Recording {
-            reply,
-            mapping,
-            schema,
-            batches,
-            timings,
-            _lease: lease,
-        })
+        let timings = OpenTimings { request: requested - started, attach: requested.elapsed() };
+        Ok(Recording { reply, mapping, schema, batches, timings, _lease: lease })
     }
 
     fn request<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {

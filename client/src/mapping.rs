@@ -39,10 +39,7 @@ pub enum MapError {
 /// Maps the segment at `path` read-only and returns it as an Arrow buffer. The mapping
 /// lives as long as the buffer or any slice of it.
 pub fn map_segment(path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
-    let io = |source| MapError::Io {
-        path: path.to_owned(),
-        source,
-    };
+    let io = |source| MapError::Io { path: path.to_owned(), source };
     // std opens with O_CLOEXEC; read-only, so the mapping cannot be writable either.
     let file = File::open(path).map_err(io)?;
     let actual = file.metadata().map_err(io)?.len();
@@ -69,10 +66,7 @@ mod tests {
     fn refuses_a_file_of_the_wrong_size() {
         let dir = std::env::temp_dir().join(format!("evshm-map-test-{}", std::process::id()));
         std::fs::write(&dir, b"0123456789").unwrap();
-        assert!(matches!(
-            map_segment(&dir, 11),
-            Err(MapError::SizeMismatch { actual: 10, .. })
-        ));
+        assert!(matches!(map_segment(&dir, 11), Err(MapError::SizeMismatch { actual: 10, .. })));
         let buffer = map_segment(&dir, 10).unwrap();
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(buffer.as_slice(), b"0123456789");

@@ -29,10 +29,7 @@ pub fn default_socket_path() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return PathBuf::from(dir).join("evshm.sock");
     }
-    PathBuf::from(format!(
-        "/tmp/evshm-{}.sock",
-        rustix::process::getuid().as_raw()
-    ))
+    PathBuf::from(format!("/tmp/evshm-{}.sock", rustix::process::getuid().as_raw()))
 }
 
 /// A request from a client.
@@ -72,10 +69,7 @@ impl Request {
     /// protocol reports them.
     pub fn parse(line: &[u8]) -> Result<Request, ErrorReply> {
         let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-            ErrorReply::new(
-                ErrorCode::BadRequest,
-                format!("request is not valid JSON: {e}"),
-            )
+            ErrorReply::new(ErrorCode::BadRequest, format!("request is not valid JSON: {e}"))
         })?;
         let Some(op) = value.get("op").and_then(serde_json::Value::as_str) else {
             return Err(ErrorReply::new(
@@ -91,10 +85,7 @@ impl Request {
         }
         let op = op.to_owned();
         serde_json::from_value(value).map_err(|e| {
-            ErrorReply::new(
-                ErrorCode::BadRequest,
-                format!("malformed {op} request: {e}"),
-            )
+            ErrorReply::new(ErrorCode::BadRequest, format!("malformed {op} request: {e}"))
         })
     }
 
@@ -155,10 +146,7 @@ pub struct ErrorReply {
 impl ErrorReply {
     /// An error reply.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// The reply as one line, newline included.
@@ -168,10 +156,7 @@ impl ErrorReply {
             ok: bool,
             error: &'a ErrorReply,
         }
-        line(&Failed {
-            ok: false,
-            error: self,
-        })
+        line(&Failed { ok: false, error: self })
     }
 }
 
@@ -218,9 +203,7 @@ pub fn parse_reply<T: DeserializeOwned>(line: &[u8]) -> Result<T, ReplyError> {
     match (envelope.ok, envelope.error) {
         (true, _) => T::deserialize(value).map_err(|e| ReplyError::Malformed(e.to_string())),
         (false, Some(error)) => Err(ReplyError::Daemon(error)),
-        (false, None) => Err(ReplyError::Malformed(
-            "\"ok\": false without an error".into(),
-        )),
+        (false, None) => Err(ReplyError::Malformed("\"ok\": false without an error".into())),
     }
 }
 
@@ -245,7 +228,7 @@ pub struct ListReply {
 pub struct RecordingEntry {
     /// Path to pass to `open`.
     pub path: String,
-    /// Event format: `dat`, `evt2`, `evt3`.
+    /// Event format: `dat`, `evt2`, `evt21`, `evt3`.
     pub format: String,
     /// File size in bytes.
     pub size: u64,
@@ -328,9 +311,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_errors_are_classified() {
-        let open = Request::Open {
-            path: "a/b.raw".into(),
-        };
+        let open = Request::Open { path: "a/b.raw".into() };
         let line = open.to_line();
         assert_eq!(line, b"{\"op\":\"open\",\"path\":\"a/b.raw\"}\n");
         assert_eq!(Request::parse(&line[..line.len() - 1]).unwrap(), open);
@@ -339,18 +320,12 @@ mod tests {
         assert_eq!(code(b"[1]"), ErrorCode::BadRequest);
         assert_eq!(code(b"{\"op\":\"fly\"}"), ErrorCode::UnknownOp);
         assert_eq!(code(b"{\"op\":\"open\"}"), ErrorCode::BadRequest);
-        assert_eq!(
-            code(b"{\"op\":\"release\",\"lease\":\"x\"}"),
-            ErrorCode::BadRequest
-        );
+        assert_eq!(code(b"{\"op\":\"release\",\"lease\":\"x\"}"), ErrorCode::BadRequest);
     }
 
     #[test]
     fn replies_round_trip() {
-        let stats = StatsReply {
-            opens: 3,
-            ..StatsReply::default()
-        };
+        let stats = StatsReply { opens: 3, ..StatsReply::default() };
         let line = reply_line(&stats);
         assert!(line.starts_with(b"{\"ok\":true,"));
         let parsed: StatsReply = parse_reply(&line[..line.len() - 1]).unwrap();
@@ -365,15 +340,9 @@ mod tests {
             parse_reply(br#"{"ok":false,"error":{"code":"from_the_future","message":"m"}}"#);
         assert!(matches!(
             future,
-            Err(ReplyError::Daemon(ErrorReply {
-                code: ErrorCode::Unknown,
-                ..
-            }))
+            Err(ReplyError::Daemon(ErrorReply { code: ErrorCode::Unknown, .. }))
         ));
-        assert!(matches!(
-            parse_reply::<StatsReply>(b"{}"),
-            Err(ReplyError::Malformed(_))
-        ));
+        assert!(matches!(parse_reply::<StatsReply>(b"{}"), Err(ReplyError::Malformed(_))));
     }
 
     #[test]
@@ -385,16 +354,10 @@ mod tests {
             assert_eq!(default_socket_path(), PathBuf::from("/x/s.sock"));
             std::env::remove_var("EVSHM_SOCKET");
             std::env::set_var("XDG_RUNTIME_DIR", "/run/user/7");
-            assert_eq!(
-                default_socket_path(),
-                PathBuf::from("/run/user/7/evshm.sock")
-            );
+            assert_eq!(default_socket_path(), PathBuf::from("/run/user/7/evshm.sock"));
             std::env::remove_var("XDG_RUNTIME_DIR");
         }
         let uid = rustix::process::getuid().as_raw();
-        assert_eq!(
-            default_socket_path(),
-            PathBuf::from(format!("/tmp/evshm-{uid}.sock"))
-        );
+        assert_eq!(default_socket_path(), PathBuf::from(format!("/tmp/evshm-{uid}.sock")));
     }
 }

@@ -17,18 +17,12 @@ pub const META_GEOMETRY: &str = "evshm.geometry";
 
 /// The columns in order, with their Arrow types: time in microseconds, column, row,
 /// polarity (0 or 1). 13 bytes per event.
-pub const EVENT_COLUMNS: [(&str, DataType); 4] = [
-    ("t", DataType::Int64),
-    ("x", DataType::Int16),
-    ("y", DataType::Int16),
-    ("p", DataType::Int8),
-];
+pub const EVENT_COLUMNS: [(&str, DataType); 4] =
+    [("t", DataType::Int64), ("x", DataType::Int16), ("y", DataType::Int16), ("p", DataType::Int8)];
 
 /// The event schema with the given metadata. No column is nullable.
 pub fn event_schema(metadata: HashMap<String, String>) -> Schema {
-    let fields: Vec<Field> = EVENT_COLUMNS
-        .iter()
-        .map(|(name, ty)| Field::new(*name, ty.clone(), false))
-        .collect();
+    let fields: Vec<Field> =
+        EVENT_COLUMNS.iter().map(|(name, ty)| Field::new(*name, ty.clone(), false)).collect();
     Schema::new_with_metadata(fields, metadata)
 }

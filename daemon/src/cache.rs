@@ -117,12 +117,7 @@ impl Cache {
                 }
             }
         };
-        let mut pending = Pending {
-            cache: self,
-            file,
-            slot,
-            finished: false,
-        };
+        let mut pending = Pending { cache: self, file, slot, finished: false };
         let result = decode().map(Arc::new);
         pending.finish(result.clone());
         (result, Outcome::Decoded)

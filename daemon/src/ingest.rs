@@ -75,10 +75,7 @@ pub enum IngestError {
 
 /// Reads the head of a file and recognises its format.
 pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
-    let read_error = |source| IngestError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_error = |source| IngestError::Read { path: path.to_owned(), source };
     let mut head = Vec::with_capacity(4096);
     File::open(path)
         .map_err(read_error)?
@@ -86,10 +83,8 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
         .read_to_end(&mut head)
         .map_err(read_error)?;
     let extension = path.extension().and_then(|e| e.to_str());
-    evshm_formats::detect(&head, extension).map_err(|source| IngestError::Unrecognized {
-        path: path.to_owned(),
-        source,
-    })
+    evshm_formats::detect(&head, extension)
+        .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
 }
 
 /// Decodes the recording at `path` (shown to clients as `source`) into a new segment.
@@ -99,32 +94,20 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     read_data(path, &detected, |bytes| counter.feed(bytes))?;
     let rows = counter.events();
 
-    let layout_error = |detail: String| IngestError::Layout {
-        path: path.to_owned(),
-        detail,
-    };
+    let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
     let schema = evshm::schema::event_schema(metadata(&detected, source));
     let layout =
         StreamLayout::new(&schema, rows as usize).map_err(|e| layout_error(e.to_string()))?;
     let segment = shm.create(layout.total_len() as u64)?;
     let mut map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
-    let columns = layout
-        .write(&mut map)
-        .map_err(|e| layout_error(e.to_string()))?;
+    let columns = layout.write(&mut map).map_err(|e| layout_error(e.to_string()))?;
     let mut sink = ColumnSink { columns, len: 0 };
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
     if sink.len != rows as usize {
-        return Err(IngestError::Changed {
-            path: path.to_owned(),
-            counted: rows,
-        });
+        return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
     }
-    Ok(Published {
-        segment,
-        rows,
-        detected,
-    })
+    Ok(Published { segment, rows, detected })
 }
 
 fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
@@ -133,10 +116,7 @@ fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
         (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
         (META_FORMAT.to_owned(), detected.format.name().to_owned()),
         (META_SOURCE.to_owned(), source.to_owned()),
-        (
-            META_GEOMETRY.to_owned(),
-            detected.geometry_source.name().to_owned(),
-        ),
+        (META_GEOMETRY.to_owned(), detected.geometry_source.name().to_owned()),
     ])
 }
 
@@ -146,16 +126,10 @@ fn read_data(
     detected: &Detected,
     mut consume: impl FnMut(&[u8]),
 ) -> Result<(), IngestError> {
-    let read_error = |source| IngestError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_error = |source| IngestError::Read { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(read_error)?;
-    std::io::copy(
-        &mut (&mut file).take(detected.data_offset as u64),
-        &mut std::io::sink(),
-    )
-    .map_err(read_error)?;
+    std::io::copy(&mut (&mut file).take(detected.data_offset as u64), &mut std::io::sink())
+        .map_err(read_error)?;
     let mut buffer = vec![0u8; CHUNK];
     loop {
         match file.read(&mut buffer) {

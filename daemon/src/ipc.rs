@@ -67,13 +67,7 @@ impl StreamLayout {
         }
         let metadata = batch_metadata(rows, &column_offsets, body_len);
         let batch_message = frame(metadata, &options)?;
-        Ok(Self {
-            schema_message,
-            batch_message,
-            column_offsets,
-            body_len,
-            rows,
-        })
+        Ok(Self { schema_message, batch_message, column_offsets, body_len, rows })
     }
 
     /// Exact size of the stream in bytes.
@@ -125,9 +119,7 @@ fn cast_mut<T: Primitive>(bytes: &mut [u8], rows: usize) -> Result<&mut [T], Arr
     // only returns a middle part that is correctly aligned for `T`.
     let (prefix, values, _) = unsafe { bytes.align_to_mut::<T>() };
     if !prefix.is_empty() || values.len() < rows {
-        return Err(ArrowError::MemoryError(
-            "column buffer misaligned or short".into(),
-        ));
+        return Err(ArrowError::MemoryError("column buffer misaligned or short".into()));
     }
     Ok(&mut values[..rows])
 }
@@ -145,10 +137,7 @@ fn padded(len: usize) -> usize {
 /// Adds the continuation marker, length prefix and padding to a flatbuffer message.
 fn frame(metadata: Vec<u8>, options: &IpcWriteOptions) -> Result<Vec<u8>, ArrowError> {
     let mut framed = Vec::new();
-    let encoded = EncodedData {
-        ipc_message: metadata,
-        arrow_data: Vec::new(),
-    };
+    let encoded = EncodedData { ipc_message: metadata, arrow_data: Vec::new() };
     arrow_ipc::writer::write_message(&mut framed, encoded, options)?;
     Ok(framed)
 }
@@ -162,10 +151,7 @@ fn batch_metadata(rows: usize, column_offsets: &[usize; 4], body_len: usize) -> 
         .zip(COLUMN_WIDTHS)
         .flat_map(|(&offset, width)| {
             // An empty validity buffer (no nulls), then the values.
-            [
-                IpcBuffer::new(offset as i64, 0),
-                IpcBuffer::new(offset as i64, (rows * width) as i64),
-            ]
+            [IpcBuffer::new(offset as i64, 0), IpcBuffer::new(offset as i64, (rows * width) as i64)]
         })
         .collect();
     let nodes = fbb.create_vector(&nodes);
@@ -244,10 +230,6 @@ mod tests {
         let layout = StreamLayout::new(&schema, 3).unwrap();
         let mut memory = MutableBuffer::from_len_zeroed(layout.total_len() + 1);
         assert!(layout.write(&mut memory.as_slice_mut()[1..]).is_err());
-        assert!(
-            layout
-                .write(&mut memory.as_slice_mut()[..layout.total_len() - 1])
-                .is_err()
-        );
+        assert!(layout.write(&mut memory.as_slice_mut()[..layout.total_len() - 1]).is_err());
     }
 }

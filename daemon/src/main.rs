@@ -53,9 +53,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.shm_dir.display()
     );
     let shm = ShmDir::new(&args.shm_dir);
-    let socket = args
-        .socket
-        .unwrap_or_else(evshm::protocol::default_socket_path);
+    let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
     let listener = bind_socket(&socket)?;
 
     let mut signals =
@@ -74,15 +72,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     };
-    std::thread::Builder::new()
-        .name("evshmd-signals".into())
-        .spawn(on_signal)?;
+    std::thread::Builder::new().name("evshmd-signals".into()).spawn(on_signal)?;
 
-    let dirs: Vec<String> = roots
-        .dirs()
-        .iter()
-        .map(|d| d.display().to_string())
-        .collect();
+    let dirs: Vec<String> = roots.dirs().iter().map(|d| d.display().to_string()).collect();
     log::info!(
         "serving {} on {} (segments in {} as {}*)",
         dirs.join(", "),

@@ -66,16 +66,11 @@ impl Roots {
             self.relative_of_absolute(path).ok_or_else(|| {
                 ErrorReply::new(
                     ErrorCode::OutsideRoots,
-                    format!(
-                        "{request} lies outside the served roots {}",
-                        self.describe()
-                    ),
+                    format!("{request} lies outside the served roots {}", self.describe()),
                 )
             })?
         } else {
-            path.components()
-                .filter(|c| matches!(c, Component::Normal(_)))
-                .collect()
+            path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
         };
         let shown = relative.to_string_lossy().into_owned();
         for root in &self.dirs {
@@ -93,10 +88,7 @@ impl Roots {
             if !self.dirs.iter().any(|r| file.starts_with(r)) {
                 return Err(ErrorReply::new(
                     ErrorCode::OutsideRoots,
-                    format!(
-                        "{shown} is a link to {}, outside the served roots",
-                        file.display()
-                    ),
+                    format!("{shown} is a link to {}, outside the served roots", file.display()),
                 ));
             }
             if !file.is_file() {
@@ -105,10 +97,7 @@ impl Roots {
                     format!("{shown} is not a regular file"),
                 ));
             }
-            return Ok(Resolved {
-                file,
-                relative: shown,
-            });
+            return Ok(Resolved { file, relative: shown });
         }
         Err(ErrorReply::new(
             ErrorCode::NotFound,
@@ -118,9 +107,7 @@ impl Roots {
 
     fn relative_of_absolute(&self, path: &Path) -> Option<PathBuf> {
         let within = |p: &Path| {
-            self.dirs
-                .iter()
-                .find_map(|root| p.strip_prefix(root).ok().map(Path::to_path_buf))
+            self.dirs.iter().find_map(|root| p.strip_prefix(root).ok().map(Path::to_path_buf))
         };
         within(path).or_else(|| within(&path.canonicalize().ok()?))
     }
@@ -155,9 +142,7 @@ impl Roots {
                         };
                         if file.is_file() && self.dirs.iter().any(|r| file.starts_with(r)) {
                             let relative = path.strip_prefix(root).unwrap_or(&path);
-                            found
-                                .entry(relative.to_string_lossy().into_owned())
-                                .or_insert(file);
+                            found.entry(relative.to_string_lossy().into_owned()).or_insert(file);
                         }
                     }
                 }
@@ -189,16 +174,10 @@ mod tests {
         assert_eq!(roots.resolve("sub/a.raw").unwrap().relative, "sub/a.raw");
         assert_eq!(roots.resolve("./sub//a.raw").unwrap().relative, "sub/a.raw");
         let absolute = base.join("root/sub/a.raw");
-        assert_eq!(
-            roots.resolve(absolute.to_str().unwrap()).unwrap().relative,
-            "sub/a.raw"
-        );
+        assert_eq!(roots.resolve(absolute.to_str().unwrap()).unwrap().relative, "sub/a.raw");
         assert_eq!(code("sub/../sub/a.raw"), ErrorCode::BadPath);
         assert_eq!(code(""), ErrorCode::BadPath);
-        assert_eq!(
-            code(base.join("secret.raw").to_str().unwrap()),
-            ErrorCode::OutsideRoots
-        );
+        assert_eq!(code(base.join("secret.raw").to_str().unwrap()), ErrorCode::OutsideRoots);
         assert_eq!(code("/etc/passwd"), ErrorCode::OutsideRoots);
         assert_eq!(code("escape.raw"), ErrorCode::OutsideRoots);
         assert_eq!(code("missing.raw"), ErrorCode::NotFound);

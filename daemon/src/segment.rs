@@ -68,11 +68,7 @@ impl ShmDir {
     /// Segments in `dir`, named `evshm-v1-<pid>-<random>`.
     pub fn new(dir: &Path) -> Arc<ShmDir> {
         let prefix = format!("evshm-v{LAYOUT_VERSION}-{}-", std::process::id());
-        Arc::new(ShmDir {
-            dir: dir.to_owned(),
-            prefix,
-            state: Mutex::default(),
-        })
+        Arc::new(ShmDir { dir: dir.to_owned(), prefix, state: Mutex::default() })
     }
 
     /// The directory.
@@ -111,13 +107,7 @@ impl ShmDir {
             File::from(fd)
         };
         // From here on, dropping `segment` unlinks the file.
-        let segment = Segment {
-            dir: Arc::clone(self),
-            name,
-            path,
-            len,
-            file,
-        };
+        let segment = Segment { dir: Arc::clone(self), name, path, len, file };
         segment.allocate()?;
         Ok(segment)
     }
@@ -151,10 +141,7 @@ impl ShmDir {
     }
 
     fn io_error(&self, path: &Path, errno: Errno) -> SegmentCreateError {
-        SegmentCreateError::Io {
-            path: path.to_owned(),
-            source: errno.into(),
-        }
+        SegmentCreateError::Io { path: path.to_owned(), source: errno.into() }
     }
 }
 
@@ -194,19 +181,12 @@ impl Segment {
         // SAFETY: the file was created by this process with O_EXCL and mode 0440, so no
         // other process can open it for writing or truncate it, and its pages are
         // allocated, so no access within `len` faults.
-        unsafe {
-            memmap2::MmapOptions::new()
-                .len(self.len as usize)
-                .map_mut(&self.file)
-        }
+        unsafe { memmap2::MmapOptions::new().len(self.len as usize).map_mut(&self.file) }
     }
 
     /// Sizes the file and allocates every page of it.
     fn allocate(&self) -> Result<(), SegmentCreateError> {
-        let full = || SegmentCreateError::Full {
-            dir: self.dir.dir.clone(),
-            len: self.len,
-        };
+        let full = || SegmentCreateError::Full { dir: self.dir.dir.clone(), len: self.len };
         let io = |e: Errno| self.dir.io_error(&self.path, e);
         rustix::fs::ftruncate(self.file.as_fd(), self.len).map_err(|e| match e {
             Errno::NOSPC | Errno::FBIG => full(),
@@ -219,10 +199,7 @@ impl Segment {
             // just as cleanly when there is no room.
             Err(Errno::OPNOTSUPP) => self.write_zeros().map_err(|e| match e.raw_os_error() {
                 Some(code) if code == Errno::NOSPC.raw_os_error() => full(),
-                _ => SegmentCreateError::Io {
-                    path: self.path.clone(),
-                    source: e,
-                },
+                _ => SegmentCreateError::Io { path: self.path.clone(), source: e },
             }),
             Err(other) => Err(io(other)),
         }
@@ -286,10 +263,7 @@ mod tests {
         assert_ne!(a.name(), b.name());
         assert_eq!(shm.close(), 2);
         assert!(!a.path().exists() && !b.path().exists());
-        assert!(matches!(
-            shm.create(1),
-            Err(SegmentCreateError::ShuttingDown)
-        ));
+        assert!(matches!(shm.create(1), Err(SegmentCreateError::ShuttingDown)));
         drop((a, b));
         std::fs::remove_dir(&dir).unwrap();
     }

@@ -32,10 +32,7 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
             Ok(None) => return,
             Err(FrameError::TooLarge) => {
                 let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
-                (
-                    session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)),
-                    false,
-                )
+                (session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)), false)
             }
             Err(FrameError::Io(e)) => {
                 log::debug!("connection read failed: {e}");
@@ -61,11 +58,7 @@ const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
 const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn discard_line(reader: &mut BufReader<UnixStream>) {
-    if reader
-        .get_ref()
-        .set_read_timeout(Some(DISCARD_TIMEOUT))
-        .is_err()
-    {
+    if reader.get_ref().set_read_timeout(Some(DISCARD_TIMEOUT)).is_err() {
         return;
     }
     let mut left = DISCARD_LIMIT;
@@ -96,9 +89,7 @@ enum FrameError {
 /// left mid-request).
 fn read_request_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
     let mut line = Vec::new();
-    let read = reader
-        .take(MAX_REQUEST_LINE as u64)
-        .read_until(b'\n', &mut line);
+    let read = reader.take(MAX_REQUEST_LINE as u64).read_until(b'\n', &mut line);
     read.map_err(FrameError::Io)?;
     match line.pop() {
         Some(b'\n') => Ok(Some(line)),
@@ -117,11 +108,7 @@ struct Session<'d> {
 impl<'d> Session<'d> {
     fn new(daemon: &'d Daemon) -> Self {
         daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
-        Self {
-            daemon,
-            greeted: false,
-            leases: HashMap::new(),
-        }
+        Self { daemon, greeted: false, leases: HashMap::new() }
     }
 
     /// Answers one request line with one reply line.
@@ -158,15 +145,9 @@ impl<'d> Session<'d> {
                     ));
                 }
                 self.greeted = true;
-                log::debug!(
-                    "hello from {}",
-                    client.as_deref().unwrap_or("an unnamed client")
-                );
+                log::debug!("hello from {}", client.as_deref().unwrap_or("an unnamed client"));
                 let server = format!("evshmd/{}", env!("CARGO_PKG_VERSION"));
-                reply_line(&HelloReply {
-                    version: PROTOCOL_VERSION,
-                    server,
-                })
+                reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
             }
             Request::List => reply_line(&self.list()),
             Request::Open { path } => reply_line(&self.open(&path)?),
@@ -182,10 +163,7 @@ impl<'d> Session<'d> {
             }
             Request::Stats => reply_line(&self.stats()),
             _ => {
-                return Err(ErrorReply::new(
-                    ErrorCode::UnknownOp,
-                    "request not supported",
-                ));
+                return Err(ErrorReply::new(ErrorCode::UnknownOp, "request not supported"));
             }
         })
     }
@@ -198,12 +176,7 @@ impl<'d> Session<'d> {
                 let metadata = std::fs::metadata(&file).ok()?;
                 let decoded = cache.is_resident(&file, FileIdentity::of(&metadata));
                 let format = detected.format.name().to_owned();
-                Some(RecordingEntry {
-                    path,
-                    format,
-                    size: metadata.len(),
-                    decoded,
-                })
+                Some(RecordingEntry { path, format, size: metadata.len(), decoded })
             })
             .collect();
         ListReply { recordings }
@@ -217,26 +190,21 @@ impl<'d> Session<'d> {
             ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))
         })?;
         let (result, outcome) =
-            daemon
-                .cache
-                .open(&resolved.file, FileIdentity::of(&metadata), || {
-                    let started = Instant::now();
-                    let published = ingest(&resolved.file, &resolved.relative, &daemon.shm)
-                        .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
-                    log::info!(
-                        "decoded {} ({}, {} events) into {} ({} bytes) in {:.1} ms",
-                        resolved.relative,
-                        published.detected.format,
-                        published.rows,
-                        published.segment.name(),
-                        published.segment.len(),
-                        started.elapsed().as_secs_f64() * 1e3
-                    );
-                    Ok(Resident {
-                        published,
-                        identity: FileIdentity::of(&metadata),
-                    })
-                });
+            daemon.cache.open(&resolved.file, FileIdentity::of(&metadata), || {
+                let started = Instant::now();
+                let published = ingest(&resolved.file, &resolved.relative, &daemon.shm)
+                    .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
+                log::info!(
+                    "decoded {} ({}, {} events) into {} ({} bytes) in {:.1} ms",
+                    resolved.relative,
+                    published.detected.format,
+                    published.rows,
+                    published.segment.name(),
+                    published.segment.len(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                Ok(Resident { published, identity: FileIdentity::of(&metadata) })
+            });
         match outcome {
             Outcome::Decoded if result.is_ok() => Stats::bump(&daemon.stats.decodes),
             Outcome::Decoded => {}
@@ -290,9 +258,7 @@ impl<'d> Session<'d> {
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         let stats = &self.daemon.stats;
-        stats
-            .leases
-            .fetch_sub(self.leases.len() as u64, Ordering::Relaxed);
+        stats.leases.fetch_sub(self.leases.len() as u64, Ordering::Relaxed);
         stats.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -305,10 +271,7 @@ fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
         IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ErrorCode::NotFound
         }
-        IngestError::Unrecognized {
-            source: DetectError::BadGeometry { .. },
-            ..
-        }
+        IngestError::Unrecognized { source: DetectError::BadGeometry { .. }, .. }
         | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
         IngestError::Segment(crate::segment::SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
@@ -328,24 +291,14 @@ mod tests {
     #[test]
     fn request_lines_are_bounded() {
         let mut input: &[u8] = b"{\"op\":\"list\"}\n{\"op\"";
-        assert_eq!(
-            read_request_line(&mut input).ok().flatten().unwrap(),
-            b"{\"op\":\"list\"}"
-        );
+        assert_eq!(read_request_line(&mut input).ok().flatten().unwrap(), b"{\"op\":\"list\"}");
         assert!(matches!(read_request_line(&mut input), Ok(None)));
         let long = vec![b'x'; MAX_REQUEST_LINE + 10];
-        assert!(matches!(
-            read_request_line(&mut &long[..]),
-            Err(FrameError::TooLarge)
-        ));
+        assert!(matches!(read_request_line(&mut &long[..]), Err(FrameError::TooLarge)));
         let mut exact = vec![b'x'; MAX_REQUEST_LINE - 1];
         exact.push(b'\n');
         assert_eq!(
-            read_request_line(&mut &exact[..])
-                .ok()
-                .flatten()
-                .unwrap()
-                .len(),
+            read_request_line(&mut &exact[..]).ok().flatten().unwrap().len(),
             MAX_REQUEST_LINE - 1
         );
     }

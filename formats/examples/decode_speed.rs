@@ -32,20 +32,9 @@ impl EventSink for Columns {
 }
 
 fn main() {
-    let events: u64 = std::env::args()
-        .nth(1)
-        .map_or(20_000_000, |a| a.parse().unwrap());
-    let geometry = Geometry {
-        width: 1280,
-        height: 720,
-    };
-    let synth = || {
-        Synth::new(SynthConfig {
-            geometry,
-            events,
-            ..SynthConfig::default()
-        })
-    };
+    let events: u64 = std::env::args().nth(1).map_or(20_000_000, |a| a.parse().unwrap());
+    let geometry = Geometry { width: 1280, height: 720 };
+    let synth = || Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() });
     let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut e3 = Evt3Encoder::new(Vec::new(), geometry).unwrap();
     synth().for_each(|e| e3.push(&e).unwrap());
@@ -61,13 +50,8 @@ fn main() {
         let detected = detect(bytes, None).unwrap();
         let data = &bytes[detected.data_offset..];
         let n = events as usize;
-        let mut columns = Columns {
-            t: vec![0; n],
-            x: vec![0; n],
-            y: vec![0; n],
-            p: vec![0; n],
-            len: 0,
-        };
+        let mut columns =
+            Columns { t: vec![0; n], x: vec![0; n], y: vec![0; n], p: vec![0; n], len: 0 };
         // Touch the columns once so the measurement is decode, not page faults.
         columns.t.fill(1);
         columns.x.fill(1);

@@ -71,6 +71,7 @@ impl Counter {
         match &self.decoder {
             Decoder::Dat(d) => d.stats().trailing_bytes == 0,
             Decoder::Evt2(d) => d.time_known() && d.stats().trailing_bytes == 0,
+            Decoder::Evt21(d) => d.time_known() && d.stats().trailing_bytes == 0,
             Decoder::Evt3(d) => {
                 self.vector_base = d.vector_base_known();
                 d.row_known() && d.stats().trailing_bytes == 0
@@ -80,7 +81,7 @@ impl Counter {
 
     fn word_len(&self) -> usize {
         match self.decoder {
-            Decoder::Dat(_) => 8,
+            Decoder::Dat(_) | Decoder::Evt21(_) => 8,
             Decoder::Evt2(_) => 4,
             Decoder::Evt3(_) => 2,
         }
@@ -91,6 +92,7 @@ impl Counter {
             // Every DAT record is an event.
             Decoder::Dat(_) => (bytes.len() / 8) as u64,
             Decoder::Evt2(_) => crate::evt2::count_cd_words(bytes),
+            Decoder::Evt21(ref d) => crate::evt21::count_events(bytes, d.order()),
             Decoder::Evt3(_) => crate::evt3::count_events(bytes, &mut self.vector_base),
         };
     }
@@ -101,6 +103,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::evt21::WordOrder;
     use crate::sink::VecSink;
 
     fn decoded(format: Format, bytes: &[u8]) -> u64 {
@@ -152,6 +155,13 @@ mod tests {
         fn evt2_count_equals_decode(bytes in stream(4),
                                     splits in prop::collection::vec(0usize..900, 0..6)) {
             check(Format::Evt2, &bytes, &splits)?;
+        }
+
+        #[test]
+        fn evt21_count_equals_decode(bytes in stream(8), legacy in any::<bool>(),
+                                     splits in prop::collection::vec(0usize..2000, 0..6)) {
+            let order = if legacy { WordOrder::Legacy } else { WordOrder::Standard };
+            check(Format::Evt21(order), &bytes, &splits)?;
         }
 
         #[test]

@@ -50,10 +50,7 @@ impl DatDecoder {
 
     /// What was passed over so far.
     pub fn stats(&self) -> DecodeStats {
-        DecodeStats {
-            trailing_bytes: self.carry.len(),
-            ..self.stats
-        }
+        DecodeStats { trailing_bytes: self.carry.len(), ..self.stats }
     }
 }
 
@@ -78,12 +75,7 @@ impl<W: Write> DatEncoder<W> {
             geometry.width, geometry.height
         )?;
         out.write_all(&[EVENT_CD, DAT_RECORD_LEN])?;
-        Ok(Self {
-            out,
-            geometry,
-            previous: None,
-            buffer: Vec::with_capacity(1 << 16),
-        })
+        Ok(Self { out, geometry, previous: None, buffer: Vec::with_capacity(1 << 16) })
     }
 
     /// Adds one event.
@@ -105,8 +97,7 @@ impl<W: Write> DatEncoder<W> {
         }
         self.previous = Some(event.t);
         let data = u32::from(event.x) | u32::from(event.y) << 14 | u32::from(event.p) << 28;
-        self.buffer
-            .extend_from_slice(&(event.t as u32).to_le_bytes());
+        self.buffer.extend_from_slice(&(event.t as u32).to_le_bytes());
         self.buffer.extend_from_slice(&data.to_le_bytes());
         if self.buffer.len() >= 1 << 16 {
             self.out.write_all(&self.buffer)?;
@@ -130,47 +121,14 @@ mod tests {
 
     #[test]
     fn round_trip_across_the_32_bit_wrap() {
-        let geometry = Geometry {
-            width: 304,
-            height: 240,
-        };
+        let geometry = Geometry { width: 304, height: 240 };
         let events = [
-            Event {
-                t: 10,
-                x: 303,
-                y: 239,
-                p: 1,
-            },
-            Event {
-                t: 9,
-                x: 0,
-                y: 0,
-                p: 0,
-            },
-            Event {
-                t: (1 << 31) - 5,
-                x: 1,
-                y: 1,
-                p: 1,
-            },
-            Event {
-                t: 3 << 30,
-                x: 1,
-                y: 1,
-                p: 1,
-            },
-            Event {
-                t: (1 << 32) + 7,
-                x: 2,
-                y: 2,
-                p: 0,
-            },
-            Event {
-                t: (1 << 32) + 6,
-                x: 2,
-                y: 2,
-                p: 0,
-            },
+            Event { t: 10, x: 303, y: 239, p: 1 },
+            Event { t: 9, x: 0, y: 0, p: 0 },
+            Event { t: (1 << 31) - 5, x: 1, y: 1, p: 1 },
+            Event { t: 3 << 30, x: 1, y: 1, p: 1 },
+            Event { t: (1 << 32) + 7, x: 2, y: 2, p: 0 },
+            Event { t: (1 << 32) + 6, x: 2, y: 2, p: 0 },
         ];
         let mut encoder = DatEncoder::new(Vec::new(), geometry).unwrap();
         for e in &events {
@@ -188,31 +146,8 @@ mod tests {
 
     #[test]
     fn refuses_jumps_the_wrap_cannot_disambiguate() {
-        let mut encoder = DatEncoder::new(
-            Vec::new(),
-            Geometry {
-                width: 8,
-                height: 8,
-            },
-        )
-        .unwrap();
-        encoder
-            .push(&Event {
-                t: 0,
-                x: 0,
-                y: 0,
-                p: 0,
-            })
-            .unwrap();
-        assert!(
-            encoder
-                .push(&Event {
-                    t: 1 << 31,
-                    x: 0,
-                    y: 0,
-                    p: 0
-                })
-                .is_err()
-        );
+        let mut encoder = DatEncoder::new(Vec::new(), Geometry { width: 8, height: 8 }).unwrap();
+        encoder.push(&Event { t: 0, x: 0, y: 0, p: 0 }).unwrap();
+        assert!(encoder.push(&Event { t: 1 << 31, x: 0, y: 0, p: 0 }).is_err());
     }
 }

@@ -4,6 +4,7 @@ use crate::dat::DatDecoder;
 use crate::detect::Format;
 use crate::evt2::Evt2Decoder;
 use crate::evt3::Evt3Decoder;
+use crate::evt21::Evt21Decoder;
 use crate::sink::EventSink;
 
 /// Counts of what a decoder passed over; events and triggers go to the sink.
@@ -29,6 +30,8 @@ pub enum Decoder {
     Dat(DatDecoder),
     /// EVT 2.0.
     Evt2(Evt2Decoder),
+    /// EVT 2.1.
+    Evt21(Evt21Decoder),
     /// EVT 3.0.
     Evt3(Evt3Decoder),
 }
@@ -39,6 +42,7 @@ impl Decoder {
         match format {
             Format::Dat => Decoder::Dat(DatDecoder::default()),
             Format::Evt2 => Decoder::Evt2(Evt2Decoder::default()),
+            Format::Evt21(order) => Decoder::Evt21(Evt21Decoder::new(order)),
             Format::Evt3 => Decoder::Evt3(Evt3Decoder::default()),
         }
     }
@@ -48,6 +52,7 @@ impl Decoder {
         match self {
             Decoder::Dat(d) => d.feed(bytes, sink),
             Decoder::Evt2(d) => d.feed(bytes, sink),
+            Decoder::Evt21(d) => d.feed(bytes, sink),
             Decoder::Evt3(d) => d.feed(bytes, sink),
         }
     }
@@ -58,6 +63,7 @@ impl Decoder {
         match self {
             Decoder::Dat(d) => d.stats(),
             Decoder::Evt2(d) => d.stats(),
+            Decoder::Evt21(d) => d.stats(),
             Decoder::Evt3(d) => d.stats(),
         }
     }
@@ -107,9 +113,6 @@ impl<const N: usize> Carry<N> {
 
 impl<const N: usize> Default for Carry<N> {
     fn default() -> Self {
-        Self {
-            bytes: [0; N],
-            len: 0,
-        }
+        Self { bytes: [0; N], len: 0 }
     }
 }

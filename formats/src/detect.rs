@@ -7,6 +7,7 @@
 //! ([`GeometrySource::Default`]).
 
 use crate::error::DetectError;
+use crate::evt21::WordOrder;
 use crate::header::HeaderLines;
 
 /// How many bytes of a file's head [`detect`] needs at most: headers longer than this are
@@ -21,37 +22,32 @@ pub enum Format {
     Dat,
     /// Prophesee EVT 2.0: 32-bit words.
     Evt2,
+    /// Prophesee EVT 2.1: 64-bit vector words, in either half order.
+    Evt21(WordOrder),
     /// Prophesee EVT 3.0: 16-bit words with vectorised x runs.
     Evt3,
 }
 
 impl Format {
-    /// The lowercase name used on the wire and in schema metadata: `dat`, `evt2`, `evt3`.
+    /// The lowercase name used on the wire and in schema metadata: `dat`, `evt2`,
+    /// `evt21`, `evt3`.
     pub fn name(self) -> &'static str {
         match self {
             Format::Dat => "dat",
             Format::Evt2 => "evt2",
+            Format::Evt21(_) => "evt21",
             Format::Evt3 => "evt3",
         }
     }
 
     /// The geometry assumed when a file states none: the sensor most files of that format
     /// come from (ATIS 304x240 for DAT as in N-CARS and Gen1, Gen3 640x480 for EVT2,
-    /// Gen4.1/IMX636 1280x720 for EVT3).
+    /// Gen4.1/IMX636 1280x720 for EVT2.1 and EVT3).
     pub fn default_geometry(self) -> Geometry {
         match self {
-            Format::Dat => Geometry {
-                width: 304,
-                height: 240,
-            },
-            Format::Evt2 => Geometry {
-                width: 640,
-                height: 480,
-            },
-            Format::Evt3 => Geometry {
-                width: 1280,
-                height: 720,
-            },
+            Format::Dat => Geometry { width: 304, height: 240 },
+            Format::Evt2 => Geometry { width: 640, height: 480 },
+            Format::Evt21(_) | Format::Evt3 => Geometry { width: 1280, height: 720 },
         }
     }
 }
@@ -116,34 +112,20 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
     let head = &head[..head.len().min(MAX_HEADER_LEN)];
     let header = HeaderLines::parse(head);
     if (header.unterminated || header.len == head.len()) && head.len() == MAX_HEADER_LEN {
-        return Err(DetectError::HeaderTooLong {
-            max: MAX_HEADER_LEN,
-        });
+        return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
     }
     if header.is_empty() {
-        return Err(DetectError::Unrecognized {
-            reason: describe_headless(head, extension),
-        });
+        return Err(DetectError::Unrecognized { reason: describe_headless(head, extension) });
     }
     if let Some(format) = raw_format(&header)? {
         let (geometry, geometry_source) = raw_geometry(&header, format)?;
-        return Ok(Detected {
-            format,
-            data_offset: header.len,
-            geometry,
-            geometry_source,
-            header,
-        });
+        return Ok(Detected { format, data_offset: header.len, geometry, geometry_source, header });
     }
     dat(head, header)
 }
 
 fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
-    let what = if head.is_empty() {
-        "the file is empty"
-    } else {
-        "no `% ` header"
-    };
+    let what = if head.is_empty() { "the file is empty" } else { "no `% ` header" };
     match extension {
         Some(ext) => format!("{what}, although the name ends in .{ext}"),
         None => what.to_owned(),
@@ -154,34 +136,42 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
 fn raw_format(header: &HeaderLines) -> Result<Option<Format>, DetectError> {
     if let Some(value) = header.get("format") {
         let name = value.split(';').next().unwrap_or("").trim();
-        return named_format(name).map(Some);
+        return match name.to_ascii_uppercase().as_str() {
+            "EVT2" => Ok(Some(Format::Evt2)),
+            "EVT21" => Ok(Some(Format::Evt21(word_order(header)))),
+            "EVT3" => Ok(Some(Format::Evt3)),
+            _ => Err(DetectError::UnsupportedFormat { name: name.to_owned() }),
+        };
     }
     if let Some(version) = header.get("evt") {
         return match version {
             "2.0" => Ok(Some(Format::Evt2)),
+            "2.1" => Ok(Some(Format::Evt21(word_order(header)))),
             "3.0" => Ok(Some(Format::Evt3)),
-            "2.1" => Err(DetectError::UnsupportedFormat {
-                name: "EVT 2.1".into(),
-            }),
-            other => Err(DetectError::UnsupportedFormat {
-                name: format!("evt {other}"),
-            }),
+            other => Err(DetectError::UnsupportedFormat { name: format!("evt {other}") }),
         };
     }
-    Ok(header
-        .get("system_ID")
-        .and_then(system_id)
-        .map(|sensor| sensor.format))
+    Ok(header.get("system_ID").and_then(system_id).map(|sensor| sensor.format))
 }
 
-fn named_format(name: &str) -> Result<Format, DetectError> {
-    match name.to_ascii_uppercase().as_str() {
-        "EVT2" => Ok(Format::Evt2),
-        "EVT3" => Ok(Format::Evt3),
-        _ => Err(DetectError::UnsupportedFormat {
-            name: name.to_owned(),
-        }),
+/// The half order of EVT 2.1 words, as OpenEB decides it: the format's `endianness`
+/// option, else an `endianness` header line, else `legacy` for Prophesee cameras older
+/// than the Saphir board (system IDs below 0x37, or none given).
+fn word_order(header: &HeaderLines) -> WordOrder {
+    let stated = format_option(header, "endianness").or_else(|| header.get("endianness"));
+    match stated {
+        Some("legacy") => return WordOrder::Legacy,
+        Some(_) => return WordOrder::Standard,
+        None => {}
     }
+    let integrators = ["integrator_name", "camera_integrator_name", "plugin_integrator_name"];
+    let third_party = integrators.iter().filter_map(|k| header.get(k)).any(|n| n != "Prophesee");
+    let old_board = match header.get("system_ID").map(|id| id.trim().parse::<i64>()) {
+        None => true,
+        Some(Ok(id)) => id != 0 && id < 0x37,
+        Some(Err(_)) => false,
+    };
+    if !third_party && old_board { WordOrder::Legacy } else { WordOrder::Standard }
 }
 
 /// A format option of `format NAME;key=value;...`.
@@ -197,18 +187,13 @@ fn raw_geometry(
     header: &HeaderLines,
     format: Format,
 ) -> Result<(Geometry, GeometrySource), DetectError> {
-    if let (Some(w), Some(h)) = (
-        format_option(header, "width"),
-        format_option(header, "height"),
-    ) {
+    if let (Some(w), Some(h)) = (format_option(header, "width"), format_option(header, "height")) {
         return Ok((parse_geometry(w, h)?, GeometrySource::Header));
     }
     if let Some(value) = header.get("geometry") {
         let (w, h) = value
             .split_once('x')
-            .ok_or_else(|| DetectError::BadGeometry {
-                detail: format!("geometry {value}"),
-            })?;
+            .ok_or_else(|| DetectError::BadGeometry { detail: format!("geometry {value}") })?;
         return Ok((parse_geometry(w, h)?, GeometrySource::Header));
     }
     if let Some(sensor) = header.get("system_ID").and_then(system_id) {
@@ -222,9 +207,7 @@ fn raw_geometry(
 const MAX_SIDE: u32 = 1 << 14;
 
 fn parse_geometry(width: &str, height: &str) -> Result<Geometry, DetectError> {
-    let bad = || DetectError::BadGeometry {
-        detail: format!("width {width}, height {height}"),
-    };
+    let bad = || DetectError::BadGeometry { detail: format!("width {width}, height {height}") };
     let width: u32 = width.trim().parse().map_err(|_| bad())?;
     let height: u32 = height.trim().parse().map_err(|_| bad())?;
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
@@ -243,10 +226,7 @@ struct Sensor {
 /// OpenEB's table of camera system IDs (`system_ID`, decimal in RAW headers) for the
 /// cameras that wrote headers without a `format` line.
 fn system_id(value: &str) -> Option<Sensor> {
-    let sensor = |format, width, height| Sensor {
-        format,
-        geometry: Geometry { width, height },
-    };
+    let sensor = |format, width, height| Sensor { format, geometry: Geometry { width, height } };
     let id: u32 = value.trim().parse().ok()?;
     Some(match id {
         // Gen3 and Gen3.1 sensors (CCAM3/4/5, VisionCam, EVK2) stream EVT2.
@@ -277,9 +257,7 @@ fn dat(head: &[u8], header: HeaderLines) -> Result<Detected, DetectError> {
         );
     };
     if event_type == DAT_TRIGGER_TYPE {
-        return Err(DetectError::UnsupportedFormat {
-            name: "DAT external triggers".into(),
-        });
+        return Err(DetectError::UnsupportedFormat { name: "DAT external triggers".into() });
     }
     if !DAT_CD_TYPES.contains(&event_type) || event_size != DAT_RECORD_LEN {
         return unrecognized(format!(
@@ -312,13 +290,7 @@ mod tests {
     fn format_line_with_options_in_any_order() {
         let d = detect_ok(b"% format EVT3;width=1280;height=720\n% end\n\x00\x80");
         assert_eq!(d.format, Format::Evt3);
-        assert_eq!(
-            d.geometry,
-            Geometry {
-                width: 1280,
-                height: 720
-            }
-        );
+        assert_eq!(d.geometry, Geometry { width: 1280, height: 720 });
         assert_eq!(d.geometry_source, GeometrySource::Header);
         assert_eq!(d.data_offset, 42);
     }
@@ -327,26 +299,14 @@ mod tests {
     fn legacy_evt_key_with_system_id_geometry() {
         let d = detect_ok(b"% evt 2.0\n% system_ID 21\n");
         assert_eq!(d.format, Format::Evt2);
-        assert_eq!(
-            d.geometry,
-            Geometry {
-                width: 640,
-                height: 480
-            }
-        );
+        assert_eq!(d.geometry, Geometry { width: 640, height: 480 });
         assert_eq!(d.geometry_source, GeometrySource::SystemId);
     }
 
     #[test]
     fn geometry_line() {
         let d = detect_ok(b"% evt 3.0\n% geometry 320x240\n");
-        assert_eq!(
-            d.geometry,
-            Geometry {
-                width: 320,
-                height: 240
-            }
-        );
+        assert_eq!(d.geometry, Geometry { width: 320, height: 240 });
     }
 
     #[test]
@@ -355,25 +315,28 @@ mod tests {
     }
 
     #[test]
+    fn evt21_word_order_as_openeb_decides_it() {
+        let order = |head: &[u8]| match detect_ok(head).format {
+            Format::Evt21(order) => order,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(order(b"% format EVT21;endianness=legacy\n"), WordOrder::Legacy);
+        assert_eq!(order(b"% format EVT21;endianness=little\n"), WordOrder::Standard);
+        assert_eq!(order(b"% evt 2.1\n% endianness legacy\n"), WordOrder::Legacy);
+        assert_eq!(order(b"% evt 2.1\n"), WordOrder::Legacy);
+        assert_eq!(order(b"% evt 2.1\n% system_ID 48\n"), WordOrder::Legacy);
+        assert_eq!(order(b"% evt 2.1\n% system_ID 64\n"), WordOrder::Standard);
+        assert_eq!(order(b"% evt 2.1\n% integrator_name Acme\n"), WordOrder::Standard);
+    }
+
+    #[test]
     fn dat_with_and_without_geometry() {
         let d = detect_ok(b"% Version 2\n% Width 640\n% Height 480\n\x0c\x08");
         assert_eq!((d.format, d.data_offset), (Format::Dat, 39));
-        assert_eq!(
-            d.geometry,
-            Geometry {
-                width: 640,
-                height: 480
-            }
-        );
+        assert_eq!(d.geometry, Geometry { width: 640, height: 480 });
         let d = detect_ok(b"% Version 2\n\x00\x08");
         assert_eq!(d.geometry_source, GeometrySource::Default);
-        assert_eq!(
-            d.geometry,
-            Geometry {
-                width: 304,
-                height: 240
-            }
-        );
+        assert_eq!(d.geometry, Geometry { width: 304, height: 240 });
     }
 
     #[test]
@@ -381,8 +344,8 @@ mod tests {
         let err = |b: &[u8]| detect(b, Some("raw")).unwrap_err().to_string();
         assert!(err(b"").contains("empty"));
         assert!(err(b"hello world\n").contains("no `% ` header"));
-        assert!(err(b"% format EVT21;width=1\n").contains("EVT21"));
-        assert!(err(b"% evt 2.1\n").contains("EVT 2.1"));
+        assert!(err(b"% format EVT4;width=1\n").contains("EVT4"));
+        assert!(err(b"% evt 4.0\n").contains("evt 4.0"));
         assert!(err(b"% format EVT3;width=0;height=5\n").contains("geometry"));
         assert!(err(b"% note hi\nplain text").contains("not a DAT"));
         assert!(err(b"% Version 2\n\x0e\x08").contains("triggers"));
@@ -394,9 +357,6 @@ mod tests {
         while head.len() < MAX_HEADER_LEN + 10 {
             head.extend_from_slice(b"% filler line\n");
         }
-        assert!(matches!(
-            detect(&head, None),
-            Err(DetectError::HeaderTooLong { .. })
-        ));
+        assert!(matches!(detect(&head, None), Err(DetectError::HeaderTooLong { .. })));
     }
 }

@@ -7,14 +7,16 @@ pub enum DetectError {
     /// The content matches no supported format.
     #[error(
         "not an event recording evshm reads ({reason}); supported: Prophesee RAW \
-         (EVT2, EVT3) with a `% ` header, Prophesee DAT (CD events)"
+         (EVT2, EVT2.1, EVT3) with a `% ` header, Prophesee DAT (CD events)"
     )]
     Unrecognized {
         /// What was seen instead.
         reason: String,
     },
     /// The header names a format that exists but is not decoded yet.
-    #[error("event format {name} is recognised but not supported yet; supported: EVT2, EVT3, DAT")]
+    #[error(
+        "event format {name} is recognised but not supported yet; supported: EVT2, EVT2.1, EVT3, DAT"
+    )]
     UnsupportedFormat {
         /// The format as spelled in the header.
         name: String,

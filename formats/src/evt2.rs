@@ -3,12 +3,11 @@
 //! CD_OFF (0) and CD_ON (1) carry y in bits 0-10, x in bits 11-21 and the low 6 bits of
 //! time in bits 22-27; TIME_HIGH (8) carries time bits 6-33; EXT_TRIGGER (0xA) carries the
 //! edge in bit 0 and the trigger id in bits 8-12. Words before the first TIME_HIGH are
-//! dropped (OpenEB). The 34-bit clock wraps every 4.77 hours: a TIME_HIGH that goes back
-//! by at least half its 28-bit range counts a wrap, so smaller backward steps are kept as
-//! encoded.
+//! dropped (OpenEB). Time wraps as `clock34` describes.
 
 use std::io::Write;
 
+use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
 use crate::decoder::{Carry, DecodeStats, for_each_word};
 use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
@@ -22,20 +21,13 @@ const IMU: u32 = 0xD;
 const OTHERS: u32 = 0xE;
 const CONTINUED: u32 = 0xF;
 
-const TIME_HIGH_MASK: u32 = (1 << 28) - 1;
-/// Half the TIME_HIGH range: a backward step this large is a wrap.
-const LOOP_THRESHOLD: u32 = 1 << 27;
 const MAX_COORDINATE: u16 = 0x7FF;
 
 /// Push decoder for EVT 2.0 event data (the bytes after the header).
 #[derive(Debug, Clone, Default)]
 pub struct Evt2Decoder {
     carry: Carry<4>,
-    time_known: bool,
-    time_high: u32,
-    /// `loops << 34 | time_high << 6`.
-    time_base: i64,
-    loops: i64,
+    clock: Clock34,
     stats: DecodeStats,
 }
 
@@ -43,23 +35,18 @@ impl Evt2Decoder {
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
         let mut carry = self.carry;
-        for_each_word(&mut carry, bytes, |w| {
-            self.word(u32::from_le_bytes(w), sink)
-        });
+        for_each_word(&mut carry, bytes, |w| self.word(u32::from_le_bytes(w), sink));
         self.carry = carry;
     }
 
     /// What was passed over so far.
     pub fn stats(&self) -> DecodeStats {
-        DecodeStats {
-            trailing_bytes: self.carry.len(),
-            ..self.stats
-        }
+        DecodeStats { trailing_bytes: self.carry.len(), ..self.stats }
     }
 
     /// Whether a TIME_HIGH has been seen.
     pub(crate) fn time_known(&self) -> bool {
-        self.time_known
+        self.clock.known()
     }
 
     #[inline(always)]
@@ -67,31 +54,23 @@ impl Evt2Decoder {
         self.stats.words += 1;
         let kind = word >> 28;
         if kind == TIME_HIGH {
-            let high = word & TIME_HIGH_MASK;
-            if self.time_known && self.time_high >= high + LOOP_THRESHOLD {
-                self.loops += 1;
-            }
-            self.time_high = high;
-            self.time_base = self.loops << 34 | i64::from(high) << 6;
-            self.time_known = true;
+            self.clock.set_high(word & TIME_HIGH_MASK);
             return;
         }
-        if !self.time_known {
+        if !self.clock.known() {
             self.stats.before_first_time += 1;
             return;
         }
-        let t = self.time_base | i64::from((word >> 22) & 0x3F);
+        let t = self.clock.time(word >> 22);
         match kind {
             CD_OFF | CD_ON => {
                 let x = ((word >> 11) & 0x7FF) as u16;
                 let y = (word & 0x7FF) as u16;
                 sink.event(t, x, y, kind as u8);
             }
-            EXT_TRIGGER => sink.trigger(Trigger {
-                t,
-                id: ((word >> 8) & 0x1F) as u8,
-                p: (word & 1) as u8,
-            }),
+            EXT_TRIGGER => {
+                sink.trigger(Trigger { t, id: ((word >> 8) & 0x1F) as u8, p: (word & 1) as u8 })
+            }
             IMU | OTHERS | CONTINUED => {}
             _ => self.stats.unknown += 1,
         }
@@ -115,7 +94,7 @@ pub(crate) fn count_cd_words(bytes: &[u8]) -> u64 {
 pub struct Evt2Encoder<W: Write> {
     out: W,
     geometry: Geometry,
-    high: Option<i64>,
+    high: HighSteps,
     words: Vec<u32>,
 }
 
@@ -129,12 +108,7 @@ impl<W: Write> Evt2Encoder<W> {
             geometry.width,
             env!("CARGO_PKG_VERSION")
         )?;
-        Ok(Self {
-            out,
-            geometry,
-            high: None,
-            words: Vec::with_capacity(4096),
-        })
+        Ok(Self { out, geometry, high: HighSteps::default(), words: Vec::with_capacity(4096) })
     }
 
     /// Adds one event.
@@ -169,38 +143,8 @@ impl<W: Write> Evt2Encoder<W> {
     }
 
     fn set_time(&mut self, t: i64) -> Result<(), EncodeError> {
-        if t < 0 {
-            return Err(EncodeError::NegativeTime { t });
-        }
-        let high = t >> 6;
-        let loop_len = i64::from(TIME_HIGH_MASK) + 1;
-        let mut at = match self.high {
-            Some(at) => at,
-            None => {
-                self.words.push(TIME_HIGH << 28);
-                0
-            }
-        };
-        if high < at && (at - high >= i64::from(LOOP_THRESHOLD) || high / loop_len != at / loop_len)
-        {
-            return Err(EncodeError::TimeNotEncodable {
-                t,
-                previous: at << 6,
-                reason: "EVT2 can step back only within one 4.77 h clock loop",
-            });
-        }
-        // Forward steps smaller than LOOP_THRESHOLD let the decoder see every wrap.
-        while at != high {
-            at = if high > at {
-                high.min(at + i64::from(LOOP_THRESHOLD) - 1)
-            } else {
-                high
-            };
-            self.words
-                .push(TIME_HIGH << 28 | (at & i64::from(TIME_HIGH_MASK)) as u32);
-        }
-        self.high = Some(high);
-        Ok(())
+        let words = &mut self.words;
+        self.high.advance(t, "EVT2", |high| words.push(TIME_HIGH << 28 | high))
     }
 
     fn push_word(&mut self, word: u32) -> Result<(), EncodeError> {
@@ -238,23 +182,8 @@ mod tests {
         let (sink, stats) = decode(&[cd_on, 0x8000_0002, cd_on, 0xA500_0301, 0x3000_0000]);
         assert_eq!(stats.before_first_time, 1);
         assert_eq!(stats.unknown, 1);
-        assert_eq!(
-            sink.events,
-            [Event {
-                t: 128 + 5,
-                x: 300,
-                y: 200,
-                p: 1
-            }]
-        );
-        assert_eq!(
-            sink.triggers,
-            [Trigger {
-                t: 128 + 20,
-                id: 3,
-                p: 1
-            }]
-        );
+        assert_eq!(sink.events, [Event { t: 128 + 5, x: 300, y: 200, p: 1 }]);
+        assert_eq!(sink.triggers, [Trigger { t: 128 + 20, id: 3, p: 1 }]);
     }
 
     #[test]
@@ -266,59 +195,23 @@ mod tests {
 
     #[test]
     fn encoder_round_trip_across_wraps() {
-        let geometry = Geometry {
-            width: 640,
-            height: 480,
-        };
+        let geometry = Geometry { width: 640, height: 480 };
         let events = [
-            Event {
-                t: 70,
-                x: 639,
-                y: 479,
-                p: 1,
-            },
-            Event {
-                t: 65,
-                x: 0,
-                y: 0,
-                p: 0,
-            },
-            Event {
-                t: (1 << 34) + 3,
-                x: 1,
-                y: 2,
-                p: 1,
-            },
-            Event {
-                t: (3 << 34) + 99,
-                x: 3,
-                y: 4,
-                p: 0,
-            },
+            Event { t: 70, x: 639, y: 479, p: 1 },
+            Event { t: 65, x: 0, y: 0, p: 0 },
+            Event { t: (1 << 34) + 3, x: 1, y: 2, p: 1 },
+            Event { t: (3 << 34) + 99, x: 3, y: 4, p: 0 },
         ];
         let mut encoder = Evt2Encoder::new(Vec::new(), geometry).unwrap();
         for e in &events {
             encoder.push(e).unwrap();
         }
-        encoder
-            .push_trigger(&Trigger {
-                t: (3 << 34) + 100,
-                id: 7,
-                p: 0,
-            })
-            .unwrap();
+        encoder.push_trigger(&Trigger { t: (3 << 34) + 100, id: 7, p: 0 }).unwrap();
         let file = encoder.finish().unwrap();
         let detected = crate::detect(&file, None).unwrap();
         let mut sink = VecSink::default();
         Evt2Decoder::default().feed(&file[detected.data_offset..], &mut sink);
         assert_eq!(sink.events, events);
-        assert_eq!(
-            sink.triggers,
-            [Trigger {
-                t: (3 << 34) + 100,
-                id: 7,
-                p: 0
-            }]
-        );
+        assert_eq!(sink.triggers, [Trigger { t: (3 << 34) + 100, id: 7, p: 0 }]);
     }
 }

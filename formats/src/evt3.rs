@@ -52,18 +52,13 @@ impl Evt3Decoder {
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
         let mut carry = self.carry;
-        for_each_word(&mut carry, bytes, |w| {
-            self.word(u16::from_le_bytes(w), sink)
-        });
+        for_each_word(&mut carry, bytes, |w| self.word(u16::from_le_bytes(w), sink));
         self.carry = carry;
     }
 
     /// What was passed over so far.
     pub fn stats(&self) -> DecodeStats {
-        DecodeStats {
-            trailing_bytes: self.carry.len(),
-            ..self.stats
-        }
+        DecodeStats { trailing_bytes: self.carry.len(), ..self.stats }
     }
 
     /// Whether a row address has been seen since the first TIME_HIGH.
@@ -141,9 +136,7 @@ impl Evt3Decoder {
 /// ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base` is set.
 pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
     let mut count = 0u64;
-    let mut words = bytes
-        .chunks_exact(2)
-        .map(|w| u16::from_le_bytes([w[0], w[1]]));
+    let mut words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
     if !*vector_base {
         for word in words.by_ref() {
             match word >> 12 {
@@ -274,15 +267,9 @@ impl<W: Write> Evt3Encoder<W> {
             self.words.push(VECT_BASE_X << 12 | p | base);
             let mut pending = &xs[..];
             while base <= last {
-                let (kind, width) = if last - base < 8 {
-                    (VECT_8, 8)
-                } else {
-                    (VECT_12, 12)
-                };
+                let (kind, width) = if last - base < 8 { (VECT_8, 8) } else { (VECT_12, 12) };
                 let split = pending.partition_point(|&x| x < base + width);
-                let mask = pending[..split]
-                    .iter()
-                    .fold(0u16, |m, &x| m | 1 << (x - base));
+                let mask = pending[..split].iter().fold(0u16, |m, &x| m | 1 << (x - base));
                 self.words.push(kind << 12 | mask);
                 pending = &pending[split..];
                 base += width;
@@ -325,11 +312,7 @@ impl<W: Write> Evt3Encoder<W> {
         // every wrap of the 12-bit TIME_HIGH.
         let mut at = current;
         while at != high {
-            at = if high > at {
-                high.min(at + i64::from(LOOP_THRESHOLD))
-            } else {
-                high
-            };
+            at = if high > at { high.min(at + i64::from(LOOP_THRESHOLD)) } else { high };
             self.words.push(TIME_HIGH << 12 | (at & 0xFFF) as u16);
             self.low = 0;
         }
@@ -392,9 +375,7 @@ mod tests {
 
     #[test]
     fn wrap_is_counted_when_time_high_goes_back_by_half_its_range() {
-        let (sink, _) = decode(&[
-            0x8FFF, 0x0000, 0x2001, 0x8000, 0x2001, 0x8100, 0x80FF, 0x2001,
-        ]);
+        let (sink, _) = decode(&[0x8FFF, 0x0000, 0x2001, 0x8000, 0x2001, 0x8100, 0x80FF, 0x2001]);
         let ts: Vec<i64> = sink.events.iter().map(|e| e.t).collect();
         assert_eq!(ts, [0xFFF << 12, 1 << 24, (1 << 24) + (0xFF << 12)]);
     }
@@ -417,17 +398,10 @@ mod tests {
 
     #[test]
     fn encoder_round_trips_runs_wraps_and_backward_steps() {
-        let geometry = Geometry {
-            width: 1280,
-            height: 720,
-        };
+        let geometry = Geometry { width: 1280, height: 720 };
         let mut events = vec![ev(7, 1, 1, 0), ev(3, 2, 1, 0), ev(3, 5, 1, 1)];
         events.extend((0..40).map(|i| ev(9000, 100 + i * 2, 700, 1)));
-        events.extend([
-            ev(1 << 24, 0, 0, 0),
-            ev(5 << 24, 1279, 719, 1),
-            ev(5 << 24, 1279, 0, 1),
-        ]);
+        events.extend([ev(1 << 24, 0, 0, 0), ev(5 << 24, 1279, 719, 1), ev(5 << 24, 1279, 0, 1)]);
         let mut encoder = Evt3Encoder::new(Vec::new(), geometry).unwrap();
         for e in &events {
             encoder.push(e).unwrap();
@@ -443,10 +417,7 @@ mod tests {
 
     #[test]
     fn encoder_refuses_what_it_cannot_represent() {
-        let geometry = Geometry {
-            width: 640,
-            height: 480,
-        };
+        let geometry = Geometry { width: 640, height: 480 };
         let mut encoder = Evt3Encoder::new(Vec::new(), geometry).unwrap();
         assert!(encoder.push(&ev(0, 640, 0, 0)).is_err());
         encoder.push(&ev(10_000_000, 0, 0, 0)).unwrap();

@@ -22,11 +22,7 @@ impl HeaderLines {
         let mut pos = 0;
         while head[pos..].starts_with(b"% ") {
             let Some(newline) = head[pos..].iter().position(|&b| b == b'\n') else {
-                return Self {
-                    lines,
-                    len: pos,
-                    unterminated: true,
-                };
+                return Self { lines, len: pos, unterminated: true };
             };
             let line = &head[pos + 2..pos + newline];
             let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -37,11 +33,7 @@ impl HeaderLines {
             }
             lines.push(text);
         }
-        Self {
-            lines,
-            len: pos,
-            unterminated: false,
-        }
+        Self { lines, len: pos, unterminated: false }
     }
 
     /// The value of the first line whose first word is `key` (case-sensitive), trimmed.

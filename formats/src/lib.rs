@@ -31,6 +31,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod clock34;
 mod counter;
 mod dat;
 mod decoder;
@@ -38,6 +39,7 @@ mod detect;
 mod encode;
 mod error;
 mod evt2;
+mod evt21;
 mod evt3;
 mod header;
 mod sink;
@@ -51,5 +53,6 @@ pub use encode::EncodeError;
 pub use error::DetectError;
 pub use evt2::{Evt2Decoder, Evt2Encoder};
 pub use evt3::{Evt3Decoder, Evt3Encoder};
+pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use header::HeaderLines;
 pub use sink::{CountingSink, Event, EventSink, Trigger, VecSink};

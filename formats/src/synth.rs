@@ -24,10 +24,7 @@ pub struct SynthConfig {
 impl Default for SynthConfig {
     fn default() -> Self {
         Self {
-            geometry: Geometry {
-                width: 1280,
-                height: 720,
-            },
+            geometry: Geometry { width: 1280, height: 720 },
             events: 1_000_000,
             rate: 20e6,
             t0: 0,
@@ -69,10 +66,7 @@ impl Synth {
     /// Starts generating.
     pub fn new(config: SynthConfig) -> Self {
         let mut rng = SplitMix64(config.seed);
-        let (w, h) = (
-            f64::from(config.geometry.width),
-            f64::from(config.geometry.height),
-        );
+        let (w, h) = (f64::from(config.geometry.width), f64::from(config.geometry.height));
         let objects = std::array::from_fn(|_| Object {
             x: rng.unit() * w,
             y: rng.unit() * h,
@@ -80,14 +74,7 @@ impl Synth {
             vy: (rng.unit() - 0.5) * h * 2e-6,
             radius: 4.0 + rng.unit() * w / 16.0,
         });
-        Self {
-            config,
-            rng,
-            emitted: 0,
-            time: config.t0 as f64,
-            objects,
-            run: Run::default(),
-        }
+        Self { config, rng, emitted: 0, time: config.t0 as f64, objects, run: Run::default() }
     }
 
     fn start_run(&mut self) {
@@ -106,13 +93,7 @@ impl Synth {
         let x = (o.x + dx * 2.0 * o.radius).clamp(0.0, f64::from(g.width - 1));
         let y = (o.y + dy * 2.0 * o.radius).clamp(0.0, f64::from(g.height - 1));
         let p = u8::from(dx > 0.0);
-        self.run = Run {
-            t: self.time as i64,
-            x: x as u32,
-            y: y as u32,
-            p,
-            left: len,
-        };
+        self.run = Run { t: self.time as i64, x: x as u32, y: y as u32, p, left: len };
     }
 }
 
@@ -127,12 +108,7 @@ impl Iterator for Synth {
             self.start_run();
         }
         let run = &mut self.run;
-        let event = Event {
-            t: run.t,
-            x: run.x as u16,
-            y: run.y as u16,
-            p: run.p,
-        };
+        let event = Event { t: run.t, x: run.x as u16, y: run.y as u16, p: run.p };
         run.left -= 1;
         // Mostly neighbours, sometimes a gap, as edges crossing a row look.
         run.x += 1 + u32::from(self.rng.next().is_multiple_of(8));
@@ -166,18 +142,10 @@ mod tests {
 
     #[test]
     fn events_are_inside_the_sensor_and_time_never_goes_back() {
-        let config = SynthConfig {
-            events: 50_000,
-            t0: 1000,
-            ..SynthConfig::default()
-        };
+        let config = SynthConfig { events: 50_000, t0: 1000, ..SynthConfig::default() };
         let events: Vec<Event> = Synth::new(config).collect();
         assert_eq!(events.len(), 50_000);
-        assert!(
-            events
-                .iter()
-                .all(|e| u32::from(e.x) < 1280 && u32::from(e.y) < 720)
-        );
+        assert!(events.iter().all(|e| u32::from(e.x) < 1280 && u32::from(e.y) < 720));
         assert!(events.windows(2).all(|w| w[0].t <= w[1].t));
         assert!(events[0].t >= 1000);
         assert!(events.iter().any(|e| e.p == 0) && events.iter().any(|e| e.p == 1));

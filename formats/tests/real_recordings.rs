@@ -16,12 +16,7 @@ fn decode_file(bytes: &[u8], chunk: usize) -> (Format, Geometry, GeometrySource,
     for piece in bytes[detected.data_offset..].chunks(chunk) {
         decoder.feed(piece, &mut sink);
     }
-    (
-        detected.format,
-        detected.geometry,
-        detected.geometry_source,
-        sink,
-    )
+    (detected.format, detected.geometry, detected.geometry_source, sink)
 }
 
 fn check(name: &str, format: Format, geometry: Geometry, source: GeometrySource) {
@@ -29,78 +24,37 @@ fn check(name: &str, format: Format, geometry: Geometry, source: GeometrySource)
     let bytes = std::fs::read(dir.join(name)).unwrap();
     let expected = rows(&read_ipc_file(&dir.join(format!("{name}.expected.arrow"))));
     let (found_format, found_geometry, found_source, sink) = decode_file(&bytes, 1 << 20);
-    assert_eq!(
-        (found_format, found_geometry, found_source),
-        (format, geometry, source)
-    );
-    let got: Vec<Row> = sink
-        .events
-        .iter()
-        .map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8))
-        .collect();
+    assert_eq!((found_format, found_geometry, found_source), (format, geometry, source));
+    let got: Vec<Row> =
+        sink.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
     assert_eq!(got.len(), expected.len(), "{name}: event count");
     if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
-        panic!(
-            "{name}: event {i} is {:?}, expected {:?}",
-            got[i], expected[i]
-        );
+        panic!("{name}: event {i} is {:?}, expected {:?}", got[i], expected[i]);
     }
 }
 
 #[test]
 fn evt2_sample_matches_expected_decode() {
-    let gen3 = Geometry {
-        width: 640,
-        height: 480,
-    };
-    check(
-        "evt2_sample.raw",
-        Format::Evt2,
-        gen3,
-        GeometrySource::SystemId,
-    );
+    let gen3 = Geometry { width: 640, height: 480 };
+    check("evt2_sample.raw", Format::Evt2, gen3, GeometrySource::SystemId);
 }
 
 #[test]
 fn evt3_sample_matches_expected_decode() {
-    let hd = Geometry {
-        width: 1280,
-        height: 720,
-    };
-    check(
-        "evt3_sample.raw",
-        Format::Evt3,
-        hd,
-        GeometrySource::SystemId,
-    );
+    let hd = Geometry { width: 1280, height: 720 };
+    check("evt3_sample.raw", Format::Evt3, hd, GeometrySource::SystemId);
 }
 
 #[test]
 fn evt3_pedestrians_matches_expected_decode() {
-    let hd = Geometry {
-        width: 1280,
-        height: 720,
-    };
-    check(
-        "evt3_test_pedestrians.raw",
-        Format::Evt3,
-        hd,
-        GeometrySource::SystemId,
-    );
+    let hd = Geometry { width: 1280, height: 720 };
+    check("evt3_test_pedestrians.raw", Format::Evt3, hd, GeometrySource::SystemId);
 }
 
 #[test]
 fn ncars_dat_matches_expected_decode() {
-    let atis = Geometry {
-        width: 304,
-        height: 240,
-    };
-    check(
-        "NCARS_obj_004397_td.dat",
-        Format::Dat,
-        atis,
-        GeometrySource::Default,
-    );
+    let atis = Geometry { width: 304, height: 240 };
+    check("NCARS_obj_004397_td.dat", Format::Dat, atis, GeometrySource::Default);
 }
 
 proptest! {

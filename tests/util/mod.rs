@@ -88,11 +88,7 @@ impl Daemon {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         });
-        let daemon = Daemon {
-            child,
-            socket,
-            _dir: dir,
-        };
+        let daemon = Daemon { child, socket, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while UnixStream::connect(&daemon.socket).is_err() {
             assert!(Instant::now() < deadline, "evshmd did not start listening");
@@ -114,13 +110,8 @@ impl Daemon {
     /// A raw connection for sending arbitrary bytes.
     pub fn raw(&self) -> RawConnection {
         let stream = UnixStream::connect(&self.socket).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        RawConnection {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        }
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        RawConnection { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
     }
 
     /// The segment files this daemon has in the shared-memory directory.
@@ -136,10 +127,7 @@ impl Daemon {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "evshmd did not exit after SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "evshmd did not exit after SIGTERM");
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -231,27 +219,22 @@ pub fn python() -> Option<PathBuf> {
 /// The `evshm` command-line tool, built beside evshmd by `cargo test --workspace`.
 pub fn evshm_cli() -> PathBuf {
     let cli = Path::new(env!("CARGO_BIN_EXE_evshmd")).with_file_name("evshm");
-    assert!(
-        cli.is_file(),
-        "{} is missing: run `cargo build --workspace` first",
-        cli.display()
-    );
+    assert!(cli.is_file(), "{} is missing: run `cargo build --workspace` first", cli.display());
     cli
+}
+
+/// The synthetic events the recordings of these tests hold.
+pub fn synthetic(events: u64) -> Synth {
+    let geometry = Geometry { width: 1280, height: 720 };
+    Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() })
 }
 
 /// Writes a synthetic EVT3 recording of `events` events.
 pub fn write_evt3(path: &Path, events: u64) {
-    let geometry = Geometry {
-        width: 1280,
-        height: 720,
-    };
+    let geometry = Geometry { width: 1280, height: 720 };
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     let mut encoder = Evt3Encoder::new(file, geometry).unwrap();
-    for event in Synth::new(SynthConfig {
-        geometry,
-        events,
-        ..SynthConfig::default()
-    }) {
+    for event in synthetic(events) {
         encoder.push(&event).unwrap();
     }
     encoder.finish().unwrap();

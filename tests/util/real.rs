@@ -12,18 +12,13 @@ pub type Row = (i64, i16, i16, i8);
 
 /// The folder of real recordings, or `None` (the caller then skips, saying so).
 pub fn real_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("EVSHM_REAL_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real")
-        });
+    let dir = std::env::var_os("EVSHM_REAL_DATA").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/real")
+    });
     if dir.join("MANIFEST.json").is_file() {
         Some(dir)
     } else {
-        eprintln!(
-            "SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)",
-            dir.display()
-        );
+        eprintln!("SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)", dir.display());
         None
     }
 }
@@ -32,11 +27,8 @@ pub fn real_data() -> Option<PathBuf> {
 pub fn rows(batches: &[RecordBatch]) -> Vec<Row> {
     let mut rows = Vec::new();
     for batch in batches {
-        let column = |name| {
-            batch
-                .column_by_name(name)
-                .unwrap_or_else(|| panic!("no column {name}"))
-        };
+        let column =
+            |name| batch.column_by_name(name).unwrap_or_else(|| panic!("no column {name}"));
         let t = column("t").as_primitive::<Int64Type>();
         let x = column("x").as_primitive::<Int16Type>();
         let y = column("y").as_primitive::<Int16Type>();

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{DatEncoder, EncodeError, Event, Evt2Encoder, Evt3Encoder, Geometry};
+use evshm_formats::{
+    DatEncoder, EncodeError, Event, Evt2Encoder, Evt3Encoder, Evt21Encoder, Geometry, WordOrder,
+};
 
 /// Options of `evshm generate`.
 #[derive(Debug, clap::Args)]
@@ -39,16 +41,16 @@ pub struct GenerateArgs {
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum OutputFormat {
     Evt3,
+    Evt21,
+    /// EVT 2.1 with the 32-bit halves of each word swapped (`endianness=legacy`).
+    Evt21Legacy,
     Evt2,
     Dat,
 }
 
 /// Writes the recording the arguments describe.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
-    let geometry = Geometry {
-        width: args.width,
-        height: args.height,
-    };
+    let geometry = Geometry { width: args.width, height: args.height };
     let config = SynthConfig {
         geometry,
         events: args.events,
@@ -61,24 +63,27 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let out = BufWriter::with_capacity(1 << 20, file);
     let events = Synth::new(config);
     match args.format {
-        OutputFormat::Evt3 => encode(
-            Evt3Encoder::new(out, geometry)?,
+        OutputFormat::Evt3 => {
+            encode(Evt3Encoder::new(out, geometry)?, events, Evt3Encoder::push, Evt3Encoder::finish)
+        }
+        OutputFormat::Evt21 => encode(
+            Evt21Encoder::new(out, geometry, WordOrder::Standard)?,
             events,
-            Evt3Encoder::push,
-            Evt3Encoder::finish,
+            Evt21Encoder::push,
+            Evt21Encoder::finish,
         ),
-        OutputFormat::Evt2 => encode(
-            Evt2Encoder::new(out, geometry)?,
+        OutputFormat::Evt21Legacy => encode(
+            Evt21Encoder::new(out, geometry, WordOrder::Legacy)?,
             events,
-            Evt2Encoder::push,
-            Evt2Encoder::finish,
+            Evt21Encoder::push,
+            Evt21Encoder::finish,
         ),
-        OutputFormat::Dat => encode(
-            DatEncoder::new(out, geometry)?,
-            events,
-            DatEncoder::push,
-            DatEncoder::finish,
-        ),
+        OutputFormat::Evt2 => {
+            encode(Evt2Encoder::new(out, geometry)?, events, Evt2Encoder::push, Evt2Encoder::finish)
+        }
+        OutputFormat::Dat => {
+            encode(DatEncoder::new(out, geometry)?, events, DatEncoder::push, DatEncoder::finish)
+        }
     }
     .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("wrote {} events to {}", args.events, args.out.display());

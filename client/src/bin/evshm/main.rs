@@ -54,19 +54,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Ls => {
             let recordings = connect()?.list()?;
-            let width = recordings
-                .iter()
-                .map(|r| r.path.len())
-                .max()
-                .unwrap_or(4)
-                .max(4);
+            let width = recordings.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
             println!("{:width$}  {:6}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE");
             for r in recordings {
                 let decoded = if r.decoded { "yes" } else { "no" };
-                println!(
-                    "{:width$}  {:6}  {:>12}  {decoded}",
-                    r.path, r.format, r.size
-                );
+                println!("{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size);
             }
         }
         Command::Open { path } => open(&connect()?, path)?,
@@ -87,10 +79,7 @@ fn open(client: &Client, path: &str) -> anyhow::Result<()> {
     let info = recording.info();
     let mut range: Option<(i64, i64)> = None;
     for batch in recording.batches() {
-        let t = batch
-            .column_by_name("t")
-            .context("no column t")?
-            .as_primitive::<Int64Type>();
+        let t = batch.column_by_name("t").context("no column t")?.as_primitive::<Int64Type>();
         for &v in t.values().iter() {
             range = Some(range.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
         }
@@ -106,11 +95,7 @@ fn open(client: &Client, path: &str) -> anyhow::Result<()> {
     println!("path      {}", info.path);
     println!("format    {} {}x{}", info.format, info.width, info.height);
     println!("rows      {}", info.rows);
-    println!(
-        "segment   {} ({} bytes, {cached})",
-        info.segment.path.display(),
-        info.segment.size
-    );
+    println!("segment   {} ({} bytes, {cached})", info.segment.path.display(), info.segment.size);
     println!("schema    {}", schema.join(", "));
     match range {
         Some((lo, hi)) => println!("time      {lo} .. {hi} us"),
