@@ -103,12 +103,12 @@ fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
     let daemon = Daemon::start(|root| {
         for format in formats {
             let out = root.join(format!("sample.{format}"));
-            let status = Command::new(evshm_cli())
+            let output = Command::new(evshm_cli())
                 .args(["generate", "--events", "30000", "--format", format])
                 .arg(&out)
-                .status()
+                .output()
                 .unwrap();
-            assert!(status.success());
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         }
     });
     let expected: Vec<Row> =
@@ -221,6 +221,52 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
 
     assert_eq!(daemon.client().open("good.raw").unwrap().rows(), 1000);
     assert!(daemon.client().stats().unwrap().errors >= 12);
+}
+
+#[test]
+fn hostile_files_get_clean_errors_or_counted_drops_and_the_daemon_keeps_serving() {
+    // A deterministic byte soup, different on every line of the sensor.
+    let garbage: Vec<u8> =
+        (0u32..400_000).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let daemon = Daemon::start(|root| {
+        write_evt3(&root.join("good.raw"), 50_000);
+        let good = std::fs::read(root.join("good.raw")).unwrap();
+        std::fs::write(root.join("empty.raw"), b"").unwrap();
+        std::fs::write(root.join("header_only.raw"), b"% evt 3.0\n% system_ID 48\n").unwrap();
+        let mut soup = b"% format EVT3;width=1280;height=720\n".to_vec();
+        soup.extend_from_slice(&garbage);
+        std::fs::write(root.join("garbage.raw"), soup).unwrap();
+        std::fs::write(root.join("truncated.raw"), &good[..good.len() - 1]).unwrap();
+        let stated = b"height=720;width=1280";
+        let at = good.windows(stated.len()).position(|w| w == stated).unwrap();
+        let mut lying = good[..at].to_vec();
+        lying.extend_from_slice(b"height=100;width=200");
+        lying.extend_from_slice(&good[at + stated.len()..]);
+        std::fs::write(root.join("lying.raw"), lying).unwrap();
+        std::fs::write(root.join("bad_size.dat"), b"% Version 2\n\x0c\x10").unwrap();
+    });
+    let client = daemon.client();
+    let error = |path: &str| daemon_code(client.open(path).unwrap_err());
+    assert_eq!(error("empty.raw"), ErrorCode::UnsupportedFormat);
+    assert_eq!(error("bad_size.dat"), ErrorCode::UnsupportedFormat);
+    assert_eq!(client.open("header_only.raw").unwrap().rows(), 0);
+
+    let good = client.open("good.raw").unwrap();
+    let truncated = client.open("truncated.raw").unwrap();
+    let (all, cut) = (rows(good.batches()), rows(truncated.batches()));
+    assert!(cut.len() < all.len() && all.starts_with(&cut), "a truncated word is not an event");
+
+    let lying = client.open("lying.raw").unwrap();
+    let kept = rows(lying.batches());
+    let inside: Vec<Row> = all.iter().copied().filter(|&(_, x, y, _)| x < 200 && y < 100).collect();
+    assert_eq!(kept, inside, "events outside the stated sensor are dropped");
+    assert_eq!(lying.info().dropped, (all.len() - inside.len()) as u64);
+    assert_zero_copy(&lying);
+
+    let soup = client.open("garbage.raw").unwrap();
+    assert!(rows(soup.batches()).iter().all(|&(_, x, y, p)| x < 1280 && y < 720 && p <= 1));
+    assert_zero_copy(&soup);
+    assert_eq!(client.open("good.raw").unwrap().rows(), 50_000, "still serving");
 }
 
 #[test]

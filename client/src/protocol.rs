@@ -257,6 +257,10 @@ pub struct OpenReply {
     pub schema: Vec<FieldInfo>,
     /// Whether the segment was already resident (no decode for this open).
     pub cached: bool,
+    /// Events of the file dropped because they lie outside the sensor's geometry
+    /// (corrupt data, or a header that states the wrong geometry).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// A shared-memory segment holding one Arrow IPC stream.

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
-use evshm_formats::{Counter, Decoder, DetectError, Detected, EventSink, MAX_HEADER_LEN};
+use evshm_formats::{
+    Counter, Decoder, DetectError, Detected, EventSink, GeometryFilter, MAX_HEADER_LEN,
+};
 
 use crate::ipc::StreamLayout;
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
@@ -30,6 +32,41 @@ pub struct Published {
     pub rows: u64,
     /// What detection found: format and geometry.
     pub detected: Detected,
+    /// What the decoder passed over.
+    pub report: DecodeReport,
+}
+
+/// What a decode dropped or skipped, besides the events it kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecodeReport {
+    /// Events outside the sensor's geometry, dropped.
+    pub outside_geometry: u64,
+    /// Decoder counts: words before the first time word, unknown words, trailing bytes.
+    pub stats: evshm_formats::DecodeStats,
+}
+
+impl DecodeReport {
+    /// Whether anything was dropped or skipped that a user should hear about.
+    pub fn is_clean(&self) -> bool {
+        self.outside_geometry == 0
+            && self.stats.unknown == 0
+            && self.stats.trailing_bytes == 0
+            && self.stats.before_first_time == 0
+    }
+}
+
+impl std::fmt::Display for DecodeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} events outside the sensor dropped, {} words before the first time word \
+             dropped, {} words of unknown type skipped, {} trailing bytes of a truncated word",
+            self.outside_geometry,
+            self.stats.before_first_time,
+            self.stats.unknown,
+            self.stats.trailing_bytes
+        )
+    }
 }
 
 /// Why a recording could not be published.
@@ -101,13 +138,19 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     let segment = shm.create(layout.total_len() as u64)?;
     let mut map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
     let columns = layout.write(&mut map).map_err(|e| layout_error(e.to_string()))?;
-    let mut sink = ColumnSink { columns, len: 0 };
+    let mut sink = GeometryFilter::new(ColumnSink { columns, len: 0 }, detected.geometry);
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
-    if sink.len != rows as usize {
+    let (kept, dropped) = (sink.inner.len, sink.dropped);
+    drop(sink);
+    if kept as u64 + dropped != rows {
         return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
     }
-    Ok(Published { segment, rows, detected })
+    if kept as u64 != rows {
+        layout.set_rows(&mut map, kept).map_err(|e| layout_error(e.to_string()))?;
+    }
+    let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
+    Ok(Published { segment, rows: kept as u64, detected, report })
 }
 
 fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {

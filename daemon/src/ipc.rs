@@ -32,7 +32,9 @@ pub struct StreamLayout {
     /// Offset of each column's values, from the start of the body.
     column_offsets: [usize; 4],
     body_len: usize,
-    rows: usize,
+    /// Rows the columns have room for.
+    capacity: usize,
+    options: IpcWriteOptions,
 }
 
 /// The writable event columns inside a segment.
@@ -49,7 +51,7 @@ pub struct EventColumns<'a> {
 }
 
 impl StreamLayout {
-    /// Lays out a stream of `schema` (the event schema) with `rows` events.
+    /// Lays out a stream of `schema` (the event schema) with room for `rows` events.
     pub fn new(schema: &Schema, rows: usize) -> Result<Self, ArrowError> {
         let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)?;
         let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
@@ -67,7 +69,33 @@ impl StreamLayout {
         }
         let metadata = batch_metadata(rows, &column_offsets, body_len);
         let batch_message = frame(metadata, &options)?;
-        Ok(Self { schema_message, batch_message, column_offsets, body_len, rows })
+        Ok(Self {
+            schema_message,
+            batch_message,
+            column_offsets,
+            body_len,
+            capacity: rows,
+            options,
+        })
+    }
+
+    /// Rewrites the batch message of a stream [`StreamLayout::write`] wrote into
+    /// `segment` so that it holds only the first `rows` rows.
+    pub fn set_rows(&self, segment: &mut [u8], rows: usize) -> Result<(), ArrowError> {
+        if rows > self.capacity {
+            return Err(ArrowError::MemoryError(format!(
+                "{rows} rows do not fit a layout for {}",
+                self.capacity
+            )));
+        }
+        let metadata = batch_metadata(rows, &self.column_offsets, self.body_len);
+        let message = frame(metadata, &self.options)?;
+        if message.len() != self.batch_message.len() {
+            return Err(ArrowError::MemoryError("batch message changed size".into()));
+        }
+        let start = self.schema_message.len();
+        segment[start..start + message.len()].copy_from_slice(&message);
+        Ok(())
     }
 
     /// Exact size of the stream in bytes.
@@ -103,7 +131,7 @@ impl StreamLayout {
         let (t, body) = body.split_at_mut(x_at - t_at);
         let (x, body) = body.split_at_mut(y_at - x_at);
         let (y, p) = body.split_at_mut(p_at - y_at);
-        let rows = self.rows;
+        let rows = self.capacity;
         Ok(EventColumns {
             t: cast_mut::<i64>(t, rows)?,
             x: cast_mut::<i16>(x, rows)?,
@@ -145,6 +173,8 @@ fn frame(metadata: Vec<u8>, options: &IpcWriteOptions) -> Result<Vec<u8>, ArrowE
 /// The flatbuffer `Message` of a record batch of four non-null primitive columns.
 fn batch_metadata(rows: usize, column_offsets: &[usize; 4], body_len: usize) -> Vec<u8> {
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
+    // Writing default values too keeps the message's size independent of the numbers.
+    fbb.force_defaults(true);
     let nodes: Vec<FieldNode> = (0..4).map(|_| FieldNode::new(rows as i64, 0)).collect();
     let buffers: Vec<IpcBuffer> = column_offsets
         .iter()
@@ -221,6 +251,27 @@ mod tests {
             let range = stream.as_ptr() as usize..stream.as_ptr() as usize + stream.len();
             let inside = |b: &Buffer| range.contains(&(b.as_ptr() as usize));
             assert!(t.values().inner().is_empty() || inside(t.values().inner()));
+        }
+    }
+
+    #[test]
+    fn fewer_rows_than_laid_out() {
+        let schema = evshm::schema::event_schema(HashMap::new());
+        for (capacity, rows) in [(10, 7), (1000, 0), (5, 5)] {
+            let layout = StreamLayout::new(&schema, capacity).unwrap();
+            let mut memory = MutableBuffer::from_len_zeroed(layout.total_len());
+            let columns = layout.write(memory.as_slice_mut()).unwrap();
+            for (i, t) in columns.t.iter_mut().enumerate() {
+                *t = i as i64;
+            }
+            layout.set_rows(memory.as_slice_mut(), rows).unwrap();
+            assert!(layout.set_rows(memory.as_slice_mut(), capacity + 1).is_err());
+            let mut rest: Buffer = memory.into();
+            let mut decoder = StreamDecoder::new().with_require_alignment(true);
+            let batch = decoder.decode(&mut rest).unwrap().unwrap();
+            assert_eq!(batch.num_rows(), rows);
+            let t = batch.column(0).as_primitive::<Int64Type>();
+            assert_eq!(t.values().to_vec(), (0..rows as i64).collect::<Vec<_>>());
         }
     }
 

@@ -203,6 +203,9 @@ impl<'d> Session<'d> {
                     published.segment.len(),
                     started.elapsed().as_secs_f64() * 1e3
                 );
+                if !published.report.is_clean() {
+                    log::warn!("{}: {}", resolved.relative, published.report);
+                }
                 Ok(Resident { published, identity: FileIdentity::of(&metadata) })
             });
         match outcome {
@@ -233,6 +236,7 @@ impl<'d> Session<'d> {
                 })
                 .collect(),
             cached: outcome != Outcome::Decoded,
+            dropped: published.report.outside_geometry,
         };
         self.leases.insert(lease, resident);
         daemon.stats.leases.fetch_add(1, Ordering::Relaxed);

@@ -55,4 +55,4 @@ pub use evt2::{Evt2Decoder, Evt2Encoder};
 pub use evt3::{Evt3Decoder, Evt3Encoder};
 pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use header::HeaderLines;
-pub use sink::{CountingSink, Event, EventSink, Trigger, VecSink};
+pub use sink::{CountingSink, Event, EventSink, GeometryFilter, Trigger, VecSink};

@@ -38,6 +38,42 @@ pub trait EventSink {
     }
 }
 
+/// Passes on the CD events that lie inside a sensor of the given size and counts the
+/// others: OpenEB drops EVT3 events on rows past the sensor's height, and evshm extends
+/// that to every format and both axes, since such events can only come from corrupt data
+/// or a header that lies about the geometry.
+#[derive(Debug, Clone)]
+pub struct GeometryFilter<S> {
+    /// Where the events inside the sensor go.
+    pub inner: S,
+    width: u32,
+    height: u32,
+    /// Events dropped so far.
+    pub dropped: u64,
+}
+
+impl<S> GeometryFilter<S> {
+    /// A filter for a `geometry`-sized sensor in front of `inner`.
+    pub fn new(inner: S, geometry: crate::Geometry) -> Self {
+        Self { inner, width: geometry.width, height: geometry.height, dropped: 0 }
+    }
+}
+
+impl<S: EventSink> EventSink for GeometryFilter<S> {
+    #[inline]
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        if u32::from(x) < self.width && u32::from(y) < self.height {
+            self.inner.event(t, x, y, p);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn trigger(&mut self, trigger: Trigger) {
+        self.inner.trigger(trigger);
+    }
+}
+
 /// Counts CD events and triggers without storing them: the first pass that sizes an
 /// output exactly.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,55 @@
+//! Bounded randomized robustness: arbitrary bytes, behind every kind of header and split
+//! anywhere, never make detection or a decoder panic, loop or disagree with the counter,
+//! and every event a decoder keeps lies inside the sensor. (The fuzz targets in `fuzz/`
+//! run the same checks without a bound.)
+
+use evshm_formats::{Counter, Decoder, GeometryFilter, VecSink, detect};
+use proptest::prelude::*;
+
+const HEADERS: [&[u8]; 8] = [
+    b"% format EVT3;height=720;width=1280\n% end\n",
+    b"% evt 3.0\n% system_ID 48\n",
+    b"% format EVT2;height=480;width=640\n",
+    b"% evt 2.0\n% system_ID 21\n",
+    b"% format EVT21;height=720;width=1280;endianness=legacy\n",
+    b"% format EVT21;height=100;width=100\n",
+    b"% Width 304\n% Height 240\n\x0c\x08",
+    b"% Version 2\n\x00\x08",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn detection_of_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        let _ = detect(&bytes, Some("raw"));
+        let mut with_header = b"% ".to_vec();
+        with_header.extend_from_slice(&bytes);
+        let _ = detect(&with_header, None);
+    }
+
+    #[test]
+    fn arbitrary_data_behind_any_header_decodes_consistently(
+        header in prop::sample::select(HEADERS.to_vec()),
+        body in prop::collection::vec(any::<u8>(), 0..6000),
+        count_chunk in 1usize..300,
+        decode_chunk in 1usize..300,
+    ) {
+        let mut file = header.to_vec();
+        file.extend_from_slice(&body);
+        let detected = detect(&file, None).unwrap();
+        let data = &file[detected.data_offset..];
+
+        let mut counter = Counter::new(detected.format);
+        data.chunks(count_chunk).for_each(|piece| counter.feed(piece));
+        let mut decoder = Decoder::new(detected.format);
+        let mut sink = GeometryFilter::new(VecSink::default(), detected.geometry);
+        data.chunks(decode_chunk).for_each(|piece| decoder.feed(piece, &mut sink));
+
+        prop_assert_eq!(counter.events(), sink.inner.events.len() as u64 + sink.dropped);
+        let g = detected.geometry;
+        prop_assert!(sink.inner.events.iter().all(|e| u32::from(e.x) < g.width && u32::from(e.y) < g.height && e.p <= 1));
+        let stats = decoder.stats();
+        prop_assert!(stats.trailing_bytes < 8);
+    }
+}
