@@ -142,7 +142,6 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
     let (kept, dropped) = (sink.inner.len, sink.dropped);
-    drop(sink);
     if kept as u64 + dropped != rows {
         return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
     }
