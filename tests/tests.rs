@@ -99,7 +99,7 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
 
 #[test]
 fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
-    let formats = ["evt3", "evt2", "evt21", "evt21-legacy", "dat"];
+    let formats = ["evt3", "evt2", "evt21", "evt21-legacy", "dat", "text"];
     let daemon = Daemon::start(|root| {
         for format in formats {
             let out = root.join(format!("sample.{format}"));

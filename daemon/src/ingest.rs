@@ -129,6 +129,7 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     let detected = detect_file(path)?;
     let mut counter = Counter::new(detected.format);
     read_data(path, &detected, |bytes| counter.feed(bytes))?;
+    counter.finish();
     let rows = counter.events();
 
     let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
@@ -141,6 +142,7 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     let mut sink = GeometryFilter::new(ColumnSink { columns, len: 0 }, detected.geometry);
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
+    decoder.finish(&mut sink);
     let (kept, dropped) = (sink.inner.len, sink.dropped);
     if kept as u64 + dropped != rows {
         return Err(IngestError::Changed { path: path.to_owned(), counted: rows });

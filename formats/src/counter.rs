@@ -60,6 +60,11 @@ impl Counter {
         self.carry.extend_from_slice(&bytes[whole..]);
     }
 
+    /// Ends the stream, counting what only the end completes (see [`Decoder::finish`]).
+    pub fn finish(&mut self) {
+        self.decoder.finish(&mut self.slow);
+    }
+
     /// Events counted so far.
     pub fn events(&self) -> u64 {
         self.slow.events + self.fast
@@ -76,6 +81,8 @@ impl Counter {
                 self.vector_base = d.vector_base_known();
                 d.row_known() && d.stats().trailing_bytes == 0
             }
+            // Lines vary in length: text is always counted by decoding.
+            Decoder::Text(_) => false,
         }
     }
 
@@ -84,6 +91,7 @@ impl Counter {
             Decoder::Dat(_) | Decoder::Evt21(_) => 8,
             Decoder::Evt2(_) => 4,
             Decoder::Evt3(_) => 2,
+            Decoder::Text(_) => unreachable!("text is never counted statelessly"),
         }
     }
 
@@ -94,6 +102,7 @@ impl Counter {
             Decoder::Evt2(_) => crate::evt2::count_cd_words(bytes),
             Decoder::Evt21(ref d) => crate::evt21::count_events(bytes, d.order()),
             Decoder::Evt3(_) => crate::evt3::count_events(bytes, &mut self.vector_base),
+            Decoder::Text(_) => unreachable!("text is never counted statelessly"),
         };
     }
 }

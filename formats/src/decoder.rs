@@ -6,6 +6,7 @@ use crate::evt2::Evt2Decoder;
 use crate::evt3::Evt3Decoder;
 use crate::evt21::Evt21Decoder;
 use crate::sink::EventSink;
+use crate::text::TextDecoder;
 
 /// Counts of what a decoder passed over; events and triggers go to the sink.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub enum Decoder {
     Evt21(Evt21Decoder),
     /// EVT 3.0.
     Evt3(Evt3Decoder),
+    /// Text.
+    Text(TextDecoder),
 }
 
 impl Decoder {
@@ -44,6 +47,7 @@ impl Decoder {
             Format::Evt2 => Decoder::Evt2(Evt2Decoder::default()),
             Format::Evt21(order) => Decoder::Evt21(Evt21Decoder::new(order)),
             Format::Evt3 => Decoder::Evt3(Evt3Decoder::default()),
+            Format::Text(columns) => Decoder::Text(TextDecoder::new(columns)),
         }
     }
 
@@ -54,17 +58,28 @@ impl Decoder {
             Decoder::Evt2(d) => d.feed(bytes, sink),
             Decoder::Evt21(d) => d.feed(bytes, sink),
             Decoder::Evt3(d) => d.feed(bytes, sink),
+            Decoder::Text(d) => d.feed(bytes, sink),
         }
     }
 
-    /// What the decoder passed over so far; call it after the last `feed` to learn of a
-    /// truncated final word.
+    /// Ends the stream: decodes what only the end makes complete (a text file's last
+    /// line without a newline). Binary formats have nothing to add: a partial final word
+    /// is not an event.
+    pub fn finish<S: EventSink>(&mut self, sink: &mut S) {
+        if let Decoder::Text(d) = self {
+            d.finish(sink);
+        }
+    }
+
+    /// What the decoder passed over so far; call it after [`Decoder::finish`] to learn
+    /// of a truncated final word.
     pub fn stats(&self) -> DecodeStats {
         match self {
             Decoder::Dat(d) => d.stats(),
             Decoder::Evt2(d) => d.stats(),
             Decoder::Evt21(d) => d.stats(),
             Decoder::Evt3(d) => d.stats(),
+            Decoder::Text(d) => d.stats(),
         }
     }
 }

@@ -9,6 +9,7 @@
 use crate::error::DetectError;
 use crate::evt21::WordOrder;
 use crate::header::HeaderLines;
+use crate::text::{Columns, detect_text};
 
 /// How many bytes of a file's head [`detect`] needs at most: headers longer than this are
 /// refused rather than read without bound.
@@ -26,6 +27,8 @@ pub enum Format {
     Evt21(WordOrder),
     /// Prophesee EVT 3.0: 16-bit words with vectorised x runs.
     Evt3,
+    /// Text export: one `t x y p` event per line, in the given column order.
+    Text(Columns),
 }
 
 impl Format {
@@ -37,17 +40,20 @@ impl Format {
             Format::Evt2 => "evt2",
             Format::Evt21(_) => "evt21",
             Format::Evt3 => "evt3",
+            Format::Text(_) => "text",
         }
     }
 
     /// The geometry assumed when a file states none: the sensor most files of that format
     /// come from (ATIS 304x240 for DAT as in N-CARS and Gen1, Gen3 640x480 for EVT2,
-    /// Gen4.1/IMX636 1280x720 for EVT2.1 and EVT3).
+    /// Gen4.1/IMX636 1280x720 for EVT2.1, EVT3 and text).
     pub fn default_geometry(self) -> Geometry {
         match self {
             Format::Dat => Geometry { width: 304, height: 240 },
             Format::Evt2 => Geometry { width: 640, height: 480 },
-            Format::Evt21(_) | Format::Evt3 => Geometry { width: 1280, height: 720 },
+            Format::Evt21(_) | Format::Evt3 | Format::Text(_) => {
+                Geometry { width: 1280, height: 720 }
+            }
         }
     }
 }
@@ -115,6 +121,20 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
         return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
     }
     if header.is_empty() {
+        if let Some(layout) = detect_text(head) {
+            let format = Format::Text(layout.columns);
+            let (geometry, geometry_source) = match layout.geometry {
+                Some(geometry) => (geometry, GeometrySource::Header),
+                None => (format.default_geometry(), GeometrySource::Default),
+            };
+            return Ok(Detected {
+                format,
+                data_offset: layout.header_len,
+                geometry,
+                geometry_source,
+                header,
+            });
+        }
         return Err(DetectError::Unrecognized { reason: describe_headless(head, extension) });
     }
     if let Some(format) = raw_format(&header)? {
@@ -125,7 +145,11 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
 }
 
 fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
-    let what = if head.is_empty() { "the file is empty" } else { "no `% ` header" };
+    let what = if head.is_empty() {
+        "the file is empty"
+    } else {
+        "no `% ` header, and not text with one `t x y p` event per line"
+    };
     match extension {
         Some(ext) => format!("{what}, although the name ends in .{ext}"),
         None => what.to_owned(),

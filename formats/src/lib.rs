@@ -1,4 +1,5 @@
-//! Push decoders and encoders for event-camera recordings.
+//! Push decoders and encoders for event-camera recordings: Prophesee EVT 2.0, EVT 2.1,
+//! EVT 3.0 and DAT, and text exports.
 //!
 //! Every decoder here is a state machine fed byte slices of any size ("sans-IO"): the same
 //! code serves a file read in chunks, a mapped file, a fuzzer or a unit test, and any split
@@ -44,15 +45,17 @@ mod evt3;
 mod header;
 mod sink;
 pub mod synth;
+mod text;
 
 pub use counter::Counter;
 pub use dat::{DatDecoder, DatEncoder};
 pub use decoder::{DecodeStats, Decoder};
 pub use detect::{Detected, Format, Geometry, GeometrySource, MAX_HEADER_LEN, detect};
-pub use encode::EncodeError;
+pub use encode::{EncodeError, Encoder};
 pub use error::DetectError;
 pub use evt2::{Evt2Decoder, Evt2Encoder};
 pub use evt3::{Evt3Decoder, Evt3Encoder};
 pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use header::HeaderLines;
 pub use sink::{CountingSink, Event, EventSink, GeometryFilter, Trigger, VecSink};
+pub use text::{Columns, TextDecoder, TextEncoder};

@@ -3,7 +3,7 @@
 //! and every event a decoder keeps lies inside the sensor. (The fuzz targets in `fuzz/`
 //! run the same checks without a bound.)
 
-use evshm_formats::{Counter, Decoder, GeometryFilter, VecSink, detect};
+use evshm_formats::{Columns, Counter, Decoder, Format, GeometryFilter, VecSink, detect};
 use proptest::prelude::*;
 
 const HEADERS: [&[u8]; 8] = [
@@ -42,14 +42,54 @@ proptest! {
 
         let mut counter = Counter::new(detected.format);
         data.chunks(count_chunk).for_each(|piece| counter.feed(piece));
+        counter.finish();
         let mut decoder = Decoder::new(detected.format);
         let mut sink = GeometryFilter::new(VecSink::default(), detected.geometry);
         data.chunks(decode_chunk).for_each(|piece| decoder.feed(piece, &mut sink));
+        decoder.finish(&mut sink);
 
         prop_assert_eq!(counter.events(), sink.inner.events.len() as u64 + sink.dropped);
         let g = detected.geometry;
         prop_assert!(sink.inner.events.iter().all(|e| u32::from(e.x) < g.width && u32::from(e.y) < g.height && e.p <= 1));
         let stats = decoder.stats();
         prop_assert!(stats.trailing_bytes < 8);
+    }
+}
+
+/// Text-like noise: digits, separators, signs, newlines and now and then anything.
+fn text_noise() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![
+        8 => prop::sample::select(b"0123456789 ,.\n-#te".to_vec()),
+        1 => any::<u8>(),
+    ];
+    prop::collection::vec(byte, 0..4000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_decodes_identically_in_any_split(
+        body in text_noise(),
+        chunk in 1usize..100,
+        xytp in any::<bool>(),
+    ) {
+        let format = Format::Text(if xytp { Columns::XYTP } else { Columns::TXYP });
+        let whole = {
+            let mut decoder = Decoder::new(format);
+            let mut sink = VecSink::default();
+            decoder.feed(&body, &mut sink);
+            decoder.finish(&mut sink);
+            sink
+        };
+        let mut decoder = Decoder::new(format);
+        let mut sink = VecSink::default();
+        body.chunks(chunk).for_each(|piece| decoder.feed(piece, &mut sink));
+        decoder.finish(&mut sink);
+        let mut counter = Counter::new(format);
+        body.chunks(chunk + 3).for_each(|piece| counter.feed(piece));
+        counter.finish();
+        prop_assert_eq!(counter.events(), whole.events.len() as u64);
+        prop_assert_eq!(sink, whole);
     }
 }

@@ -16,10 +16,18 @@ from harness import (
     STOP_DEADLINE,
     Daemon,
     evshmd_binary,
+    generate,
     real_data_dir,
     real_manifest,
     wait_until_answering,
 )
+
+#: Events of ``big.raw``: a few million, so that one copy (13 bytes an event) stands out
+#: clearly in the memory counters of the sharing tests.
+BIG_EVENTS = 3_000_000
+#: Geometry of the synthetic recordings: small, so that histograms and voxel grids of a
+#: batch stay small next to the segment.
+WIDTH, HEIGHT = 160, 120
 
 
 @pytest.fixture
@@ -74,3 +82,23 @@ def real(daemon: Daemon) -> Path:
                     f"{REPO.parent / 'shared' / 'data' / 'real'}")
     return daemon.real
 
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Synthetic EVT3 recordings, generated once per session: ``big.raw``
+    (:data:`BIG_EVENTS` events from t = 0) and ``small.raw`` (200,000 events from
+    t = 10 s), both :data:`WIDTH` x :data:`HEIGHT`, about 20 M events/s."""
+    folder = tmp_path_factory.mktemp("synthetic")
+    generate(folder / "big.raw", BIG_EVENTS, width=WIDTH, height=HEIGHT, seed=1)
+    generate(folder / "small.raw", 200_000, width=WIDTH, height=HEIGHT, seed=2,
+             t0=10_000_000)
+    return folder
+
+
+@pytest.fixture
+def synthetic(daemon: Daemon, synthetic_dir: Path) -> Daemon:
+    """The daemon, with the synthetic recordings linked into its root."""
+    for source in synthetic_dir.iterdir():
+        os.link(source, daemon.root / source.name)
+    return daemon

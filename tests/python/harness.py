@@ -40,6 +40,25 @@ def evshmd_binary() -> Path:
     return path
 
 
+def evshm_cli_binary() -> Path:
+    """The ``evshm`` CLI (for ``evshm generate``): ``$EVSHM_CLI``, else beside evshmd."""
+    path = Path(os.environ.get("EVSHM_CLI") or evshmd_binary().parent / "evshm")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.skip(f"evshm binary not found at {path}: build it with "
+                    "`cargo build --workspace` or point $EVSHM_CLI at it")
+    return path
+
+
+def generate(out: Path, events: int, *, width: int = 1280, height: int = 720,
+             seed: int = 1, t0: int = 0) -> Path:
+    """Write a synthetic EVT3 recording with ``evshm generate``."""
+    subprocess.run([str(evshm_cli_binary()), "generate", str(out), "--format", "evt3",
+                    "--events", str(events), "--width", str(width), "--height", str(height),
+                    "--seed", str(seed), "--t0", str(t0)],
+                   check=True, capture_output=True, timeout=120)
+    return out
+
+
 def real_data_dir() -> Optional[Path]:
     path = Path(os.environ.get("EVSHM_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
     return path if (path / "MANIFEST.json").is_file() else None

@@ -6,9 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{
-    DatEncoder, EncodeError, Event, Evt2Encoder, Evt3Encoder, Evt21Encoder, Geometry, WordOrder,
-};
+use evshm_formats::{Columns, EncodeError, Encoder, Format, Geometry, WordOrder};
 
 /// Options of `evshm generate`.
 #[derive(Debug, clap::Args)]
@@ -46,6 +44,21 @@ enum OutputFormat {
     Evt21Legacy,
     Evt2,
     Dat,
+    /// One `t,x,y,p` line per event, with a header stating the geometry.
+    Text,
+}
+
+impl OutputFormat {
+    fn format(self) -> Format {
+        match self {
+            OutputFormat::Evt3 => Format::Evt3,
+            OutputFormat::Evt21 => Format::Evt21(WordOrder::Standard),
+            OutputFormat::Evt21Legacy => Format::Evt21(WordOrder::Legacy),
+            OutputFormat::Evt2 => Format::Evt2,
+            OutputFormat::Dat => Format::Dat,
+            OutputFormat::Text => Format::Text(Columns::TXYP),
+        }
+    }
 }
 
 /// Writes the recording the arguments describe.
@@ -61,43 +74,14 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let file =
         File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let out = BufWriter::with_capacity(1 << 20, file);
-    let events = Synth::new(config);
-    match args.format {
-        OutputFormat::Evt3 => {
-            encode(Evt3Encoder::new(out, geometry)?, events, Evt3Encoder::push, Evt3Encoder::finish)
+    let write = || -> Result<(), EncodeError> {
+        let mut encoder = Encoder::new(args.format.format(), out, geometry)?;
+        for event in Synth::new(config) {
+            encoder.push(&event)?;
         }
-        OutputFormat::Evt21 => encode(
-            Evt21Encoder::new(out, geometry, WordOrder::Standard)?,
-            events,
-            Evt21Encoder::push,
-            Evt21Encoder::finish,
-        ),
-        OutputFormat::Evt21Legacy => encode(
-            Evt21Encoder::new(out, geometry, WordOrder::Legacy)?,
-            events,
-            Evt21Encoder::push,
-            Evt21Encoder::finish,
-        ),
-        OutputFormat::Evt2 => {
-            encode(Evt2Encoder::new(out, geometry)?, events, Evt2Encoder::push, Evt2Encoder::finish)
-        }
-        OutputFormat::Dat => {
-            encode(DatEncoder::new(out, geometry)?, events, DatEncoder::push, DatEncoder::finish)
-        }
-    }
-    .with_context(|| format!("cannot write {}", args.out.display()))?;
+        encoder.finish().map(drop)
+    };
+    write().with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("wrote {} events to {}", args.events, args.out.display());
     Ok(())
-}
-
-fn encode<E, W>(
-    mut encoder: E,
-    events: impl Iterator<Item = Event>,
-    push: fn(&mut E, &Event) -> Result<(), EncodeError>,
-    finish: fn(E) -> Result<W, EncodeError>,
-) -> Result<(), EncodeError> {
-    for event in events {
-        push(&mut encoder, &event)?;
-    }
-    finish(encoder).map(drop)
 }

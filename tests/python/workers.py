@@ -1,0 +1,116 @@
+"""Code that runs in child processes of the tests, and reading their memory back.
+
+Kept in a module of its own so that ``spawn`` children can import it by name (they get
+the parent's ``sys.path``). Nothing here imports torch at module level: the torch
+helpers import it when called, in processes where it is installed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+import evshm
+
+# ----------------------------------------------------------------------- /proc
+
+
+def _kb_fields(lines: List[str]) -> Dict[str, int]:
+    fields: Dict[str, int] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            fields[parts[0].rstrip(":")] = int(parts[1])
+    return fields
+
+
+def mapping_memory(pid: int, path: str) -> Dict[str, int]:
+    """The ``/proc/PID/smaps`` counters (kB) of the mappings of ``path``, summed; empty
+    when ``pid`` does not map it."""
+    totals: Dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps") as smaps:
+        block: List[str] = []
+        inside = False
+        for line in smaps:
+            head = line.split(maxsplit=5)
+            if len(head) >= 5 and "-" in head[0] and ":" not in head[0]:  # a new mapping
+                if inside:
+                    for key, value in _kb_fields(block).items():
+                        totals[key] = totals.get(key, 0) + value
+                inside = len(head) == 6 and head[5].rstrip("\n") == path
+                block = []
+            else:
+                block.append(line)
+        if inside:
+            for key, value in _kb_fields(block).items():
+                totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def rollup(pid: int) -> Dict[str, int]:
+    """``/proc/PID/smaps_rollup``: the process's memory counters (kB)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return _kb_fields(f.readlines())
+
+
+def mappings_of(path: str, pid: str = "self") -> int:
+    """How many lines of ``/proc/PID/maps`` map ``path``."""
+    with open(f"/proc/{pid}/maps") as maps:
+        return sum(1 for line in maps if line.rstrip("\n").endswith(path))
+
+
+# ----------------------------------------------------------------------- checksums
+
+
+def checksum(rec: evshm.Recording) -> Tuple[int, int, int, int, int]:
+    """Rows and the sum of each column: enough to tell two reads of a window apart."""
+    cols = rec.numpy()
+    return (rec.rows,) + tuple(int(cols[c].sum(dtype=np.int64)) for c in "txyp")  # type: ignore[return-value]
+
+
+def read_share(windows: evshm.EventWindows, worker: int, workers: int, results: Any,
+               done: Any) -> None:
+    """A reader process: checksum windows ``worker::workers``, then read every event of
+    every recording (so the whole segments are resident in this process), report, and
+    keep everything mapped until ``done`` is set (or 120 s pass)."""
+    sums = {i: checksum(windows[i]) for i in range(worker, len(windows), workers)}
+    whole = {path: checksum(windows.recording(path)) for path in windows.paths}
+    segments = {path: windows.recording(path).segment_path for path in windows.paths}
+    results.put((os.getpid(), sums, whole, segments))
+    done.wait(120)
+    windows.close()
+
+
+# ----------------------------------------------------------------------- torch
+
+
+class WindowProbe:
+    """A transform for DataLoader tests: the histogram of a window, plus what the test
+    checks the window against (its start, size and column sums, and the worker pid)."""
+
+    def __call__(self, events: evshm.Events) -> Dict[str, Any]:
+        import torch
+
+        from evshm.transforms import EventHistogram
+
+        return {
+            "histogram": torch.from_numpy(EventHistogram()(events)),
+            "t0": events.t0,
+            "rows": len(events),
+            "t_sum": int(events.t.sum(dtype=np.int64)),
+            "x_sum": int(events.x.sum(dtype=np.int64)),
+            "pid": os.getpid(),
+        }
+
+
+def touch_everything(worker_id: int) -> None:
+    """A ``worker_init_fn``: read every event of every recording of the dataset, so
+    that all their pages are resident in this worker (the worst case for sharing)."""
+    from torch.utils.data import get_worker_info
+
+    info = get_worker_info()
+    assert info is not None and info.id == worker_id
+    for path in info.dataset.paths:  # type: ignore[attr-defined]
+        checksum(info.dataset.recording(path))  # type: ignore[attr-defined]
