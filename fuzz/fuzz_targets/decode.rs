@@ -1,0 +1,36 @@
+//! Any bytes as the event data of any format: no panic, the counter agrees with the
+//! decoder, and splitting the input changes nothing.
+#![no_main]
+
+use evshm_formats::{Columns, Counter, Decoder, Format, VecSink, WordOrder};
+use libfuzzer_sys::fuzz_target;
+
+const FORMATS: [Format; 7] = [
+    Format::Dat,
+    Format::Evt2,
+    Format::Evt21(WordOrder::Standard),
+    Format::Evt21(WordOrder::Legacy),
+    Format::Evt3,
+    Format::Text(Columns::TXYP),
+    Format::Text(Columns::XYTP),
+];
+
+fn decode(format: Format, data: &[u8], chunk: usize) -> VecSink {
+    let mut decoder = Decoder::new(format);
+    let mut sink = VecSink::default();
+    data.chunks(chunk).for_each(|piece| decoder.feed(piece, &mut sink));
+    decoder.finish(&mut sink);
+    sink
+}
+
+fuzz_target!(|input: &[u8]| {
+    let [selector, split, data @ ..] = input else { return };
+    let format = FORMATS[usize::from(*selector) % FORMATS.len()];
+    let chunk = usize::from(*split).max(1);
+    let whole = decode(format, data, data.len().max(1));
+    assert_eq!(decode(format, data, chunk), whole);
+    let mut counter = Counter::new(format);
+    data.chunks(chunk).for_each(|piece| counter.feed(piece));
+    counter.finish();
+    assert_eq!(counter.events(), whole.events.len() as u64);
+});
