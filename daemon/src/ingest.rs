@@ -196,12 +196,12 @@ impl EventSink for ColumnSink<'_> {
     #[inline]
     fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
         let i = self.len;
-        if i < self.columns.t.len() {
-            self.columns.t[i] = t;
-            self.columns.x[i] = x as i16;
-            self.columns.y[i] = y as i16;
-            self.columns.p[i] = p as i8;
-        }
         self.len += 1;
+        let c = &mut self.columns;
+        if let (Some(ct), Some(cx), Some(cy), Some(cp)) =
+            (c.t.get_mut(i), c.x.get_mut(i), c.y.get_mut(i), c.p.get_mut(i))
+        {
+            (*ct, *cx, *cy, *cp) = (t, x as i16, y as i16, p as i8);
+        }
     }
 }

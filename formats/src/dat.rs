@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::decoder::{Carry, DecodeStats};
 use crate::detect::{DAT_RECORD_LEN, Geometry};
 use crate::encode::{EncodeError, check_coordinates};
 use crate::sink::{Event, EventSink};
@@ -31,21 +31,20 @@ pub struct DatDecoder {
 impl DatDecoder {
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
-        let mut carry = self.carry;
-        for_each_word(&mut carry, bytes, |r: [u8; 8]| {
+        let (mut last, mut wraps) = (self.last, self.wraps);
+        let (first, whole) = self.carry.split(bytes);
+        for r in first.iter().chain(whole) {
             let time = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
             let data = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
-            if time < self.last && self.last - time > WRAP_THRESHOLD {
-                self.wraps += 1;
+            if time < last && last - time > WRAP_THRESHOLD {
+                wraps += 1;
             }
-            self.last = time;
-            self.stats.words += 1;
-            let t = self.wraps << 32 | i64::from(time);
-            let x = (data & 0x3FFF) as u16;
-            let y = ((data >> 14) & 0x3FFF) as u16;
-            sink.event(t, x, y, u8::from(data >> 28 != 0));
-        });
-        self.carry = carry;
+            last = time;
+            let (x, y) = ((data & 0x3FFF) as u16, ((data >> 14) & 0x3FFF) as u16);
+            sink.event(wraps << 32 | i64::from(time), x, y, u8::from(data >> 28 != 0));
+        }
+        self.stats.words += u64::from(first.is_some()) + whole.len() as u64;
+        (self.last, self.wraps) = (last, wraps);
     }
 
     /// What was passed over so far.

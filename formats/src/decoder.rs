@@ -84,34 +84,6 @@ impl Decoder {
     }
 }
 
-/// Splits `bytes` into whole words of `N` bytes, completing a word begun by the previous
-/// call from `carry` and keeping the new incomplete tail there.
-#[inline]
-pub(crate) fn for_each_word<const N: usize>(
-    carry: &mut Carry<N>,
-    mut bytes: &[u8],
-    mut word: impl FnMut([u8; N]),
-) {
-    if carry.len > 0 {
-        let take = (N - carry.len).min(bytes.len());
-        carry.bytes[carry.len..carry.len + take].copy_from_slice(&bytes[..take]);
-        carry.len += take;
-        bytes = &bytes[take..];
-        if carry.len < N {
-            return;
-        }
-        carry.len = 0;
-        word(carry.bytes);
-    }
-    let mut words = bytes.chunks_exact(N);
-    for w in &mut words {
-        word(w.try_into().expect("chunks_exact yields N bytes"));
-    }
-    let rest = words.remainder();
-    carry.bytes[..rest.len()].copy_from_slice(rest);
-    carry.len = rest.len();
-}
-
 /// The bytes of a word split across two `feed` calls.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Carry<const N: usize> {
@@ -123,6 +95,29 @@ impl<const N: usize> Carry<N> {
     /// Bytes held: a truncated word if the input ends here.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Takes the next bytes of a stream of `N`-byte words: returns the word the held bytes
+    /// begin, if `bytes` completes it, and the whole words that follow; keeps the
+    /// incomplete tail for the next call.
+    #[inline]
+    pub(crate) fn split<'b>(&mut self, mut bytes: &'b [u8]) -> (Option<[u8; N]>, &'b [[u8; N]]) {
+        let mut first = None;
+        if self.len > 0 {
+            let take = (N - self.len).min(bytes.len());
+            self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
+            self.len += take;
+            bytes = &bytes[take..];
+            if self.len < N {
+                return (None, &[]);
+            }
+            self.len = 0;
+            first = Some(self.bytes);
+        }
+        let (whole, tail) = bytes.as_chunks::<N>();
+        self.bytes[..tail.len()].copy_from_slice(tail);
+        self.len = tail.len();
+        (first, whole)
     }
 }
 

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
-use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::decoder::{Carry, DecodeStats};
 use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
 use crate::sink::{Event, EventSink, Trigger};
@@ -34,9 +34,12 @@ pub struct Evt2Decoder {
 impl Evt2Decoder {
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
-        let mut carry = self.carry;
-        for_each_word(&mut carry, bytes, |w| self.word(u32::from_le_bytes(w), sink));
-        self.carry = carry;
+        let (mut clock, mut stats) = (self.clock, self.stats);
+        let (first, whole) = self.carry.split(bytes);
+        for &w in first.iter().chain(whole) {
+            Self::word(&mut clock, &mut stats, u32::from_le_bytes(w), sink);
+        }
+        (self.clock, self.stats) = (clock, stats);
     }
 
     /// What was passed over so far.
@@ -50,18 +53,18 @@ impl Evt2Decoder {
     }
 
     #[inline(always)]
-    fn word<S: EventSink>(&mut self, word: u32, sink: &mut S) {
-        self.stats.words += 1;
+    fn word<S: EventSink>(clock: &mut Clock34, stats: &mut DecodeStats, word: u32, sink: &mut S) {
+        stats.words += 1;
         let kind = word >> 28;
         if kind == TIME_HIGH {
-            self.clock.set_high(word & TIME_HIGH_MASK);
+            clock.set_high(word & TIME_HIGH_MASK);
             return;
         }
-        if !self.clock.known() {
-            self.stats.before_first_time += 1;
+        if !clock.known() {
+            stats.before_first_time += 1;
             return;
         }
-        let t = self.clock.time(word >> 22);
+        let t = clock.time(word >> 22);
         match kind {
             CD_OFF | CD_ON => {
                 let x = ((word >> 11) & 0x7FF) as u16;
@@ -72,17 +75,14 @@ impl Evt2Decoder {
                 sink.trigger(Trigger { t, id: ((word >> 8) & 0x1F) as u8, p: (word & 1) as u8 })
             }
             IMU | OTHERS | CONTINUED => {}
-            _ => self.stats.unknown += 1,
+            _ => stats.unknown += 1,
         }
     }
 }
 
 /// Counts the CD words (types 0 and 1) among whole EVT2 words.
 pub(crate) fn count_cd_words(bytes: &[u8]) -> u64 {
-    bytes
-        .chunks_exact(4)
-        .map(|w| u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]) >> 29 == 0))
-        .sum()
+    bytes.as_chunks::<4>().0.iter().map(|&w| u64::from(u32::from_le_bytes(w) >> 29 == 0)).sum()
 }
 
 /// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a

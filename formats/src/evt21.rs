@@ -11,7 +11,7 @@
 use std::io::Write;
 
 use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
-use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::decoder::{Carry, DecodeStats};
 use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
 use crate::sink::{Event, EventSink, Trigger};
@@ -71,10 +71,13 @@ impl Evt21Decoder {
 
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
-        let mut carry = self.carry;
         let order = self.order;
-        for_each_word(&mut carry, bytes, |w| self.word(order.word(w), sink));
-        self.carry = carry;
+        let (mut clock, mut stats) = (self.clock, self.stats);
+        let (first, whole) = self.carry.split(bytes);
+        for &w in first.iter().chain(whole) {
+            Self::word(&mut clock, &mut stats, order.word(w), sink);
+        }
+        (self.clock, self.stats) = (clock, stats);
     }
 
     /// What was passed over so far.
@@ -93,18 +96,18 @@ impl Evt21Decoder {
     }
 
     #[inline(always)]
-    fn word<S: EventSink>(&mut self, word: u64, sink: &mut S) {
-        self.stats.words += 1;
+    fn word<S: EventSink>(clock: &mut Clock34, stats: &mut DecodeStats, word: u64, sink: &mut S) {
+        stats.words += 1;
         let kind = word >> 60;
         if kind == TIME_HIGH {
-            self.clock.set_high((word >> 32) as u32 & TIME_HIGH_MASK);
+            clock.set_high((word >> 32) as u32 & TIME_HIGH_MASK);
             return;
         }
-        if !self.clock.known() {
-            self.stats.before_first_time += 1;
+        if !clock.known() {
+            stats.before_first_time += 1;
             return;
         }
-        let t = self.clock.time((word >> 54) as u32);
+        let t = clock.time((word >> 54) as u32);
         match kind {
             EVT_NEG | EVT_POS => {
                 let y = ((word >> 32) & 0x7FF) as u16;
@@ -121,20 +124,18 @@ impl Evt21Decoder {
                 p: ((word >> 32) & 1) as u8,
             }),
             IMU | OTHERS | CONTINUED => {}
-            _ => self.stats.unknown += 1,
+            _ => stats.unknown += 1,
         }
     }
 }
 
 /// Counts the events of whole EVT 2.1 words, for a decoder past its first TIME_HIGH.
 pub(crate) fn count_events(bytes: &[u8], order: WordOrder) -> u64 {
-    bytes
-        .chunks_exact(8)
-        .map(|w| {
-            let word = order.word(w.try_into().expect("chunks_exact yields 8 bytes"));
-            if word >> 61 == 0 { u64::from((word as u32).count_ones()) } else { 0 }
-        })
-        .sum()
+    let count = |&w: &[u8; 8]| {
+        let word = order.word(w);
+        if word >> 61 == 0 { u64::from((word as u32).count_ones()) } else { 0 }
+    };
+    bytes.as_chunks::<8>().0.iter().map(count).sum()
 }
 
 /// Writes EVT 2.1 files: a `% format EVT21;...` header, then one vector word per run of

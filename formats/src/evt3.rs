@@ -10,7 +10,7 @@
 
 use std::io::Write;
 
-use crate::decoder::{Carry, DecodeStats, for_each_word};
+use crate::decoder::{Carry, DecodeStats};
 use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
 use crate::sink::{Event, EventSink, Trigger};
@@ -36,6 +36,14 @@ const MAX_COORDINATE: u16 = 0x7FF;
 #[derive(Debug, Clone, Default)]
 pub struct Evt3Decoder {
     carry: Carry<2>,
+    state: State,
+    bytes: u64,
+}
+
+/// What the decoder knows at a word boundary. `Copy`, so that the decode loop works on a
+/// local copy the compiler keeps in registers.
+#[derive(Debug, Clone, Copy, Default)]
+struct State {
     time_known: bool,
     row_known: bool,
     base_known: bool,
@@ -45,35 +53,47 @@ pub struct Evt3Decoder {
     y: u16,
     base_x: u16,
     polarity: u8,
-    stats: DecodeStats,
+    before_first_time: u64,
+    unknown: u64,
 }
 
 impl Evt3Decoder {
     /// Decodes the next bytes of the stream.
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
-        let mut carry = self.carry;
-        for_each_word(&mut carry, bytes, |w| self.word(u16::from_le_bytes(w), sink));
-        self.carry = carry;
+        self.bytes += bytes.len() as u64;
+        let mut state = self.state;
+        let (first, whole) = self.carry.split(bytes);
+        for &w in first.iter().chain(whole) {
+            state.word(u16::from_le_bytes(w), sink);
+        }
+        self.state = state;
     }
 
     /// What was passed over so far.
     pub fn stats(&self) -> DecodeStats {
-        DecodeStats { trailing_bytes: self.carry.len(), ..self.stats }
+        let trailing_bytes = self.carry.len();
+        DecodeStats {
+            words: (self.bytes - trailing_bytes as u64) / 2,
+            before_first_time: self.state.before_first_time,
+            unknown: self.state.unknown,
+            trailing_bytes,
+        }
     }
 
     /// Whether a row address has been seen since the first TIME_HIGH.
     pub(crate) fn row_known(&self) -> bool {
-        self.row_known
+        self.state.row_known
     }
 
     /// Whether a VECT_BASE_X has been seen since the first TIME_HIGH.
     pub(crate) fn vector_base_known(&self) -> bool {
-        self.base_known
+        self.state.base_known
     }
+}
 
+impl State {
     #[inline(always)]
     fn word<S: EventSink>(&mut self, word: u16, sink: &mut S) {
-        self.stats.words += 1;
         let kind = word >> 12;
         if kind == TIME_HIGH {
             let high = word & 0xFFF;
@@ -88,7 +108,7 @@ impl Evt3Decoder {
             return;
         }
         if !self.time_known {
-            self.stats.before_first_time += 1;
+            self.before_first_time += 1;
             return;
         }
         match kind {
@@ -97,8 +117,7 @@ impl Evt3Decoder {
                 self.row_known = true;
             }
             ADDR_X if self.row_known => {
-                let p = ((word >> 11) & 1) as u8;
-                sink.event(self.time, word & MAX_COORDINATE, self.y, p);
+                sink.event(self.time, word & MAX_COORDINATE, self.y, ((word >> 11) & 1) as u8);
             }
             VECT_BASE_X => {
                 self.base_x = word & MAX_COORDINATE;
@@ -114,7 +133,7 @@ impl Evt3Decoder {
                 p: (word & 1) as u8,
             }),
             ADDR_X | CONTINUED_4 | OTHERS | CONTINUED_12 => {}
-            _ => self.stats.unknown += 1,
+            _ => self.unknown += 1,
         }
     }
 
@@ -136,7 +155,7 @@ impl Evt3Decoder {
 /// ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base` is set.
 pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
     let mut count = 0u64;
-    let mut words = bytes.chunks_exact(2).map(|w| u16::from_le_bytes([w[0], w[1]]));
+    let mut words = bytes.as_chunks::<2>().0.iter().map(|&w| u16::from_le_bytes(w));
     if !*vector_base {
         for word in words.by_ref() {
             match word >> 12 {
@@ -149,13 +168,16 @@ pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
             }
         }
     }
+    // Branch-free: word types interleave too irregularly for a branch predictor.
+    const VECTOR_MASKS: [u16; 16] = {
+        let mut masks = [0; 16];
+        masks[VECT_12 as usize] = 0xFFF;
+        masks[VECT_8 as usize] = 0xFF;
+        masks
+    };
     for word in words {
-        count += match word >> 12 {
-            ADDR_X => 1,
-            VECT_12 => u64::from((word & 0xFFF).count_ones()),
-            VECT_8 => u64::from((word & 0xFF).count_ones()),
-            _ => 0,
-        };
+        let kind = usize::from(word >> 12);
+        count += u64::from((word & VECTOR_MASKS[kind]).count_ones() + u32::from(kind == 2));
     }
     count
 }
