@@ -121,6 +121,61 @@ fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
     }
 }
 
+/// Decodes a whole file in this process, dropping nothing: what `evshm convert` wrote.
+fn decode_file(path: &Path) -> Vec<Row> {
+    let bytes = std::fs::read(path).unwrap();
+    let detected = evshm_formats::detect(&bytes, None).unwrap();
+    let mut decoder = evshm_formats::Decoder::new(detected.format);
+    let mut sink = evshm_formats::VecSink::default();
+    decoder.feed(&bytes[detected.data_offset..], &mut sink);
+    decoder.finish(&mut sink);
+    sink.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect()
+}
+
+#[test]
+fn the_cli_converts_between_every_format_and_to_arrow() {
+    let dir = TempDir::new("convert");
+    let source = dir.path().join("source.raw");
+    write_evt3(&source, 20_000);
+    let mut cases = vec![(source, decode_file(&dir.path().join("source.raw")))];
+    if let Some(real) = real_data() {
+        let expected = rows(&read_ipc_file(&real.join("evt3_sample.raw.expected.arrow")));
+        cases.push((real.join("evt3_sample.raw"), expected));
+    }
+    for (input, expected) in cases {
+        for (to, name) in [
+            ("evt3", "out.raw"),
+            ("evt2", "out.evt2.raw"),
+            ("evt21", "out.evt21.raw"),
+            ("evt21-legacy", "out.legacy.raw"),
+            ("dat", "out.dat"),
+            ("text", "out.csv"),
+            ("arrow", "out.arrow"),
+        ] {
+            let output = dir.path().join(name);
+            let run = Command::new(evshm_cli())
+                .arg("convert")
+                .arg(&input)
+                .arg(&output)
+                .args(["--to", to])
+                .output()
+                .unwrap();
+            assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
+            let got =
+                if to == "arrow" { rows(&read_ipc_file(&output)) } else { decode_file(&output) };
+            assert_eq!(got.len(), expected.len(), "{} to {to}", input.display());
+            assert!(got == expected, "{} to {to}: events differ", input.display());
+        }
+    }
+    let refused = Command::new(evshm_cli())
+        .args(["convert", "missing.raw"])
+        .arg(dir.path().join("x.unknown"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--to"));
+}
+
 #[test]
 fn concurrent_opens_of_one_recording_decode_it_once() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 3_000_000));

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
@@ -114,6 +114,15 @@ def wait_until_answering(daemon: Daemon) -> None:
     daemon.proc.wait()
     pytest.fail(f"evshmd did not answer on {daemon.socket} within {START_DEADLINE} s "
                 f"({last}):\n{daemon.log_text()}")
+
+
+def wait_for(predicate: Callable[[], bool], what: str, deadline: float = 30.0) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not predicate():
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 def python_env(socket_path: Optional[str] = None) -> Dict[str, str]:

@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-import evshm
 import workers
 from harness import Daemon, real_manifest
 
@@ -111,6 +110,8 @@ def test_time_windows_of_real_recordings(daemon: Daemon, real: Path, name: str):
                 for column in "txyp":
                     assert np.array_equal(window.numpy()[column],
                                           expected.column(column).to_numpy()[lo:hi])
+        assert client.stats()["leases"] == 1  # the windows of the first open live on
+        del windows
         gc.collect()
         assert client.stats()["leases"] == 0
 

@@ -61,6 +61,40 @@ def mappings_of(path: str, pid: str = "self") -> int:
         return sum(1 for line in maps if line.rstrip("\n").endswith(path))
 
 
+def assert_one_copy(size: int, readers: Dict[int, Dict[str, int]],
+                    others: Dict[int, Dict[str, int]],
+                    rollups: Dict[int, Dict[str, int]], slack: int = 1 << 20) -> None:
+    """The memory test: ``readers`` and ``others`` hold the /proc/PID/smaps counters of
+    the segment's mapping in the readers and in the other processes that may map it,
+    ``rollups`` the readers' /proc/PID/smaps_rollup, all taken while the readers held
+    their mappings.
+
+    Every reader read every event, so each has the whole segment resident (Rss). If
+    the pages were shared, the Pss of all the processes that map them adds up to one
+    copy; two private copies would add up to two. PSS charges each page 1/k to each of
+    the k processes mapping it; the kernel keeps it exact to well under a kB, and
+    smaps rounds each figure down to a kB, so the sum of all mappers lands within
+    1% of the segment (which absorbs that rounding and the last partial page, ~40 KB
+    on a 39 MB segment).
+    """
+    tolerance = 0.01 * size
+    for pid, mem in readers.items():
+        assert mem.get("Rss", 0) * 1024 >= size - tolerance, (pid, mem)
+        assert mem.get("Private_Clean", 0) + mem.get("Private_Dirty", 0) == 0, (pid, mem)
+    readers_pss = sum(mem["Pss"] for mem in readers.values()) * 1024
+    everyone_pss = readers_pss + sum(mem.get("Pss", 0) for mem in others.values()) * 1024
+    assert abs(everyone_pss - size) <= tolerance, (everyone_pss, size, readers, others)
+    assert readers_pss <= size + tolerance, (readers_pss, size)
+    # The same seen in smaps_rollup: the segment is shared memory (tmpfs), so it is in
+    # each reader's Pss_Shmem; their sum stays one copy plus ``slack`` bytes of other
+    # shared memory (multiprocessing's semaphores, torch's batches in flight).
+    if all("Pss_Shmem" in r for r in rollups.values()):
+        for pid, r in rollups.items():
+            assert r["Pss_Shmem"] >= readers[pid]["Pss"] - 4, (pid, r)
+        shmem = sum(r["Pss_Shmem"] for r in rollups.values()) * 1024
+        assert shmem <= size + tolerance + slack, (shmem, size)
+
+
 # ----------------------------------------------------------------------- checksums
 
 

@@ -1,5 +1,6 @@
 //! `evshm`: the command-line client of evshmd, and a generator of sample recordings.
 
+mod convert;
 mod generate;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     Stats,
     /// Writes a synthetic recording that looks like a real camera's output.
     Generate(generate::GenerateArgs),
+    /// Converts a recording to another format, or to an Arrow IPC file.
+    Convert(convert::ConvertArgs),
 }
 
 fn main() {
@@ -70,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Generate(args) => generate::run(args)?,
+        Command::Convert(args) => convert::run(args)?,
     }
     Ok(())
 }
