@@ -53,7 +53,7 @@ pub struct Daemon {
     child: Child,
     /// Its control socket.
     pub socket: PathBuf,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Daemon {
@@ -88,13 +88,18 @@ impl Daemon {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         });
-        let daemon = Daemon { child, socket, _dir: dir };
+        let daemon = Daemon { child, socket, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         while UnixStream::connect(&daemon.socket).is_err() {
             assert!(Instant::now() < deadline, "evshmd did not start listening");
             std::thread::sleep(Duration::from_millis(10));
         }
         daemon
+    }
+
+    /// The directory it serves.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
     }
 
     /// The daemon's pid.
