@@ -10,6 +10,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use arrow_array::Array;
+use arrow_array::cast::AsArray;
 use evshm::ClientError;
 use evshm::protocol::ErrorCode;
 use util::real::{Row, read_ipc_file, real_data, rows};
@@ -200,6 +201,59 @@ fn decoding_holds_no_copy_of_the_events_besides_the_segment() {
 }
 
 #[test]
+fn triggers_are_a_table_of_their_own() {
+    use evshm::protocol::Table;
+    use evshm_formats::{Encoder, Format, Geometry, Trigger, WordOrder};
+    let formats = [
+        ("a.evt3", Format::Evt3),
+        ("a.evt2", Format::Evt2),
+        ("a.evt21", Format::Evt21(WordOrder::Legacy)),
+    ];
+    let triggers: Vec<Trigger> = (0..300)
+        .map(|i| Trigger { t: 1000 + i * 997, id: (i % 7) as u8, p: (i % 2) as u8 })
+        .collect();
+    let events: Vec<evshm_formats::Event> = synthetic(5000).collect();
+    let daemon = Daemon::start(|root| {
+        for (name, format) in formats {
+            let geometry = Geometry { width: 1280, height: 720 };
+            let mut encoder = Encoder::new(format, Vec::new(), geometry).unwrap();
+            let (mut e, mut t) = (events.iter().peekable(), triggers.iter().peekable());
+            // Interleave in time order, as a camera does.
+            while e.peek().is_some() || t.peek().is_some() {
+                match (e.peek(), t.peek()) {
+                    (Some(ev), Some(tr)) if tr.t < ev.t => {
+                        assert!(encoder.push_trigger(t.next().unwrap()).unwrap())
+                    }
+                    (Some(_), _) => encoder.push(e.next().unwrap()).unwrap(),
+                    (None, _) => assert!(encoder.push_trigger(t.next().unwrap()).unwrap()),
+                }
+            }
+            std::fs::write(root.join(name), encoder.finish().unwrap()).unwrap();
+        }
+    });
+    let client = daemon.client();
+    for (name, _) in formats {
+        let table = client.open_table(name, Table::Triggers).unwrap();
+        assert_eq!(table.info().table, Table::Triggers);
+        let names: Vec<&str> = table.info().schema.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["t", "id", "p"]);
+        assert_zero_copy(&table);
+        let batch = &table.batches()[0];
+        let t = batch.column(0).as_primitive::<arrow_array::types::Int64Type>();
+        let id = batch.column(1).as_primitive::<arrow_array::types::Int16Type>();
+        let p = batch.column(2).as_primitive::<arrow_array::types::Int8Type>();
+        let got: Vec<(i64, i16, i8)> =
+            (0..batch.num_rows()).map(|i| (t.value(i), id.value(i), p.value(i))).collect();
+        let want: Vec<(i64, i16, i8)> =
+            triggers.iter().map(|tr| (tr.t, i16::from(tr.id), tr.p as i8)).collect();
+        assert_eq!(got, want, "{name}");
+        let events_table = client.open(name).unwrap();
+        assert_eq!(events_table.rows(), 5000, "{name}");
+        assert!(events_table.info().cached, "both tables come from one decode");
+    }
+}
+
+#[test]
 fn concurrent_opens_of_one_recording_decode_it_once() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 3_000_000));
     let readers = 4;
@@ -218,7 +272,7 @@ fn concurrent_opens_of_one_recording_decode_it_once() {
     assert!(results.iter().all(|r| r.0 == results[0].0 && r.1 == 3_000_000));
     assert_eq!(results.iter().filter(|r| !r.2).count(), 1, "exactly one open decoded");
     let stats = daemon.client().stats().unwrap();
-    assert_eq!((stats.decodes, stats.cache_hits, stats.segments), (1, 3, 1));
+    assert_eq!((stats.decodes, stats.cache_hits, stats.segments), (1, 3, 2));
 }
 
 #[test]
@@ -231,7 +285,7 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     let a = client.open("a.raw").unwrap();
     let b = client.open("b.raw").unwrap();
     let segments = daemon.segments();
-    assert_eq!(segments.len(), 2);
+    assert_eq!(segments.len(), 4, "an event and a trigger table per recording");
     for segment in &segments {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&segment.metadata().unwrap().permissions());

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use crate::mapping::{MapError, map_segment};
 use crate::protocol::{
     ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, OpenReply, PROTOCOL_VERSION, RecordingEntry,
-    ReleaseReply, ReplyError, Request, StatsReply, default_socket_path,
+    ReleaseReply, ReplyError, Request, StatsReply, Table, default_socket_path,
 };
 
 /// What can go wrong talking to evshmd or reading what it published.
@@ -149,12 +149,18 @@ impl Client {
         self.request(&Request::Stats)
     }
 
-    /// Opens a recording (a path relative to a served root), decoding it first if no
-    /// segment holds it, and maps its segment read-only. The returned [`Recording`]
-    /// holds a lease until dropped; its batches point into the mapping.
+    /// Opens a recording's CD events (a path relative to a served root), decoding it
+    /// first if no segment holds it, and maps its segment read-only. The returned
+    /// [`Recording`] holds a lease until dropped; its batches point into the mapping.
     pub fn open(&self, path: &str) -> Result<Recording, ClientError> {
+        self.open_table(path, Table::Events)
+    }
+
+    /// Like [`Client::open`], for either of the recording's tables: CD events or
+    /// external triggers.
+    pub fn open_table(&self, path: &str, table: Table) -> Result<Recording, ClientError> {
         let started = Instant::now();
-        let reply: OpenReply = self.request(&Request::Open { path: path.to_owned() })?;
+        let reply: OpenReply = self.request(&Request::Open { path: path.to_owned(), table })?;
         let lease = Lease { id: reply.lease, connection: Arc::clone(&self.connection) };
         let requested = Instant::now();
         let mapping = map_segment(&reply.segment.path, reply.segment.size)?;
@@ -220,12 +226,12 @@ impl Recording {
         &self.batches
     }
 
-    /// The event schema, with geometry, format and source in its metadata.
+    /// The table's schema, with geometry, format and source in its metadata.
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    /// Number of events.
+    /// Number of rows (events, or triggers).
     pub fn rows(&self) -> u64 {
         self.reply.rows
     }

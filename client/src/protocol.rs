@@ -51,6 +51,9 @@ pub enum Request {
     Open {
         /// Path relative to a served root (or absolute, inside one).
         path: String,
+        /// Which of the recording's tables.
+        #[serde(default)]
+        table: Table,
     },
     /// Ends a lease taken by `open`.
     Release {
@@ -59,6 +62,17 @@ pub enum Request {
     },
     /// Asks for the daemon's counters.
     Stats,
+}
+
+/// The tables a recording is decoded into, each its own segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    /// CD events: `t int64, x int16, y int16, p int8`.
+    #[default]
+    Events,
+    /// External triggers: `t int64, id int16, p int8`.
+    Triggers,
 }
 
 /// The `op` names of [`Request`], to tell an unknown op from a malformed known one.
@@ -243,9 +257,12 @@ pub struct OpenReply {
     pub lease: u64,
     /// The recording's path, as in `list`.
     pub path: String,
+    /// Which table the segment holds.
+    #[serde(default)]
+    pub table: Table,
     /// Where the decoded events are.
     pub segment: SegmentInfo,
-    /// Number of events.
+    /// Number of rows (events or triggers).
     pub rows: u64,
     /// Event format of the source file.
     pub format: String,
@@ -315,9 +332,11 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_errors_are_classified() {
-        let open = Request::Open { path: "a/b.raw".into() };
+        let open = Request::Open { path: "a/b.raw".into(), table: Table::Events };
         let line = open.to_line();
-        assert_eq!(line, b"{\"op\":\"open\",\"path\":\"a/b.raw\"}\n");
+        assert_eq!(line, b"{\"op\":\"open\",\"path\":\"a/b.raw\",\"table\":\"events\"}\n");
+        let minimal = Request::parse(b"{\"op\":\"open\",\"path\":\"a/b.raw\"}").unwrap();
+        assert_eq!(minimal, open, "the table defaults to events");
         assert_eq!(Request::parse(&line[..line.len() - 1]).unwrap(), open);
         let code = |line: &[u8]| Request::parse(line).unwrap_err().code;
         assert_eq!(code(b"{nope"), ErrorCode::BadRequest);
@@ -325,6 +344,10 @@ mod tests {
         assert_eq!(code(b"{\"op\":\"fly\"}"), ErrorCode::UnknownOp);
         assert_eq!(code(b"{\"op\":\"open\"}"), ErrorCode::BadRequest);
         assert_eq!(code(b"{\"op\":\"release\",\"lease\":\"x\"}"), ErrorCode::BadRequest);
+        assert_eq!(
+            code(b"{\"op\":\"open\",\"path\":\"a\",\"table\":\"x\"}"),
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The event schema every segment holds: `t int64, x int16, y int16, p int8`.
+//! The schemas of the segments: CD events `t int64, x int16, y int16, p int8`, and
+//! external triggers `t int64, id int16, p int8`.
 
 use std::collections::HashMap;
 
@@ -24,5 +25,17 @@ pub const EVENT_COLUMNS: [(&str, DataType); 4] =
 pub fn event_schema(metadata: HashMap<String, String>) -> Schema {
     let fields: Vec<Field> =
         EVENT_COLUMNS.iter().map(|(name, ty)| Field::new(*name, ty.clone(), false)).collect();
+    Schema::new_with_metadata(fields, metadata)
+}
+
+/// The trigger table's columns in order: time in microseconds, trigger input, edge
+/// (1 rising, 0 falling).
+pub const TRIGGER_COLUMNS: [(&str, DataType); 3] =
+    [("t", DataType::Int64), ("id", DataType::Int16), ("p", DataType::Int8)];
+
+/// The trigger schema with the given metadata. No column is nullable.
+pub fn trigger_schema(metadata: HashMap<String, String>) -> Schema {
+    let fields: Vec<Field> =
+        TRIGGER_COLUMNS.iter().map(|(name, ty)| Field::new(*name, ty.clone(), false)).collect();
     Schema::new_with_metadata(fields, metadata)
 }

@@ -14,26 +14,35 @@ use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Counter, Decoder, DetectError, Detected, EventSink, GeometryFilter, MAX_HEADER_LEN,
+    Counter, Decoder, DetectError, Detected, EventSink, GeometryFilter, MAX_HEADER_LEN, Trigger,
 };
 
-use crate::ipc::StreamLayout;
+use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
 
 /// Bytes read from the file at a time.
 const CHUNK: usize = 1 << 20;
 
-/// A decoded recording in its segment.
+/// A decoded recording in its segments.
 #[derive(Debug)]
 pub struct Published {
-    /// The segment holding the Arrow IPC stream.
-    pub segment: Segment,
-    /// Number of events.
-    pub rows: u64,
+    /// The CD events.
+    pub events: TableSegment,
+    /// The external triggers.
+    pub triggers: TableSegment,
     /// What detection found: format and geometry.
     pub detected: Detected,
     /// What the decoder passed over.
     pub report: DecodeReport,
+}
+
+/// One table of a recording: a segment holding an Arrow IPC stream.
+#[derive(Debug)]
+pub struct TableSegment {
+    /// The segment.
+    pub segment: Segment,
+    /// Rows of its record batch.
+    pub rows: u64,
 }
 
 /// What a decode dropped or skipped, besides the events it kept.
@@ -130,28 +139,46 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
     let mut counter = Counter::new(detected.format);
     read_data(path, &detected, |bytes| counter.feed(bytes))?;
     counter.finish();
-    let rows = counter.events();
+    let (rows, trigger_rows) = (counter.events(), counter.triggers());
 
     let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
-    let schema = evshm::schema::event_schema(metadata(&detected, source));
-    let layout =
-        StreamLayout::new(&schema, rows as usize).map_err(|e| layout_error(e.to_string()))?;
-    let segment = shm.create(layout.total_len() as u64)?;
-    let mut map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
-    let columns = layout.write(&mut map).map_err(|e| layout_error(e.to_string()))?;
-    let mut sink = GeometryFilter::new(ColumnSink { columns, len: 0 }, detected.geometry);
+    let meta = metadata(&detected, source);
+    let event_layout = StreamLayout::new(&evshm::schema::event_schema(meta.clone()), rows as usize)
+        .map_err(|e| layout_error(e.to_string()))?;
+    let trigger_layout =
+        StreamLayout::new(&evshm::schema::trigger_schema(meta), trigger_rows as usize)
+            .map_err(|e| layout_error(e.to_string()))?;
+    let events = shm.create(event_layout.total_len() as u64)?;
+    let triggers = shm.create(trigger_layout.total_len() as u64)?;
+    let mut event_map = events.map_mut().map_err(|e| layout_error(e.to_string()))?;
+    let mut trigger_map = triggers.map_mut().map_err(|e| layout_error(e.to_string()))?;
+    let events_columns = event_layout.write(&mut event_map).and_then(EventColumns::new);
+    let trigger_columns = trigger_layout.write(&mut trigger_map).and_then(TriggerColumns::new);
+    let sink = TableSink {
+        events: events_columns.map_err(|e| layout_error(e.to_string()))?,
+        triggers: trigger_columns.map_err(|e| layout_error(e.to_string()))?,
+        events_len: 0,
+        triggers_len: 0,
+    };
+    let mut sink = GeometryFilter::new(sink, detected.geometry);
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);
-    let (kept, dropped) = (sink.inner.len, sink.dropped);
-    if kept as u64 + dropped != rows {
+    let (kept, dropped, trigger_len) =
+        (sink.inner.events_len, sink.dropped, sink.inner.triggers_len);
+    if kept as u64 + dropped != rows || trigger_len as u64 != trigger_rows {
         return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
     }
     if kept as u64 != rows {
-        layout.set_rows(&mut map, kept).map_err(|e| layout_error(e.to_string()))?;
+        event_layout.set_rows(&mut event_map, kept).map_err(|e| layout_error(e.to_string()))?;
     }
     let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
-    Ok(Published { segment, rows: kept as u64, detected, report })
+    Ok(Published {
+        events: TableSegment { segment: events, rows: kept as u64 },
+        triggers: TableSegment { segment: triggers, rows: trigger_rows },
+        detected,
+        report,
+    })
 }
 
 fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
@@ -185,23 +212,34 @@ fn read_data(
     }
 }
 
-/// Writes events into the segment's columns; counts (and drops) any beyond their length,
-/// which only happens when the file grew between the two passes.
-struct ColumnSink<'a> {
-    columns: crate::ipc::EventColumns<'a>,
-    len: usize,
+/// Writes events and triggers into their tables' columns; counts (and drops) any beyond
+/// their lengths, which only happens when the file grew between the two passes.
+struct TableSink<'a> {
+    events: EventColumns<'a>,
+    triggers: TriggerColumns<'a>,
+    events_len: usize,
+    triggers_len: usize,
 }
 
-impl EventSink for ColumnSink<'_> {
+impl EventSink for TableSink<'_> {
     #[inline]
     fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
-        let i = self.len;
-        self.len += 1;
-        let c = &mut self.columns;
+        let i = self.events_len;
+        self.events_len += 1;
+        let c = &mut self.events;
         if let (Some(ct), Some(cx), Some(cy), Some(cp)) =
             (c.t.get_mut(i), c.x.get_mut(i), c.y.get_mut(i), c.p.get_mut(i))
         {
             (*ct, *cx, *cy, *cp) = (t, x as i16, y as i16, p as i8);
+        }
+    }
+
+    fn trigger(&mut self, trigger: Trigger) {
+        let i = self.triggers_len;
+        self.triggers_len += 1;
+        let c = &mut self.triggers;
+        if let (Some(ct), Some(cid), Some(cp)) = (c.t.get_mut(i), c.id.get_mut(i), c.p.get_mut(i)) {
+            (*ct, *cid, *cp) = (trigger.t, i16::from(trigger.id), trigger.p as i8);
         }
     }
 }

@@ -21,23 +21,21 @@ pub const ALIGNMENT: usize = 64;
 /// The end-of-stream marker: a continuation marker and a zero length.
 const END_OF_STREAM: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
 
-/// Bytes per value of each event column, in schema order (`t`, `x`, `y`, `p`).
-const COLUMN_WIDTHS: [usize; 4] = [8, 2, 2, 1];
-
-/// Where everything goes in a segment holding `rows` events.
+/// Where everything goes in a segment holding `rows` rows of a schema of non-null,
+/// fixed-width primitive columns (the event and trigger tables).
 #[derive(Debug, Clone)]
 pub struct StreamLayout {
     schema_message: Vec<u8>,
     batch_message: Vec<u8>,
-    /// Offset of each column's values, from the start of the body.
-    column_offsets: [usize; 4],
+    /// Offset from the start of the body, and bytes per value, of each column.
+    columns: Vec<(usize, usize)>,
     body_len: usize,
     /// Rows the columns have room for.
     capacity: usize,
     options: IpcWriteOptions,
 }
 
-/// The writable event columns inside a segment.
+/// The writable columns of an event table inside a segment.
 #[derive(Debug)]
 pub struct EventColumns<'a> {
     /// Timestamps in microseconds.
@@ -50,8 +48,39 @@ pub struct EventColumns<'a> {
     pub p: &'a mut [i8],
 }
 
+impl<'a> EventColumns<'a> {
+    /// Types the byte columns [`StreamLayout::write`] returned for the event schema.
+    pub fn new(columns: Vec<&'a mut [u8]>) -> Result<Self, ArrowError> {
+        let Ok::<[_; 4], _>([t, x, y, p]) = columns.try_into() else {
+            return Err(ArrowError::SchemaError("the event table has four columns".into()));
+        };
+        Ok(Self { t: cast_mut(t)?, x: cast_mut(x)?, y: cast_mut(y)?, p: cast_mut(p)? })
+    }
+}
+
+/// The writable columns of a trigger table inside a segment.
+#[derive(Debug)]
+pub struct TriggerColumns<'a> {
+    /// Timestamps in microseconds.
+    pub t: &'a mut [i64],
+    /// Trigger input.
+    pub id: &'a mut [i16],
+    /// Edge.
+    pub p: &'a mut [i8],
+}
+
+impl<'a> TriggerColumns<'a> {
+    /// Types the byte columns [`StreamLayout::write`] returned for the trigger schema.
+    pub fn new(columns: Vec<&'a mut [u8]>) -> Result<Self, ArrowError> {
+        let Ok::<[_; 3], _>([t, id, p]) = columns.try_into() else {
+            return Err(ArrowError::SchemaError("the trigger table has three columns".into()));
+        };
+        Ok(Self { t: cast_mut(t)?, id: cast_mut(id)?, p: cast_mut(p)? })
+    }
+}
+
 impl StreamLayout {
-    /// Lays out a stream of `schema` (the event schema) with room for `rows` events.
+    /// Lays out a stream of `schema` with room for `rows` rows.
     pub fn new(schema: &Schema, rows: usize) -> Result<Self, ArrowError> {
         let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)?;
         let encoded = IpcDataGenerator::default().schema_to_bytes_with_dictionary_tracker(
@@ -61,22 +90,22 @@ impl StreamLayout {
         );
         let schema_message = frame(encoded.ipc_message, &options)?;
 
-        let mut column_offsets = [0; 4];
+        let mut columns = Vec::new();
         let mut body_len = 0;
-        for (offset, width) in column_offsets.iter_mut().zip(COLUMN_WIDTHS) {
-            *offset = body_len;
+        for field in schema.fields() {
+            let width = field.data_type().primitive_width().filter(|_| !field.is_nullable());
+            let width = width.ok_or_else(|| {
+                ArrowError::SchemaError(format!(
+                    "column {} is not a non-null fixed-width primitive",
+                    field.name()
+                ))
+            })?;
+            columns.push((body_len, width));
             body_len += padded(rows * width);
         }
-        let metadata = batch_metadata(rows, &column_offsets, body_len);
+        let metadata = batch_metadata(rows, &columns, body_len);
         let batch_message = frame(metadata, &options)?;
-        Ok(Self {
-            schema_message,
-            batch_message,
-            column_offsets,
-            body_len,
-            capacity: rows,
-            options,
-        })
+        Ok(Self { schema_message, batch_message, columns, body_len, capacity: rows, options })
     }
 
     /// Rewrites the batch message of a stream [`StreamLayout::write`] wrote into
@@ -88,7 +117,7 @@ impl StreamLayout {
                 self.capacity
             )));
         }
-        let metadata = batch_metadata(rows, &self.column_offsets, self.body_len);
+        let metadata = batch_metadata(rows, &self.columns, self.body_len);
         let message = frame(metadata, &self.options)?;
         if message.len() != self.batch_message.len() {
             return Err(ArrowError::MemoryError("batch message changed size".into()));
@@ -108,9 +137,9 @@ impl StreamLayout {
     }
 
     /// Writes the messages and the end marker into `segment` (exactly
-    /// [`StreamLayout::total_len`] bytes, 64-byte aligned) and returns the column
-    /// buffers for the events.
-    pub fn write<'a>(&self, segment: &'a mut [u8]) -> Result<EventColumns<'a>, ArrowError> {
+    /// [`StreamLayout::total_len`] bytes, 64-byte aligned) and returns each column's
+    /// values buffer, room for the layout's rows.
+    pub fn write<'a>(&self, segment: &'a mut [u8]) -> Result<Vec<&'a mut [u8]>, ArrowError> {
         if segment.len() != self.total_len()
             || !(segment.as_ptr() as usize).is_multiple_of(ALIGNMENT)
         {
@@ -127,29 +156,27 @@ impl StreamLayout {
         let (body, end) = rest.split_at_mut(self.body_len);
         end.copy_from_slice(&END_OF_STREAM);
 
-        let [t_at, x_at, y_at, p_at] = self.column_offsets;
-        let (t, body) = body.split_at_mut(x_at - t_at);
-        let (x, body) = body.split_at_mut(y_at - x_at);
-        let (y, p) = body.split_at_mut(p_at - y_at);
-        let rows = self.capacity;
-        Ok(EventColumns {
-            t: cast_mut::<i64>(t, rows)?,
-            x: cast_mut::<i16>(x, rows)?,
-            y: cast_mut::<i16>(y, rows)?,
-            p: cast_mut::<i8>(p, rows)?,
-        })
+        let mut columns = Vec::with_capacity(self.columns.len());
+        let mut rest = body;
+        for (i, &(offset, width)) in self.columns.iter().enumerate() {
+            let next = self.columns.get(i + 1).map_or(self.body_len, |&(next, _)| next);
+            let (column, tail) = rest.split_at_mut(next - offset);
+            columns.push(&mut column[..self.capacity * width]);
+            rest = tail;
+        }
+        Ok(columns)
     }
 }
 
-/// Views the first `rows` values of `bytes` as a slice of `T`.
-fn cast_mut<T: Primitive>(bytes: &mut [u8], rows: usize) -> Result<&mut [T], ArrowError> {
+/// Views `bytes` as a slice of `T`, refusing a misaligned or ragged buffer.
+fn cast_mut<T: Primitive>(bytes: &mut [u8]) -> Result<&mut [T], ArrowError> {
     // SAFETY: `T` is a primitive integer, valid for every bit pattern; `align_to_mut`
     // only returns a middle part that is correctly aligned for `T`.
-    let (prefix, values, _) = unsafe { bytes.align_to_mut::<T>() };
-    if !prefix.is_empty() || values.len() < rows {
+    let (prefix, values, suffix) = unsafe { bytes.align_to_mut::<T>() };
+    if !prefix.is_empty() || !suffix.is_empty() {
         return Err(ArrowError::MemoryError("column buffer misaligned or short".into()));
     }
-    Ok(&mut values[..rows])
+    Ok(values)
 }
 
 /// Integers that any bit pattern is a valid value of.
@@ -170,16 +197,15 @@ fn frame(metadata: Vec<u8>, options: &IpcWriteOptions) -> Result<Vec<u8>, ArrowE
     Ok(framed)
 }
 
-/// The flatbuffer `Message` of a record batch of four non-null primitive columns.
-fn batch_metadata(rows: usize, column_offsets: &[usize; 4], body_len: usize) -> Vec<u8> {
+/// The flatbuffer `Message` of a record batch of non-null primitive columns.
+fn batch_metadata(rows: usize, columns: &[(usize, usize)], body_len: usize) -> Vec<u8> {
     let mut fbb = flatbuffers::FlatBufferBuilder::new();
     // Writing default values too keeps the message's size independent of the numbers.
     fbb.force_defaults(true);
-    let nodes: Vec<FieldNode> = (0..4).map(|_| FieldNode::new(rows as i64, 0)).collect();
-    let buffers: Vec<IpcBuffer> = column_offsets
+    let nodes: Vec<FieldNode> = columns.iter().map(|_| FieldNode::new(rows as i64, 0)).collect();
+    let buffers: Vec<IpcBuffer> = columns
         .iter()
-        .zip(COLUMN_WIDTHS)
-        .flat_map(|(&offset, width)| {
+        .flat_map(|&(offset, width)| {
             // An empty validity buffer (no nulls), then the values.
             [IpcBuffer::new(offset as i64, 0), IpcBuffer::new(offset as i64, (rows * width) as i64)]
         })
@@ -217,7 +243,7 @@ mod tests {
         let schema = evshm::schema::event_schema(meta);
         let layout = StreamLayout::new(&schema, rows).unwrap();
         let mut memory = MutableBuffer::from_len_zeroed(layout.total_len());
-        let columns = layout.write(memory.as_slice_mut()).unwrap();
+        let columns = EventColumns::new(layout.write(memory.as_slice_mut()).unwrap()).unwrap();
         for i in 0..rows {
             columns.t[i] = 1_000_000 + i as i64;
             columns.x[i] = i as i16;
@@ -260,7 +286,7 @@ mod tests {
         for (capacity, rows) in [(10, 7), (1000, 0), (5, 5)] {
             let layout = StreamLayout::new(&schema, capacity).unwrap();
             let mut memory = MutableBuffer::from_len_zeroed(layout.total_len());
-            let columns = layout.write(memory.as_slice_mut()).unwrap();
+            let columns = EventColumns::new(layout.write(memory.as_slice_mut()).unwrap()).unwrap();
             for (i, t) in columns.t.iter_mut().enumerate() {
                 *t = i as i64;
             }

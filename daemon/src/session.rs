@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use evshm::protocol::{
     ErrorCode, ErrorReply, FieldInfo, HelloReply, ListReply, MAX_REQUEST_LINE, OpenReply,
-    PROTOCOL_VERSION, RecordingEntry, ReleaseReply, Request, SegmentInfo, StatsReply, reply_line,
+    PROTOCOL_VERSION, RecordingEntry, ReleaseReply, Request, SegmentInfo, StatsReply, Table,
+    reply_line,
 };
-use evshm::schema::EVENT_COLUMNS;
+use evshm::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 
 use crate::cache::{FileIdentity, Outcome, Resident};
 use crate::ingest::{IngestError, detect_file, ingest};
@@ -150,7 +151,7 @@ impl<'d> Session<'d> {
                 reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
             }
             Request::List => reply_line(&self.list()),
-            Request::Open { path } => reply_line(&self.open(&path)?),
+            Request::Open { path, table } => reply_line(&self.open(&path, table)?),
             Request::Release { lease } => {
                 if self.leases.remove(&lease).is_none() {
                     return Err(ErrorReply::new(
@@ -182,7 +183,7 @@ impl<'d> Session<'d> {
         ListReply { recordings }
     }
 
-    fn open(&mut self, path: &str) -> Result<OpenReply, ErrorReply> {
+    fn open(&mut self, path: &str, table: Table) -> Result<OpenReply, ErrorReply> {
         let daemon = self.daemon;
         Stats::bump(&daemon.stats.opens);
         let resolved = daemon.roots.resolve(path)?;
@@ -195,12 +196,13 @@ impl<'d> Session<'d> {
                 let published = ingest(&resolved.file, &resolved.relative, &daemon.shm)
                     .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
                 log::info!(
-                    "decoded {} ({}, {} events) into {} ({} bytes) in {:.1} ms",
+                    "decoded {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
                     resolved.relative,
                     published.detected.format,
-                    published.rows,
-                    published.segment.name(),
-                    published.segment.len(),
+                    published.events.rows,
+                    published.triggers.rows,
+                    published.events.segment.name(),
+                    published.events.segment.len(),
                     started.elapsed().as_secs_f64() * 1e3
                 );
                 if !published.report.is_clean() {
@@ -216,19 +218,24 @@ impl<'d> Session<'d> {
         let resident = result?;
         let lease = daemon.next_lease.fetch_add(1, Ordering::Relaxed);
         let published = &resident.published;
+        let (chosen, columns) = match table {
+            Table::Events => (&published.events, &EVENT_COLUMNS[..]),
+            Table::Triggers => (&published.triggers, &TRIGGER_COLUMNS[..]),
+        };
         let reply = OpenReply {
             lease,
             path: resolved.relative,
+            table,
             segment: SegmentInfo {
-                name: published.segment.name().to_owned(),
-                path: published.segment.path().to_owned(),
-                size: published.segment.len(),
+                name: chosen.segment.name().to_owned(),
+                path: chosen.segment.path().to_owned(),
+                size: chosen.segment.len(),
             },
-            rows: published.rows,
+            rows: chosen.rows,
             format: published.detected.format.name().to_owned(),
             width: published.detected.geometry.width,
             height: published.detected.geometry.height,
-            schema: EVENT_COLUMNS
+            schema: columns
                 .iter()
                 .map(|(name, ty)| FieldInfo {
                     name: (*name).to_owned(),

@@ -15,7 +15,7 @@ use crate::sink::CountingSink;
 pub struct Counter {
     decoder: Decoder,
     slow: CountingSink,
-    fast: u64,
+    fast: CountingSink,
     /// Bytes of the stream held back because they do not complete a word yet.
     carry: Vec<u8>,
     /// EVT3 only: whether a VECT_BASE_X was seen, so vectors count.
@@ -29,7 +29,7 @@ impl Counter {
         Self {
             decoder: Decoder::new(format),
             slow: CountingSink::default(),
-            fast: 0,
+            fast: CountingSink::default(),
             carry: Vec::new(),
             vector_base: false,
             ready: false,
@@ -65,9 +65,14 @@ impl Counter {
         self.decoder.finish(&mut self.slow);
     }
 
-    /// Events counted so far.
+    /// CD events counted so far.
     pub fn events(&self) -> u64 {
-        self.slow.events + self.fast
+        self.slow.events + self.fast.events
+    }
+
+    /// External triggers counted so far.
+    pub fn triggers(&self) -> u64 {
+        self.slow.triggers + self.fast.triggers
     }
 
     /// Whether, at the current position, counting no longer needs the decoder's state:
@@ -96,14 +101,16 @@ impl Counter {
     }
 
     fn count_words(&mut self, bytes: &[u8]) {
-        self.fast += match self.decoder {
-            // Every DAT record is an event.
-            Decoder::Dat(_) => (bytes.len() / 8) as u64,
+        let (events, triggers) = match self.decoder {
+            // Every record of a DAT CD file is an event.
+            Decoder::Dat(_) => ((bytes.len() / 8) as u64, 0),
             Decoder::Evt2(_) => crate::evt2::count_cd_words(bytes),
             Decoder::Evt21(ref d) => crate::evt21::count_events(bytes, d.order()),
             Decoder::Evt3(_) => crate::evt3::count_events(bytes, &mut self.vector_base),
             Decoder::Text(_) => unreachable!("text is never counted statelessly"),
         };
+        self.fast.events += events;
+        self.fast.triggers += triggers;
     }
 }
 
@@ -115,11 +122,11 @@ mod tests {
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
 
-    fn decoded(format: Format, bytes: &[u8]) -> u64 {
+    fn decoded(format: Format, bytes: &[u8]) -> (u64, u64) {
         let mut decoder = Decoder::new(format);
         let mut sink = VecSink::default();
         decoder.feed(bytes, &mut sink);
-        sink.events.len() as u64
+        (sink.events.len() as u64, sink.triggers.len() as u64)
     }
 
     /// Words of every type, each type equally likely, with random payloads.
@@ -147,7 +154,7 @@ mod tests {
             rest = tail;
         }
         counter.feed(rest);
-        prop_assert_eq!(counter.events(), decoded(format, bytes));
+        prop_assert_eq!((counter.events(), counter.triggers()), decoded(format, bytes));
         Ok(())
     }
 

@@ -80,9 +80,13 @@ impl Evt2Decoder {
     }
 }
 
-/// Counts the CD words (types 0 and 1) among whole EVT2 words.
-pub(crate) fn count_cd_words(bytes: &[u8]) -> u64 {
-    bytes.as_chunks::<4>().0.iter().map(|&w| u64::from(u32::from_le_bytes(w) >> 29 == 0)).sum()
+/// Counts the CD words (types 0 and 1) and trigger words among whole EVT2 words.
+pub(crate) fn count_cd_words(bytes: &[u8]) -> (u64, u64) {
+    let words = bytes.as_chunks::<4>().0;
+    let events = words.iter().map(|&w| u64::from(u32::from_le_bytes(w) >> 29 == 0)).sum();
+    let kind = |&w: &[u8; 4]| u32::from_le_bytes(w) >> 28;
+    let triggers = words.iter().map(|w| u64::from(kind(w) == EXT_TRIGGER)).sum();
+    (events, triggers)
 }
 
 /// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a

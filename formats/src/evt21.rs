@@ -129,13 +129,17 @@ impl Evt21Decoder {
     }
 }
 
-/// Counts the events of whole EVT 2.1 words, for a decoder past its first TIME_HIGH.
-pub(crate) fn count_events(bytes: &[u8], order: WordOrder) -> u64 {
-    let count = |&w: &[u8; 8]| {
+/// Counts the events and triggers of whole EVT 2.1 words, for a decoder past its first
+/// TIME_HIGH.
+pub(crate) fn count_events(bytes: &[u8], order: WordOrder) -> (u64, u64) {
+    let (mut events, mut triggers) = (0, 0);
+    for &w in bytes.as_chunks::<8>().0 {
         let word = order.word(w);
-        if word >> 61 == 0 { u64::from((word as u32).count_ones()) } else { 0 }
-    };
-    bytes.as_chunks::<8>().0.iter().map(count).sum()
+        let kind = word >> 60;
+        events += if kind <= EVT_POS { u64::from((word as u32).count_ones()) } else { 0 };
+        triggers += u64::from(kind == EXT_TRIGGER);
+    }
+    (events, triggers)
 }
 
 /// Writes EVT 2.1 files: a `% format EVT21;...` header, then one vector word per run of

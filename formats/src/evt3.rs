@@ -151,15 +151,17 @@ impl State {
     }
 }
 
-/// Counts the events in whole EVT3 words, for a decoder past its first TIME_HIGH and
-/// ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base` is set.
-pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
-    let mut count = 0u64;
+/// Counts the events and triggers in whole EVT3 words, for a decoder past its first
+/// TIME_HIGH and ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base`
+/// is set.
+pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> (u64, u64) {
+    let (mut count, mut triggers) = (0u64, 0u64);
     let mut words = bytes.as_chunks::<2>().0.iter().map(|&w| u16::from_le_bytes(w));
     if !*vector_base {
         for word in words.by_ref() {
             match word >> 12 {
                 ADDR_X => count += 1,
+                EXT_TRIGGER => triggers += 1,
                 VECT_BASE_X => {
                     *vector_base = true;
                     break;
@@ -178,8 +180,9 @@ pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> u64 {
     for word in words {
         let kind = usize::from(word >> 12);
         count += u64::from((word & VECTOR_MASKS[kind]).count_ones() + u32::from(kind == 2));
+        triggers += u64::from(kind == usize::from(EXT_TRIGGER));
     }
-    count
+    (count, triggers)
 }
 
 /// Writes EVT 3.0 files: a `% format EVT3;...` header, then events grouped into vectors

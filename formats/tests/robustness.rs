@@ -49,6 +49,7 @@ proptest! {
         decoder.finish(&mut sink);
 
         prop_assert_eq!(counter.events(), sink.inner.events.len() as u64 + sink.dropped);
+        prop_assert_eq!(counter.triggers(), sink.inner.triggers.len() as u64);
         let g = detected.geometry;
         prop_assert!(sink.inner.events.iter().all(|e| u32::from(e.x) < g.width && u32::from(e.y) < g.height && e.p <= 1));
         let stats = decoder.stats();

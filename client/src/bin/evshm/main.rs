@@ -10,6 +10,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use clap::{Parser, Subcommand};
 use evshm::Client;
+use evshm::protocol::Table;
 
 /// Talks to evshmd: lists, opens (zero-copy) and inspects decoded event recordings.
 #[derive(Debug, Parser)]
@@ -31,6 +32,9 @@ enum Command {
     Open {
         /// Path relative to a served root.
         path: String,
+        /// Open the table of external triggers instead of the CD events.
+        #[arg(long)]
+        triggers: bool,
     },
     /// Prints the daemon's counters.
     Stats,
@@ -64,7 +68,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size);
             }
         }
-        Command::Open { path } => open(&connect()?, path)?,
+        Command::Open { path, triggers } => {
+            let table = if *triggers { Table::Triggers } else { Table::Events };
+            open(&connect()?, path, table)?
+        }
         Command::Stats => {
             let stats = connect()?.stats()?;
             let value = serde_json::to_value(stats)?;
@@ -78,8 +85,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(client: &Client, path: &str) -> anyhow::Result<()> {
-    let recording = client.open(path)?;
+fn open(client: &Client, path: &str, table: Table) -> anyhow::Result<()> {
+    let recording = client.open_table(path, table)?;
     let info = recording.info();
     let mut range: Option<(i64, i64)> = None;
     for batch in recording.batches() {
