@@ -402,6 +402,59 @@ fn hostile_files_get_clean_errors_or_counted_drops_and_the_daemon_keeps_serving(
 }
 
 #[test]
+fn a_file_without_geometry_loses_nothing_and_takes_one_from_the_request() {
+    use evshm::OpenOptions;
+    use evshm_formats::{Encoder, Format, Geometry};
+    // A DAT file from a 640x480 sensor that does not say so.
+    let events: Vec<evshm_formats::Event> =
+        synthetic(3000).map(|e| evshm_formats::Event { x: e.x % 640, y: e.y % 480, ..e }).collect();
+    let daemon = Daemon::start(|root| {
+        let mut encoder =
+            Encoder::new(Format::Dat, Vec::new(), Geometry { width: 640, height: 480 }).unwrap();
+        events.iter().for_each(|e| encoder.push(e).unwrap());
+        let file = encoder.finish().unwrap();
+        let header_end = file.windows(2).position(|w| w == [12, 8]).unwrap();
+        let mut unstated = b"% Version 2\n".to_vec();
+        unstated.extend_from_slice(&file[header_end..]);
+        std::fs::write(root.join("unstated.dat"), unstated).unwrap();
+        std::fs::write(root.join("stated.dat"), file).unwrap();
+    });
+    let client = daemon.client();
+    let expected: Vec<Row> =
+        events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    let guessed = client.open("unstated.dat").unwrap();
+    assert_eq!((guessed.info().width, guessed.info().height), (304, 240));
+    assert_eq!(guessed.schema().metadata()["evshm.geometry"], "default");
+    assert_eq!(rows(guessed.batches()), expected, "a guessed geometry drops nothing");
+
+    let given = client
+        .open_with(
+            "unstated.dat",
+            OpenOptions { geometry: Some((640, 480)), ..OpenOptions::default() },
+        )
+        .unwrap();
+    assert_eq!((given.info().width, given.info().height), (640, 480));
+    assert_eq!(given.schema().metadata()["evshm.geometry"], "given");
+    assert_eq!(rows(given.batches()), expected);
+    assert!(!given.info().cached, "another geometry is another decode");
+
+    let small = OpenOptions { geometry: Some((100, 100)), ..OpenOptions::default() };
+    let cropped = client.open_with("unstated.dat", small).unwrap();
+    let inside = expected.iter().filter(|r| r.1 < 100 && r.2 < 100).count();
+    assert_eq!(cropped.rows(), inside as u64);
+    assert_eq!(cropped.info().dropped, (expected.len() - inside) as u64);
+
+    assert_eq!(
+        daemon_code(client.open_with("stated.dat", small).unwrap_err()),
+        ErrorCode::BadRequest
+    );
+    let mut raw = daemon.raw();
+    raw.request(r#"{"op":"hello","version":1}"#);
+    let reply = raw.request(r#"{"op":"open","path":"stated.dat","width":640}"#);
+    assert_eq!(reply["error"]["code"], "bad_request");
+}
+
+#[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
     let observer = daemon.client();

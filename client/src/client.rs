@@ -159,8 +159,15 @@ impl Client {
     /// Like [`Client::open`], for either of the recording's tables: CD events or
     /// external triggers.
     pub fn open_table(&self, path: &str, table: Table) -> Result<Recording, ClientError> {
+        self.open_with(path, OpenOptions { table, ..OpenOptions::default() })
+    }
+
+    /// Like [`Client::open`], with every option of the request.
+    pub fn open_with(&self, path: &str, options: OpenOptions) -> Result<Recording, ClientError> {
         let started = Instant::now();
-        let reply: OpenReply = self.request(&Request::Open { path: path.to_owned(), table })?;
+        let (width, height) = options.geometry.unzip();
+        let request = Request::Open { path: path.to_owned(), table: options.table, width, height };
+        let reply: OpenReply = self.request(&request)?;
         let lease = Lease { id: reply.lease, connection: Arc::clone(&self.connection) };
         let requested = Instant::now();
         let mapping = map_segment(&reply.segment.path, reply.segment.size)?;
@@ -175,6 +182,17 @@ impl Client {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         connection.request(request)
     }
+}
+
+/// What to open of a recording, for [`Client::open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenOptions {
+    /// The table: CD events (the default) or external triggers.
+    pub table: Table,
+    /// Sensor width and height to use if the file states none (otherwise the daemon
+    /// assumes a per-format default and checks no event against it). A file that states
+    /// a different geometry is refused.
+    pub geometry: Option<(u32, u32)>,
 }
 
 /// Decodes the IPC stream in `mapping` without copying: every batch's buffers are slices

@@ -30,5 +30,5 @@ mod mapping;
 pub mod protocol;
 pub mod schema;
 
-pub use client::{Client, ClientError, OpenTimings, Recording};
+pub use client::{Client, ClientError, OpenOptions, OpenTimings, Recording};
 pub use mapping::{MapError, map_segment};

@@ -54,6 +54,12 @@ pub enum Request {
         /// Which of the recording's tables.
         #[serde(default)]
         table: Table,
+        /// Sensor width to use when the file states no geometry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        width: Option<u32>,
+        /// Sensor height to use when the file states no geometry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        height: Option<u32>,
     },
     /// Ends a lease taken by `open`.
     Release {
@@ -332,7 +338,12 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_errors_are_classified() {
-        let open = Request::Open { path: "a/b.raw".into(), table: Table::Events };
+        let open = Request::Open {
+            path: "a/b.raw".into(),
+            table: Table::Events,
+            width: None,
+            height: None,
+        };
         let line = open.to_line();
         assert_eq!(line, b"{\"op\":\"open\",\"path\":\"a/b.raw\",\"table\":\"events\"}\n");
         let minimal = Request::parse(b"{\"op\":\"open\",\"path\":\"a/b.raw\"}").unwrap();

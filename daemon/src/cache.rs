@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use evshm::protocol::{ErrorCode, ErrorReply};
+use evshm_formats::Geometry;
 
 use crate::ingest::Published;
 
@@ -52,10 +53,20 @@ pub enum Outcome {
     Hit,
 }
 
-/// The resident recordings by canonical file path.
+/// What a decode is cached under: the canonical file, and the geometry the request gave
+/// for a file that states none (each such geometry is its own decode).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// The canonical path of the recording.
+    pub file: PathBuf,
+    /// The geometry given with the request, if any.
+    pub geometry: Option<Geometry>,
+}
+
+/// The resident recordings.
 #[derive(Debug, Default)]
 pub struct Cache {
-    entries: Mutex<HashMap<PathBuf, Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
 }
 
 #[derive(Debug)]
@@ -91,13 +102,13 @@ impl Cache {
     /// (success or failure) is then shared.
     pub fn open(
         &self,
-        file: &Path,
+        key: &Key,
         identity: FileIdentity,
         decode: impl FnOnce() -> Result<Resident, ErrorReply>,
     ) -> (DecodeResult, Outcome) {
         let slot = loop {
             let mut entries = self.lock();
-            match entries.get(file) {
+            match entries.get(key) {
                 Some(Entry::Ready(resident)) if resident.identity == identity => {
                     return (Ok(Arc::clone(resident)), Outcome::Hit);
                 }
@@ -112,23 +123,24 @@ impl Cache {
                 // Absent, or an older generation: leases keep that one alive until released.
                 _ => {
                     let slot = Arc::new(Slot::default());
-                    entries.insert(file.to_owned(), Entry::Decoding(Arc::clone(&slot)));
+                    entries.insert(key.clone(), Entry::Decoding(Arc::clone(&slot)));
                     break slot;
                 }
             }
         };
-        let mut pending = Pending { cache: self, file, slot, finished: false };
+        let mut pending = Pending { cache: self, key, slot, finished: false };
         let result = decode().map(Arc::new);
         pending.finish(result.clone());
         (result, Outcome::Decoded)
     }
 
-    /// Whether `file` at version `identity` is resident.
+    /// Whether `file` at version `identity`, as its header describes it, is resident.
     pub fn is_resident(&self, file: &Path, identity: FileIdentity) -> bool {
-        matches!(self.lock().get(file), Some(Entry::Ready(r)) if r.identity == identity)
+        let key = Key { file: file.to_owned(), geometry: None };
+        matches!(self.lock().get(&key), Some(Entry::Ready(r)) if r.identity == identity)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
         // Entries are replaced whole, so a panic cannot leave one half-written.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -138,7 +150,7 @@ impl Cache {
 /// decode panics, tells the waiters so instead of leaving them blocked.
 struct Pending<'c> {
     cache: &'c Cache,
-    file: &'c Path,
+    key: &'c Key,
     slot: Arc<Slot>,
     finished: bool,
 }
@@ -148,10 +160,8 @@ impl Pending<'_> {
         self.finished = true;
         let mut entries = self.cache.lock();
         match &result {
-            Ok(resident) => {
-                entries.insert(self.file.to_owned(), Entry::Ready(Arc::clone(resident)))
-            }
-            Err(_) => entries.remove(self.file),
+            Ok(resident) => entries.insert(self.key.clone(), Entry::Ready(Arc::clone(resident))),
+            Err(_) => entries.remove(self.key),
         };
         drop(entries);
         *self.slot.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
@@ -162,7 +172,7 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let message = format!("decoding {} failed unexpectedly", self.file.display());
+            let message = format!("decoding {} failed unexpectedly", self.key.file.display());
             self.finish(Err(ErrorReply::new(ErrorCode::Internal, message)));
         }
     }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Counter, Decoder, DetectError, Detected, EventSink, GeometryFilter, MAX_HEADER_LEN, Trigger,
+    Counter, Decoder, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN,
+    Trigger,
 };
 
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
@@ -106,6 +107,16 @@ pub enum IngestError {
         /// Events of the first pass.
         counted: u64,
     },
+    /// The caller gave a geometry that differs from the one the file states.
+    #[error("{path} states a {}x{} sensor, not the {}x{} the request gives", stated.width, stated.height, given.width, given.height)]
+    GeometryConflict {
+        /// The recording.
+        path: PathBuf,
+        /// What the file states.
+        stated: Geometry,
+        /// What the caller gave.
+        given: Geometry,
+    },
     /// No segment could be made.
     #[error(transparent)]
     Segment(#[from] SegmentCreateError),
@@ -133,9 +144,20 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
         .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
 }
 
-/// Decodes the recording at `path` (shown to clients as `source`) into a new segment.
-pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published, IngestError> {
-    let detected = detect_file(path)?;
+/// Decodes the recording at `path` (shown to clients as `source`) into new segments.
+/// `given` is a geometry from the caller for files that state none.
+pub fn ingest(
+    path: &Path,
+    source: &str,
+    given: Option<Geometry>,
+    shm: &Arc<ShmDir>,
+) -> Result<Published, IngestError> {
+    let mut detected = detect_file(path)?;
+    if let Some(given) = given {
+        detected = detected.with_geometry(given).map_err(|stated| {
+            IngestError::GeometryConflict { path: path.to_owned(), stated, given }
+        })?;
+    }
     let mut counter = Counter::new(detected.format);
     read_data(path, &detected, |bytes| counter.feed(bytes))?;
     counter.finish();
@@ -160,7 +182,7 @@ pub fn ingest(path: &Path, source: &str, shm: &Arc<ShmDir>) -> Result<Published,
         events_len: 0,
         triggers_len: 0,
     };
-    let mut sink = GeometryFilter::new(sink, detected.geometry);
+    let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = Decoder::new(detected.format);
     read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);

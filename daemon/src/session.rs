@@ -13,8 +13,9 @@ use evshm::protocol::{
     reply_line,
 };
 use evshm::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
+use evshm_formats::Geometry;
 
-use crate::cache::{FileIdentity, Outcome, Resident};
+use crate::cache::{FileIdentity, Key, Outcome, Resident};
 use crate::ingest::{IngestError, detect_file, ingest};
 use crate::server::Daemon;
 use crate::stats::Stats;
@@ -151,7 +152,10 @@ impl<'d> Session<'d> {
                 reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
             }
             Request::List => reply_line(&self.list()),
-            Request::Open { path, table } => reply_line(&self.open(&path, table)?),
+            Request::Open { path, table, width, height } => {
+                let geometry = requested_geometry(width, height)?;
+                reply_line(&self.open(&path, table, geometry)?)
+            }
             Request::Release { lease } => {
                 if self.leases.remove(&lease).is_none() {
                     return Err(ErrorReply::new(
@@ -183,33 +187,38 @@ impl<'d> Session<'d> {
         ListReply { recordings }
     }
 
-    fn open(&mut self, path: &str, table: Table) -> Result<OpenReply, ErrorReply> {
+    fn open(
+        &mut self,
+        path: &str,
+        table: Table,
+        geometry: Option<Geometry>,
+    ) -> Result<OpenReply, ErrorReply> {
         let daemon = self.daemon;
         Stats::bump(&daemon.stats.opens);
         let resolved = daemon.roots.resolve(path)?;
         let metadata = std::fs::metadata(&resolved.file).map_err(|e| {
             ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))
         })?;
-        let (result, outcome) =
-            daemon.cache.open(&resolved.file, FileIdentity::of(&metadata), || {
-                let started = Instant::now();
-                let published = ingest(&resolved.file, &resolved.relative, &daemon.shm)
-                    .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
-                log::info!(
-                    "decoded {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
-                    resolved.relative,
-                    published.detected.format,
-                    published.events.rows,
-                    published.triggers.rows,
-                    published.events.segment.name(),
-                    published.events.segment.len(),
-                    started.elapsed().as_secs_f64() * 1e3
-                );
-                if !published.report.is_clean() {
-                    log::warn!("{}: {}", resolved.relative, published.report);
-                }
-                Ok(Resident { published, identity: FileIdentity::of(&metadata) })
-            });
+        let key = Key { file: resolved.file.clone(), geometry };
+        let (result, outcome) = daemon.cache.open(&key, FileIdentity::of(&metadata), || {
+            let started = Instant::now();
+            let published = ingest(&resolved.file, &resolved.relative, geometry, &daemon.shm)
+                .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
+            log::info!(
+                "decoded {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
+                resolved.relative,
+                published.detected.format,
+                published.events.rows,
+                published.triggers.rows,
+                published.events.segment.name(),
+                published.events.segment.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            if !published.report.is_clean() {
+                log::warn!("{}: {}", resolved.relative, published.report);
+            }
+            Ok(Resident { published, identity: FileIdentity::of(&metadata) })
+        });
         match outcome {
             Outcome::Decoded if result.is_ok() => Stats::bump(&daemon.stats.decodes),
             Outcome::Decoded => {}
@@ -274,6 +283,28 @@ impl Drop for Session<'_> {
     }
 }
 
+/// Largest sensor side a request may give (DAT's 14-bit coordinates).
+const MAX_SIDE: u32 = 1 << 14;
+
+/// The geometry an `open` request gives: both sides or neither.
+fn requested_geometry(
+    width: Option<u32>,
+    height: Option<u32>,
+) -> Result<Option<Geometry>, ErrorReply> {
+    match (width, height) {
+        (None, None) => Ok(None),
+        (Some(width), Some(height))
+            if (1..=MAX_SIDE).contains(&width) && (1..=MAX_SIDE).contains(&height) =>
+        {
+            Ok(Some(Geometry { width, height }))
+        }
+        _ => Err(ErrorReply::new(
+            ErrorCode::BadRequest,
+            format!("width and height go together, each from 1 to {MAX_SIDE}"),
+        )),
+    }
+}
+
 /// The protocol's view of a failed decode: a stable code and a message naming the
 /// recording by the path the client used.
 fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
@@ -282,6 +313,7 @@ fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
         IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ErrorCode::NotFound
         }
+        IngestError::GeometryConflict { .. } => ErrorCode::BadRequest,
         IngestError::Unrecognized { source: DetectError::BadGeometry { .. }, .. }
         | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,

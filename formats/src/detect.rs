@@ -80,7 +80,9 @@ pub enum GeometrySource {
     Header,
     /// Looked up from the header's `system_ID`.
     SystemId,
-    /// Not stated anywhere: [`Format::default_geometry`].
+    /// Given by the caller, for a file that states none.
+    Given,
+    /// Not stated anywhere: [`Format::default_geometry`], a guess.
     Default,
 }
 
@@ -90,6 +92,7 @@ impl GeometrySource {
         match self {
             GeometrySource::Header => "header",
             GeometrySource::SystemId => "system_id",
+            GeometrySource::Given => "given",
             GeometrySource::Default => "default",
         }
     }
@@ -109,6 +112,27 @@ pub struct Detected {
     pub geometry_source: GeometrySource,
     /// The header lines.
     pub header: HeaderLines,
+}
+
+impl Detected {
+    /// The geometry unless it is only a guess: what events are checked against.
+    pub fn stated_geometry(&self) -> Option<Geometry> {
+        (self.geometry_source != GeometrySource::Default).then_some(self.geometry)
+    }
+
+    /// Takes a geometry from the caller for a file that states none. A file that states
+    /// one keeps it; the returned error gives it when the two differ.
+    pub fn with_geometry(mut self, given: Geometry) -> Result<Self, Geometry> {
+        match self.stated_geometry() {
+            Some(stated) if stated != given => Err(stated),
+            Some(_) => Ok(self),
+            None => {
+                self.geometry = given;
+                self.geometry_source = GeometrySource::Given;
+                Ok(self)
+            }
+        }
+    }
 }
 
 /// Recognises a recording from the first bytes of its file (at most [`MAX_HEADER_LEN`]

@@ -41,7 +41,8 @@ pub trait EventSink {
 /// Passes on the CD events that lie inside a sensor of the given size and counts the
 /// others: OpenEB drops EVT3 events on rows past the sensor's height, and evshm extends
 /// that to every format and both axes, since such events can only come from corrupt data
-/// or a header that lies about the geometry.
+/// or a header that lies about the geometry. Without a geometry (the file states none)
+/// every event passes: a guessed size must not lose data.
 #[derive(Debug, Clone)]
 pub struct GeometryFilter<S> {
     /// Where the events inside the sensor go.
@@ -53,9 +54,10 @@ pub struct GeometryFilter<S> {
 }
 
 impl<S> GeometryFilter<S> {
-    /// A filter for a `geometry`-sized sensor in front of `inner`.
-    pub fn new(inner: S, geometry: crate::Geometry) -> Self {
-        Self { inner, width: geometry.width, height: geometry.height, dropped: 0 }
+    /// A filter for a sensor of the given size (or none) in front of `inner`.
+    pub fn new(inner: S, geometry: Option<crate::Geometry>) -> Self {
+        let (width, height) = geometry.map_or((u32::MAX, u32::MAX), |g| (g.width, g.height));
+        Self { inner, width, height, dropped: 0 }
     }
 }
 

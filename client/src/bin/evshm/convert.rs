@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use arrow_array::{Int8Array, Int16Array, Int64Array, RecordBatch};
 use arrow_ipc::writer::FileWriter;
 use evshm_formats::{
-    Columns, Decoder, Detected, EncodeError, Encoder, EventSink, Format, GeometryFilter,
+    Columns, Decoder, Detected, EncodeError, Encoder, EventSink, Format, Geometry, GeometryFilter,
     MAX_HEADER_LEN, WordOrder, detect,
 };
 
@@ -25,6 +25,12 @@ pub struct ConvertArgs {
     /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3].
     #[arg(long, value_enum)]
     to: Option<Target>,
+    /// Sensor width, for an input that states no geometry.
+    #[arg(long, requires = "height")]
+    width: Option<u32>,
+    /// Sensor height, for an input that states no geometry.
+    #[arg(long, requires = "width")]
+    height: Option<u32>,
 }
 
 /// What `convert` writes.
@@ -82,8 +88,18 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let size = input.metadata()?.len();
     let mut head = Vec::new();
     (&mut input).take(MAX_HEADER_LEN as u64).read_to_end(&mut head)?;
-    let detected = detect(&head, args.input.extension().and_then(|e| e.to_str()))
+    let mut detected = detect(&head, args.input.extension().and_then(|e| e.to_str()))
         .with_context(|| format!("{}", args.input.display()))?;
+    if let (Some(width), Some(height)) = (args.width, args.height) {
+        detected = detected.with_geometry(Geometry { width, height }).map_err(|stated| {
+            anyhow::anyhow!(
+                "{} states a {}x{} sensor; drop --width and --height",
+                args.input.display(),
+                stated.width,
+                stated.height
+            )
+        })?;
+    }
     let out = File::create(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let out = BufWriter::with_capacity(CHUNK, out);
@@ -94,7 +110,14 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             let sink = EncodeSink { encoder, error: None, triggers_dropped: 0 };
             let sink = stream(&args.input, &detected, &head, input, size, sink)?;
             if let Some(error) = sink.inner.error {
-                bail!("cannot write {}: {error}", args.output.display());
+                let hint = match (&error, detected.stated_geometry()) {
+                    (EncodeError::OutOfRange { width, height, .. }, None) => format!(
+                        " (the input states no geometry and {width}x{height} was assumed; \
+                         pass --width and --height)"
+                    ),
+                    _ => String::new(),
+                };
+                bail!("cannot write {}: {error}{hint}", args.output.display());
             }
             sink.inner.encoder.finish()?.flush()?;
             Summary { dropped: sink.dropped, triggers_dropped: sink.inner.triggers_dropped }
@@ -149,7 +172,7 @@ fn stream<S: EventSink>(
     size: u64,
     sink: S,
 ) -> anyhow::Result<GeometryFilter<S>> {
-    let mut sink = GeometryFilter::new(sink, detected.geometry);
+    let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = Decoder::new(detected.format);
     let progress = if size >= PROGRESS_FROM {
         indicatif::ProgressBar::new(size)
