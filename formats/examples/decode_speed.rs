@@ -79,7 +79,16 @@ fn main() {
             best_fill = best_fill.min(started.elapsed().as_secs_f64());
             assert_eq!(columns.len, n);
         }
+        let started = Instant::now();
+        let mut nothing = evshm_formats::CountingSink::default();
+        let mut decoder = Decoder::new(detected.format);
+        for chunk in data.chunks(1 << 16) {
+            decoder.feed(chunk, &mut nothing);
+        }
+        let dispatch = started.elapsed().as_secs_f64();
+        assert_eq!(nothing.events, events);
         let mev = |s: f64| events as f64 / s / 1e6;
+        println!("{name:5} dispatch only (decode into a counter) {:7.1} Mev/s", mev(dispatch));
         println!(
             "{name:5} {:6.2} B/ev  count {:7.1} Mev/s  decode {:7.1} Mev/s  both passes {:7.1} Mev/s",
             data.len() as f64 / events as f64,
