@@ -254,6 +254,27 @@ fn triggers_are_a_table_of_their_own() {
 }
 
 #[test]
+fn aedat4_recordings_are_served_like_the_others() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/data/aedat4");
+    let daemon = Daemon::start(|root| {
+        for name in ["events_zstd.aedat4", "events_lz4.aedat4", "imu_events_lz4.aedat4"] {
+            std::fs::copy(fixtures.join(name), root.join(name)).unwrap();
+        }
+    });
+    let expected = rows(&read_ipc_file(&fixtures.join("events.expected.arrow")));
+    let client = daemon.client();
+    for name in ["events_zstd.aedat4", "events_lz4.aedat4", "imu_events_lz4.aedat4"] {
+        let recording = client.open(name).unwrap();
+        assert_eq!(recording.info().format, "aedat4");
+        assert_eq!((recording.info().width, recording.info().height), (346, 260));
+        assert_zero_copy(&recording);
+        assert_eq!(rows(recording.batches()), expected, "{name}");
+    }
+    let listed: Vec<String> = client.list().unwrap().into_iter().map(|r| r.format).collect();
+    assert_eq!(listed, ["aedat4", "aedat4", "aedat4"]);
+}
+
+#[test]
 fn concurrent_opens_of_one_recording_decode_it_once() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 3_000_000));
     let readers = 4;

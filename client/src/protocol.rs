@@ -248,7 +248,7 @@ pub struct ListReply {
 pub struct RecordingEntry {
     /// Path to pass to `open`.
     pub path: String,
-    /// Event format: `dat`, `evt2`, `evt21`, `evt3`.
+    /// Event format: `dat`, `evt2`, `evt21`, `evt3`, `aedat4`, `text`.
     pub format: String,
     /// File size in bytes.
     pub size: u64,

@@ -86,8 +86,8 @@ impl Counter {
                 self.vector_base = d.vector_base_known();
                 d.row_known() && d.stats().trailing_bytes == 0
             }
-            // Lines vary in length: text is always counted by decoding.
-            Decoder::Text(_) => false,
+            // Lines vary in length and packets are compressed: these count by decoding.
+            Decoder::Text(_) | Decoder::Aedat4(_) => false,
         }
     }
 
@@ -96,7 +96,7 @@ impl Counter {
             Decoder::Dat(_) | Decoder::Evt21(_) => 8,
             Decoder::Evt2(_) => 4,
             Decoder::Evt3(_) => 2,
-            Decoder::Text(_) => unreachable!("text is never counted statelessly"),
+            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("counted by decoding"),
         }
     }
 
@@ -107,7 +107,7 @@ impl Counter {
             Decoder::Evt2(_) => crate::evt2::count_cd_words(bytes),
             Decoder::Evt21(ref d) => crate::evt21::count_events(bytes, d.order()),
             Decoder::Evt3(_) => crate::evt3::count_events(bytes, &mut self.vector_base),
-            Decoder::Text(_) => unreachable!("text is never counted statelessly"),
+            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("counted by decoding"),
         };
         self.fast.events += events;
         self.fast.triggers += triggers;

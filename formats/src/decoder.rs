@@ -1,5 +1,6 @@
 //! One decoder type over every format, for callers that pick the format at run time.
 
+use crate::aedat4::Aedat4Decoder;
 use crate::dat::DatDecoder;
 use crate::detect::Format;
 use crate::evt2::Evt2Decoder;
@@ -37,6 +38,8 @@ pub enum Decoder {
     Evt3(Evt3Decoder),
     /// Text.
     Text(TextDecoder),
+    /// AEDAT 4.0.
+    Aedat4(Aedat4Decoder),
 }
 
 impl Decoder {
@@ -48,6 +51,7 @@ impl Decoder {
             Format::Evt21(order) => Decoder::Evt21(Evt21Decoder::new(order)),
             Format::Evt3 => Decoder::Evt3(Evt3Decoder::default()),
             Format::Text(columns) => Decoder::Text(TextDecoder::new(columns)),
+            Format::Aedat4(layout) => Decoder::Aedat4(Aedat4Decoder::new(layout)),
         }
     }
 
@@ -59,6 +63,7 @@ impl Decoder {
             Decoder::Evt21(d) => d.feed(bytes, sink),
             Decoder::Evt3(d) => d.feed(bytes, sink),
             Decoder::Text(d) => d.feed(bytes, sink),
+            Decoder::Aedat4(d) => d.feed(bytes, sink),
         }
     }
 
@@ -80,6 +85,7 @@ impl Decoder {
             Decoder::Evt21(d) => d.stats(),
             Decoder::Evt3(d) => d.stats(),
             Decoder::Text(d) => d.stats(),
+            Decoder::Aedat4(d) => d.stats(),
         }
     }
 }

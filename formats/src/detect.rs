@@ -6,6 +6,7 @@
 //! `geometry WxH` line, else the `system_ID` table, else a per-format default
 //! ([`GeometrySource::Default`]).
 
+use crate::aedat4::{Aedat4Layout, MAGIC as AEDAT4_MAGIC, detect_aedat4};
 use crate::error::DetectError;
 use crate::evt21::WordOrder;
 use crate::header::HeaderLines;
@@ -29,6 +30,8 @@ pub enum Format {
     Evt3,
     /// Text export: one `t x y p` event per line, in the given column order.
     Text(Columns),
+    /// iniVation AEDAT 4.0: the polarity events of the first event stream.
+    Aedat4(Aedat4Layout),
 }
 
 impl Format {
@@ -41,12 +44,13 @@ impl Format {
             Format::Evt21(_) => "evt21",
             Format::Evt3 => "evt3",
             Format::Text(_) => "text",
+            Format::Aedat4(_) => "aedat4",
         }
     }
 
     /// The geometry assumed when a file states none: the sensor most files of that format
     /// come from (ATIS 304x240 for DAT as in N-CARS and Gen1, Gen3 640x480 for EVT2,
-    /// Gen4.1/IMX636 1280x720 for EVT2.1, EVT3 and text).
+    /// Gen4.1/IMX636 1280x720 for EVT2.1, EVT3 and text, DAVIS346 346x260 for AEDAT4).
     pub fn default_geometry(self) -> Geometry {
         match self {
             Format::Dat => Geometry { width: 304, height: 240 },
@@ -54,6 +58,7 @@ impl Format {
             Format::Evt21(_) | Format::Evt3 | Format::Text(_) => {
                 Geometry { width: 1280, height: 720 }
             }
+            Format::Aedat4(_) => Geometry { width: 346, height: 260 },
         }
     }
 }
@@ -140,6 +145,22 @@ impl Detected {
 /// word the error.
 pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectError> {
     let head = &head[..head.len().min(MAX_HEADER_LEN)];
+    if head.starts_with(AEDAT4_MAGIC) {
+        let found = detect_aedat4(head)?;
+        let format = Format::Aedat4(found.layout);
+        let (geometry, geometry_source) = match found.geometry {
+            Some(geometry) => (geometry, GeometrySource::Header),
+            None => (format.default_geometry(), GeometrySource::Default),
+        };
+        let header = HeaderLines::default();
+        return Ok(Detected {
+            format,
+            data_offset: found.data_offset,
+            geometry,
+            geometry_source,
+            header,
+        });
+    }
     let header = HeaderLines::parse(head);
     if (header.unterminated || header.len == head.len()) && head.len() == MAX_HEADER_LEN {
         return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });

@@ -34,6 +34,12 @@ pub enum EncodeError {
         /// The timestamp given.
         t: i64,
     },
+    /// evshm reads this format but does not write it.
+    #[error("evshm does not write {format} files")]
+    Unsupported {
+        /// The format's name.
+        format: &'static str,
+    },
     /// The step from the previous timestamp cannot be expressed in the format.
     #[error("cannot go from time {previous} to {t}: {reason}")]
     TimeNotEncodable {
@@ -96,6 +102,7 @@ impl<W: std::io::Write> Encoder<W> {
             Format::Evt21(order) => Encoder::Evt21(crate::Evt21Encoder::new(out, geometry, order)?),
             Format::Evt3 => Encoder::Evt3(crate::Evt3Encoder::new(out, geometry)?),
             Format::Text(_) => Encoder::Text(crate::TextEncoder::new(out, geometry)?),
+            Format::Aedat4(_) => return Err(EncodeError::Unsupported { format: format.name() }),
         })
     }
 

@@ -7,8 +7,8 @@ pub enum DetectError {
     /// The content matches no supported format.
     #[error(
         "not an event recording evshm reads ({reason}); supported: Prophesee RAW \
-         (EVT2, EVT2.1, EVT3) with a `% ` header, Prophesee DAT (CD events), text with one \
-         `t x y p` event per line"
+         (EVT2, EVT2.1, EVT3) with a `% ` header, Prophesee DAT (CD events), iniVation \
+         AEDAT 4.0, text with one `t x y p` event per line"
     )]
     Unrecognized {
         /// What was seen instead.
@@ -16,7 +16,7 @@ pub enum DetectError {
     },
     /// The header names a format that exists but is not decoded yet.
     #[error(
-        "event format {name} is recognised but not supported yet; supported: EVT2, EVT2.1, EVT3, DAT, text"
+        "event format {name} is recognised but not supported yet; supported: EVT2, EVT2.1, EVT3, DAT, AEDAT4, text"
     )]
     UnsupportedFormat {
         /// The format as spelled in the header.

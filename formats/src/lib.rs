@@ -1,5 +1,5 @@
 //! Push decoders and encoders for event-camera recordings: Prophesee EVT 2.0, EVT 2.1,
-//! EVT 3.0 and DAT, and text exports.
+//! EVT 3.0 and DAT, iniVation AEDAT 4.0 (decoding), and text exports.
 //!
 //! Every decoder here is a state machine fed byte slices of any size ("sans-IO"): the same
 //! code serves a file read in chunks, a mapped file, a fuzzer or a unit test, and any split
@@ -32,6 +32,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod aedat4;
 mod clock34;
 mod counter;
 mod dat;
@@ -47,6 +48,7 @@ mod sink;
 pub mod synth;
 mod text;
 
+pub use aedat4::{Aedat4Decoder, Aedat4Layout, Compression};
 pub use counter::Counter;
 pub use dat::{DatDecoder, DatEncoder};
 pub use decoder::{DecodeStats, Decoder};

@@ -2,10 +2,19 @@
 //! decoder, and splitting the input changes nothing.
 #![no_main]
 
-use evshm_formats::{Columns, Counter, Decoder, Format, VecSink, WordOrder};
+use evshm_formats::{
+    Aedat4Layout, Columns, Compression, Counter, Decoder, Format, VecSink, WordOrder,
+};
 use libfuzzer_sys::fuzz_target;
 
-const FORMATS: [Format; 7] = [
+const fn aedat4(compression: Compression) -> Format {
+    Format::Aedat4(Aedat4Layout { compression, stream: 0, packets_len: None })
+}
+
+const FORMATS: [Format; 10] = [
+    aedat4(Compression::None),
+    aedat4(Compression::Lz4),
+    aedat4(Compression::Zstd),
     Format::Dat,
     Format::Evt2,
     Format::Evt21(WordOrder::Standard),
