@@ -24,13 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from evshm import _client  # noqa: E402
 
 
-def write_segment(path: str, rows: int = 1000) -> int:
-    table = pa.table({
+def events_table(rows: int = 1000) -> pa.Table:
+    return pa.table({
         "t": pa.array(range(rows), pa.int64()),
         "x": pa.array([i % 640 for i in range(rows)], pa.int16()),
         "y": pa.array([i % 480 for i in range(rows)], pa.int16()),
         "p": pa.array([i % 2 for i in range(rows)], pa.int8()),
     })
+
+
+def write_segment(path: str, rows: int = 1000, table: Optional[pa.Table] = None) -> int:
+    """Write an Arrow IPC stream of one record batch (``events_table(rows)`` by default)."""
+    if table is None:
+        table = events_table(rows)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
@@ -100,6 +106,17 @@ class FakeDaemon:
         self.segment = str(tmp_path / "evshm-v1-fake")
         self.segment_size = write_segment(self.segment)
         self.rows = 1000
+        self.served = 0
+
+    def serve(self, table: pa.Table) -> None:
+        """Serve ``table`` (one record batch) as the segment of every later open.
+
+        It goes to a new file: rewriting a mapped file would make the old mappings fault.
+        """
+        self.served += 1
+        self.segment = str(self.tmp_path / f"evshm-v1-fake-{self.served}")
+        self.segment_size = write_segment(self.segment, table=table)
+        self.rows = table.num_rows
 
     def connect(self, path: str, timeout: Optional[float]) -> FakeSocket:
         sock = FakeSocket(self)

@@ -11,13 +11,17 @@ Two processes::
     >>> import evshm
     >>> with evshm.Client() as client:
     ...     with client.open("day1/cam0.raw") as rec:
-    ...         t = rec.table.column("t").chunk(0).to_numpy()  # zero-copy numpy view
+    ...         cols = rec.numpy()                    # read-only numpy views, no copy
+    ...         window = rec.time_window(0, 50_000)   # a zero-copy slice [t0, t1)
 
-Only the standard library and pyarrow are needed. See ``docs/PROTOCOL.md`` for the wire
-protocol.
+The core needs only the standard library and pyarrow; ``Recording.numpy()``,
+``.polars()`` and ``.torch()`` need the ``numpy``, ``polars`` and ``torch`` extras.
+``evshm.transforms`` holds event representations (histogram, voxel grid) and
+``evshm.torch`` PyTorch datasets over served recordings. See ``docs/PROTOCOL.md`` for
+the wire protocol and ``docs/PYTHON.md`` for a guide.
 """
 
-from ._client import Client, Recording, default_socket_path
+from ._client import Client, default_socket_path
 from ._errors import (
     MALFORMED_REPLY,
     ConnectionLost,
@@ -32,7 +36,10 @@ from ._errors import (
     UnknownLease,
     UnsupportedFormat,
 )
+from ._dataset import EventWindows
+from ._events import Events
 from ._protocol import PROTOCOL_VERSION, RecordingInfo
+from ._recording import Recording
 
 __version__ = "0.1.0"
 
@@ -42,6 +49,8 @@ __all__ = [
     "Client",
     "Recording",
     "RecordingInfo",
+    "Events",
+    "EventWindows",
     "default_socket_path",
     "EvshmError",
     "ConnectionLost",

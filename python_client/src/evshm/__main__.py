@@ -8,8 +8,9 @@ from typing import List, Optional, Sequence
 
 import pyarrow.compute as pc
 
-from ._client import Client, Recording
+from ._client import Client
 from ._errors import EvshmError
+from ._recording import Recording
 
 
 def _parser() -> argparse.ArgumentParser:

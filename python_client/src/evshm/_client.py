@@ -1,4 +1,4 @@
-"""The socket side of the client: :class:`Client`, :class:`Recording` and leases.
+"""The socket side of the client: :class:`Client`, connections and leases.
 
 How a lease follows the data
 ----------------------------
@@ -7,7 +7,8 @@ buffer of the recording is alive, wherever that buffer went (a column kept in a 
 numpy view...). Every such buffer keeps the ``mmap`` object alive (see ``_segment``), so a
 ``weakref.finalize`` on the mmap object tells when the last one is gone; only then is the
 ``release`` request sent. ``Recording.release()`` merely drops the recording's own
-references.
+references, and numpy/polars/torch views and windows (``_views``, ``_recording``) all hold
+Arrow buffers, so they hold the lease too.
 
 Finalizers run whenever the garbage is collected, possibly in the middle of another request
 on the same connection (same thread or another). They therefore never do socket I/O
@@ -30,8 +31,6 @@ import threading
 import time
 import weakref
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, TypeVar, Union
-
-import pyarrow as pa
 
 from ._errors import (
     MALFORMED_REPLY,
@@ -58,9 +57,10 @@ from ._protocol import (
     release_request,
     stats_request,
 )
+from ._recording import Recording
 from ._segment import map_segment, read_table
 
-__all__ = ["Client", "Recording", "default_socket_path"]
+__all__ = ["Client", "default_socket_path"]
 
 _T = TypeVar("_T")
 _RECV_SIZE = 65_536
@@ -323,86 +323,6 @@ class _Slot:
             conn.close_when_idle()
 
 
-class Recording:
-    """A decoded recording mapped read-only from the daemon's shared memory.
-
-    :attr:`table` is a :class:`pyarrow.Table` (columns ``t: int64`` in microseconds,
-    ``x: int16``, ``y: int16``, ``p: int8``) whose buffers point into the mapping: nothing
-    was copied. It has a single chunk, so ``table.column("t").chunk(0).to_numpy()`` is a
-    zero-copy view.
-
-    The daemon's lease on the segment lasts while any Arrow buffer (or numpy view) of the
-    recording is alive. :meth:`release` (or leaving a ``with`` block) only gives up the
-    recording's own reference; the lease ends once the data is no longer reachable.
-
-    Attributes:
-        path: the recording's path as the daemon names it.
-        rows: number of events.
-        format: source format (``evt2``, ``evt3``, ``dat``...).
-        width, height: sensor geometry (``None`` if the daemon sent none).
-        lease: the lease id on the connection that opened the recording.
-        segment_name, segment_path, segment_size: the shared-memory segment.
-        cached: whether the segment was resident already (no decode for this open).
-    """
-
-    def __init__(self, reply: OpenReply, mapping: Any, table: pa.Table) -> None:
-        self.path: str = reply.path
-        self.rows: int = reply.rows
-        self.format: str = reply.format
-        self.width: Optional[int] = reply.width
-        self.height: Optional[int] = reply.height
-        self.lease: int = reply.lease
-        self.segment_name: str = reply.segment_name
-        self.segment_path: str = reply.segment_path
-        self.segment_size: int = reply.segment_size
-        self.cached: bool = reply.cached
-        self._mapping: Any = mapping
-        self._table: Optional[pa.Table] = table
-
-    @property
-    def table(self) -> pa.Table:
-        """The events, read in place from the mapping. Raises once released."""
-        if self._table is None:
-            raise EvshmError(f"recording {self.path} was released")
-        return self._table
-
-    @property
-    def buffer(self) -> pa.Buffer:
-        """The whole segment (an Arrow IPC stream) as a read-only, zero-copy buffer.
-
-        Like the table, the buffer keeps the lease held while it is alive.
-        """
-        if self._mapping is None:
-            raise EvshmError(f"recording {self.path} was released")
-        return pa.py_buffer(memoryview(self._mapping))
-
-    @property
-    def released(self) -> bool:
-        """Whether :meth:`release` was called."""
-        return self._table is None
-
-    def release(self) -> None:
-        """Drop this recording's references to the data. Idempotent.
-
-        The ``release`` request goes to the daemon once no Arrow buffer of the recording
-        is reachable any more (immediately if none was kept).
-        """
-        self._table = None
-        self._mapping = None
-
-    def __enter__(self) -> "Recording":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        geometry = f" {self.width}x{self.height}" if self.width is not None else ""
-        state = " released" if self.released else ""
-        return (f"<Recording {self.path!r} {self.format}{geometry} rows={self.rows} "
-                f"lease={self.lease}{state}>")
-
-
 class Client:
     """A connection to the evshmd daemon.
 
@@ -423,7 +343,8 @@ class Client:
 
         with evshm.Client() as client:
             with client.open("day1/cam0.raw") as rec:
-                t = rec.table.column("t").chunk(0).to_numpy()  # zero-copy view
+                t = rec.numpy()["t"]                     # zero-copy, read-only view
+                first_ms = rec.time_window(t[0], t[0] + 1_000)  # a zero-copy window
     """
 
     def __init__(self, socket_path: Union[str, "os.PathLike[str]", None] = None, *,
@@ -477,15 +398,31 @@ class Client:
 
     # ----------------------------------------------------------------- requests
 
-    def open(self, path: PathArg) -> Recording:
+    def open(self, path: PathArg, *,
+             window: Optional[Tuple[int, int]] = None) -> Recording:
         """Open a recording (decoding it first if no segment holds it) and map it.
 
         ``path`` is relative to a root served by the daemon, or absolute inside one.
+        With ``window=(t0, t1)`` (microseconds) the result holds only the events of the
+        time window ``[t0, t1)`` as defined by :meth:`Recording.time_window`. Today the
+        daemon serves the whole recording and the window is a zero-copy slice made here;
+        a daemon that serves windows itself will return the same rows.
+
         Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
         :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
         :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...
         """
-        return self._open_timed(path)[0]
+        if window is not None:
+            t0, t1 = (int(v) for v in window)
+            if t1 < t0:
+                raise ValueError(f"window [{t0}, {t1}) ends before it starts")
+        rec = self._open_timed(path)[0]
+        if window is None:
+            return rec
+        try:
+            return rec.time_window(t0, t1)
+        finally:
+            rec.release()
 
     def _open_timed(self, path: PathArg) -> Tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""

@@ -1,0 +1,204 @@
+"""PyTorch datasets over recordings served by evshmd: windows of events, zero-copy.
+
+:class:`EventWindowDataset` (map-style) and :class:`EventWindowIterableDataset` cut the
+recordings into time windows (``duration=`` microseconds) or windows of a fixed number of
+events (``events=``); item ``i`` is window ``i`` in recording order. Cutting happens once,
+when the dataset is built: that first open of each recording is also where evshmd decodes
+it (once, for every process).
+
+In ``DataLoader`` workers, under ``fork`` or ``spawn``, each worker process connects to
+the daemon on its own (on first use) and attaches the same segments: the events are in
+RAM once however many workers read them. Nothing large is pickled: a spawned worker gets
+the socket path and the list of windows, never a connection or a mapping. A forked
+worker notices the new pid and drops what it inherited without touching the parent's
+connection or leases.
+
+What an item is:
+
+- without ``transform``: a dict of CPU tensors ``t, x, y, p`` over the shared memory
+  (zero-copy, read-only pages: ``.clone()`` before writing in place). Windows differ in
+  length, so batch them with :func:`collate_events` (or ``batch_size=None``);
+- with ``transform``: whatever ``transform(events)`` returns, where ``events`` is an
+  :class:`~evshm.Events` of read-only numpy views (e.g.
+  :class:`~evshm.transforms.VoxelGrid`); a writable numpy array result becomes a tensor
+  without a copy.
+
+What crosses from a worker to the training process is the item (or the collated batch),
+which DataLoader copies into its own shared memory: compute the representation in the
+worker (``transform``) so that only it crosses, not the raw events.
+
+Needs torch, numpy and pyarrow >= 15 (``pip install 'evshm[torch]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from ._optional import require
+
+require("torch", "torch", "evshm.torch")
+require("numpy", "numpy", "evshm.torch")
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import Dataset, IterableDataset, get_worker_info  # noqa: E402
+
+from ._client import PathArg  # noqa: E402
+from ._dataset import EventWindows  # noqa: E402
+from ._events import Events  # noqa: E402
+from ._recording import Recording  # noqa: E402
+
+__all__ = ["EventWindowDataset", "EventWindowIterableDataset", "collate_events"]
+
+Transform = Callable[[Events], Any]
+
+
+class _WindowItems:
+    """What both datasets share: the windows, the transform, and how an item is made."""
+
+    def __init__(self, paths: Optional[Sequence[PathArg]], *, duration: Optional[int],
+                 events: Optional[int], stride: Optional[int], drop_last: bool,
+                 transform: Optional[Transform],
+                 socket_path: Union[str, "os.PathLike[str]", None],
+                 timeout: Optional[float]) -> None:
+        #: The windows (a torch-free :class:`~evshm.EventWindows`).
+        self.windows = EventWindows(paths, duration=duration, events=events,
+                                    stride=stride, drop_last=drop_last,
+                                    socket_path=socket_path, timeout=timeout)
+        #: Applied to each window's :class:`~evshm.Events`, in the worker.
+        self.transform = transform
+
+    @property
+    def paths(self) -> List[str]:
+        """The recordings, in the order their windows are numbered."""
+        return self.windows.paths
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def window(self, index: int) -> Tuple[str, int, int]:
+        """``(path, start, stop)`` of item ``index``: microseconds ``[start, stop)`` for
+        time windows, rows ``start:stop`` for event-count windows (``stop`` may pass the
+        recording's last row: its final window is then shorter)."""
+        return self.windows.window(index)
+
+    def recording(self, path: str) -> Recording:
+        """The whole recording ``path`` as this process attached it (on first use)."""
+        return self.windows.recording(path)
+
+    def close(self) -> None:
+        """Release this process's recordings and close its connection. Idempotent;
+        items can still be read afterwards (they attach again)."""
+        self.windows.close()
+
+    def _item(self, index: int) -> Any:
+        view = self.windows[index]
+        if self.transform is None:
+            return view.torch()
+        out = self.transform(view.events())
+        if isinstance(out, np.ndarray) and out.flags.writeable:
+            return torch.from_numpy(out)  # a fresh array: no copy, no warning
+        return out
+
+
+class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
+    """A map-style dataset of event windows over recordings served by evshmd:
+    item ``i`` is window ``i`` (see :class:`~evshm.EventWindows`).
+
+    Args:
+        paths: recordings to use, as :meth:`evshm.Client.open` takes them; default every
+            recording the daemon lists.
+        duration: window length in microseconds (time windows ``[s, s + duration)``,
+            see :meth:`evshm.Recording.time_window` for exactly which events that is).
+        events: window length in events (fixed-count windows). Give exactly one.
+        stride: distance between window starts (microseconds or events); default the
+            window length (back-to-back windows).
+        drop_last: drop each recording's shorter final window.
+        transform: applied to each window's :class:`~evshm.Events` in the worker (see
+            :mod:`evshm.transforms`); must be picklable for ``spawn`` workers. Without
+            it, an item is a dict of zero-copy tensors ``t, x, y, p``.
+        socket_path, timeout: where the daemon is, and the socket timeout (seconds).
+
+    Building the dataset opens each recording once in this process (the daemon decodes
+    what it has not decoded yet) to list its windows, then releases it. Items are read
+    over each process's own connection, opened on first use.
+    """
+
+    def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
+                 duration: Optional[int] = None, events: Optional[int] = None,
+                 stride: Optional[int] = None, drop_last: bool = False,
+                 transform: Optional[Transform] = None,
+                 socket_path: Union[str, "os.PathLike[str]", None] = None,
+                 timeout: Optional[float] = 60.0) -> None:
+        _WindowItems.__init__(self, paths, duration=duration, events=events,
+                              stride=stride, drop_last=drop_last, transform=transform,
+                              socket_path=socket_path, timeout=timeout)
+
+    def __getitem__(self, index: int) -> Any:
+        return self._item(index)
+
+
+class EventWindowIterableDataset(_WindowItems, IterableDataset):  # type: ignore[type-arg]
+    """An iterable dataset of the same windows as :class:`EventWindowDataset`.
+
+    Takes the same arguments, plus ``shuffle`` (yield the windows in a random order
+    drawn from ``seed + epoch``) and ``seed``. Each ``DataLoader`` worker yields the
+    windows whose position in the order is congruent to its id modulo the number of
+    workers, so every window is yielded once per epoch. Call :meth:`set_epoch` before
+    each epoch to get a new order (workers use the epoch the dataset had when they
+    started, so not with ``persistent_workers``).
+    """
+
+    def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
+                 duration: Optional[int] = None, events: Optional[int] = None,
+                 stride: Optional[int] = None, drop_last: bool = False,
+                 transform: Optional[Transform] = None, shuffle: bool = False,
+                 seed: int = 0, socket_path: Union[str, "os.PathLike[str]", None] = None,
+                 timeout: Optional[float] = 60.0) -> None:
+        _WindowItems.__init__(self, paths, duration=duration, events=events,
+                              stride=stride, drop_last=drop_last, transform=transform,
+                              socket_path=socket_path, timeout=timeout)
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that, with ``seed``, draws the shuffled order."""
+        self.epoch = epoch
+
+    def order(self) -> np.ndarray:
+        """The window indices this process yields, in order (its share, in a worker)."""
+        indices = np.arange(len(self.windows))
+        if self.shuffle:
+            indices = np.random.default_rng(self.seed + self.epoch).permutation(indices)
+        info = get_worker_info()
+        if info is not None:
+            indices = indices[info.id::info.num_workers]
+        return indices
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in self.order().tolist():
+            yield self._item(index)
+
+
+def collate_events(batch: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Batch windows of different lengths (items without ``transform``).
+
+    Returns the columns ``t, x, y, p`` of all windows concatenated, and ``lengths``
+    (int64, one per window); ``torch.repeat_interleave(torch.arange(len(lengths)),
+    lengths)`` gives each event's window. Concatenating copies the events once; in a
+    DataLoader worker the result is allocated in shared memory (as ``default_collate``
+    does), so that sending it to the training process copies nothing more.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    in_worker = get_worker_info() is not None
+    out: Dict[str, torch.Tensor] = {}
+    for name in batch[0]:
+        parts = [item[name] for item in batch]
+        total = torch.empty(sum(len(part) for part in parts), dtype=parts[0].dtype)
+        if in_worker:
+            total.share_memory_()  # type: ignore[no-untyped-call]  # torch lacks hints
+        out[name] = torch.cat(parts, out=total)
+    out["lengths"] = torch.tensor([len(item["t"]) for item in batch], dtype=torch.int64)
+    return out
