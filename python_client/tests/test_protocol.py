@@ -18,7 +18,8 @@ def chunks(data: bytes, size: int):
 def test_encode_request_is_one_compact_utf8_line():
     line = proto.encode_request(proto.open_request("jour/caméra0.raw"))
     assert line.endswith(b"\n") and line.count(b"\n") == 1
-    assert json.loads(line.decode("utf-8")) == {"op": "open", "path": "jour/caméra0.raw"}
+    assert json.loads(line.decode("utf-8")) == {
+        "op": "open", "path": "jour/caméra0.raw", "table": "events"}
     assert "é".encode() in line  # UTF-8, not \\u escapes
 
 
@@ -215,3 +216,11 @@ def test_parse_hello_reply_checks_the_version():
     with pytest.raises(evshm.ProtocolError) as info:
         proto.parse_hello_reply({"ok": True, "version": 2})
     assert info.value.code == "unsupported_version"
+
+
+def test_open_request_table_and_geometry() -> None:
+    assert proto.open_request("a.raw") == {"op": "open", "path": "a.raw", "table": "events"}
+    assert proto.open_request("a.raw", "triggers", (640, 480)) == {
+        "op": "open", "path": "a.raw", "table": "triggers", "width": 640, "height": 480}
+    with pytest.raises(ValueError):
+        proto.open_request("a.raw", "frames")

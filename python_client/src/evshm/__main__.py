@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("ls", help="list the recordings the daemon serves")
     open_cmd = commands.add_parser("open", help="open a recording and describe it")
     open_cmd.add_argument("path", metavar="PATH", help="path relative to a served root")
+    open_cmd.add_argument("--triggers", action="store_true",
+                          help="open the table of external triggers instead of the events")
     commands.add_parser("stats", help="print the daemon's counters")
     return parser
 
@@ -77,7 +79,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if args.command == "ls":
                 _ls(client)
             elif args.command == "open":
-                rec, request_s, attach_s = client._open_timed(args.path)
+                table = "triggers" if args.triggers else "events"
+                rec, request_s, attach_s = client._open_timed(args.path, table)
                 with rec:
                     _describe(rec, request_s, attach_s)
             else:

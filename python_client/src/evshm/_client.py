@@ -182,14 +182,15 @@ class _Connection:
             self.lock.release()
             self._maintain()  # releases queued by finalizers while we held the lock
 
-    def open(self, path: str) -> OpenReply:
+    def open(self, path: str, table: str = "events",
+             geometry: Optional[Tuple[int, int]] = None) -> OpenReply:
         """Send ``open`` and register the lease of the reply as live."""
         def parse(reply: Dict[str, Any]) -> OpenReply:
             result = parse_open_reply(reply)
             self.live.add(result.lease)  # under the lock, before anything can release it
             return result
 
-        return self.request(open_request(path), parse)
+        return self.request(open_request(path, table, geometry), parse)
 
     def _roundtrip_locked(self, req: Dict[str, Any],
                           parse: Callable[[Dict[str, Any]], _T]) -> _T:
@@ -399,10 +400,17 @@ class Client:
     # ----------------------------------------------------------------- requests
 
     def open(self, path: PathArg, *,
-             window: Optional[Tuple[int, int]] = None) -> Recording:
+             window: Optional[Tuple[int, int]] = None,
+             table: str = "events",
+             geometry: Optional[Tuple[int, int]] = None) -> Recording:
         """Open a recording (decoding it first if no segment holds it) and map it.
 
         ``path`` is relative to a root served by the daemon, or absolute inside one.
+        ``table`` picks the CD events (``"events"``, columns ``t, x, y, p``) or the
+        external triggers (``"triggers"``, columns ``t, id, p``); one decode serves both.
+        ``geometry=(width, height)`` gives the sensor size of a file that states none
+        (otherwise the daemon assumes a per-format default and drops no event; a file
+        that states another size is refused).
         With ``window=(t0, t1)`` (microseconds) the result holds only the events of the
         time window ``[t0, t1)`` as defined by :meth:`Recording.time_window`. Today the
         daemon serves the whole recording and the window is a zero-copy slice made here;
@@ -416,7 +424,7 @@ class Client:
             t0, t1 = (int(v) for v in window)
             if t1 < t0:
                 raise ValueError(f"window [{t0}, {t1}) ends before it starts")
-        rec = self._open_timed(path)[0]
+        rec = self._open_timed(path, table, geometry)[0]
         if window is None:
             return rec
         try:
@@ -424,12 +432,13 @@ class Client:
         finally:
             rec.release()
 
-    def _open_timed(self, path: PathArg) -> Tuple[Recording, float, float]:
+    def _open_timed(self, path: PathArg, table: str = "events",
+                    geometry: Optional[Tuple[int, int]] = None) -> Tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""
         text = _path_arg(path)
         conn = self._connection()
         start = time.perf_counter()
-        reply = conn.open(text)
+        reply = conn.open(text, table, geometry)
         requested = time.perf_counter()
         lease = reply.lease
         try:
@@ -444,7 +453,7 @@ class Client:
             table = read_table(mapping)
             if table.num_rows != reply.rows:
                 raise SegmentError(f"segment {reply.segment_path} holds {table.num_rows} "
-                                   f"events but evshmd announced {reply.rows}")
+                                   f"rows but evshmd announced {reply.rows}")
         except BaseException:
             # The traceback keeps `mapping` alive: release the lease now, not when the
             # exception is gone (the mapping stays valid without it).

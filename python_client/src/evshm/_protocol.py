@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ._errors import MALFORMED_REPLY, ProtocolError, error_for_code
 
@@ -84,9 +84,23 @@ def hello_request(client: str) -> Dict[str, Any]:
     return {"op": "hello", "version": PROTOCOL_VERSION, "client": client}
 
 
-def open_request(path: str) -> Dict[str, Any]:
-    """The ``open`` request for a path relative to a served root (or absolute inside one)."""
-    return {"op": "open", "path": path}
+TABLES = ("events", "triggers")
+
+
+def open_request(path: str, table: str = "events",
+                 geometry: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+    """The ``open`` request for a path relative to a served root (or absolute inside one).
+
+    ``table`` is ``"events"`` (CD events) or ``"triggers"`` (external triggers);
+    ``geometry`` is a ``(width, height)`` for a file that states no sensor size.
+    """
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {TABLES}, not {table!r}")
+    request: Dict[str, Any] = {"op": "open", "path": path, "table": table}
+    if geometry is not None:
+        width, height = (int(v) for v in geometry)
+        request.update(width=width, height=height)
+    return request
 
 
 def release_request(lease: int) -> Dict[str, Any]:
@@ -236,6 +250,8 @@ class OpenReply:
     width: Optional[int]
     height: Optional[int]
     cached: bool
+    table: str = "events"
+    dropped: int = 0
 
 
 def parse_hello_reply(reply: Mapping[str, Any]) -> str:
@@ -267,7 +283,11 @@ def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
         width=_optional_int(reply, "width"),
         height=_optional_int(reply, "height"),
         cached=_field(reply, "cached", bool, "open reply"),
+        table=reply.get("table", "events"),
+        dropped=_optional_int(reply, "dropped") or 0,
     )
+    if result.table not in TABLES:
+        raise _malformed(f"open reply names an unknown table {result.table!r}")
     if result.segment_size <= 0 or result.rows < 0:
         raise _malformed(f"open reply has segment size {result.segment_size} "
                          f"and {result.rows} rows")

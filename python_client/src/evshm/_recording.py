@@ -53,6 +53,8 @@ class Recording:
         lease: the lease id on the connection that opened the recording.
         segment_name, segment_path, segment_size: the shared-memory segment.
         cached: whether the segment was resident already (no decode for this open).
+        table_name: ``"events"`` or ``"triggers"``, the table this segment holds.
+        dropped: events of the file outside its stated sensor size, left out.
     """
 
     def __init__(self, reply: OpenReply, mapping: Any, table: pa.Table, *,
@@ -69,6 +71,8 @@ class Recording:
         self.segment_path: str = reply.segment_path
         self.segment_size: int = reply.segment_size
         self.cached: bool = reply.cached
+        self.table_name: str = reply.table
+        self.dropped: int = reply.dropped
         self._reply = reply
         self._mapping: Any = mapping
         self._table: Optional[pa.Table] = table
