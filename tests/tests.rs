@@ -323,6 +323,29 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
 }
 
 #[test]
+fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
+    let socket_dir = TempDir::new("restart");
+    let socket = socket_dir.path().join("evshmd.sock");
+    let mut first = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    let client = first.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    let leftovers = first.segments();
+    assert_eq!(leftovers.len(), 2);
+
+    first.kill();
+    assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
+    assert_eq!(rows(recording.batches()), before, "the reader's mapping is still valid");
+    let error = client.stats().unwrap_err();
+    assert!(matches!(error, ClientError::ConnectionLost(_)), "{error}");
+
+    let second = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    assert!(leftovers.iter().all(|s| !s.exists()), "the restarted daemon removed them");
+    assert_eq!(rows(recording.batches()), before, "removing a mapped segment unmaps nothing");
+    assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
+}
+
+#[test]
 fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
     let outside = TempDir::new("outside");
     std::fs::write(outside.path().join("x.raw"), b"% evt 3.0\n").unwrap();
@@ -551,7 +574,7 @@ fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
         .output()
         .unwrap();
     assert!(!second.status.success());
-    assert!(String::from_utf8_lossy(&second.stderr).contains("already listening"));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
     assert!(daemon.client().list().unwrap().is_empty(), "the first daemon still serves");
 
     // A socket file nobody listens on, as a killed daemon leaves behind.

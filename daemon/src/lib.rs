@@ -8,11 +8,13 @@
 //! - [`ingest`]: a recording file decoded into a published segment, in two passes;
 //! - [`ipc`]: the exact layout of the Arrow IPC stream in a segment;
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
+//! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
 //! - [`cache`]: resident recordings, decoded once however many ask at once;
 //! - [`server`] and `session`: the socket, connections and the protocol.
 
 pub mod cache;
 pub mod ingest;
+pub mod instance;
 pub mod ipc;
 pub mod roots;
 pub mod segment;

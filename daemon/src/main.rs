@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use evshmd::instance::{InstanceLock, remove_stale_segments};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
 use evshmd::server::{Daemon, bind_socket};
@@ -54,6 +55,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let shm = ShmDir::new(&args.shm_dir);
     let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
+    let _lock = InstanceLock::acquire(&socket)?;
+    let stale = remove_stale_segments(&args.shm_dir);
+    if stale > 0 {
+        log::info!("removed {stale} segments left by evshmd processes that are gone");
+    }
     let listener = bind_socket(&socket)?;
 
     let mut signals =

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{FallocateFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-/// Version of the segment content and naming; part of every segment name so that
-/// different versions never mistake each other's segments.
-const LAYOUT_VERSION: u32 = 1;
+/// How every segment name starts: the version of the segment content and naming, so that
+/// different versions never mistake each other's segments; then the creator's pid.
+pub(crate) const NAME_PREFIX: &str = "evshm-v1-";
 
 /// Why a segment could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ struct Registry {
 impl ShmDir {
     /// Segments in `dir`, named `evshm-v1-<pid>-<random>`.
     pub fn new(dir: &Path) -> Arc<ShmDir> {
-        let prefix = format!("evshm-v{LAYOUT_VERSION}-{}-", std::process::id());
+        let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
         Arc::new(ShmDir { dir: dir.to_owned(), prefix, state: Mutex::default() })
     }
 

@@ -54,6 +54,8 @@ pub struct Daemon {
     /// Its control socket.
     pub socket: PathBuf,
     dir: TempDir,
+    /// Killed with SIGKILL by the test, which then checks the clean-up itself.
+    killed: bool,
 }
 
 impl Daemon {
@@ -88,7 +90,7 @@ impl Daemon {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         });
-        let daemon = Daemon { child, socket, dir };
+        let daemon = Daemon { child, socket, dir, killed: false };
         let deadline = Instant::now() + Duration::from_secs(30);
         while UnixStream::connect(&daemon.socket).is_err() {
             assert!(Instant::now() < deadline, "evshmd did not start listening");
@@ -137,6 +139,13 @@ impl Daemon {
         }
     }
 
+    /// Kills the daemon with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+        self.child.wait().unwrap();
+        self.killed = true;
+    }
+
     fn signal(&self, signal: rustix::process::Signal) {
         let pid = rustix::process::Pid::from_raw(self.pid() as i32).unwrap();
         rustix::process::kill_process(pid, signal).unwrap();
@@ -155,6 +164,9 @@ impl Drop for Daemon {
             if !std::thread::panicking() {
                 assert!(status.success(), "evshmd exited with {status}");
             }
+        }
+        if self.killed {
+            return;
         }
         let leaked = self.segments();
         for path in &leaked {
