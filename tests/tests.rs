@@ -499,6 +499,30 @@ fn a_file_without_geometry_loses_nothing_and_takes_one_from_the_request() {
 }
 
 #[test]
+fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
+    let daemon = Daemon::start_with(None, &["--frame-timeout", "0.3"], |root| {
+        write_evt3(&root.join("a.raw"), 1000);
+    });
+    let mut silent = daemon.raw();
+    let mut stalled = daemon.raw();
+    assert_eq!(stalled.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+    stalled.send(br#"{"op":"sta"#);
+    let mut idle = daemon.raw();
+    assert_eq!(idle.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+
+    let reply = stalled.reply().expect("an error before closing");
+    assert_eq!(reply["error"]["code"], "bad_request");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("not finished"));
+    assert!(stalled.reply().is_none(), "then the connection is closed");
+    assert_eq!(silent.reply().expect("an error before closing")["error"]["code"], "hello_required");
+    assert!(silent.reply().is_none());
+
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(idle.request(r#"{"op":"stats"}"#)["ok"], true, "idle between requests is fine");
+    assert_eq!(daemon.client().open("a.raw").unwrap().rows(), 1000);
+}
+
+#[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
     let observer = daemon.client();

@@ -10,9 +10,10 @@
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
 //! - [`cache`]: resident recordings, decoded once however many ask at once;
-//! - [`server`] and `session`: the socket, connections and the protocol.
+//! - [`server`], `session` and `framing`: the socket, connections and the protocol.
 
 pub mod cache;
+mod framing;
 pub mod ingest;
 pub mod instance;
 pub mod ipc;

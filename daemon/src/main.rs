@@ -26,6 +26,10 @@ struct Args {
     /// Directory for the segments: a tmpfs or hugetlbfs mount.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
     shm_dir: PathBuf,
+    /// Seconds a request line may take once begun, and a new connection may wait before
+    /// its hello (an idle connection between requests is never closed).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    frame_timeout: f64,
     /// Log filter (error, warn, info, debug, trace, or env_logger directives); overrides
     /// RUST_LOG.
     #[arg(long, value_name = "FILTER")]
@@ -47,6 +51,11 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    // Every argument is checked before anything is created that would need cleaning up.
+    let frame_timeout = std::time::Duration::try_from_secs_f64(args.frame_timeout)
+        .ok()
+        .filter(|t| !t.is_zero())
+        .context("--frame-timeout must be a positive number of seconds")?;
     let roots = Roots::new(&args.roots).context("invalid --root")?;
     anyhow::ensure!(
         args.shm_dir.is_dir(),
@@ -88,6 +97,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         shm.dir().display(),
         shm.prefix()
     );
-    Daemon::new(roots, shm).serve(listener);
+    Daemon::new(roots, shm, frame_timeout).serve(listener);
     Ok(())
 }

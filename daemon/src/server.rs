@@ -4,6 +4,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use rustix::fs::Mode;
 
@@ -26,17 +27,21 @@ pub struct Daemon {
     pub stats: Stats,
     /// The next lease id (unique across connections).
     pub next_lease: AtomicU64,
+    /// How long a request line may take once begun, a new connection may wait before its
+    /// hello, and a reply may take to be written.
+    pub frame_timeout: Duration,
 }
 
 impl Daemon {
     /// A daemon serving `roots`, with segments in `shm`.
-    pub fn new(roots: Roots, shm: Arc<ShmDir>) -> Arc<Daemon> {
+    pub fn new(roots: Roots, shm: Arc<ShmDir>, frame_timeout: Duration) -> Arc<Daemon> {
         Arc::new(Daemon {
             roots,
             shm,
             cache: Cache::default(),
             stats: Stats::default(),
             next_lease: AtomicU64::new(1),
+            frame_timeout,
         })
     }
 
@@ -56,7 +61,7 @@ impl Daemon {
                 Err(e) => {
                     // Out of file descriptors, most likely: back off instead of spinning.
                     log::warn!("accept failed: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    std::thread::sleep(Duration::from_millis(50));
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! One client connection: framing, the hello handshake, requests and the leases they hold.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,25 +16,38 @@ use evshm::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_formats::Geometry;
 
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
+use crate::framing::{FrameError, discard_line, read_request_line};
 use crate::ingest::{IngestError, detect_file, ingest};
 use crate::server::Daemon;
 use crate::stats::Stats;
 
 /// Serves one connection until the client closes it or breaks the framing.
 pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
-    let Ok(read_half) = stream.try_clone() else {
+    let timeouts = stream
+        .set_read_timeout(Some(daemon.frame_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(daemon.frame_timeout)));
+    let Ok(read_half) = timeouts.and_then(|()| stream.try_clone()) else {
         return;
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     let mut session = Session::new(daemon);
     loop {
-        let (reply, keep_going) = match read_request_line(&mut reader) {
+        let (reply, keep_going) = match read_request_line(&mut reader, session.greeted) {
             Ok(Some(line)) => (session.handle(&line), true),
             Ok(None) => return,
             Err(FrameError::TooLarge) => {
                 let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
                 (session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)), false)
+            }
+            Err(FrameError::Stalled) => {
+                let message =
+                    format!("request line not finished within {:?}; closing", daemon.frame_timeout);
+                (session.error(ErrorReply::new(ErrorCode::BadRequest, message)), false)
+            }
+            Err(FrameError::NoHello) => {
+                let message = format!("no hello within {:?}; closing", daemon.frame_timeout);
+                (session.error(ErrorReply::new(ErrorCode::HelloRequired, message)), false)
             }
             Err(FrameError::Io(e)) => {
                 log::debug!("connection read failed: {e}");
@@ -52,51 +65,6 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
             discard_line(&mut reader);
             return;
         }
-    }
-}
-
-/// Most bytes, and longest wait, spent consuming the tail of an oversized request.
-const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
-const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
-
-fn discard_line(reader: &mut BufReader<UnixStream>) {
-    if reader.get_ref().set_read_timeout(Some(DISCARD_TIMEOUT)).is_err() {
-        return;
-    }
-    let mut left = DISCARD_LIMIT;
-    while left > 0 {
-        let Ok(buffer) = reader.fill_buf() else {
-            return;
-        };
-        if buffer.is_empty() {
-            return;
-        }
-        let newline = buffer.iter().position(|&b| b == b'\n');
-        let used = newline.map_or(buffer.len(), |i| i + 1);
-        reader.consume(used);
-        if newline.is_some() {
-            return;
-        }
-        left = left.saturating_sub(used as u64);
-    }
-}
-
-enum FrameError {
-    TooLarge,
-    Io(std::io::Error),
-}
-
-/// Reads one newline-terminated line of at most [`MAX_REQUEST_LINE`] bytes, without the
-/// newline; `None` at end of stream (a final line without newline is dropped: the client
-/// left mid-request).
-fn read_request_line(reader: &mut impl BufRead) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut line = Vec::new();
-    let read = reader.take(MAX_REQUEST_LINE as u64).read_until(b'\n', &mut line);
-    read.map_err(FrameError::Io)?;
-    match line.pop() {
-        Some(b'\n') => Ok(Some(line)),
-        _ if line.len() + 1 >= MAX_REQUEST_LINE => Err(FrameError::TooLarge),
-        _ => Ok(None),
     }
 }
 
@@ -330,19 +298,4 @@ fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn request_lines_are_bounded() {
-        let mut input: &[u8] = b"{\"op\":\"list\"}\n{\"op\"";
-        assert_eq!(read_request_line(&mut input).ok().flatten().unwrap(), b"{\"op\":\"list\"}");
-        assert!(matches!(read_request_line(&mut input), Ok(None)));
-        let long = vec![b'x'; MAX_REQUEST_LINE + 10];
-        assert!(matches!(read_request_line(&mut &long[..]), Err(FrameError::TooLarge)));
-        let mut exact = vec![b'x'; MAX_REQUEST_LINE - 1];
-        exact.push(b'\n');
-        assert_eq!(
-            read_request_line(&mut &exact[..]).ok().flatten().unwrap().len(),
-            MAX_REQUEST_LINE - 1
-        );
-    }
 }

@@ -66,6 +66,15 @@ impl Daemon {
 
     /// Starts evshmd with its socket at `socket` (default: in its temporary directory).
     pub fn start_at(socket: Option<&Path>, populate: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_with(socket, &[], populate)
+    }
+
+    /// Starts evshmd with extra command-line arguments.
+    pub fn start_with(
+        socket: Option<&Path>,
+        args: &[&str],
+        populate: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = TempDir::new("daemon");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
@@ -78,6 +87,7 @@ impl Daemon {
             .arg(&socket)
             .arg("--log-level")
             .arg("warn")
+            .args(args)
             .stdin(Stdio::null())
             .spawn()
             .expect("evshmd starts");
