@@ -104,8 +104,8 @@ mod tests {
         }
     }
 
-    fn stalling(pieces: &[Option<&'static [u8]>]) -> std::io::BufReader<Stalling> {
-        std::io::BufReader::new(Stalling(pieces.iter().copied().collect()))
+    fn stalling(pieces: &[Option<&'static [u8]>]) -> BufReader<Stalling> {
+        BufReader::new(Stalling(pieces.iter().copied().collect()))
     }
 
     #[test]
