@@ -294,8 +294,3 @@ fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
     };
     ErrorReply::new(code, message)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
