@@ -523,6 +523,43 @@ fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
 }
 
 #[test]
+fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 1000));
+    let client = daemon.client();
+    let old = client.open("a.raw").unwrap();
+    let old_rows = rows(old.batches());
+    // A new file under the same name (new inode), as a recorder rewriting it would leave.
+    let path = daemon.root().join("a.raw");
+    let replacement = daemon.root().join("a.raw.new");
+    write_evt3(&replacement, 2500);
+    std::fs::rename(&replacement, &path).unwrap();
+    let new = client.open("a.raw").unwrap();
+    assert_eq!(new.rows(), 2500);
+    assert!(!new.info().cached);
+    assert_ne!(new.info().segment.name, old.info().segment.name);
+    assert_eq!(rows(old.batches()), old_rows, "the old generation is intact");
+    let old_segment = old.info().segment.path.clone();
+    drop(old);
+    assert!(!old_segment.exists(), "the old generation goes with its last lease");
+    assert_eq!(client.stats().unwrap().decodes, 2);
+}
+
+#[test]
+fn double_and_foreign_releases_are_refused() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 100));
+    let mut owner = daemon.raw();
+    let mut stranger = daemon.raw();
+    owner.request(r#"{"op":"hello","version":1}"#);
+    stranger.request(r#"{"op":"hello","version":1}"#);
+    let lease = owner.request(r#"{"op":"open","path":"a.raw"}"#)["lease"].as_u64().unwrap();
+    let release = format!(r#"{{"op":"release","lease":{lease}}}"#);
+    assert_eq!(stranger.request(&release)["error"]["code"], "unknown_lease");
+    assert_eq!(owner.request(&release)["ok"], true);
+    assert_eq!(owner.request(&release)["error"]["code"], "unknown_lease");
+    assert_eq!(daemon.client().stats().unwrap().leases, 0);
+}
+
+#[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
     let observer = daemon.client();
