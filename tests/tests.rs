@@ -560,6 +560,42 @@ fn double_and_foreign_releases_are_refused() {
 }
 
 #[test]
+fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
+    // Each recording's two segments take about 261 KB: the budget holds one, not two.
+    let args = ["--memory-budget", "400K", "--budget-wait", "0.3"];
+    let daemon = Daemon::start_with(None, &args, |root| {
+        write_evt3(&root.join("a.raw"), 20_000);
+        write_evt3(&root.join("b.raw"), 20_000);
+        write_evt3(&root.join("huge.raw"), 40_000);
+    });
+    let client = daemon.client();
+    let a = client.open("a.raw").unwrap();
+    let a_rows = rows(a.batches());
+    let a_segment = a.info().segment.path.clone();
+
+    // A is leased: B must wait, then fail with an error that says why; A is untouched.
+    let error = client.open("b.raw").unwrap_err();
+    assert!(error.to_string().contains("memory budget"), "{error}");
+    assert_eq!(daemon_code(error), ErrorCode::OverBudget);
+    assert!(a_segment.exists());
+    assert_eq!(rows(a.batches()), a_rows);
+
+    // Released, A is evicted to make room for B; reopening A decodes it again.
+    drop(a);
+    let b = client.open("b.raw").unwrap();
+    assert_eq!(b.rows(), 20_000);
+    assert!(!a_segment.exists(), "A was evicted");
+    drop(b);
+    assert!(!client.open("a.raw").unwrap().info().cached);
+    let stats = client.stats().unwrap();
+    assert_eq!((stats.evictions, stats.decodes, stats.memory_budget), (2, 3, 400 << 10));
+    assert!(stats.bytes_resident <= 400 << 10);
+
+    // Larger than the whole budget: refused at once.
+    assert_eq!(daemon_code(client.open("huge.raw").unwrap_err()), ErrorCode::OverBudget);
+}
+
+#[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
     let observer = daemon.client();

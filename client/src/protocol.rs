@@ -144,6 +144,9 @@ pub enum ErrorCode {
     CorruptRecording,
     /// The shared-memory filesystem has no room for the segment.
     ShmFull,
+    /// The memory budget has no room, even after evicting what no client holds and
+    /// waiting for releases.
+    OverBudget,
     /// `release` named a lease the connection does not hold.
     UnknownLease,
     /// Anything else.
@@ -330,6 +333,12 @@ pub struct StatsReply {
     pub cache_hits: u64,
     /// Error replies sent.
     pub errors: u64,
+    /// Unleased recordings evicted to stay within the memory budget.
+    #[serde(default)]
+    pub evictions: u64,
+    /// The memory budget in bytes.
+    #[serde(default)]
+    pub memory_budget: u64,
 }
 
 #[cfg(test)]

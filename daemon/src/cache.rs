@@ -3,12 +3,15 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use evshm::protocol::{ErrorCode, ErrorReply};
 use evshm_formats::Geometry;
 
-use crate::ingest::Published;
+use crate::budget::{Budget, Reservation};
+use crate::ingest::{IngestError, Published};
 
 /// What identifies one version of a file: when any of it changes, the file is decoded
 /// anew (a new generation) on its next open.
@@ -40,6 +43,20 @@ pub struct Resident {
     pub published: Published,
     /// The file it came from.
     pub identity: FileIdentity,
+    /// When it was last opened, in [`Cache`] ticks: eviction goes least recent first.
+    last_used: AtomicU64,
+}
+
+impl Resident {
+    /// A recording just decoded from the file at `identity`.
+    pub fn new(published: Published, identity: FileIdentity) -> Self {
+        Self { published, identity, last_used: AtomicU64::new(0) }
+    }
+
+    /// Bytes of its segments.
+    pub fn bytes(&self) -> u64 {
+        self.published.events.segment.len() + self.published.triggers.segment.len()
+    }
 }
 
 /// How an open was served.
@@ -67,6 +84,8 @@ pub struct Key {
 #[derive(Debug, Default)]
 pub struct Cache {
     entries: Mutex<HashMap<Key, Entry>>,
+    /// A clock that advances on every open, for least-recently-used eviction.
+    ticks: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -110,6 +129,7 @@ impl Cache {
             let mut entries = self.lock();
             match entries.get(key) {
                 Some(Entry::Ready(resident)) if resident.identity == identity => {
+                    self.touch(resident);
                     return (Ok(Arc::clone(resident)), Outcome::Hit);
                 }
                 Some(Entry::Decoding(slot)) => {
@@ -130,8 +150,71 @@ impl Cache {
         };
         let mut pending = Pending { cache: self, key, slot, finished: false };
         let result = decode().map(Arc::new);
+        if let Ok(resident) = &result {
+            self.touch(resident);
+        }
         pending.finish(result.clone());
         (result, Outcome::Decoded)
+    }
+
+    fn touch(&self, resident: &Resident) {
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed);
+        resident.last_used.store(now, Ordering::Relaxed);
+    }
+
+    /// Evicts the least recently used recording no client holds; its size, or `None` if
+    /// every resident recording is leased.
+    pub fn evict_lru(&self) -> Option<u64> {
+        let evicted = {
+            let mut entries = self.lock();
+            // Only the cache holds an unleased recording's `Arc`; a new lease could only
+            // clone it under this lock.
+            let key = (entries.iter())
+                .filter_map(|(key, entry)| match entry {
+                    Entry::Ready(r) if Arc::strong_count(r) == 1 => Some((key, r)),
+                    _ => None,
+                })
+                .min_by_key(|(_, r)| r.last_used.load(Ordering::Relaxed))
+                .map(|(key, _)| key.clone())?;
+            entries.remove(&key)
+        };
+        // Dropping the last `Arc` unlinks the segments, outside the lock.
+        match evicted {
+            Some(Entry::Ready(resident)) => Some(resident.bytes()),
+            _ => None,
+        }
+    }
+
+    /// Makes room for a decode of `needed` bytes within `budget`, evicting unleased
+    /// recordings and then waiting for releases; `in_use` says how many bytes of segments
+    /// exist. Each eviction is passed to `evicted`.
+    pub fn make_room<'b>(
+        &self,
+        needed: u64,
+        budget: &'b Budget,
+        in_use: impl Fn() -> u64,
+        mut evicted: impl FnMut(u64),
+    ) -> Result<Reservation<'b>, IngestError> {
+        let deadline = Instant::now() + budget.wait();
+        loop {
+            if let Some(reservation) = budget.try_reserve(needed, in_use()) {
+                return Ok(reservation);
+            }
+            if needed <= budget.limit()
+                && let Some(bytes) = self.evict_lru()
+            {
+                evicted(bytes);
+                continue;
+            }
+            if needed > budget.limit() || !budget.wait_for_room(deadline) {
+                return Err(IngestError::OverBudget {
+                    needed,
+                    limit: budget.limit(),
+                    in_use: in_use(),
+                    waited: budget.wait(),
+                });
+            }
+        }
     }
 
     /// Whether `file` at version `identity`, as its header describes it, is resident.

@@ -117,6 +117,23 @@ pub enum IngestError {
         /// What the caller gave.
         given: Geometry,
     },
+    /// The memory budget has no room for the segments, even after evicting every
+    /// recording no client holds and waiting for releases.
+    #[error(
+        "no room in the memory budget: the recording needs {needed} bytes, the budget is \
+         {limit} bytes and {in_use} are in segments clients hold (waited {waited:?}); \
+         release recordings or raise --memory-budget"
+    )]
+    OverBudget {
+        /// Bytes the segments need.
+        needed: u64,
+        /// The budget.
+        limit: u64,
+        /// Bytes of existing segments.
+        in_use: u64,
+        /// How long the open waited.
+        waited: std::time::Duration,
+    },
     /// No segment could be made.
     #[error(transparent)]
     Segment(#[from] SegmentCreateError),
@@ -145,12 +162,15 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
 }
 
 /// Decodes the recording at `path` (shown to clients as `source`) into new segments.
-/// `given` is a geometry from the caller for files that state none.
-pub fn ingest(
+/// `given` is a geometry from the caller for files that state none. `make_room` is asked
+/// for the segments' exact size before they are made, and what it returns is held until
+/// they exist.
+pub fn ingest<R>(
     path: &Path,
     source: &str,
     given: Option<Geometry>,
     shm: &Arc<ShmDir>,
+    make_room: impl FnOnce(u64) -> Result<R, IngestError>,
 ) -> Result<Published, IngestError> {
     let mut detected = detect_file(path)?;
     if let Some(given) = given {
@@ -170,6 +190,8 @@ pub fn ingest(
     let trigger_layout =
         StreamLayout::new(&evshm::schema::trigger_schema(meta), trigger_rows as usize)
             .map_err(|e| layout_error(e.to_string()))?;
+    let needed = (event_layout.total_len() + trigger_layout.total_len()) as u64;
+    let _room = make_room(needed)?;
     let events = shm.create(event_layout.total_len() as u64)?;
     let triggers = shm.create(trigger_layout.total_len() as u64)?;
     let mut event_map = events.map_mut().map_err(|e| layout_error(e.to_string()))?;

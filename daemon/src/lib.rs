@@ -10,8 +10,10 @@
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
 //! - [`cache`]: resident recordings, decoded once however many ask at once;
+//! - [`budget`]: the memory budget, and eviction of unleased recordings;
 //! - [`server`], `session` and `framing`: the socket, connections and the protocol.
 
+pub mod budget;
 pub mod cache;
 mod framing;
 pub mod ingest;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
@@ -26,6 +27,14 @@ struct Args {
     /// Directory for the segments: a tmpfs or hugetlbfs mount.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
     shm_dir: PathBuf,
+    /// Most bytes of segments at once, e.g. 8G or 512M [default: 3/4 of the free space of
+    /// the shared-memory filesystem at start]. Recordings no client holds are evicted,
+    /// least recently used first, to make room.
+    #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size)]
+    memory_budget: Option<u64>,
+    /// Seconds an open waits for clients to release leases when the budget is full.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    budget_wait: f64,
     /// Seconds a request line may take once begun, and a new connection may wait before
     /// its hello (an idle connection between requests is never closed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -56,12 +65,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         .ok()
         .filter(|t| !t.is_zero())
         .context("--frame-timeout must be a positive number of seconds")?;
+    let budget_wait = std::time::Duration::try_from_secs_f64(args.budget_wait)
+        .context("--budget-wait must be a number of seconds")?;
     let roots = Roots::new(&args.roots).context("invalid --root")?;
     anyhow::ensure!(
         args.shm_dir.is_dir(),
         "shared-memory directory {} does not exist",
         args.shm_dir.display()
     );
+    let stat = rustix::fs::statvfs(&args.shm_dir)
+        .with_context(|| format!("cannot inspect {}", args.shm_dir.display()))?;
+    let (default_budget, small) = default_limit(&stat);
+    if let Some(warning) = small {
+        log::warn!("{warning}");
+    }
+    let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
     let shm = ShmDir::new(&args.shm_dir);
     let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
     let _lock = InstanceLock::acquire(&socket)?;
@@ -97,6 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shm.dir().display(),
         shm.prefix()
     );
-    Daemon::new(roots, shm, frame_timeout).serve(listener);
+    log::info!("memory budget {} MiB", budget.limit() >> 20);
+    Daemon::new(roots, shm, budget, frame_timeout).serve(listener);
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rustix::fs::Mode;
 
+use crate::budget::Budget;
 use crate::cache::Cache;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
@@ -23,6 +24,8 @@ pub struct Daemon {
     pub shm: Arc<ShmDir>,
     /// The resident recordings.
     pub cache: Cache,
+    /// How many bytes of segments may exist.
+    pub budget: Budget,
     /// Counters.
     pub stats: Stats,
     /// The next lease id (unique across connections).
@@ -34,11 +37,17 @@ pub struct Daemon {
 
 impl Daemon {
     /// A daemon serving `roots`, with segments in `shm`.
-    pub fn new(roots: Roots, shm: Arc<ShmDir>, frame_timeout: Duration) -> Arc<Daemon> {
+    pub fn new(
+        roots: Roots,
+        shm: Arc<ShmDir>,
+        budget: Budget,
+        frame_timeout: Duration,
+    ) -> Arc<Daemon> {
         Arc::new(Daemon {
             roots,
             shm,
             cache: Cache::default(),
+            budget,
             stats: Stats::default(),
             next_lease: AtomicU64::new(1),
             frame_timeout,

@@ -132,6 +132,7 @@ impl<'d> Session<'d> {
                     ));
                 }
                 self.daemon.stats.leases.fetch_sub(1, Ordering::Relaxed);
+                self.daemon.budget.notify_released();
                 reply_line(&ReleaseReply {})
             }
             Request::Stats => reply_line(&self.stats()),
@@ -170,8 +171,16 @@ impl<'d> Session<'d> {
         let key = Key { file: resolved.file.clone(), geometry };
         let (result, outcome) = daemon.cache.open(&key, FileIdentity::of(&metadata), || {
             let started = Instant::now();
-            let published = ingest(&resolved.file, &resolved.relative, geometry, &daemon.shm)
-                .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
+            let make_room = |needed| {
+                let in_use = || daemon.shm.usage().1;
+                daemon.cache.make_room(needed, &daemon.budget, in_use, |bytes| {
+                    Stats::bump(&daemon.stats.evictions);
+                    log::info!("evicted an unleased recording ({bytes} bytes) to make room");
+                })
+            };
+            let published =
+                ingest(&resolved.file, &resolved.relative, geometry, &daemon.shm, make_room)
+                    .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
             log::info!(
                 "decoded {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
                 resolved.relative,
@@ -185,7 +194,7 @@ impl<'d> Session<'d> {
             if !published.report.is_clean() {
                 log::warn!("{}: {}", resolved.relative, published.report);
             }
-            Ok(Resident { published, identity: FileIdentity::of(&metadata) })
+            Ok(Resident::new(published, FileIdentity::of(&metadata)))
         });
         match outcome {
             Outcome::Decoded if result.is_ok() => Stats::bump(&daemon.stats.decodes),
@@ -239,6 +248,8 @@ impl<'d> Session<'d> {
             decodes: Stats::get(&stats.decodes),
             cache_hits: Stats::get(&stats.cache_hits),
             errors: Stats::get(&stats.errors),
+            evictions: Stats::get(&stats.evictions),
+            memory_budget: self.daemon.budget.limit(),
         }
     }
 }
@@ -248,6 +259,8 @@ impl Drop for Session<'_> {
         let stats = &self.daemon.stats;
         stats.leases.fetch_sub(self.leases.len() as u64, Ordering::Relaxed);
         stats.connections.fetch_sub(1, Ordering::Relaxed);
+        self.leases.clear();
+        self.daemon.budget.notify_released();
     }
 }
 
@@ -286,6 +299,7 @@ fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
         | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
         IngestError::Segment(crate::segment::SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
+        IngestError::OverBudget { .. } => ErrorCode::OverBudget,
         _ => ErrorCode::Internal,
     };
     let message = match error {

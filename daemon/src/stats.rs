@@ -13,6 +13,8 @@ pub struct Stats {
     pub cache_hits: AtomicU64,
     /// Error replies sent.
     pub errors: AtomicU64,
+    /// Unleased recordings evicted to make room within the memory budget.
+    pub evictions: AtomicU64,
     /// Connections open now.
     pub connections: AtomicU64,
     /// Leases held now.

@@ -98,7 +98,9 @@ class CorruptRecording(DaemonError):
 
 
 class ShmFull(DaemonError):
-    """The shared-memory filesystem has no room for the decoded segment (``shm_full``)."""
+    """No room for the decoded segment: the shared-memory filesystem is full
+    (``shm_full``), or the daemon's memory budget is, even after evicting what no client
+    holds and waiting for releases (``over_budget``)."""
 
 
 class UnknownLease(DaemonError):
@@ -118,6 +120,7 @@ _ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
     "unsupported_format": UnsupportedFormat,
     "corrupt_recording": CorruptRecording,
     "shm_full": ShmFull,
+    "over_budget": ShmFull,
     "unknown_lease": UnknownLease,
 }
 
