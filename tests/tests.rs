@@ -595,6 +595,102 @@ fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
     assert_eq!(daemon_code(client.open("huge.raw").unwrap_err()), ErrorCode::OverBudget);
 }
 
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// A process's current resident set, from `/proc/PID/status`.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 1000));
+    let observer = daemon.client();
+    drop(observer.open("a.raw").unwrap());
+    let settled = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while observer.stats().unwrap().connections > 1 {
+            assert!(Instant::now() < deadline, "connections were not closed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (open_fds(daemon.pid()), rss_bytes(daemon.pid()))
+    };
+    let (fds, rss) = settled();
+    for i in 0..10_000 {
+        let mut raw = daemon.raw();
+        match i % 4 {
+            0 => {}
+            1 => raw.send(b"{\"op\":\"hel"),
+            2 => raw.send(b"\x00\xff garbage\n"),
+            _ => {
+                raw.request(r#"{"op":"hello","version":1}"#);
+                raw.request(r#"{"op":"open","path":"a.raw"}"#);
+            }
+        }
+    }
+    let (fds_after, rss_after) = settled();
+    let stats = observer.stats().unwrap();
+    assert_eq!((stats.leases, stats.decodes), (0, 1));
+    assert_eq!(fds_after, fds, "no descriptor leaked");
+    let grown = rss_after.saturating_sub(rss);
+    assert!(grown < 16 << 20, "RSS grew by {grown} bytes over 10,000 connections");
+}
+
+#[test]
+fn sixty_four_clients_share_a_working_set_larger_than_the_budget() {
+    // Eight recordings of about 131 KB each; the budget holds about three.
+    let names: Vec<String> = (0..8).map(|i| format!("r{i}.raw")).collect();
+    let args = ["--memory-budget", "400K", "--budget-wait", "20"];
+    let daemon = Daemon::start_with(None, &args, |root| {
+        for (i, name) in names.iter().enumerate() {
+            write_evt3(&root.join(name), 10_000 + i as u64);
+        }
+    });
+    let checksum = |rows: &[Row]| {
+        rows.iter().fold(0i64, |acc, r| {
+            acc.wrapping_mul(31)
+                .wrapping_add(r.0 ^ i64::from(r.1) << 20 ^ i64::from(r.2) << 40 ^ i64::from(r.3))
+        })
+    };
+    let expected: Vec<(u64, i64)> = (0..8u64)
+        .map(|i| {
+            let rows: Vec<Row> =
+                synthetic(10_000 + i).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+            (rows.len() as u64, checksum(&rows))
+        })
+        .collect();
+    let expected = Arc::new(expected);
+    let barrier = Arc::new(Barrier::new(64));
+    let workers: Vec<_> = (0..64)
+        .map(|w| {
+            let (client, barrier, expected) =
+                (daemon.client(), Arc::clone(&barrier), Arc::clone(&expected));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for k in 0..12 {
+                    let i = (w * 7 + k * 3) % 8;
+                    let recording = client.open(&format!("r{i}.raw")).unwrap();
+                    let got = rows(recording.batches());
+                    assert_eq!((got.len() as u64, checksum(&got)), expected[i], "r{i}.raw");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a reader saw wrong data or an error");
+    }
+    let stats = daemon.client().stats().unwrap();
+    assert!(stats.evictions > 0, "the working set does not fit: evictions must happen");
+    assert_eq!(stats.leases, 0);
+    assert!(stats.bytes_resident <= 400 << 10);
+    assert!(daemon.segments().len() as u64 == stats.segments, "no segment outside the registry");
+}
+
 #[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
