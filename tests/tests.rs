@@ -636,7 +636,9 @@ fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
     let (fds_after, rss_after) = settled();
     let stats = observer.stats().unwrap();
     assert_eq!((stats.leases, stats.decodes), (0, 1));
-    assert_eq!(fds_after, fds, "no descriptor leaked");
+    // A connection or two may be between accept and bookkeeping when we look; a leak
+    // would show as thousands over 10,000 connections.
+    assert!(fds_after <= fds + 2, "descriptors grew from {fds} to {fds_after}");
     let grown = rss_after.saturating_sub(rss);
     assert!(grown < 16 << 20, "RSS grew by {grown} bytes over 10,000 connections");
 }

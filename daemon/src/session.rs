@@ -23,6 +23,9 @@ use crate::stats::Stats;
 
 /// Serves one connection until the client closes it or breaks the framing.
 pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
+    // Declared first, so dropped last: the connection stops counting once its socket is
+    // closed, not before.
+    let mut session = Session::new(daemon);
     let timeouts = stream
         .set_read_timeout(Some(daemon.frame_timeout))
         .and_then(|()| stream.set_write_timeout(Some(daemon.frame_timeout)));
@@ -31,7 +34,6 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    let mut session = Session::new(daemon);
     loop {
         let (reply, keep_going) = match read_request_line(&mut reader, session.greeted) {
             Ok(Some(line)) => (session.handle(&line), true),
