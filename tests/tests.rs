@@ -4,6 +4,7 @@
 mod util;
 
 use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Barrier};
@@ -308,8 +309,7 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     let segments = daemon.segments();
     assert_eq!(segments.len(), 4, "an event and a trigger table per recording");
     for segment in &segments {
-        let mode =
-            std::os::unix::fs::PermissionsExt::mode(&segment.metadata().unwrap().permissions());
+        let mode = segment.metadata().unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o440, "segments are read-only and not world-readable");
     }
     let before = rows(a.batches());
@@ -691,6 +691,52 @@ fn sixty_four_clients_share_a_working_set_larger_than_the_budget() {
     assert_eq!(stats.leases, 0);
     assert!(stats.bytes_resident <= 400 << 10);
     assert!(daemon.segments().len() as u64 == stats.segments, "no segment outside the registry");
+}
+
+/// Runs the `evshm` CLI as `nobody` with no supplementary group, or `None` where this
+/// process cannot switch users (not root, or no `setpriv`).
+fn cli_as_nobody(socket: &Path, args: &[&str]) -> Option<(bool, String)> {
+    let root = rustix::process::getuid().is_root();
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() {
+        eprintln!("SKIPPED: needs root and setpriv to run a client as another user");
+        return None;
+    }
+    let output = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(evshm_cli())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.success(), text))
+}
+
+#[test]
+fn other_users_need_the_group_and_the_allow_list() {
+    let populate = |root: &Path| write_evt3(&root.join("a.raw"), 1000);
+    let private = Daemon::start(populate);
+    let Some((ok, text)) = cli_as_nobody(&private.socket, &["stats"]) else { return };
+    assert!(!ok && text.contains("ermission denied"), "without --group: {text}");
+
+    let shared = Daemon::start_with(None, &["--group", "65534"], populate);
+    let (ok, text) = cli_as_nobody(&shared.socket, &["open", "a.raw"]).unwrap();
+    assert!(ok && text.contains("rows      1000"), "a member of the group opens and maps: {text}");
+    for segment in shared.segments() {
+        let meta = segment.metadata().unwrap();
+        assert_eq!((meta.gid(), meta.permissions().mode() & 0o777), (65534, 0o440));
+    }
+
+    let listed = Daemon::start_with(None, &["--group", "65534", "--allow-uid", "4242"], populate);
+    let (ok, text) = cli_as_nobody(&listed.socket, &["stats"]).unwrap();
+    assert!(!ok && text.contains("may not use this evshmd"), "not on the allow list: {text}");
+    assert!(listed.client().stats().is_ok(), "the daemon's own user is always served");
+    let by_group =
+        Daemon::start_with(None, &["--group", "65534", "--allow-gid", "nogroup"], populate);
+    assert!(cli_as_nobody(&by_group.socket, &["stats"]).unwrap().0, "allowed by group");
 }
 
 #[test]

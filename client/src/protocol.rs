@@ -149,6 +149,8 @@ pub enum ErrorCode {
     OverBudget,
     /// `release` named a lease the connection does not hold.
     UnknownLease,
+    /// The client's user may not use this daemon (`--allow-uid`, `--allow-gid`).
+    AccessDenied,
     /// Anything else.
     Internal,
     /// A code from a newer daemon that this client does not know.

@@ -5,6 +5,7 @@
 //! can drive the pieces directly:
 //!
 //! - [`roots`]: which files may be served, and path confinement;
+//! - [`access`]: who may connect and be served (socket group, peer credentials);
 //! - [`ingest`]: a recording file decoded into a published segment, in two passes;
 //! - [`ipc`]: the exact layout of the Arrow IPC stream in a segment;
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
@@ -13,6 +14,7 @@
 //! - [`budget`]: the memory budget, and eviction of unleased recordings;
 //! - [`server`], `session` and `framing`: the socket, connections and the protocol.
 
+pub mod access;
 pub mod budget;
 pub mod cache;
 mod framing;

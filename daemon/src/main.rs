@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
 use evshmd::roots::Roots;
@@ -24,6 +25,16 @@ struct Args {
     /// /tmp/evshm-$UID.sock].
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
+    /// Group (name or number) given the socket and the segments, so that its members can
+    /// connect and read; without it, only the daemon's own user can.
+    #[arg(long, value_name = "GROUP", value_parser = evshmd::access::resolve_group)]
+    group: Option<u32>,
+    /// Serve only this user (repeatable; the daemon's own user is always served).
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+    /// Serve only members of this group (repeatable; name or number).
+    #[arg(long = "allow-gid", value_name = "GROUP", value_parser = evshmd::access::resolve_group)]
+    allow_gids: Vec<u32>,
     /// Directory for the segments: a tmpfs or hugetlbfs mount.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
     shm_dir: PathBuf,
@@ -80,14 +91,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("{warning}");
     }
     let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
-    let shm = ShmDir::new(&args.shm_dir);
+    let shm = ShmDir::new(&args.shm_dir, args.group);
     let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
     let _lock = InstanceLock::acquire(&socket)?;
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
         log::info!("removed {stale} segments left by evshmd processes that are gone");
     }
-    let listener = bind_socket(&socket)?;
+    let listener = bind_socket(&socket, args.group)?;
 
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
@@ -116,6 +127,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         shm.prefix()
     );
     log::info!("memory budget {} MiB", budget.limit() >> 20);
-    Daemon::new(roots, shm, budget, frame_timeout).serve(listener);
+    let access = AccessPolicy { allow_uids: args.allow_uids, allow_gids: args.allow_gids };
+    Daemon::new(roots, shm, budget, access, frame_timeout).serve(listener);
     Ok(())
 }

@@ -54,6 +54,8 @@ pub enum SegmentCreateError {
 pub struct ShmDir {
     dir: PathBuf,
     prefix: String,
+    /// The group segments are given, so that its members can read them.
+    group: Option<u32>,
     state: Mutex<Registry>,
 }
 
@@ -65,10 +67,10 @@ struct Registry {
 }
 
 impl ShmDir {
-    /// Segments in `dir`, named `evshm-v1-<pid>-<random>`.
-    pub fn new(dir: &Path) -> Arc<ShmDir> {
+    /// Segments in `dir`, named `evshm-v1-<pid>-<random>`, owned by `group` if given.
+    pub fn new(dir: &Path, group: Option<u32>) -> Arc<ShmDir> {
         let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
-        Arc::new(ShmDir { dir: dir.to_owned(), prefix, state: Mutex::default() })
+        Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, state: Mutex::default() })
     }
 
     /// The directory.
@@ -108,6 +110,10 @@ impl ShmDir {
         };
         // From here on, dropping `segment` unlinks the file.
         let segment = Segment { dir: Arc::clone(self), name, path, len, file };
+        if let Some(gid) = self.group {
+            rustix::fs::fchown(&segment.file, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| self.io_error(&segment.path, e))?;
+        }
         segment.allocate()?;
         Ok(segment)
     }
@@ -239,7 +245,7 @@ mod tests {
     #[test]
     fn created_read_only_for_others_and_unlinked_on_drop() {
         let dir = temp_dir("drop");
-        let shm = ShmDir::new(&dir);
+        let shm = ShmDir::new(&dir, None);
         let segment = shm.create(4096).unwrap();
         let meta = std::fs::metadata(segment.path()).unwrap();
         assert_eq!(meta.len(), 4096);
@@ -257,7 +263,7 @@ mod tests {
     #[test]
     fn close_unlinks_everything_and_refuses_more() {
         let dir = temp_dir("close");
-        let shm = ShmDir::new(&dir);
+        let shm = ShmDir::new(&dir, None);
         let a = shm.create(10).unwrap();
         let b = shm.create(20).unwrap();
         assert_ne!(a.name(), b.name());

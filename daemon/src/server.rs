@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rustix::fs::Mode;
 
+use crate::access::AccessPolicy;
 use crate::budget::Budget;
 use crate::cache::Cache;
 use crate::roots::Roots;
@@ -26,6 +27,8 @@ pub struct Daemon {
     pub cache: Cache,
     /// How many bytes of segments may exist.
     pub budget: Budget,
+    /// Which users are served.
+    pub access: AccessPolicy,
     /// Counters.
     pub stats: Stats,
     /// The next lease id (unique across connections).
@@ -41,6 +44,7 @@ impl Daemon {
         roots: Roots,
         shm: Arc<ShmDir>,
         budget: Budget,
+        access: AccessPolicy,
         frame_timeout: Duration,
     ) -> Arc<Daemon> {
         Arc::new(Daemon {
@@ -48,6 +52,7 @@ impl Daemon {
             shm,
             cache: Cache::default(),
             budget,
+            access,
             stats: Stats::default(),
             next_lease: AtomicU64::new(1),
             frame_timeout,
@@ -77,9 +82,9 @@ impl Daemon {
     }
 }
 
-/// Binds the control socket with mode 0660, replacing a stale socket file left by a dead
-/// daemon but refusing to take over from a live one.
-pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
+/// Binds the control socket with mode 0660 (and group `group`, if given), replacing a
+/// stale socket file left by a dead daemon but refusing to take over from a live one.
+pub fn bind_socket(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
@@ -95,5 +100,16 @@ pub fn bind_socket(path: &Path) -> std::io::Result<UnixListener> {
     let previous = rustix::process::umask(Mode::from_raw_mode(0o117));
     let bound = UnixListener::bind(path);
     rustix::process::umask(previous);
-    bound.map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))
+    let listener = bound.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display()))
+    })?;
+    if let Some(gid) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid))).map_err(|e| {
+            std::io::Error::new(
+                std::io::Error::from(e).kind(),
+                format!("cannot give {} to group {gid}: {e}", path.display()),
+            )
+        })?;
+    }
+    Ok(listener)
 }

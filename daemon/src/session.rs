@@ -15,6 +15,7 @@ use evshm::protocol::{
 use evshm::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_formats::Geometry;
 
+use crate::access::Peer;
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
 use crate::framing::{FrameError, discard_line, read_request_line};
 use crate::ingest::{IngestError, detect_file, ingest};
@@ -34,6 +35,19 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
+    let admitted = Peer::of(&writer)
+        .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("no peer credentials: {e}")))
+        .and_then(|peer| daemon.access.check(&peer).map(|()| peer));
+    match admitted {
+        Ok(peer) => session.peer = Some(peer),
+        Err(refusal) => {
+            log::warn!("refused a connection: {}", refusal.message);
+            // Answer the first request, so the refusal is read rather than lost.
+            let _ = read_request_line(&mut reader, false);
+            let _ = writer.write_all(&session.error(refusal));
+            return;
+        }
+    }
     loop {
         let (reply, keep_going) = match read_request_line(&mut reader, session.greeted) {
             Ok(Some(line)) => (session.handle(&line), true),
@@ -73,6 +87,8 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
 /// The protocol state of one connection.
 struct Session<'d> {
     daemon: &'d Daemon,
+    /// Who is at the other end, once admitted.
+    peer: Option<Peer>,
     greeted: bool,
     leases: HashMap<u64, Arc<Resident>>,
 }
@@ -80,7 +96,7 @@ struct Session<'d> {
 impl<'d> Session<'d> {
     fn new(daemon: &'d Daemon) -> Self {
         daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
-        Self { daemon, greeted: false, leases: HashMap::new() }
+        Self { daemon, peer: None, greeted: false, leases: HashMap::new() }
     }
 
     /// Answers one request line with one reply line.
@@ -117,7 +133,11 @@ impl<'d> Session<'d> {
                     ));
                 }
                 self.greeted = true;
-                log::debug!("hello from {}", client.as_deref().unwrap_or("an unnamed client"));
+                let who = client.as_deref().unwrap_or("an unnamed client");
+                match self.peer {
+                    Some(p) => log::debug!("hello from {who} (pid {}, uid {})", p.pid, p.uid),
+                    None => log::debug!("hello from {who}"),
+                }
                 let server = format!("evshmd/{}", env!("CARGO_PKG_VERSION"));
                 reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
             }

@@ -33,6 +33,7 @@ from ._errors import (
     RecordingNotFound,
     SegmentError,
     ShmFull,
+    AccessDenied,
     UnknownLease,
     UnsupportedFormat,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "UnsupportedFormat",
     "CorruptRecording",
     "ShmFull",
+    "AccessDenied",
     "UnknownLease",
     "MALFORMED_REPLY",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "CorruptRecording",
     "ShmFull",
     "UnknownLease",
+    "AccessDenied",
     "MALFORMED_REPLY",
     "error_for_code",
 ]
@@ -107,6 +108,11 @@ class UnknownLease(DaemonError):
     """``release`` named a lease this connection does not hold (``unknown_lease``)."""
 
 
+class AccessDenied(DaemonError):
+    """This user may not use the daemon: not on its ``--allow-uid`` / ``--allow-gid``
+    lists (``access_denied``)."""
+
+
 _ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
     "bad_request": ProtocolError,
     "frame_too_large": ProtocolError,
@@ -122,6 +128,7 @@ _ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
     "shm_full": ShmFull,
     "over_budget": ShmFull,
     "unknown_lease": UnknownLease,
+    "access_denied": AccessDenied,
 }
 
 
