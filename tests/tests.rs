@@ -545,6 +545,20 @@ fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
 }
 
 #[test]
+fn a_connection_holds_at_most_max_leases() {
+    let daemon = Daemon::start_with(None, &["--max-leases", "2"], |root| {
+        write_evt3(&root.join("a.raw"), 100);
+    });
+    let client = daemon.client();
+    let first = client.open("a.raw").unwrap();
+    let _second = client.open("a.raw").unwrap();
+    assert_eq!(daemon_code(client.open("a.raw").unwrap_err()), ErrorCode::TooManyLeases);
+    assert!(daemon.client().open("a.raw").is_ok(), "other connections are not affected");
+    drop(first);
+    assert!(client.open("a.raw").is_ok(), "released, there is room again");
+}
+
+#[test]
 fn double_and_foreign_releases_are_refused() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 100));
     let mut owner = daemon.raw();
@@ -737,6 +751,111 @@ fn other_users_need_the_group_and_the_allow_list() {
     let by_group =
         Daemon::start_with(None, &["--group", "65534", "--allow-gid", "nogroup"], populate);
     assert!(cli_as_nobody(&by_group.socket, &["stats"]).unwrap().0, "allowed by group");
+}
+
+/// Not a test on its own: run by `killed_readers_lose_their_leases_and_no_one_else_does`
+/// as a separate reader process, which opens a recording, says so and waits to be killed.
+#[test]
+fn reader_process() {
+    let Some(socket) = std::env::var_os("EVSHM_TEST_READER_SOCKET") else { return };
+    let client = evshm::Client::connect(socket).unwrap();
+    let recording = client.open("a.raw").unwrap();
+    assert_eq!(recording.rows(), 20_000);
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Waits until a child says "ready" on its standard output.
+fn wait_ready(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let ready = std::io::BufReader::new(stdout).lines().any(|l| l.unwrap().contains("ready"));
+    assert!(ready, "the reader never got ready");
+}
+
+#[test]
+fn killed_readers_lose_their_leases_and_no_one_else_does() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 20_000));
+    let observer = daemon.client();
+    let mine = observer.open("a.raw").unwrap();
+    let mine_rows = rows(mine.batches());
+
+    let mut readers = vec![
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "reader_process", "--nocapture", "--test-threads", "1"])
+            .env("EVSHM_TEST_READER_SOCKET", &daemon.socket)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ];
+    if let Some(python) = python() {
+        let script = "import sys, time, evshm\n\
+                      rec = evshm.Client(sys.argv[1]).open('a.raw')\n\
+                      assert rec.table.num_rows == 20000\n\
+                      print('ready', flush=True)\n\
+                      time.sleep(60)\n";
+        readers.push(
+            Command::new(python)
+                .args(["-c", script])
+                .arg(&daemon.socket)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for reader in &mut readers {
+        wait_ready(reader);
+    }
+    assert_eq!(observer.stats().unwrap().leases, 1 + readers.len() as u64);
+    for reader in &mut readers {
+        reader.kill().unwrap();
+        reader.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while observer.stats().unwrap().leases != 1 {
+        assert!(Instant::now() < deadline, "a killed reader's lease was not freed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(rows(mine.batches()), mine_rows, "the other reader is unaffected");
+    assert_eq!(observer.stats().unwrap().segments, 2, "still resident for the others");
+}
+
+#[test]
+fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
+    let daemon = Daemon::start_with(None, &["--group", "65534"], |root| {
+        write_evt3(&root.join("a.raw"), 5000);
+    });
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    let segment = recording.info().segment.path.to_str().unwrap().to_owned();
+    let attempts = [
+        format!("printf x >> {segment}"),
+        format!("printf x | dd of={segment} conv=notrunc status=none"),
+        format!("truncate -s 0 {segment}"),
+        format!("truncate -s +1M {segment}"),
+        format!("chmod 666 {segment}"),
+        format!("rm -f {segment}"),
+    ];
+    if !rustix::process::getuid().is_root() {
+        eprintln!("SKIPPED: needs root to run the attempts as another user");
+        return;
+    }
+    for attempt in attempts {
+        let status = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"])
+            .arg(&attempt)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "`{attempt}` succeeded as a group member");
+    }
+    let meta = std::fs::metadata(&segment).unwrap();
+    assert_eq!(
+        (meta.len(), meta.permissions().mode() & 0o777),
+        (recording.info().segment.size, 0o440)
+    );
+    assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
 }
 
 #[test]

@@ -151,6 +151,8 @@ pub enum ErrorCode {
     UnknownLease,
     /// The client's user may not use this daemon (`--allow-uid`, `--allow-gid`).
     AccessDenied,
+    /// The connection holds as many leases as a connection may (`--max-leases`).
+    TooManyLeases,
     /// Anything else.
     Internal,
     /// A code from a newer daemon that this client does not know.

@@ -46,6 +46,9 @@ struct Args {
     /// Seconds an open waits for clients to release leases when the budget is full.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     budget_wait: f64,
+    /// Most leases one connection may hold at once.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    max_leases: usize,
     /// Seconds a request line may take once begun, and a new connection may wait before
     /// its hello (an idle connection between requests is never closed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -128,6 +131,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     log::info!("memory budget {} MiB", budget.limit() >> 20);
     let access = AccessPolicy { allow_uids: args.allow_uids, allow_gids: args.allow_gids };
-    Daemon::new(roots, shm, budget, access, frame_timeout).serve(listener);
+    Daemon::new(roots, shm, budget, access, args.max_leases, frame_timeout).serve(listener);
     Ok(())
 }

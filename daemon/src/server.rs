@@ -29,6 +29,8 @@ pub struct Daemon {
     pub budget: Budget,
     /// Which users are served.
     pub access: AccessPolicy,
+    /// Most leases one connection may hold at once.
+    pub max_leases: usize,
     /// Counters.
     pub stats: Stats,
     /// The next lease id (unique across connections).
@@ -45,6 +47,7 @@ impl Daemon {
         shm: Arc<ShmDir>,
         budget: Budget,
         access: AccessPolicy,
+        max_leases: usize,
         frame_timeout: Duration,
     ) -> Arc<Daemon> {
         Arc::new(Daemon {
@@ -53,6 +56,7 @@ impl Daemon {
             cache: Cache::default(),
             budget,
             access,
+            max_leases,
             stats: Stats::default(),
             next_lease: AtomicU64::new(1),
             frame_timeout,

@@ -186,6 +186,16 @@ impl<'d> Session<'d> {
     ) -> Result<OpenReply, ErrorReply> {
         let daemon = self.daemon;
         Stats::bump(&daemon.stats.opens);
+        if self.leases.len() >= daemon.max_leases {
+            return Err(ErrorReply::new(
+                ErrorCode::TooManyLeases,
+                format!(
+                    "this connection holds {} leases, the most evshmd allows (--max-leases); \
+                     release some first",
+                    self.leases.len()
+                ),
+            ));
+        }
         let resolved = daemon.roots.resolve(path)?;
         let metadata = std::fs::metadata(&resolved.file).map_err(|e| {
             ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))

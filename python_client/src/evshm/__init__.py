@@ -34,6 +34,7 @@ from ._errors import (
     SegmentError,
     ShmFull,
     AccessDenied,
+    TooManyLeases,
     UnknownLease,
     UnsupportedFormat,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "CorruptRecording",
     "ShmFull",
     "AccessDenied",
+    "TooManyLeases",
     "UnknownLease",
     "MALFORMED_REPLY",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "ShmFull",
     "UnknownLease",
     "AccessDenied",
+    "TooManyLeases",
     "MALFORMED_REPLY",
     "error_for_code",
 ]
@@ -113,6 +114,11 @@ class AccessDenied(DaemonError):
     lists (``access_denied``)."""
 
 
+class TooManyLeases(DaemonError):
+    """The connection holds as many leases as the daemon allows one connection
+    (``too_many_leases``): release some first."""
+
+
 _ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
     "bad_request": ProtocolError,
     "frame_too_large": ProtocolError,
@@ -129,6 +135,7 @@ _ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
     "over_budget": ShmFull,
     "unknown_lease": UnknownLease,
     "access_denied": AccessDenied,
+    "too_many_leases": TooManyLeases,
 }
 
 
