@@ -858,6 +858,57 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
     assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
 }
 
+/// A small tmpfs mounted for a test, unmounted when dropped.
+struct TinyTmpfs(TempDir);
+
+impl TinyTmpfs {
+    /// Mounts one of `size` (e.g. "256k"), or `None` where this process cannot mount.
+    fn mount(size: &str) -> Option<TinyTmpfs> {
+        let dir = TempDir::new("tmpfs");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            Some(TinyTmpfs(dir))
+        } else {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here (the memory-budget test covers a full budget)"
+            );
+            None
+        }
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_shm_filesystem_is_a_clean_error_and_nothing_half_written_remains() {
+    let Some(tmpfs) = TinyTmpfs::mount("256k") else { return };
+    let shm_dir = tmpfs.0.path().to_str().unwrap().to_owned();
+    let mut daemon =
+        Daemon::start_with(None, &["--shm-dir", &shm_dir, "--memory-budget", "1G"], |root| {
+            write_evt3(&root.join("small.raw"), 1000);
+            write_evt3(&root.join("large.raw"), 50_000);
+        });
+    let client = daemon.client();
+    let small = client.open("small.raw").unwrap();
+    let error = client.open("large.raw").unwrap_err();
+    assert!(error.to_string().contains("no room"), "{error}");
+    assert_eq!(daemon_code(error), ErrorCode::ShmFull);
+    let files = || std::fs::read_dir(tmpfs.0.path()).unwrap().count();
+    assert_eq!(files(), 2, "only the small recording's two segments exist");
+    assert_eq!(small.rows(), 1000);
+    assert_eq!(client.open("small.raw").unwrap().rows(), 1000, "still serving");
+    assert!(daemon.terminate().success());
+    assert_eq!(files(), 0, "a clean shutdown leaves the filesystem empty");
+}
+
 #[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
