@@ -604,6 +604,13 @@ fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
     let stats = client.stats().unwrap();
     assert_eq!((stats.evictions, stats.decodes, stats.memory_budget), (2, 3, 400 << 10));
     assert!(stats.bytes_resident <= 400 << 10);
+    assert!(stats.bytes_evicted > 2 * 250_000, "two recordings of ~261 KB evicted");
+    assert_eq!(stats.bytes_leased, 0, "the reopened A is released");
+    assert_eq!(stats.bytes_evictable, stats.bytes_resident);
+    let me = std::process::id() as i32;
+    assert!(
+        stats.clients.iter().any(|c| c.pid == me && c.uid == rustix::process::getuid().as_raw())
+    );
 
     // Larger than the whole budget: refused at once.
     assert_eq!(daemon_code(client.open("huge.raw").unwrap_err()), ErrorCode::OverBudget);
@@ -971,6 +978,8 @@ fn the_cli_lists_opens_and_reports() {
 
     let (ok, stats, _) = cli(&["stats"]);
     assert!(ok && stats.contains("decodes") && stats.contains("cache_hits"), "{stats}");
+    assert!(stats.contains("bytes_evictable") && stats.contains("shm_free"), "{stats}");
+    assert!(stats.contains("evshm-rust/"), "each client is listed with its name: {stats}");
     let (ok, _, error) = cli(&["open", "nope.raw"]);
     assert!(!ok && error.contains("no file nope.raw"), "{error}");
 }

@@ -319,7 +319,7 @@ pub struct FieldInfo {
 pub struct ReleaseReply {}
 
 /// Reply to [`Request::Stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StatsReply {
     /// Segments resident now.
     pub segments: u64,
@@ -343,6 +343,35 @@ pub struct StatsReply {
     /// The memory budget in bytes.
     #[serde(default)]
     pub memory_budget: u64,
+    /// Bytes of resident segments no client holds: what eviction may free.
+    #[serde(default)]
+    pub bytes_evictable: u64,
+    /// Bytes of segments clients hold, or being decoded.
+    #[serde(default)]
+    pub bytes_leased: u64,
+    /// Bytes freed by evictions since start.
+    #[serde(default)]
+    pub bytes_evicted: u64,
+    /// Free bytes of the shared-memory filesystem.
+    #[serde(default)]
+    pub shm_free: u64,
+    /// The connected clients and the leases each holds.
+    #[serde(default)]
+    pub clients: Vec<ClientStats>,
+}
+
+/// One connected client, in a [`StatsReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClientStats {
+    /// Its process id, from the kernel.
+    pub pid: i32,
+    /// Its user id, from the kernel.
+    pub uid: u32,
+    /// The name it gave in `hello`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// Leases it holds.
+    pub leases: u64,
 }
 
 #[cfg(test)]

@@ -162,6 +162,17 @@ impl Cache {
         resident.last_used.store(now, Ordering::Relaxed);
     }
 
+    /// Bytes of the resident recordings no client holds.
+    pub fn evictable_bytes(&self) -> u64 {
+        let entries = self.lock();
+        (entries.values())
+            .filter_map(|entry| match entry {
+                Entry::Ready(r) if Arc::strong_count(r) == 1 => Some(r.bytes()),
+                _ => None,
+            })
+            .sum()
+    }
+
     /// Evicts the least recently used recording no client holds; its size, or `None` if
     /// every resident recording is leased.
     pub fn evict_lru(&self) -> Option<u64> {

@@ -14,7 +14,7 @@ use crate::cache::Cache;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
 use crate::session::serve_connection;
-use crate::stats::Stats;
+use crate::stats::{Clients, Stats};
 
 /// Everything the connections share.
 #[derive(Debug)]
@@ -33,6 +33,8 @@ pub struct Daemon {
     pub max_leases: usize,
     /// Counters.
     pub stats: Stats,
+    /// The connected clients.
+    pub clients: Clients,
     /// The next lease id (unique across connections).
     pub next_lease: AtomicU64,
     /// How long a request line may take once begun, a new connection may wait before its
@@ -58,6 +60,7 @@ impl Daemon {
             access,
             max_leases,
             stats: Stats::default(),
+            clients: Clients::default(),
             next_lease: AtomicU64::new(1),
             frame_timeout,
         })

@@ -39,7 +39,7 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
         .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("no peer credentials: {e}")))
         .and_then(|peer| daemon.access.check(&peer).map(|()| peer));
     match admitted {
-        Ok(peer) => session.peer = Some(peer),
+        Ok(peer) => session.admit(peer),
         Err(refusal) => {
             log::warn!("refused a connection: {}", refusal.message);
             // Answer the first request, so the refusal is read rather than lost.
@@ -89,6 +89,8 @@ struct Session<'d> {
     daemon: &'d Daemon,
     /// Who is at the other end, once admitted.
     peer: Option<Peer>,
+    /// Its entry in the daemon's list of clients, once admitted.
+    client_id: Option<u64>,
     greeted: bool,
     leases: HashMap<u64, Arc<Resident>>,
 }
@@ -96,7 +98,19 @@ struct Session<'d> {
 impl<'d> Session<'d> {
     fn new(daemon: &'d Daemon) -> Self {
         daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
-        Self { daemon, peer: None, greeted: false, leases: HashMap::new() }
+        Self { daemon, peer: None, client_id: None, greeted: false, leases: HashMap::new() }
+    }
+
+    fn admit(&mut self, peer: Peer) {
+        self.peer = Some(peer);
+        self.client_id = Some(self.daemon.clients.add(peer.pid, peer.uid));
+    }
+
+    /// Keeps the daemon's list of clients in step with this session.
+    fn update_client(&self, change: impl FnOnce(&mut evshm::protocol::ClientStats)) {
+        if let Some(id) = self.client_id {
+            self.daemon.clients.update(id, change);
+        }
     }
 
     /// Answers one request line with one reply line.
@@ -133,6 +147,7 @@ impl<'d> Session<'d> {
                     ));
                 }
                 self.greeted = true;
+                self.update_client(|c| c.client.clone_from(&client));
                 let who = client.as_deref().unwrap_or("an unnamed client");
                 match self.peer {
                     Some(p) => log::debug!("hello from {who} (pid {}, uid {})", p.pid, p.uid),
@@ -154,6 +169,7 @@ impl<'d> Session<'d> {
                     ));
                 }
                 self.daemon.stats.leases.fetch_sub(1, Ordering::Relaxed);
+                self.update_client(|c| c.leases -= 1);
                 self.daemon.budget.notify_released();
                 reply_line(&ReleaseReply {})
             }
@@ -207,6 +223,7 @@ impl<'d> Session<'d> {
                 let in_use = || daemon.shm.usage().1;
                 daemon.cache.make_room(needed, &daemon.budget, in_use, |bytes| {
                     Stats::bump(&daemon.stats.evictions);
+                    daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
                     log::info!("evicted an unleased recording ({bytes} bytes) to make room");
                 })
             };
@@ -265,12 +282,17 @@ impl<'d> Session<'d> {
         };
         self.leases.insert(lease, resident);
         daemon.stats.leases.fetch_add(1, Ordering::Relaxed);
+        self.update_client(|c| c.leases += 1);
         Ok(reply)
     }
 
     fn stats(&self) -> StatsReply {
-        let stats = &self.daemon.stats;
-        let (segments, bytes_resident) = self.daemon.shm.usage();
+        let daemon = self.daemon;
+        let stats = &daemon.stats;
+        let (segments, bytes_resident) = daemon.shm.usage();
+        let bytes_evictable = daemon.cache.evictable_bytes().min(bytes_resident);
+        let shm_free = rustix::fs::statvfs(daemon.shm.dir())
+            .map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
         StatsReply {
             segments,
             bytes_resident,
@@ -281,7 +303,12 @@ impl<'d> Session<'d> {
             cache_hits: Stats::get(&stats.cache_hits),
             errors: Stats::get(&stats.errors),
             evictions: Stats::get(&stats.evictions),
-            memory_budget: self.daemon.budget.limit(),
+            memory_budget: daemon.budget.limit(),
+            bytes_evictable,
+            bytes_leased: bytes_resident - bytes_evictable,
+            bytes_evicted: Stats::get(&stats.bytes_evicted),
+            shm_free,
+            clients: daemon.clients.list(),
         }
     }
 }
@@ -292,6 +319,9 @@ impl Drop for Session<'_> {
         stats.leases.fetch_sub(self.leases.len() as u64, Ordering::Relaxed);
         stats.connections.fetch_sub(1, Ordering::Relaxed);
         self.leases.clear();
+        if let Some(id) = self.client_id {
+            self.daemon.clients.remove(id);
+        }
         self.daemon.budget.notify_released();
     }
 }

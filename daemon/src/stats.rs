@@ -1,6 +1,10 @@
 //! Counters for the `stats` request.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use evshm::protocol::ClientStats;
 
 /// Event counters since start, and gauges of what is held now.
 #[derive(Debug, Default)]
@@ -15,10 +19,52 @@ pub struct Stats {
     pub errors: AtomicU64,
     /// Unleased recordings evicted to make room within the memory budget.
     pub evictions: AtomicU64,
+    /// Bytes those evictions freed.
+    pub bytes_evicted: AtomicU64,
     /// Connections open now.
     pub connections: AtomicU64,
     /// Leases held now.
     pub leases: AtomicU64,
+}
+
+/// The connected clients, for `stats`: who they are and how many leases they hold.
+#[derive(Debug, Default)]
+pub struct Clients {
+    next: AtomicU64,
+    clients: Mutex<HashMap<u64, ClientStats>>,
+}
+
+impl Clients {
+    /// Registers a client; the returned id updates and removes it.
+    pub fn add(&self, pid: i32, uid: u32) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, ClientStats { pid, uid, ..ClientStats::default() });
+        id
+    }
+
+    /// Changes what is known of a client.
+    pub fn update(&self, id: u64, change: impl FnOnce(&mut ClientStats)) {
+        if let Some(client) = self.lock().get_mut(&id) {
+            change(client);
+        }
+    }
+
+    /// Forgets a client.
+    pub fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Every client, by pid.
+    pub fn list(&self) -> Vec<ClientStats> {
+        let mut clients: Vec<ClientStats> = self.lock().values().cloned().collect();
+        clients.sort_by_key(|c| c.pid);
+        clients
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, ClientStats>> {
+        // Plain records replaced field by field: nothing a panic could leave half-done.
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Stats {

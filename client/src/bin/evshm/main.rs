@@ -74,9 +74,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stats => {
             let stats = connect()?.stats()?;
-            let value = serde_json::to_value(stats)?;
+            let value = serde_json::to_value(&stats)?;
             for (key, value) in value.as_object().context("stats reply is an object")? {
-                println!("{key:15} {value}");
+                if key != "clients" {
+                    println!("{key:15} {value}");
+                }
+            }
+            println!("clients");
+            for c in &stats.clients {
+                let name = c.client.as_deref().unwrap_or("-");
+                println!("  pid {:<8} uid {:<6} leases {:<6} {name}", c.pid, c.uid, c.leases);
             }
         }
         Command::Generate(args) => generate::run(args)?,
