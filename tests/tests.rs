@@ -538,7 +538,7 @@ fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
     assert!(!new.info().cached);
     assert_ne!(new.info().segment.name, old.info().segment.name);
     assert_eq!(rows(old.batches()), old_rows, "the old generation is intact");
-    let old_segment = old.info().segment.path.clone();
+    let old_segment = old.info().segment.path.clone().unwrap();
     drop(old);
     assert!(!old_segment.exists(), "the old generation goes with its last lease");
     assert_eq!(client.stats().unwrap().decodes, 2);
@@ -585,7 +585,7 @@ fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
     let client = daemon.client();
     let a = client.open("a.raw").unwrap();
     let a_rows = rows(a.batches());
-    let a_segment = a.info().segment.path.clone();
+    let a_segment = a.info().segment.path.clone().unwrap();
 
     // A is leased: B must wait, then fail with an error that says why; A is untouched.
     let error = client.open("b.raw").unwrap_err();
@@ -835,7 +835,7 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
     let client = daemon.client();
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
-    let segment = recording.info().segment.path.to_str().unwrap().to_owned();
+    let segment = recording.info().segment.path.as_ref().unwrap().to_str().unwrap().to_owned();
     let attempts = [
         format!("printf x >> {segment}"),
         format!("printf x | dd of={segment} conv=notrunc status=none"),
@@ -914,6 +914,75 @@ fn a_full_shm_filesystem_is_a_clean_error_and_nothing_half_written_remains() {
     assert_eq!(client.open("small.raw").unwrap().rows(), 1000, "still serving");
     assert!(daemon.terminate().success());
     assert_eq!(files(), 0, "a clean shutdown leaves the filesystem empty");
+}
+
+/// Opens `path` on a raw connection and returns the reply with the descriptor that came
+/// with it.
+fn open_receiving_fd(socket: &Path, path: &str) -> (serde_json::Value, std::os::fd::OwnedFd) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::{IoSliceMut, Write};
+    use std::mem::MaybeUninit;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut exchange = |line: String| {
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut fds = Vec::new();
+        while !reply.ends_with(b"\n") {
+            let mut chunk = [0u8; 4096];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &stream,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )
+            .unwrap();
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            assert!(got.bytes > 0);
+            reply.extend_from_slice(&chunk[..got.bytes]);
+        }
+        (serde_json::from_slice::<serde_json::Value>(&reply).unwrap(), fds)
+    };
+    exchange("{\"op\":\"hello\",\"version\":1}\n".into());
+    let (reply, mut fds) = exchange(format!("{{\"op\":\"open\",\"path\":\"{path}\"}}\n"));
+    (reply, fds.pop().expect("a descriptor with the reply"))
+}
+
+#[test]
+fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
+    use rustix::io::Errno;
+    let daemon =
+        Daemon::start_with(None, &["--sealed"], |root| write_evt3(&root.join("a.raw"), 5000));
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    assert_eq!(before.len(), 5000);
+    assert!(recording.info().segment.path.is_none(), "no path: the descriptor is passed");
+    assert_zero_copy(&recording);
+    assert!(daemon.segments().is_empty(), "no file in /dev/shm, so nothing can leak");
+
+    let (reply, fd) = open_receiving_fd(&daemon.socket, "a.raw");
+    assert_eq!(reply["rows"], 5000);
+    assert_eq!(rustix::io::write(&fd, b"x"), Err(Errno::PERM));
+    assert_eq!(rustix::io::pwrite(&fd, b"x", 100), Err(Errno::PERM));
+    assert_eq!(rustix::fs::ftruncate(&fd, 0), Err(Errno::PERM));
+    assert_eq!(rustix::fs::ftruncate(&fd, 1 << 20), Err(Errno::PERM));
+    let file = std::fs::File::from(fd);
+    // SAFETY: a test of the kernel refusing a writable shared map; nothing is written.
+    assert!(unsafe { memmap2::MmapMut::map_mut(&file) }.is_err());
+    let reopened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
+    if let Ok(mut again) = reopened {
+        assert!(std::io::Write::write_all(&mut again, b"x").is_err(), "reopened, still sealed");
+    }
+    assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
+    assert_eq!(client.open("a.raw").unwrap().rows(), 5000);
 }
 
 #[test]

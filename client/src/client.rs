@@ -1,6 +1,8 @@
 //! The connection to evshmd and the recordings opened through it.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,9 +12,10 @@ use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_schema::{ArrowError, SchemaRef};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde::de::DeserializeOwned;
 
-use crate::mapping::{MapError, map_segment};
+use crate::mapping::{MapError, map_sealed_segment, map_segment};
 use crate::protocol::{
     ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, OpenReply, PROTOCOL_VERSION, RecordingEntry,
     ReleaseReply, ReplyError, Request, StatsReply, Table, default_socket_path,
@@ -65,12 +68,19 @@ impl From<ReplyError> for ClientError {
 /// daemon, so it is then marked broken and refuses further requests.
 #[derive(Debug)]
 struct Connection {
-    stream: BufReader<UnixStream>,
+    stream: UnixStream,
+    /// Bytes received beyond the last reply line.
+    pending: Vec<u8>,
     broken: bool,
 }
 
 impl Connection {
-    fn request<T: DeserializeOwned>(&mut self, request: &Request) -> Result<T, ClientError> {
+    /// Sends a request and parses its reply; descriptors that came with the reply (a
+    /// sealed segment) are returned beside it.
+    fn request<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<(T, Vec<OwnedFd>), ClientError> {
         if self.broken {
             return Err(ClientError::ConnectionLost(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
@@ -81,26 +91,47 @@ impl Connection {
         if let Err(ClientError::ConnectionLost(_) | ClientError::Protocol(_)) = &result {
             self.broken = true;
         }
-        Ok(crate::protocol::parse_reply(&result?)?)
+        let (line, fds) = result?;
+        Ok((crate::protocol::parse_reply(&line)?, fds))
     }
 
-    fn exchange(&mut self, request: &Request) -> Result<Vec<u8>, ClientError> {
-        self.stream.get_mut().write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
-        let mut line = Vec::new();
-        let limit = MAX_REPLY_LINE as u64;
-        let read = (&mut self.stream).take(limit).read_until(b'\n', &mut line);
-        match read.map_err(ClientError::ConnectionLost)? {
-            0 => Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into())),
-            _ if line.last() != Some(&b'\n') && line.len() as u64 == limit => {
-                Err(ClientError::Protocol(format!("reply longer than {MAX_REPLY_LINE} bytes")))
-            }
-            _ if line.last() != Some(&b'\n') => {
-                Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into()))
-            }
-            _ => {
+    fn exchange(&mut self, request: &Request) -> Result<(Vec<u8>, Vec<OwnedFd>), ClientError> {
+        (&self.stream).write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
+        let mut fds = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
                 line.pop();
-                Ok(line)
+                return Ok((line, fds));
             }
+            if self.pending.len() >= MAX_REPLY_LINE {
+                return Err(ClientError::Protocol(format!(
+                    "reply longer than {MAX_REPLY_LINE} bytes"
+                )));
+            }
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let received = rustix::net::recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            );
+            let bytes = match received {
+                Ok(message) => message.bytes,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(ClientError::ConnectionLost(e.into())),
+            };
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            if bytes == 0 {
+                return Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.pending.extend_from_slice(&chunk[..bytes]);
         }
     }
 }
@@ -122,9 +153,9 @@ impl Client {
         let path = socket.as_ref();
         let stream = UnixStream::connect(path)
             .map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
-        let mut connection = Connection { stream: BufReader::new(stream), broken: false };
+        let mut connection = Connection { stream, pending: Vec::new(), broken: false };
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
-        let hello: HelloReply = connection
+        let (hello, _): (HelloReply, _) = connection
             .request(&Request::Hello { version: PROTOCOL_VERSION, client: Some(client) })?;
         Ok(Client { connection: Arc::new(Mutex::new(connection)), server: hello.server })
     }
@@ -167,20 +198,31 @@ impl Client {
         let started = Instant::now();
         let (width, height) = options.geometry.unzip();
         let request = Request::Open { path: path.to_owned(), table: options.table, width, height };
-        let reply: OpenReply = self.request(&request)?;
+        let (reply, fds): (OpenReply, _) = self.lock().request(&request)?;
         let lease = Lease { id: reply.lease, connection: Arc::clone(&self.connection) };
         let requested = Instant::now();
-        let mapping = map_segment(&reply.segment.path, reply.segment.size)?;
+        let mapping = match (&reply.segment.path, fds.into_iter().next()) {
+            (Some(path), _) => map_segment(path, reply.segment.size)?,
+            (None, Some(fd)) => map_sealed_segment(fd, &reply.segment.name, reply.segment.size)?,
+            (None, None) => {
+                return Err(ClientError::Protocol(
+                    "the open reply names no segment path and passed no descriptor".into(),
+                ));
+            }
+        };
         let (schema, batches) = decode_in_place(&mapping)?;
         let timings = OpenTimings { request: requested - started, attach: requested.elapsed() };
         Ok(Recording { reply, mapping, schema, batches, timings, _lease: lease })
     }
 
     fn request<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
+        Ok(self.lock().request(request)?.0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic elsewhere while holding the lock cannot leave the connection half-used:
         // `Connection::request` marks it broken before any early return.
-        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        connection.request(request)
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -281,6 +323,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
         // A failure means the connection is gone, and the daemon ended the lease with it.
-        let _ = connection.request::<ReleaseReply>(&Request::Release { lease: self.id });
+        let _: Result<(ReleaseReply, _), _> =
+            connection.request(&Request::Release { lease: self.id });
     }
 }

@@ -31,4 +31,4 @@ pub mod protocol;
 pub mod schema;
 
 pub use client::{Client, ClientError, OpenOptions, OpenTimings, Recording};
-pub use mapping::{MapError, map_segment};
+pub use mapping::{MapError, map_sealed_segment, map_segment};

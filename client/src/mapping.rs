@@ -2,14 +2,17 @@
 //!
 //! Contract: evshmd publishes a segment only once it is complete, allocates its pages
 //! before filling it (so a full shared-memory filesystem fails in the daemon, never as a
-//! SIGBUS here) and never writes, truncates or shrinks it afterwards. A client maps it
+//! SIGBUS here) and never writes, truncates or shrinks it afterwards. In sealed mode the
+//! kernel enforces that for everyone, and a passed segment without the seals is refused. A client maps it
 //! read-only, after checking that the file is exactly as long as the daemon said, so no
 //! access through the mapping can fall past the end of the file.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use arrow_buffer::Buffer;
+use rustix::fs::SealFlags;
 
 /// Why a segment could not be mapped.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +25,12 @@ pub enum MapError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A segment passed as a descriptor lacks the seals that make it immutable.
+    #[error("segment {name} was passed without the seals against writing, growing and shrinking")]
+    NotSealed {
+        /// The segment's name.
+        name: String,
     },
     /// The file is not as long as the daemon said: it is not the segment that was
     /// published (or it was tampered with), so it is not mapped.
@@ -39,9 +48,24 @@ pub enum MapError {
 /// Maps the segment at `path` read-only and returns it as an Arrow buffer. The mapping
 /// lives as long as the buffer or any slice of it.
 pub fn map_segment(path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
-    let io = |source| MapError::Io { path: path.to_owned(), source };
     // std opens with O_CLOEXEC; read-only, so the mapping cannot be writable either.
-    let file = File::open(path).map_err(io)?;
+    let file = File::open(path).map_err(|source| MapError::Io { path: path.to_owned(), source })?;
+    map_file(&file, path, expected_len)
+}
+
+/// Maps a segment the daemon passed as a descriptor (sealed mode), after checking that it
+/// is sealed against writing, growing and shrinking: only then can no one change it.
+pub fn map_sealed_segment(fd: OwnedFd, name: &str, expected_len: u64) -> Result<Buffer, MapError> {
+    let required = SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK;
+    let sealed = rustix::fs::fcntl_get_seals(&fd).is_ok_and(|seals| seals.contains(required));
+    if !sealed {
+        return Err(MapError::NotSealed { name: name.to_owned() });
+    }
+    map_file(&File::from(fd), Path::new(name), expected_len)
+}
+
+fn map_file(file: &File, path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
+    let io = |source| MapError::Io { path: path.to_owned(), source };
     let actual = file.metadata().map_err(io)?.len();
     if actual != expected_len || actual == 0 {
         return Err(MapError::SizeMismatch {
@@ -51,10 +75,10 @@ pub fn map_segment(path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
         });
     }
     // SAFETY: the map is read-only and exactly as long as the file (checked above). The
-    // daemon never modifies or shrinks a published segment (module contract), and its
-    // permissions deny writes to clients, so the bytes cannot change under the `&[u8]`
-    // views Arrow takes of them.
-    let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(&file) }.map_err(io)?;
+    // daemon never modifies or shrinks a published segment (module contract), and file
+    // permissions, or the seals of a passed memfd, deny writes and resizing to clients,
+    // so the bytes cannot change under the `&[u8]` views Arrow takes of them.
+    let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(file) }.map_err(io)?;
     Ok(Buffer::from(bytes::Bytes::from_owner(map)))
 }
 

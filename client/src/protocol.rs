@@ -298,8 +298,10 @@ pub struct OpenReply {
 pub struct SegmentInfo {
     /// Segment name (the file name in the shared-memory directory).
     pub name: String,
-    /// Full path to map read-only.
-    pub path: PathBuf,
+    /// Full path to map read-only; absent when the daemon runs sealed, and the segment's
+    /// file descriptor comes with the reply instead (`SCM_RIGHTS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     /// Exact size in bytes.
     pub size: u64,
 }

@@ -5,11 +5,14 @@
 //! its first line (`hello`) within it too; between requests a greeted connection may stay
 //! idle as long as it likes, since clients hold leases for hours.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read};
+use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use evshm::protocol::MAX_REQUEST_LINE;
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// Why no request line could be read.
 #[derive(Debug)]
@@ -55,6 +58,23 @@ pub(crate) fn read_request_line(
             Err(e) => return Err(FrameError::Io(e)),
         }
     }
+}
+
+/// Writes a reply line; with `fd`, the descriptor travels with its first byte
+/// (`SCM_RIGHTS`), so the client finds it beside the reply that names it.
+pub(crate) fn write_reply(
+    mut writer: &UnixStream,
+    line: &[u8],
+    fd: Option<OwnedFd>,
+) -> std::io::Result<()> {
+    let Some(fd) = fd else { return writer.write_all(line) };
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd.as_fd()];
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    let sent =
+        rustix::net::sendmsg(writer, &[IoSlice::new(line)], &mut control, SendFlags::NOSIGNAL)?;
+    writer.write_all(&line[sent..])
 }
 
 /// Most bytes, and longest wait, spent consuming the tail of an oversized request.

@@ -216,6 +216,11 @@ pub fn ingest<R>(
     if kept as u64 != rows {
         event_layout.set_rows(&mut event_map, kept).map_err(|e| layout_error(e.to_string()))?;
     }
+    // Sealing a memfd needs its writable mappings gone; both are complete now.
+    drop((event_map, trigger_map));
+    for segment in [&events, &triggers] {
+        segment.seal().map_err(|e| layout_error(format!("cannot seal the segment: {e}")))?;
+    }
     let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
     Ok(Published {
         events: TableSegment { segment: events, rows: kept as u64 },

@@ -35,6 +35,11 @@ struct Args {
     /// Serve only members of this group (repeatable; name or number).
     #[arg(long = "allow-gid", value_name = "GROUP", value_parser = evshmd::access::resolve_group)]
     allow_gids: Vec<u32>,
+    /// Make segments memfds sealed against writing, growing and shrinking, passed to
+    /// clients as file descriptors: no client, whatever its user, can change what others
+    /// read.
+    #[arg(long)]
+    sealed: bool,
     /// Directory for the segments: a tmpfs or hugetlbfs mount.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
     shm_dir: PathBuf,
@@ -94,7 +99,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("{warning}");
     }
     let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
-    let shm = ShmDir::new(&args.shm_dir, args.group);
+    let shm = ShmDir::new(&args.shm_dir, args.group, args.sealed);
     let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
     let _lock = InstanceLock::acquire(&socket)?;
     let stale = remove_stale_segments(&args.shm_dir);

@@ -8,15 +8,20 @@
 //! - it is published only once complete, and never written, truncated or shrunk after;
 //! - this process unlinks every segment it created, when the last reference to it goes
 //!   and at shutdown. Readers' mappings stay valid after the unlink.
+//!
+//! In sealed mode (`--sealed`) a segment is instead an anonymous memfd, sealed against
+//! writing, growing, shrinking and further sealing once it is filled, and handed to each
+//! client as a file descriptor with the `open` reply: no process, whatever its user (root
+//! included), can then change what readers see, and there is no file to leak.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rustix::fs::{FallocateFlags, Mode, OFlags};
+use rustix::fs::{FallocateFlags, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
 /// How every segment name starts: the version of the segment content and naming, so that
@@ -56,6 +61,8 @@ pub struct ShmDir {
     prefix: String,
     /// The group segments are given, so that its members can read them.
     group: Option<u32>,
+    /// Whether segments are sealed memfds rather than files in `dir`.
+    sealed: bool,
     state: Mutex<Registry>,
 }
 
@@ -67,10 +74,18 @@ struct Registry {
 }
 
 impl ShmDir {
-    /// Segments in `dir`, named `evshm-v1-<pid>-<random>`, owned by `group` if given.
-    pub fn new(dir: &Path, group: Option<u32>) -> Arc<ShmDir> {
+    /// Segments in `dir`, named `evshm-v1-<pid>-<random>`, owned by `group` if given; or,
+    /// `sealed`, memfds of those names (whose pages still count against `dir`'s tmpfs
+    /// when it is `/dev/shm`).
+    pub fn new(dir: &Path, group: Option<u32>, sealed: bool) -> Arc<ShmDir> {
         let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
-        Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, state: Mutex::default() })
+        let state = Mutex::default();
+        Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, sealed, state })
+    }
+
+    /// Whether segments are sealed memfds passed to clients as descriptors.
+    pub fn sealed(&self) -> bool {
+        self.sealed
     }
 
     /// The directory.
@@ -95,24 +110,35 @@ impl ShmDir {
         rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty())
             .map_err(|e| self.io_error(&self.dir, e))?;
         let name = format!("{}{:032x}", self.prefix, u128::from_le_bytes(random));
-        let path = self.dir.join(&name);
+        let path = (!self.sealed).then(|| self.dir.join(&name));
         let file = {
             let mut state = self.registry();
             if state.closed {
                 return Err(SegmentCreateError::ShuttingDown);
             }
-            let flags =
-                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-            let fd = rustix::fs::open(&path, flags, Mode::from_raw_mode(0o440))
-                .map_err(|e| self.io_error(&path, e))?;
+            let fd = match &path {
+                Some(path) => {
+                    let flags = OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::RDWR
+                        | OFlags::CLOEXEC
+                        | OFlags::NOFOLLOW;
+                    rustix::fs::open(path, flags, Mode::from_raw_mode(0o440))
+                        .map_err(|e| self.io_error(path, e))?
+                }
+                None => {
+                    rustix::fs::memfd_create(&name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                        .map_err(|e| self.io_error(Path::new(&name), e))?
+                }
+            };
             state.live.insert(name.clone(), len);
             File::from(fd)
         };
         // From here on, dropping `segment` unlinks the file.
         let segment = Segment { dir: Arc::clone(self), name, path, len, file };
-        if let Some(gid) = self.group {
+        if let (Some(gid), Some(path)) = (self.group, &segment.path) {
             rustix::fs::fchown(&segment.file, None, Some(rustix::fs::Gid::from_raw(gid)))
-                .map_err(|e| self.io_error(&segment.path, e))?;
+                .map_err(|e| self.io_error(path, e))?;
         }
         segment.allocate()?;
         Ok(segment)
@@ -124,7 +150,7 @@ impl ShmDir {
         let mut state = self.registry();
         state.closed = true;
         let names: Vec<String> = state.live.drain().map(|(name, _)| name).collect();
-        for name in &names {
+        for name in names.iter().filter(|_| !self.sealed) {
             if let Err(e) = std::fs::remove_file(self.dir.join(name)) {
                 log::warn!("cannot remove segment {name}: {e}");
             }
@@ -135,6 +161,7 @@ impl ShmDir {
     fn remove(&self, name: &str) {
         let mut state = self.registry();
         if state.live.remove(name).is_some()
+            && !self.sealed
             && let Err(e) = std::fs::remove_file(self.dir.join(name))
         {
             log::warn!("cannot remove segment {name}: {e}");
@@ -151,12 +178,14 @@ impl ShmDir {
     }
 }
 
-/// A segment this process created. Dropping it unlinks the file.
+/// A segment this process created. Dropping it unlinks the file (a memfd goes when the
+/// last descriptor or mapping of it does).
 #[derive(Debug)]
 pub struct Segment {
     dir: Arc<ShmDir>,
     name: String,
-    path: PathBuf,
+    /// The file readers map; `None` for a sealed memfd.
+    path: Option<PathBuf>,
     len: u64,
     file: File,
 }
@@ -167,9 +196,29 @@ impl Segment {
         &self.name
     }
 
-    /// The full path readers map.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The full path readers map; `None` for a sealed memfd, which is passed instead.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Seals a filled memfd against writing, growing, shrinking and further sealing; a
+    /// no-op for a file segment. Needs every writable mapping of it gone.
+    pub fn seal(&self) -> std::io::Result<()> {
+        if self.path.is_none() {
+            let seals = SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL;
+            rustix::fs::fcntl_add_seals(&self.file, seals)?;
+        }
+        Ok(())
+    }
+
+    /// A new descriptor of the segment, to pass to a client.
+    pub fn share(&self) -> std::io::Result<OwnedFd> {
+        Ok(rustix::io::fcntl_dupfd_cloexec(&self.file, 0)?)
+    }
+
+    /// The path, or the memfd's name, for messages.
+    fn shown(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(&self.name))
     }
 
     /// Size in bytes.
@@ -193,7 +242,7 @@ impl Segment {
     /// Sizes the file and allocates every page of it.
     fn allocate(&self) -> Result<(), SegmentCreateError> {
         let full = || SegmentCreateError::Full { dir: self.dir.dir.clone(), len: self.len };
-        let io = |e: Errno| self.dir.io_error(&self.path, e);
+        let io = |e: Errno| self.dir.io_error(self.shown(), e);
         rustix::fs::ftruncate(self.file.as_fd(), self.len).map_err(|e| match e {
             Errno::NOSPC | Errno::FBIG => full(),
             other => io(other),
@@ -205,7 +254,7 @@ impl Segment {
             // just as cleanly when there is no room.
             Err(Errno::OPNOTSUPP) => self.write_zeros().map_err(|e| match e.raw_os_error() {
                 Some(code) if code == Errno::NOSPC.raw_os_error() => full(),
-                _ => SegmentCreateError::Io { path: self.path.clone(), source: e },
+                _ => SegmentCreateError::Io { path: self.shown().to_owned(), source: e },
             }),
             Err(other) => Err(io(other)),
         }
@@ -245,15 +294,15 @@ mod tests {
     #[test]
     fn created_read_only_for_others_and_unlinked_on_drop() {
         let dir = temp_dir("drop");
-        let shm = ShmDir::new(&dir, None);
+        let shm = ShmDir::new(&dir, None, false);
         let segment = shm.create(4096).unwrap();
-        let meta = std::fs::metadata(segment.path()).unwrap();
+        let meta = std::fs::metadata(segment.path().unwrap()).unwrap();
         assert_eq!(meta.len(), 4096);
         assert_eq!(meta.permissions().mode() & 0o777, 0o440);
         assert!(segment.name().starts_with(shm.prefix()));
         segment.map_mut().unwrap()[4095] = 7;
         assert_eq!(shm.usage(), (1, 4096));
-        let path = segment.path().to_owned();
+        let path = segment.path().unwrap().to_owned();
         drop(segment);
         assert!(!path.exists());
         assert_eq!(shm.usage(), (0, 0));
@@ -263,14 +312,38 @@ mod tests {
     #[test]
     fn close_unlinks_everything_and_refuses_more() {
         let dir = temp_dir("close");
-        let shm = ShmDir::new(&dir, None);
+        let shm = ShmDir::new(&dir, None, false);
         let a = shm.create(10).unwrap();
         let b = shm.create(20).unwrap();
         assert_ne!(a.name(), b.name());
         assert_eq!(shm.close(), 2);
-        assert!(!a.path().exists() && !b.path().exists());
+        assert!(!a.path().unwrap().exists() && !b.path().unwrap().exists());
         assert!(matches!(shm.create(1), Err(SegmentCreateError::ShuttingDown)));
         drop((a, b));
         std::fs::remove_dir(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod sealed_tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_segment_refuses_every_change() {
+        let shm = ShmDir::new(Path::new("/dev/shm"), None, true);
+        let segment = shm.create(8192).unwrap();
+        assert!(segment.path().is_none());
+        segment.map_mut().unwrap()[0] = 42;
+        segment.seal().unwrap();
+        let fd = segment.share().unwrap();
+        assert_eq!(rustix::io::write(&fd, b"x"), Err(Errno::PERM));
+        assert_eq!(rustix::fs::ftruncate(&fd, 0), Err(Errno::PERM));
+        assert_eq!(rustix::fs::ftruncate(&fd, 1 << 20), Err(Errno::PERM));
+        assert!(segment.map_mut().is_err(), "no writable shared mapping");
+        assert!(rustix::fs::fcntl_add_seals(&fd, SealFlags::FUTURE_WRITE).is_err());
+        let file = File::from(fd);
+        // SAFETY: a read-only map of a sealed memfd that nobody can shrink.
+        let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+        assert_eq!((map.len(), map[0]), (8192, 42));
     }
 }

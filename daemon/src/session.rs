@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -17,7 +19,7 @@ use evshm_formats::Geometry;
 
 use crate::access::Peer;
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
-use crate::framing::{FrameError, discard_line, read_request_line};
+use crate::framing::{FrameError, discard_line, read_request_line, write_reply};
 use crate::ingest::{IngestError, detect_file, ingest};
 use crate::server::Daemon;
 use crate::stats::Stats;
@@ -70,7 +72,7 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
                 return;
             }
         };
-        if let Err(e) = writer.write_all(&reply) {
+        if let Err(e) = write_reply(&writer, &reply, session.passing.take()) {
             log::debug!("connection write failed: {e}");
             return;
         }
@@ -91,6 +93,8 @@ struct Session<'d> {
     peer: Option<Peer>,
     /// Its entry in the daemon's list of clients, once admitted.
     client_id: Option<u64>,
+    /// A segment's descriptor to pass with the next reply (sealed mode).
+    passing: Option<OwnedFd>,
     greeted: bool,
     leases: HashMap<u64, Arc<Resident>>,
 }
@@ -98,7 +102,8 @@ struct Session<'d> {
 impl<'d> Session<'d> {
     fn new(daemon: &'d Daemon) -> Self {
         daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
-        Self { daemon, peer: None, client_id: None, greeted: false, leases: HashMap::new() }
+        let leases = HashMap::new();
+        Self { daemon, peer: None, client_id: None, passing: None, greeted: false, leases }
     }
 
     fn admit(&mut self, peer: Peer) {
@@ -263,7 +268,7 @@ impl<'d> Session<'d> {
             table,
             segment: SegmentInfo {
                 name: chosen.segment.name().to_owned(),
-                path: chosen.segment.path().to_owned(),
+                path: chosen.segment.path().map(Path::to_owned),
                 size: chosen.segment.len(),
             },
             rows: chosen.rows,
@@ -280,6 +285,12 @@ impl<'d> Session<'d> {
             cached: outcome != Outcome::Decoded,
             dropped: published.report.outside_geometry,
         };
+        if chosen.segment.path().is_none() {
+            let fd = chosen.segment.share().map_err(|e| {
+                ErrorReply::new(ErrorCode::Internal, format!("cannot pass the segment: {e}"))
+            })?;
+            self.passing = Some(fd);
+        }
         self.leases.insert(lease, resident);
         daemon.stats.leases.fetch_add(1, Ordering::Relaxed);
         self.update_client(|c| c.leases += 1);

@@ -113,7 +113,11 @@ fn open(client: &Client, path: &str, table: Table) -> anyhow::Result<()> {
     println!("path      {}", info.path);
     println!("format    {} {}x{}", info.format, info.width, info.height);
     println!("rows      {}", info.rows);
-    println!("segment   {} ({} bytes, {cached})", info.segment.path.display(), info.segment.size);
+    let segment = match &info.segment.path {
+        Some(path) => path.display().to_string(),
+        None => format!("{} (sealed memfd)", info.segment.name),
+    };
+    println!("segment   {segment} ({} bytes, {cached})", info.segment.size);
     println!("schema    {}", schema.join(", "));
     match range {
         Some((lo, hi)) => println!("time      {lo} .. {hi} us"),
