@@ -11,7 +11,7 @@ import gc
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -74,6 +74,10 @@ class FakeSocket:
             request = json.loads(line)
             self.requests.append(request)
             self.outbox += self.daemon.answer(self, request)
+
+    def recvmsg(self, size: int, ancbufsize: int = 0) -> Tuple[bytes, list, int, None]:
+        """What ``socket.recv_fds`` calls: the bytes of ``recv``, never a descriptor."""
+        return self.recv(size), [], 0, None
 
     def recv(self, size: int) -> bytes:
         assert not self.closed, "recv on a closed socket"

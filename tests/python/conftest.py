@@ -7,7 +7,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 
@@ -31,7 +31,13 @@ WIDTH, HEIGHT = 160, 120
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
+def daemon_args() -> List[str]:
+    """Extra evshmd arguments; a test module overrides this fixture to change them."""
+    return []
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, daemon_args: List[str]) -> Iterator[Daemon]:
     """A fresh evshmd serving ``tmp_path/root``.
 
     The root holds copies of the real recordings (when available) at its top level, one
@@ -51,7 +57,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     sock = str(tmp_path / "evshmd.sock")
     log = tmp_path / "evshmd.log"
     with open(log, "wb") as log_file:
-        proc = subprocess.Popen([str(binary), "--root", str(root), "--socket", sock],
+        proc = subprocess.Popen([str(binary), "--root", str(root), "--socket", sock, *daemon_args],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                 env={**os.environ, "RUST_LOG": "debug"})
     d = Daemon(proc=proc, root=root, socket=sock, log=log, real=real)

@@ -59,7 +59,8 @@ def _describe(rec: Recording, request_s: float, attach_s: float) -> None:
     _line("format", f"{rec.format}{geometry}")
     _line("rows", str(rec.rows))
     state = "cached" if rec.cached else "decoded now"
-    _line("segment", f"{rec.segment_path} ({rec.segment_size} bytes, {state})")
+    where = rec.segment_path or f"{rec.segment_name} (sealed memfd)"
+    _line("segment", f"{where} ({rec.segment_size} bytes, {state})")
     _line("schema", ", ".join(f"{field.name}: {field.type}" for field in table.schema))
     if "t" in table.column_names and table.num_rows:
         bounds = pc.min_max(table.column("t"))

@@ -58,12 +58,13 @@ from ._protocol import (
     stats_request,
 )
 from ._recording import Recording
-from ._segment import map_segment, read_table
+from ._segment import map_sealed_segment, map_segment, read_table
 
 __all__ = ["Client", "default_socket_path"]
 
 _T = TypeVar("_T")
 _RECV_SIZE = 65_536
+_MAX_FDS = 4  # descriptors one reply may carry (one segment; room to spare)
 PathArg = Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes]
 
 
@@ -163,6 +164,8 @@ class _Connection:
         self.closing = False  # close as soon as no lease is live
         self.closed = False
         self._lines = LineBuffer()
+        # Descriptors passed with the reply being read (a sealed segment, SCM_RIGHTS).
+        self._fds: List[int] = []
         self._sock = _connect(socket_path, timeout)
         try:
             self.server = self.request(hello_request(_client_name()), parse_hello_reply)
@@ -183,12 +186,14 @@ class _Connection:
             self._maintain()  # releases queued by finalizers while we held the lock
 
     def open(self, path: str, table: str = "events",
-             geometry: Optional[Tuple[int, int]] = None) -> OpenReply:
-        """Send ``open`` and register the lease of the reply as live."""
-        def parse(reply: Dict[str, Any]) -> OpenReply:
+             geometry: Optional[Tuple[int, int]] = None) -> Tuple[OpenReply, List[int]]:
+        """Send ``open`` and register the lease of the reply as live; also return the
+        descriptors passed with the reply (the caller owns them)."""
+        def parse(reply: Dict[str, Any]) -> Tuple[OpenReply, List[int]]:
             result = parse_open_reply(reply)
             self.live.add(result.lease)  # under the lock, before anything can release it
-            return result
+            fds, self._fds = self._fds, []
+            return result, fds
 
         return self.request(open_request(path, table, geometry), parse)
 
@@ -197,6 +202,7 @@ class _Connection:
         if self.closed:
             raise ConnectionLost(f"the connection to evshmd at {self.socket_path} is closed")
         line = encode_request(req)  # may raise before any I/O: the stream stays in sync
+        self._close_fds()
         try:
             self._sock.sendall(line)
             reply_line = self._read_line()
@@ -217,9 +223,16 @@ class _Connection:
             self._close_locked()
             raise
 
+    def _close_fds(self) -> None:
+        """Close descriptors nobody took (passed with a reply that did not need them)."""
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
     def _read_line(self) -> bytes:
         while True:
-            data = self._sock.recv(_RECV_SIZE)
+            data, fds, _flags, _address = socket.recv_fds(self._sock, _RECV_SIZE, _MAX_FDS)
+            self._fds.extend(fds)
             if not data:
                 where = " in the middle of a reply" if self._lines.pending else ""
                 raise ConnectionLost(
@@ -309,6 +322,7 @@ class _Connection:
         self.closed = True
         self.pending.clear()
         self.live.clear()
+        self._close_fds()
         self._sock.close()
 
 
@@ -438,21 +452,30 @@ class Client:
         text = _path_arg(path)
         conn = self._connection()
         start = time.perf_counter()
-        reply = conn.open(text, table, geometry)
+        reply, fds = conn.open(text, table, geometry)
         requested = time.perf_counter()
         lease = reply.lease
         try:
-            mapping = map_segment(reply.segment_path, reply.segment_size)
+            if reply.segment_path is not None:
+                mapping = map_segment(reply.segment_path, reply.segment_size)
+            elif fds:
+                mapping = map_sealed_segment(fds.pop(0), reply.segment_name, reply.segment_size)
+            else:
+                raise SegmentError(f"evshmd passed neither a path nor a descriptor for "
+                                   f"segment {reply.segment_name}")
         except BaseException:
             conn.drop_lease(lease)
             raise
+        finally:
+            for fd in fds:
+                os.close(fd)
         # From here on the lease follows the mapping object (see the module docstring).
         finalizer = weakref.finalize(mapping, conn.drop_lease, lease)
         finalizer.atexit = False
         try:
             table = read_table(mapping)
             if table.num_rows != reply.rows:
-                raise SegmentError(f"segment {reply.segment_path} holds {table.num_rows} "
+                raise SegmentError(f"segment {reply.segment_name} holds {table.num_rows} "
                                    f"rows but evshmd announced {reply.rows}")
         except BaseException:
             # The traceback keeps `mapping` alive: release the lease now, not when the

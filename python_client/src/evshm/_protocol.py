@@ -212,6 +212,13 @@ def _field(reply: Mapping[str, Any], name: str, kind: type, what: str = "reply")
     return value
 
 
+def _optional_str(reply: Mapping[str, Any], name: str) -> Optional[str]:
+    value = reply.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise _malformed(f"field {name!r} should be a string, got {value!r}")
+
+
 def _optional_int(reply: Mapping[str, Any], name: str) -> Optional[int]:
     if reply.get(name) is None:
         return None
@@ -243,7 +250,7 @@ class OpenReply:
     lease: int
     path: str
     segment_name: str
-    segment_path: str
+    segment_path: Optional[str]
     segment_size: int
     rows: int
     format: str
@@ -276,7 +283,7 @@ def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
         lease=_field(reply, "lease", int, "open reply"),
         path=_field(reply, "path", str, "open reply"),
         segment_name=_field(segment, "name", str, "segment"),
-        segment_path=_field(segment, "path", str, "segment"),
+        segment_path=_optional_str(segment, "path"),
         segment_size=_field(segment, "size", int, "segment"),
         rows=_field(reply, "rows", int, "open reply"),
         format=_field(reply, "format", str, "open reply"),

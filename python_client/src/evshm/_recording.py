@@ -51,7 +51,9 @@ class Recording:
         format: source format (``evt2``, ``evt3``, ``dat``...).
         width, height: sensor geometry (``None`` if the daemon sent none).
         lease: the lease id on the connection that opened the recording.
-        segment_name, segment_path, segment_size: the shared-memory segment.
+        segment_name, segment_path, segment_size: the shared-memory segment
+            (``segment_path`` is ``None`` when the daemon runs sealed and passed it as a
+            descriptor).
         cached: whether the segment was resident already (no decode for this open).
         table_name: ``"events"`` or ``"triggers"``, the table this segment holds.
         dropped: events of the file outside its stated sensor size, left out.
@@ -68,7 +70,7 @@ class Recording:
         self.height: Optional[int] = reply.height
         self.lease: int = reply.lease
         self.segment_name: str = reply.segment_name
-        self.segment_path: str = reply.segment_path
+        self.segment_path: Optional[str] = reply.segment_path
         self.segment_size: int = reply.segment_size
         self.cached: bool = reply.cached
         self.table_name: str = reply.table

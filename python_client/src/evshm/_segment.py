@@ -6,6 +6,9 @@ Contract (see the product brief, "Zero-copy reading, Python"):
   :mod:`mmap`, then the descriptor is closed (the mapping keeps the pages).
   ``multiprocessing.shared_memory`` is never used: its resource tracker unlinks the
   daemon's segment when the client exits (CPython gh-82300) and it maps read-write.
+- In sealed mode the daemon passes the segment as a memfd descriptor instead of a path;
+  it is mapped only if sealed against writing, growing and shrinking, which the kernel
+  then enforces for every process.
 - The file size must equal the size in the daemon's reply. Mapping past the end of a
   file would turn every access beyond EOF into SIGBUS, so a mismatch is an error.
 - ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
@@ -19,6 +22,7 @@ Contract (see the product brief, "Zero-copy reading, Python"):
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import stat
@@ -30,7 +34,9 @@ import pyarrow.ipc
 
 from ._errors import SegmentError
 
-__all__ = ["map_segment", "read_table"]
+__all__ = ["map_segment", "map_sealed_segment", "read_table"]
+
+_REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
 
 # CPython's mmap keeps a dup() of the descriptor (close-on-exec) for size()/resize(), so on
 # Python < 3.13 every live mapping also holds one descriptor. 3.13 can opt out.
@@ -47,6 +53,28 @@ def map_segment(path: str, size: int) -> mmap.mmap:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise SegmentError(f"cannot open segment {path}: {exc.strerror}") from exc
+    return _map_fd(fd, path, size)
+
+
+def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
+    """Map a segment passed as descriptor ``fd`` (sealed mode), which this takes over.
+
+    Raises :class:`~evshm.SegmentError` unless it is sealed against writing, growing and
+    shrinking and exactly ``size`` bytes.
+    """
+    try:
+        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+    except OSError:
+        seals = 0
+    if seals & _REQUIRED_SEALS != _REQUIRED_SEALS:
+        os.close(fd)
+        raise SegmentError(f"segment {name} was passed without the seals against writing, "
+                           "growing and shrinking; refusing to map it")
+    return _map_fd(fd, name, size)
+
+
+def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
+    """Map ``fd`` (closed on return) read-only, checking that it holds ``size`` bytes."""
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
