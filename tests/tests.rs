@@ -985,6 +985,71 @@ fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
     assert_eq!(client.open("a.raw").unwrap().rows(), 5000);
 }
 
+/// A hugetlbfs mount with huge pages reserved for a test; everything restored on drop.
+struct HugeTlbFs {
+    dir: TempDir,
+    previous_pages: String,
+}
+
+impl HugeTlbFs {
+    const PAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+    /// Mounts one with `pages` huge pages available, or `None` where that cannot be done.
+    fn mount(pages: u64) -> Option<HugeTlbFs> {
+        let previous_pages = std::fs::read_to_string(Self::PAGES).ok()?.trim().to_owned();
+        let wanted = previous_pages.parse::<u64>().ok()?.max(pages);
+        let dir = TempDir::new("hugetlbfs");
+        let reserved = std::fs::write(Self::PAGES, wanted.to_string()).is_ok()
+            && std::fs::read_to_string(Self::PAGES).is_ok_and(|n| n.trim().parse() == Ok(wanted));
+        let mounted = reserved
+            && Command::new("mount")
+                .args(["-t", "hugetlbfs", "none"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::write(Self::PAGES, &previous_pages);
+            eprintln!("SKIPPED: cannot reserve huge pages and mount a hugetlbfs here");
+            return None;
+        }
+        Some(HugeTlbFs { dir, previous_pages })
+    }
+}
+
+impl Drop for HugeTlbFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::fs::write(Self::PAGES, &self.previous_pages);
+    }
+}
+
+#[test]
+fn segments_can_live_on_hugetlbfs() {
+    let Some(huge) = HugeTlbFs::mount(16) else { return };
+    let dir = huge.dir.path().to_str().unwrap().to_owned();
+    let mut daemon = Daemon::start_with(None, &["--shm-dir", &dir], |root| {
+        write_evt3(&root.join("a.raw"), 20_000);
+    });
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let expected: Vec<Row> =
+        synthetic(20_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    assert_eq!(rows(recording.batches()), expected);
+    assert_zero_copy(&recording);
+    let path = recording.info().segment.path.clone().unwrap();
+    assert!(path.starts_with(huge.dir.path()));
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert!(file_len > recording.info().segment.size && file_len % (2 << 20) == 0, "{file_len}");
+    assert_eq!(client.open_table("a.raw", evshm::protocol::Table::Triggers).unwrap().rows(), 0);
+    assert!(daemon.terminate().success());
+    assert_eq!(std::fs::read_dir(huge.dir.path()).unwrap().count(), 0);
+    drop(recording);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let left = maps.lines().filter(|l| l.contains(huge.dir.path().to_str().unwrap())).count();
+    assert_eq!(left, 0, "every hugetlbfs mapping was unmapped (whole huge pages)");
+}
+
 #[test]
 fn leases_end_on_drop_and_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));

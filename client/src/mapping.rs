@@ -2,7 +2,9 @@
 //!
 //! Contract: evshmd publishes a segment only once it is complete, allocates its pages
 //! before filling it (so a full shared-memory filesystem fails in the daemon, never as a
-//! SIGBUS here) and never writes, truncates or shrinks it afterwards. In sealed mode the
+//! SIGBUS here) and never writes, truncates or shrinks it afterwards. The file may be
+//! longer than the stream (hugetlbfs sizes files in whole huge pages): it is mapped whole,
+//! and only the stream's bytes are handed out. In sealed mode the
 //! kernel enforces that for everyone, and a passed segment without the seals is refused. A client maps it
 //! read-only, after checking that the file is exactly as long as the daemon said, so no
 //! access through the mapping can fall past the end of the file.
@@ -32,9 +34,9 @@ pub enum MapError {
         /// The segment's name.
         name: String,
     },
-    /// The file is not as long as the daemon said: it is not the segment that was
+    /// The file is shorter than the daemon said: it is not the segment that was
     /// published (or it was tampered with), so it is not mapped.
-    #[error("segment {path} is {actual} bytes long, but evshmd published {expected}")]
+    #[error("segment {path} is {actual} bytes long, shorter than the {expected} evshmd published")]
     SizeMismatch {
         /// The segment file.
         path: PathBuf,
@@ -67,19 +69,23 @@ pub fn map_sealed_segment(fd: OwnedFd, name: &str, expected_len: u64) -> Result<
 fn map_file(file: &File, path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
     let io = |source| MapError::Io { path: path.to_owned(), source };
     let actual = file.metadata().map_err(io)?.len();
-    if actual != expected_len || actual == 0 {
+    // A longer file is fine (hugetlbfs rounds files up to whole huge pages); a shorter one
+    // would make the mapping's tail fault with SIGBUS.
+    if actual < expected_len || expected_len == 0 {
         return Err(MapError::SizeMismatch {
             path: path.to_owned(),
             expected: expected_len,
             actual,
         });
     }
-    // SAFETY: the map is read-only and exactly as long as the file (checked above). The
+    // SAFETY: the map is read-only and no longer than the file (checked above). The
     // daemon never modifies or shrinks a published segment (module contract), and file
     // permissions, or the seals of a passed memfd, deny writes and resizing to clients,
     // so the bytes cannot change under the `&[u8]` views Arrow takes of them.
+    // The whole file is mapped, because a hugetlbfs mapping can only be unmapped in whole
+    // huge pages (a shorter one would leak), and the stream's bytes are sliced off it.
     let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(file) }.map_err(io)?;
-    Ok(Buffer::from(bytes::Bytes::from_owner(map)))
+    Ok(Buffer::from(bytes::Bytes::from_owner(map)).slice_with_length(0, expected_len as usize))
 }
 
 #[cfg(test)]
@@ -91,6 +97,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("evshm-map-test-{}", std::process::id()));
         std::fs::write(&dir, b"0123456789").unwrap();
         assert!(matches!(map_segment(&dir, 11), Err(MapError::SizeMismatch { actual: 10, .. })));
+        assert_eq!(map_segment(&dir, 4).unwrap().as_slice(), b"0123", "a longer file is fine");
         let buffer = map_segment(&dir, 10).unwrap();
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(buffer.as_slice(), b"0123456789");

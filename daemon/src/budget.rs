@@ -88,8 +88,12 @@ impl Drop for Reservation<'_> {
 }
 
 /// The default budget for a shared-memory directory, and a warning when the filesystem
-/// is too small to be useful.
+/// is too small to be useful. A filesystem that reports no size (hugetlbfs without a
+/// `size=` option) gets no budget of its own: its `ENOSPC` still ends a decode cleanly.
 pub fn default_limit(stat: &StatVfs) -> (u64, Option<String>) {
+    if stat.f_blocks == 0 {
+        return (u64::MAX, None);
+    }
     let free = stat.f_bavail.saturating_mul(stat.f_frsize);
     let total = stat.f_blocks.saturating_mul(stat.f_frsize);
     let warning = (total < SMALL_SHM).then(|| {

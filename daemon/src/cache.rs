@@ -206,7 +206,8 @@ impl Cache {
         in_use: impl Fn() -> u64,
         mut evicted: impl FnMut(u64),
     ) -> Result<Reservation<'b>, IngestError> {
-        let deadline = Instant::now() + budget.wait();
+        let started = Instant::now();
+        let deadline = started + budget.wait();
         loop {
             if let Some(reservation) = budget.try_reserve(needed, in_use()) {
                 return Ok(reservation);
@@ -222,7 +223,7 @@ impl Cache {
                     needed,
                     limit: budget.limit(),
                     in_use: in_use(),
-                    waited: budget.wait(),
+                    waited: started.elapsed(),
                 });
             }
         }

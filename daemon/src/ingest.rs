@@ -190,7 +190,8 @@ pub fn ingest<R>(
     let trigger_layout =
         StreamLayout::new(&evshm::schema::trigger_schema(meta), trigger_rows as usize)
             .map_err(|e| layout_error(e.to_string()))?;
-    let needed = (event_layout.total_len() + trigger_layout.total_len()) as u64;
+    let needed = shm.footprint(event_layout.total_len() as u64)
+        + shm.footprint(trigger_layout.total_len() as u64);
     let _room = make_room(needed)?;
     let events = shm.create(event_layout.total_len() as u64)?;
     let triggers = shm.create(trigger_layout.total_len() as u64)?;

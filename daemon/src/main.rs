@@ -134,7 +134,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         shm.dir().display(),
         shm.prefix()
     );
-    log::info!("memory budget {} MiB", budget.limit() >> 20);
+    match budget.limit() {
+        u64::MAX => log::info!("no memory budget: {} reports no size", args.shm_dir.display()),
+        limit => log::info!("memory budget {} MiB", limit >> 20),
+    }
     let access = AccessPolicy { allow_uids: args.allow_uids, allow_gids: args.allow_gids };
     Daemon::new(roots, shm, budget, access, args.max_leases, frame_timeout).serve(listener);
     Ok(())

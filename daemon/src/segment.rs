@@ -63,6 +63,9 @@ pub struct ShmDir {
     group: Option<u32>,
     /// Whether segments are sealed memfds rather than files in `dir`.
     sealed: bool,
+    /// Files are sized in whole units of this many bytes: the huge-page size on a
+    /// hugetlbfs mount (which refuses other sizes), else 1.
+    unit: u64,
     state: Mutex<Registry>,
 }
 
@@ -80,7 +83,8 @@ impl ShmDir {
     pub fn new(dir: &Path, group: Option<u32>, sealed: bool) -> Arc<ShmDir> {
         let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
         let state = Mutex::default();
-        Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, sealed, state })
+        let unit = allocation_unit(dir, sealed);
+        Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, sealed, unit, state })
     }
 
     /// Whether segments are sealed memfds passed to clients as descriptors.
@@ -98,10 +102,16 @@ impl ShmDir {
         &self.prefix
     }
 
-    /// Number and total bytes of the live segments.
+    /// Number and total bytes (of memory, so whole huge pages on hugetlbfs) of the live
+    /// segments.
     pub fn usage(&self) -> (u64, u64) {
         let state = self.registry();
         (state.live.len() as u64, state.live.values().sum())
+    }
+
+    /// Memory a segment of `len` bytes takes: whole allocation units.
+    pub fn footprint(&self, len: u64) -> u64 {
+        len.div_ceil(self.unit) * self.unit
     }
 
     /// Creates a segment of exactly `len` bytes with all its pages allocated.
@@ -131,7 +141,7 @@ impl ShmDir {
                         .map_err(|e| self.io_error(Path::new(&name), e))?
                 }
             };
-            state.live.insert(name.clone(), len);
+            state.live.insert(name.clone(), self.footprint(len));
             File::from(fd)
         };
         // From here on, dropping `segment` unlinks the file.
@@ -178,6 +188,15 @@ impl ShmDir {
     }
 }
 
+/// The size unit of files in `dir`: the huge-page size on hugetlbfs, else 1 byte.
+fn allocation_unit(dir: &Path, sealed: bool) -> u64 {
+    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    match rustix::fs::statfs(dir) {
+        Ok(fs) if !sealed && fs.f_type as i64 == HUGETLBFS_MAGIC => (fs.f_bsize as u64).max(1),
+        _ => 1,
+    }
+}
+
 /// A segment this process created. Dropping it unlinks the file (a memfd goes when the
 /// last descriptor or mapping of it does).
 #[derive(Debug)]
@@ -221,7 +240,7 @@ impl Segment {
         self.path.as_deref().unwrap_or(Path::new(&self.name))
     }
 
-    /// Size in bytes.
+    /// Size in bytes of the stream it holds (the file may be longer on hugetlbfs).
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -239,15 +258,17 @@ impl Segment {
         unsafe { memmap2::MmapOptions::new().len(self.len as usize).map_mut(&self.file) }
     }
 
-    /// Sizes the file and allocates every page of it.
+    /// Sizes the file (to whole allocation units: readers map only the first `len`
+    /// bytes) and allocates every page of it.
     fn allocate(&self) -> Result<(), SegmentCreateError> {
         let full = || SegmentCreateError::Full { dir: self.dir.dir.clone(), len: self.len };
         let io = |e: Errno| self.dir.io_error(self.shown(), e);
-        rustix::fs::ftruncate(self.file.as_fd(), self.len).map_err(|e| match e {
+        let file_len = self.dir.footprint(self.len);
+        rustix::fs::ftruncate(self.file.as_fd(), file_len).map_err(|e| match e {
             Errno::NOSPC | Errno::FBIG => full(),
             other => io(other),
         })?;
-        match rustix::fs::fallocate(self.file.as_fd(), FallocateFlags::empty(), 0, self.len) {
+        match rustix::fs::fallocate(self.file.as_fd(), FallocateFlags::empty(), 0, file_len) {
             Ok(()) => Ok(()),
             Err(Errno::NOSPC) => Err(full()),
             // Filesystems without fallocate get their pages by writing zeros, which fails

@@ -473,7 +473,7 @@ class Client:
         finalizer = weakref.finalize(mapping, conn.drop_lease, lease)
         finalizer.atexit = False
         try:
-            table = read_table(mapping)
+            table = read_table(mapping, reply.segment_size)
             if table.num_rows != reply.rows:
                 raise SegmentError(f"segment {reply.segment_name} holds {table.num_rows} "
                                    f"rows but evshmd announced {reply.rows}")

@@ -97,7 +97,7 @@ class Recording:
         """
         if self._mapping is None:
             raise EvshmError(f"recording {self.path} was released")
-        return pa.py_buffer(memoryview(self._mapping))
+        return pa.py_buffer(memoryview(self._mapping)[: self.segment_size])
 
     def numpy(self) -> "Dict[str, np.ndarray]":
         """One read-only numpy array per column (``t``, ``x``, ``y``, ``p``), zero-copy.

@@ -9,7 +9,8 @@ Contract (see the product brief, "Zero-copy reading, Python"):
 - In sealed mode the daemon passes the segment as a memfd descriptor instead of a path;
   it is mapped only if sealed against writing, growing and shrinking, which the kernel
   then enforces for every process.
-- The file size must equal the size in the daemon's reply. Mapping past the end of a
+- The file must be at least as long as the size in the daemon's reply (hugetlbfs makes
+  it longer, in whole huge pages), and only that many bytes are mapped. Mapping past the end of a
   file would turn every access beyond EOF into SIGBUS, so a mismatch is an error.
 - ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
   that point into the mapping: no copy. Every Arrow buffer keeps the ``mmap`` object
@@ -44,10 +45,10 @@ _NO_TRACKFD: Dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) 
 
 
 def map_segment(path: str, size: int) -> mmap.mmap:
-    """Map the segment file at ``path`` read-only; it must be exactly ``size`` bytes.
+    """Map the first ``size`` bytes of the segment file at ``path``, read-only.
 
     Raises :class:`~evshm.SegmentError` when the file cannot be opened, is not a
-    regular file, or has another size.
+    regular file, or is shorter.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -60,7 +61,7 @@ def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
     """Map a segment passed as descriptor ``fd`` (sealed mode), which this takes over.
 
     Raises :class:`~evshm.SegmentError` unless it is sealed against writing, growing and
-    shrinking and exactly ``size`` bytes.
+    shrinking and at least ``size`` bytes.
     """
     try:
         seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
@@ -79,16 +80,20 @@ def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SegmentError(f"segment {path} is not a regular file")
-        if info.st_size != size:
+        if info.st_size < size:
+            # Longer is fine (hugetlbfs sizes files in whole huge pages; only the stream's
+            # bytes are mapped); shorter would make reads past the end crash with SIGBUS.
             raise SegmentError(
-                f"segment {path} is {info.st_size} bytes but evshmd announced {size}; "
-                "refusing to map it (reading past the end of the file would crash "
-                "with SIGBUS)"
+                f"segment {path} is {info.st_size} bytes, shorter than the {size} evshmd "
+                "announced; refusing to map it (reading past the end of the file would "
+                "crash with SIGBUS)"
             )
         if size <= 0:
             raise SegmentError(f"segment {path} is empty")
         try:
-            return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
+            # The whole file: a hugetlbfs mapping can only be unmapped in whole huge pages,
+            # so mapping just the stream's bytes would leak it. Readers slice `size` bytes.
+            return mmap.mmap(fd, info.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
                              **_NO_TRACKFD)
         except OSError as exc:
             raise SegmentError(f"cannot map segment {path}: {exc.strerror}") from exc
@@ -96,13 +101,14 @@ def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
         os.close(fd)
 
 
-def read_table(mapping: mmap.mmap) -> pa.Table:
-    """Read the Arrow IPC stream held by ``mapping`` into a table, without copying.
+def read_table(mapping: mmap.mmap, size: int) -> pa.Table:
+    """Read the Arrow IPC stream held by the first ``size`` bytes of ``mapping`` into a
+    table, without copying.
 
     The table's buffers point into the mapping and keep it alive. Raises
     :class:`~evshm.SegmentError` when the bytes are not an Arrow IPC stream.
     """
     try:
-        return pa.ipc.open_stream(memoryview(mapping)).read_all()
+        return pa.ipc.open_stream(memoryview(mapping)[:size]).read_all()
     except pa.ArrowException as exc:
         raise SegmentError(f"segment is not a readable Arrow IPC stream: {exc}") from None
