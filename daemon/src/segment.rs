@@ -192,7 +192,7 @@ impl ShmDir {
 fn allocation_unit(dir: &Path, sealed: bool) -> u64 {
     const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
     match rustix::fs::statfs(dir) {
-        Ok(fs) if !sealed && fs.f_type as i64 == HUGETLBFS_MAGIC => (fs.f_bsize as u64).max(1),
+        Ok(fs) if !sealed && fs.f_type == HUGETLBFS_MAGIC => (fs.f_bsize as u64).max(1),
         _ => 1,
     }
 }
