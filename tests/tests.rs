@@ -1040,7 +1040,10 @@ fn segments_can_live_on_hugetlbfs() {
     let path = recording.info().segment.path.clone().unwrap();
     assert!(path.starts_with(huge.dir.path()));
     let file_len = std::fs::metadata(&path).unwrap().len();
-    assert!(file_len > recording.info().segment.size && file_len % (2 << 20) == 0, "{file_len}");
+    assert!(
+        file_len > recording.info().segment.size && file_len.is_multiple_of(2 << 20),
+        "{file_len}"
+    );
     assert_eq!(client.open_table("a.raw", evshm::protocol::Table::Triggers).unwrap().rows(), 0);
     assert!(daemon.terminate().success());
     assert_eq!(std::fs::read_dir(huge.dir.path()).unwrap().count(), 0);
