@@ -1,0 +1,140 @@
+//! The daemon's life: clean shutdown, kill -9 and restart, killed readers, one daemon
+//! per socket.
+
+use super::*;
+
+#[test]
+fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
+    let mut daemon = Daemon::start(|root| {
+        write_evt3(&root.join("a.raw"), 10_000);
+        write_evt3(&root.join("b.raw"), 20_000);
+    });
+    let client = daemon.client();
+    let a = client.open("a.raw").unwrap();
+    let b = client.open("b.raw").unwrap();
+    let segments = daemon.segments();
+    assert_eq!(segments.len(), 4, "an event and a trigger table per recording");
+    for segment in &segments {
+        let mode = segment.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o440, "segments are read-only and not world-readable");
+    }
+    let before = rows(a.batches());
+    let pid = daemon.pid();
+    assert!(daemon.terminate().success());
+    assert!(segments_of(pid).is_empty(), "no segment left in /dev/shm");
+    assert!(!daemon.socket.exists(), "socket removed");
+    assert_eq!(rows(a.batches()), before, "a reader's mapping outlives the daemon");
+    assert_eq!(b.batches()[0].num_rows(), 20_000);
+    assert!(client.stats().is_err(), "requests fail once the daemon is gone");
+}
+
+#[test]
+fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
+    let socket_dir = TempDir::new("restart");
+    let socket = socket_dir.path().join("evshmd.sock");
+    let mut first = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    let client = first.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    let leftovers = first.segments();
+    assert_eq!(leftovers.len(), 2);
+
+    first.kill();
+    assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
+    assert_eq!(rows(recording.batches()), before, "the reader's mapping is still valid");
+    let error = client.stats().unwrap_err();
+    assert!(matches!(error, ClientError::ConnectionLost(_)), "{error}");
+
+    let second = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    assert!(leftovers.iter().all(|s| !s.exists()), "the restarted daemon removed them");
+    assert_eq!(rows(recording.batches()), before, "removing a mapped segment unmaps nothing");
+    assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
+}
+
+/// Not a test on its own: run by `killed_readers_lose_their_leases_and_no_one_else_does`
+/// as a separate reader process, which opens a recording, says so and waits to be killed.
+#[test]
+fn reader_process() {
+    let Some(socket) = std::env::var_os("EVSHM_TEST_READER_SOCKET") else { return };
+    let client = evshm::Client::connect(socket).unwrap();
+    let recording = client.open("a.raw").unwrap();
+    assert_eq!(recording.rows(), 20_000);
+    println!("ready");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Waits until a child says "ready" on its standard output.
+fn wait_ready(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let ready = std::io::BufReader::new(stdout).lines().any(|l| l.unwrap().contains("ready"));
+    assert!(ready, "the reader never got ready");
+}
+
+#[test]
+fn killed_readers_lose_their_leases_and_no_one_else_does() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 20_000));
+    let observer = daemon.client();
+    let mine = observer.open("a.raw").unwrap();
+    let mine_rows = rows(mine.batches());
+
+    let mut readers = vec![
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "lifecycle::reader_process", "--nocapture", "--test-threads", "1"])
+            .env("EVSHM_TEST_READER_SOCKET", &daemon.socket)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ];
+    if let Some(python) = python() {
+        let script = "import sys, time, evshm\n\
+                      rec = evshm.Client(sys.argv[1]).open('a.raw')\n\
+                      assert rec.table.num_rows == 20000\n\
+                      print('ready', flush=True)\n\
+                      time.sleep(60)\n";
+        readers.push(
+            Command::new(python)
+                .args(["-c", script])
+                .arg(&daemon.socket)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for reader in &mut readers {
+        wait_ready(reader);
+    }
+    assert_eq!(observer.stats().unwrap().leases, 1 + readers.len() as u64);
+    for reader in &mut readers {
+        reader.kill().unwrap();
+        reader.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while observer.stats().unwrap().leases != 1 {
+        assert!(Instant::now() < deadline, "a killed reader's lease was not freed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(rows(mine.batches()), mine_rows, "the other reader is unaffected");
+    assert_eq!(observer.stats().unwrap().segments, 2, "still resident for the others");
+}
+
+#[test]
+fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
+    let daemon = Daemon::start(|_| {});
+    let empty = TempDir::new("second");
+    let second = Command::new(env!("CARGO_BIN_EXE_evshmd"))
+        .args(["--root", empty.path().to_str().unwrap(), "--socket"])
+        .arg(&daemon.socket)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
+    assert!(daemon.client().list().unwrap().is_empty(), "the first daemon still serves");
+
+    // A socket file nobody listens on, as a killed daemon leaves behind.
+    let stale = empty.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let replacement = Daemon::start_at(Some(&stale), |_| {});
+    assert!(replacement.client().list().unwrap().is_empty());
+}

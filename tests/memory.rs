@@ -1,0 +1,239 @@
+//! Memory: no copy while decoding, the budget and eviction, many clients over a
+//! working set larger than the budget, a full or huge-page shm filesystem.
+
+use super::*;
+
+/// A process's peak resident set, from `/proc/PID/status`.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+#[test]
+fn decoding_holds_no_copy_of_the_events_besides_the_segment() {
+    let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 4_000_000));
+    let input = std::fs::metadata(daemon.root().join("big.raw")).unwrap().len();
+    let before = peak_rss_bytes(daemon.pid());
+    let recording = daemon.client().open("big.raw").unwrap();
+    let output = recording.info().segment.size;
+    let peak = peak_rss_bytes(daemon.pid());
+    // The small constant: the daemon's own start-up footprint plus read buffers.
+    let allowance = before + 16 * 1024 * 1024;
+    assert!(
+        peak <= input + output * 11 / 10 + allowance,
+        "peak RSS {peak} for a {input}-byte input and a {output}-byte segment (start {before})"
+    );
+}
+
+#[test]
+fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
+    // Each recording's two segments take about 261 KB: the budget holds one, not two.
+    let args = ["--memory-budget", "400K", "--budget-wait", "0.3"];
+    let daemon = Daemon::start_with(None, &args, |root| {
+        write_evt3(&root.join("a.raw"), 20_000);
+        write_evt3(&root.join("b.raw"), 20_000);
+        write_evt3(&root.join("huge.raw"), 40_000);
+    });
+    let client = daemon.client();
+    let a = client.open("a.raw").unwrap();
+    let a_rows = rows(a.batches());
+    let a_segment = a.info().segment.path.clone().unwrap();
+
+    // A is leased: B must wait, then fail with an error that says why; A is untouched.
+    let error = client.open("b.raw").unwrap_err();
+    assert!(error.to_string().contains("memory budget"), "{error}");
+    assert_eq!(daemon_code(error), ErrorCode::OverBudget);
+    assert!(a_segment.exists());
+    assert_eq!(rows(a.batches()), a_rows);
+
+    // Released, A is evicted to make room for B; reopening A decodes it again.
+    drop(a);
+    let b = client.open("b.raw").unwrap();
+    assert_eq!(b.rows(), 20_000);
+    assert!(!a_segment.exists(), "A was evicted");
+    drop(b);
+    assert!(!client.open("a.raw").unwrap().info().cached);
+    let stats = client.stats().unwrap();
+    assert_eq!((stats.evictions, stats.decodes, stats.memory_budget), (2, 3, 400 << 10));
+    assert!(stats.bytes_resident <= 400 << 10);
+    assert!(stats.bytes_evicted > 2 * 250_000, "two recordings of ~261 KB evicted");
+    assert_eq!(stats.bytes_leased, 0, "the reopened A is released");
+    assert_eq!(stats.bytes_evictable, stats.bytes_resident);
+    let me = std::process::id() as i32;
+    assert!(
+        stats.clients.iter().any(|c| c.pid == me && c.uid == rustix::process::getuid().as_raw())
+    );
+
+    // Larger than the whole budget: refused at once.
+    assert_eq!(daemon_code(client.open("huge.raw").unwrap_err()), ErrorCode::OverBudget);
+}
+
+#[test]
+fn sixty_four_clients_share_a_working_set_larger_than_the_budget() {
+    // Eight recordings of about 131 KB each; the budget holds about three.
+    let names: Vec<String> = (0..8).map(|i| format!("r{i}.raw")).collect();
+    let args = ["--memory-budget", "400K", "--budget-wait", "20"];
+    let daemon = Daemon::start_with(None, &args, |root| {
+        for (i, name) in names.iter().enumerate() {
+            write_evt3(&root.join(name), 10_000 + i as u64);
+        }
+    });
+    let checksum = |rows: &[Row]| {
+        rows.iter().fold(0i64, |acc, r| {
+            acc.wrapping_mul(31)
+                .wrapping_add(r.0 ^ i64::from(r.1) << 20 ^ i64::from(r.2) << 40 ^ i64::from(r.3))
+        })
+    };
+    let expected: Vec<(u64, i64)> = (0..8u64)
+        .map(|i| {
+            let rows: Vec<Row> =
+                synthetic(10_000 + i).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+            (rows.len() as u64, checksum(&rows))
+        })
+        .collect();
+    let expected = Arc::new(expected);
+    let barrier = Arc::new(Barrier::new(64));
+    let workers: Vec<_> = (0..64)
+        .map(|w| {
+            let (client, barrier, expected) =
+                (daemon.client(), Arc::clone(&barrier), Arc::clone(&expected));
+            std::thread::spawn(move || {
+                barrier.wait();
+                for k in 0..12 {
+                    let i = (w * 7 + k * 3) % 8;
+                    let recording = client.open(&format!("r{i}.raw")).unwrap();
+                    let got = rows(recording.batches());
+                    assert_eq!((got.len() as u64, checksum(&got)), expected[i], "r{i}.raw");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a reader saw wrong data or an error");
+    }
+    let stats = daemon.client().stats().unwrap();
+    assert!(stats.evictions > 0, "the working set does not fit: evictions must happen");
+    assert_eq!(stats.leases, 0);
+    assert!(stats.bytes_resident <= 400 << 10);
+    assert!(daemon.segments().len() as u64 == stats.segments, "no segment outside the registry");
+}
+
+/// A small tmpfs mounted for a test, unmounted when dropped.
+struct TinyTmpfs(TempDir);
+
+impl TinyTmpfs {
+    /// Mounts one of `size` (e.g. "256k"), or `None` where this process cannot mount.
+    fn mount(size: &str) -> Option<TinyTmpfs> {
+        let dir = TempDir::new("tmpfs");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            Some(TinyTmpfs(dir))
+        } else {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here (the memory-budget test covers a full budget)"
+            );
+            None
+        }
+    }
+}
+
+impl Drop for TinyTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+#[test]
+fn a_full_shm_filesystem_is_a_clean_error_and_nothing_half_written_remains() {
+    let Some(tmpfs) = TinyTmpfs::mount("256k") else { return };
+    let shm_dir = tmpfs.0.path().to_str().unwrap().to_owned();
+    let mut daemon =
+        Daemon::start_with(None, &["--shm-dir", &shm_dir, "--memory-budget", "1G"], |root| {
+            write_evt3(&root.join("small.raw"), 1000);
+            write_evt3(&root.join("large.raw"), 50_000);
+        });
+    let client = daemon.client();
+    let small = client.open("small.raw").unwrap();
+    let error = client.open("large.raw").unwrap_err();
+    assert!(error.to_string().contains("no room"), "{error}");
+    assert_eq!(daemon_code(error), ErrorCode::ShmFull);
+    let files = || std::fs::read_dir(tmpfs.0.path()).unwrap().count();
+    assert_eq!(files(), 2, "only the small recording's two segments exist");
+    assert_eq!(small.rows(), 1000);
+    assert_eq!(client.open("small.raw").unwrap().rows(), 1000, "still serving");
+    assert!(daemon.terminate().success());
+    assert_eq!(files(), 0, "a clean shutdown leaves the filesystem empty");
+}
+
+/// A hugetlbfs mount with huge pages reserved for a test; everything restored on drop.
+struct HugeTlbFs {
+    dir: TempDir,
+    previous_pages: String,
+}
+
+impl HugeTlbFs {
+    const PAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+    /// Mounts one with `pages` huge pages available, or `None` where that cannot be done.
+    fn mount(pages: u64) -> Option<HugeTlbFs> {
+        let previous_pages = std::fs::read_to_string(Self::PAGES).ok()?.trim().to_owned();
+        let wanted = previous_pages.parse::<u64>().ok()?.max(pages);
+        let dir = TempDir::new("hugetlbfs");
+        let reserved = std::fs::write(Self::PAGES, wanted.to_string()).is_ok()
+            && std::fs::read_to_string(Self::PAGES).is_ok_and(|n| n.trim().parse() == Ok(wanted));
+        let mounted = reserved
+            && Command::new("mount")
+                .args(["-t", "hugetlbfs", "none"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::write(Self::PAGES, &previous_pages);
+            eprintln!("SKIPPED: cannot reserve huge pages and mount a hugetlbfs here");
+            return None;
+        }
+        Some(HugeTlbFs { dir, previous_pages })
+    }
+}
+
+impl Drop for HugeTlbFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = std::fs::write(Self::PAGES, &self.previous_pages);
+    }
+}
+
+#[test]
+fn segments_can_live_on_hugetlbfs() {
+    let Some(huge) = HugeTlbFs::mount(16) else { return };
+    let dir = huge.dir.path().to_str().unwrap().to_owned();
+    let mut daemon = Daemon::start_with(None, &["--shm-dir", &dir], |root| {
+        write_evt3(&root.join("a.raw"), 20_000);
+    });
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let expected: Vec<Row> =
+        synthetic(20_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    assert_eq!(rows(recording.batches()), expected);
+    assert_zero_copy(&recording);
+    let path = recording.info().segment.path.clone().unwrap();
+    assert!(path.starts_with(huge.dir.path()));
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        file_len > recording.info().segment.size && file_len.is_multiple_of(2 << 20),
+        "{file_len}"
+    );
+    assert_eq!(client.open_table("a.raw", evshm::protocol::Table::Triggers).unwrap().rows(), 0);
+    assert!(daemon.terminate().success());
+    assert_eq!(std::fs::read_dir(huge.dir.path()).unwrap().count(), 0);
+    drop(recording);
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let left = maps.lines().filter(|l| l.contains(huge.dir.path().to_str().unwrap())).count();
+    assert_eq!(left, 0, "every hugetlbfs mapping was unmapped (whole huge pages)");
+}

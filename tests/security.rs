@@ -1,0 +1,157 @@
+//! Who may read and who may write: groups and allow lists with a client running as
+//! another user, permission bits, and sealed segments that not even root can change.
+
+use super::*;
+
+/// Runs the `evshm` CLI as `nobody` with no supplementary group, or `None` where this
+/// process cannot switch users (not root, or no `setpriv`).
+fn cli_as_nobody(socket: &Path, args: &[&str]) -> Option<(bool, String)> {
+    let root = rustix::process::getuid().is_root();
+    let setpriv = Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() {
+        eprintln!("SKIPPED: needs root and setpriv to run a client as another user");
+        return None;
+    }
+    let output = Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(evshm_cli())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.success(), text))
+}
+
+#[test]
+fn other_users_need_the_group_and_the_allow_list() {
+    let populate = |root: &Path| write_evt3(&root.join("a.raw"), 1000);
+    let private = Daemon::start(populate);
+    let Some((ok, text)) = cli_as_nobody(&private.socket, &["stats"]) else { return };
+    assert!(!ok && text.contains("ermission denied"), "without --group: {text}");
+
+    let shared = Daemon::start_with(None, &["--group", "65534"], populate);
+    let (ok, text) = cli_as_nobody(&shared.socket, &["open", "a.raw"]).unwrap();
+    assert!(ok && text.contains("rows      1000"), "a member of the group opens and maps: {text}");
+    for segment in shared.segments() {
+        let meta = segment.metadata().unwrap();
+        assert_eq!((meta.gid(), meta.permissions().mode() & 0o777), (65534, 0o440));
+    }
+
+    let listed = Daemon::start_with(None, &["--group", "65534", "--allow-uid", "4242"], populate);
+    let (ok, text) = cli_as_nobody(&listed.socket, &["stats"]).unwrap();
+    assert!(!ok && text.contains("may not use this evshmd"), "not on the allow list: {text}");
+    assert!(listed.client().stats().is_ok(), "the daemon's own user is always served");
+    let by_group =
+        Daemon::start_with(None, &["--group", "65534", "--allow-gid", "nogroup"], populate);
+    assert!(cli_as_nobody(&by_group.socket, &["stats"]).unwrap().0, "allowed by group");
+}
+
+#[test]
+fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
+    let daemon = Daemon::start_with(None, &["--group", "65534"], |root| {
+        write_evt3(&root.join("a.raw"), 5000);
+    });
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    let segment = recording.info().segment.path.as_ref().unwrap().to_str().unwrap().to_owned();
+    let attempts = [
+        format!("printf x >> {segment}"),
+        format!("printf x | dd of={segment} conv=notrunc status=none"),
+        format!("truncate -s 0 {segment}"),
+        format!("truncate -s +1M {segment}"),
+        format!("chmod 666 {segment}"),
+        format!("rm -f {segment}"),
+    ];
+    if !rustix::process::getuid().is_root() {
+        eprintln!("SKIPPED: needs root to run the attempts as another user");
+        return;
+    }
+    for attempt in attempts {
+        let status = Command::new("/usr/bin/setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c"])
+            .arg(&attempt)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "`{attempt}` succeeded as a group member");
+    }
+    let meta = std::fs::metadata(&segment).unwrap();
+    assert_eq!(
+        (meta.len(), meta.permissions().mode() & 0o777),
+        (recording.info().segment.size, 0o440)
+    );
+    assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
+}
+
+/// Opens `path` on a raw connection and returns the reply with the descriptor that came
+/// with it.
+fn open_receiving_fd(socket: &Path, path: &str) -> (serde_json::Value, std::os::fd::OwnedFd) {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::{IoSliceMut, Write};
+    use std::mem::MaybeUninit;
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    let mut exchange = |line: String| {
+        stream.write_all(line.as_bytes()).unwrap();
+        let mut reply = Vec::new();
+        let mut fds = Vec::new();
+        while !reply.ends_with(b"\n") {
+            let mut chunk = [0u8; 4096];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let got = rustix::net::recvmsg(
+                &stream,
+                &mut [IoSliceMut::new(&mut chunk)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )
+            .unwrap();
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            assert!(got.bytes > 0);
+            reply.extend_from_slice(&chunk[..got.bytes]);
+        }
+        (serde_json::from_slice::<serde_json::Value>(&reply).unwrap(), fds)
+    };
+    exchange("{\"op\":\"hello\",\"version\":1}\n".into());
+    let (reply, mut fds) = exchange(format!("{{\"op\":\"open\",\"path\":\"{path}\"}}\n"));
+    (reply, fds.pop().expect("a descriptor with the reply"))
+}
+
+#[test]
+fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
+    use rustix::io::Errno;
+    let daemon =
+        Daemon::start_with(None, &["--sealed"], |root| write_evt3(&root.join("a.raw"), 5000));
+    let client = daemon.client();
+    let recording = client.open("a.raw").unwrap();
+    let before = rows(recording.batches());
+    assert_eq!(before.len(), 5000);
+    assert!(recording.info().segment.path.is_none(), "no path: the descriptor is passed");
+    assert_zero_copy(&recording);
+    assert!(daemon.segments().is_empty(), "no file in /dev/shm, so nothing can leak");
+
+    let (reply, fd) = open_receiving_fd(&daemon.socket, "a.raw");
+    assert_eq!(reply["rows"], 5000);
+    assert_eq!(rustix::io::write(&fd, b"x"), Err(Errno::PERM));
+    assert_eq!(rustix::io::pwrite(&fd, b"x", 100), Err(Errno::PERM));
+    assert_eq!(rustix::fs::ftruncate(&fd, 0), Err(Errno::PERM));
+    assert_eq!(rustix::fs::ftruncate(&fd, 1 << 20), Err(Errno::PERM));
+    let file = std::fs::File::from(fd);
+    // SAFETY: a test of the kernel refusing a writable shared map; nothing is written.
+    assert!(unsafe { memmap2::MmapMut::map_mut(&file) }.is_err());
+    let reopened = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file)));
+    if let Ok(mut again) = reopened {
+        assert!(std::io::Write::write_all(&mut again, b"x").is_err(), "reopened, still sealed");
+    }
+    assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
+    assert_eq!(client.open("a.raw").unwrap().rows(), 5000);
+}
