@@ -1,18 +1,18 @@
 //! `evshm convert`: any recording evshm reads, to any format it writes or to an Arrow
 //! IPC file, streamed in chunks (memory stays flat whatever the size).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anyhow::{Context, bail};
-use arrow_array::{Int8Array, Int16Array, Int64Array, RecordBatch};
-use arrow_ipc::writer::FileWriter;
+use anyhow::Context;
+use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Columns, Decoder, Detected, EncodeError, Encoder, EventSink, Format, Geometry, GeometryFilter,
-    MAX_HEADER_LEN, WordOrder, detect,
+    Decoder, Detected, EncodeError, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, detect,
 };
+
+use crate::output::{Output, OutputError, OutputFormat};
 
 /// Options of `evshm convert`.
 #[derive(Debug, clap::Args)]
@@ -24,7 +24,7 @@ pub struct ConvertArgs {
     /// Output format [default: from the extension: .dat dat, .csv/.txt text,
     /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3].
     #[arg(long, value_enum)]
-    to: Option<Target>,
+    to: Option<OutputFormat>,
     /// Sensor width, for an input that states no geometry.
     #[arg(long, requires = "height")]
     width: Option<u32>,
@@ -33,56 +33,17 @@ pub struct ConvertArgs {
     height: Option<u32>,
 }
 
-/// What `convert` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Target {
-    Evt3,
-    Evt21,
-    /// EVT 2.1 with the 32-bit halves of each word swapped (`endianness=legacy`).
-    Evt21Legacy,
-    Evt2,
-    Dat,
-    Text,
-    /// An Arrow IPC file with the event schema (`t`, `x`, `y`, `p`).
-    Arrow,
-}
-
-impl Target {
-    fn from_extension(path: &Path) -> Option<Target> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
-            "raw" => Some(Target::Evt3),
-            "dat" => Some(Target::Dat),
-            "csv" | "txt" => Some(Target::Text),
-            "arrow" | "ipc" | "feather" => Some(Target::Arrow),
-            _ => None,
-        }
-    }
-
-    fn format(self) -> Option<Format> {
-        Some(match self {
-            Target::Evt3 => Format::Evt3,
-            Target::Evt21 => Format::Evt21(WordOrder::Standard),
-            Target::Evt21Legacy => Format::Evt21(WordOrder::Legacy),
-            Target::Evt2 => Format::Evt2,
-            Target::Dat => Format::Dat,
-            Target::Text => Format::Text(Columns::TXYP),
-            Target::Arrow => return None,
-        })
-    }
-}
-
 /// Bytes read at a time; also the granularity of the progress bar.
 const CHUNK: usize = 1 << 20;
 /// Inputs at least this large get a progress bar (on a terminal).
 const PROGRESS_FROM: u64 = 64 << 20;
-/// Rows per record batch of an Arrow output.
-const ARROW_BATCH: usize = 1 << 20;
 
 /// Converts the input to the output the arguments describe.
 pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
-    let target = args.to.or_else(|| Target::from_extension(&args.output)).with_context(|| {
-        format!("cannot tell the output format from {}; pass --to", args.output.display())
-    })?;
+    let target =
+        args.to.or_else(|| OutputFormat::from_extension(&args.output)).with_context(|| {
+            format!("cannot tell the output format from {}; pass --to", args.output.display())
+        })?;
     let mut input =
         File::open(&args.input).with_context(|| format!("cannot open {}", args.input.display()))?;
     let size = input.metadata()?.len();
@@ -104,43 +65,27 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let out = BufWriter::with_capacity(CHUNK, out);
 
-    let summary = match target.format() {
-        Some(format) => {
-            let encoder = Encoder::new(format, out, detected.geometry)?;
-            let sink = EncodeSink { encoder, error: None, triggers_dropped: 0 };
-            let sink = stream(&args.input, &detected, &head, input, size, sink)?;
-            if let Some(error) = sink.inner.error {
-                let hint = match (&error, detected.stated_geometry()) {
-                    (EncodeError::OutOfRange { width, height, .. }, None) => format!(
-                        " (the input states no geometry and {width}x{height} was assumed; \
-                         pass --width and --height)"
-                    ),
-                    _ => String::new(),
-                };
-                bail!("cannot write {}: {error}{hint}", args.output.display());
-            }
-            sink.inner.encoder.finish()?.flush()?;
-            Summary { dropped: sink.dropped, triggers_dropped: sink.inner.triggers_dropped }
-        }
-        None => {
-            let schema = Arc::new(evshm::schema::event_schema(std::collections::HashMap::from([
-                (evshm::schema::META_WIDTH.to_owned(), detected.geometry.width.to_string()),
-                (evshm::schema::META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
-                (evshm::schema::META_FORMAT.to_owned(), detected.format.name().to_owned()),
-                (evshm::schema::META_SOURCE.to_owned(), args.input.display().to_string()),
-                (evshm::schema::META_GEOMETRY.to_owned(), detected.geometry_source.name().into()),
-            ])));
-            let writer = FileWriter::try_new(out, &schema)?;
-            let sink = ArrowSink { writer, schema, columns: Columns4::default(), error: None };
-            let mut sink = stream(&args.input, &detected, &head, input, size, sink)?;
-            sink.inner.write_batch();
-            if let Some(error) = sink.inner.error {
-                bail!("cannot write {}: {error}", args.output.display());
-            }
-            sink.inner.writer.finish()?;
-            Summary { dropped: sink.dropped, triggers_dropped: 0 }
-        }
-    };
+    let metadata = HashMap::from([
+        (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
+        (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
+        (META_FORMAT.to_owned(), detected.format.name().to_owned()),
+        (META_SOURCE.to_owned(), args.input.display().to_string()),
+        (META_GEOMETRY.to_owned(), detected.geometry_source.name().into()),
+    ]);
+    let output = Output::create(target, out, detected.geometry, metadata)?;
+    let sink = stream(&args.input, &detected, &head, input, size, output)?;
+    let dropped = sink.dropped;
+    let triggers_dropped = sink.inner.finish().map_err(|error| {
+        let hint = match (&error, detected.stated_geometry()) {
+            (OutputError::Encode(EncodeError::OutOfRange { width, height, .. }), None) => format!(
+                " (the input states no geometry and {width}x{height} was assumed; \
+                 pass --width and --height)"
+            ),
+            _ => String::new(),
+        };
+        anyhow::anyhow!("cannot write {}: {error}{hint}", args.output.display())
+    })?;
+    let summary = Summary { dropped, triggers_dropped };
     if summary.dropped > 0 {
         eprintln!(
             "warning: {} events outside the {}x{} sensor were dropped",
@@ -200,79 +145,4 @@ fn stream<S: EventSink>(
     decoder.finish(&mut sink);
     progress.finish_and_clear();
     Ok(sink)
-}
-
-/// Feeds decoded events to an encoder, keeping its first error.
-struct EncodeSink<W: Write> {
-    encoder: Encoder<W>,
-    error: Option<EncodeError>,
-    triggers_dropped: u64,
-}
-
-impl<W: Write> EventSink for EncodeSink<W> {
-    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
-        if self.error.is_none()
-            && let Err(e) = self.encoder.push(&evshm_formats::Event { t, x, y, p })
-        {
-            self.error = Some(e);
-        }
-    }
-
-    fn trigger(&mut self, trigger: evshm_formats::Trigger) {
-        match self.encoder.push_trigger(&trigger) {
-            Ok(true) => {}
-            Ok(false) => self.triggers_dropped += 1,
-            Err(e) => self.error = self.error.take().or(Some(e)),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Columns4 {
-    t: Vec<i64>,
-    x: Vec<i16>,
-    y: Vec<i16>,
-    p: Vec<i8>,
-}
-
-/// Gathers events into record batches of an Arrow IPC file.
-struct ArrowSink<W: Write> {
-    writer: FileWriter<W>,
-    schema: arrow_schema::SchemaRef,
-    columns: Columns4,
-    error: Option<arrow_schema::ArrowError>,
-}
-
-impl<W: Write> ArrowSink<W> {
-    fn write_batch(&mut self) {
-        let c = std::mem::take(&mut self.columns);
-        if c.t.is_empty() || self.error.is_some() {
-            return;
-        }
-        let batch = RecordBatch::try_new(
-            Arc::clone(&self.schema),
-            vec![
-                Arc::new(Int64Array::from(c.t)),
-                Arc::new(Int16Array::from(c.x)),
-                Arc::new(Int16Array::from(c.y)),
-                Arc::new(Int8Array::from(c.p)),
-            ],
-        );
-        if let Err(e) = batch.and_then(|batch| self.writer.write(&batch)) {
-            self.error = Some(e);
-        }
-    }
-}
-
-impl<W: Write> EventSink for ArrowSink<W> {
-    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
-        let c = &mut self.columns;
-        c.t.push(t);
-        c.x.push(x as i16);
-        c.y.push(y as i16);
-        c.p.push(p as i8);
-        if c.t.len() == ARROW_BATCH {
-            self.write_batch();
-        }
-    }
 }

@@ -1,19 +1,23 @@
-//! `evshm generate`: synthetic recordings in any format evshm writes.
+//! `evshm generate`: synthetic recordings in any format evshm writes, or as Arrow.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_WIDTH};
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{Columns, EncodeError, Encoder, Format, Geometry, WordOrder};
+use evshm_formats::{EventSink, Geometry};
+
+use crate::output::{Output, OutputError, OutputFormat};
 
 /// Options of `evshm generate`.
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
     /// Output file.
     out: PathBuf,
-    /// Event format to write.
+    /// Format to write (an event format, or an Arrow IPC file).
     #[arg(long, value_enum, default_value_t = OutputFormat::Evt3)]
     format: OutputFormat,
     /// Number of events.
@@ -36,31 +40,6 @@ pub struct GenerateArgs {
     seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum OutputFormat {
-    Evt3,
-    Evt21,
-    /// EVT 2.1 with the 32-bit halves of each word swapped (`endianness=legacy`).
-    Evt21Legacy,
-    Evt2,
-    Dat,
-    /// One `t,x,y,p` line per event, with a header stating the geometry.
-    Text,
-}
-
-impl OutputFormat {
-    fn format(self) -> Format {
-        match self {
-            OutputFormat::Evt3 => Format::Evt3,
-            OutputFormat::Evt21 => Format::Evt21(WordOrder::Standard),
-            OutputFormat::Evt21Legacy => Format::Evt21(WordOrder::Legacy),
-            OutputFormat::Evt2 => Format::Evt2,
-            OutputFormat::Dat => Format::Dat,
-            OutputFormat::Text => Format::Text(Columns::TXYP),
-        }
-    }
-}
-
 /// Writes the recording the arguments describe.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let geometry = Geometry { width: args.width, height: args.height };
@@ -74,12 +53,18 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let file =
         File::create(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let out = BufWriter::with_capacity(1 << 20, file);
-    let write = || -> Result<(), EncodeError> {
-        let mut encoder = Encoder::new(args.format.format(), out, geometry)?;
-        for event in Synth::new(config) {
-            encoder.push(&event)?;
+    let metadata = HashMap::from([
+        (META_WIDTH.to_owned(), geometry.width.to_string()),
+        (META_HEIGHT.to_owned(), geometry.height.to_string()),
+        (META_FORMAT.to_owned(), "synthetic".to_owned()),
+        (META_GEOMETRY.to_owned(), "given".to_owned()),
+    ]);
+    let write = || -> Result<(), OutputError> {
+        let mut output = Output::create(args.format, out, geometry, metadata)?;
+        for e in Synth::new(config) {
+            output.event(e.t, e.x, e.y, e.p);
         }
-        encoder.finish().map(drop)
+        output.finish().map(drop)
     };
     write().with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!("wrote {} events to {}", args.events, args.out.display());

@@ -2,6 +2,7 @@
 
 mod convert;
 mod generate;
+mod output;
 
 use std::path::PathBuf;
 
