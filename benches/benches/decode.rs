@@ -1,0 +1,317 @@
+//! The decoders' bench: evshm-formats on each format, from memory, single thread: the
+//! counting pass that sizes a segment, the decoding pass into columns already in memory,
+//! and the same into fresh memory (as evshmd writes into a new segment).
+//!
+//! With the driver's plan (`benches/run.sh`) it decodes the plan's files, the very files
+//! the peers (expelliarmus, `evt3`) decode in `benches/python/peers.py`, and writes
+//! `decode_rust.json`; without one it decodes synthetic recordings made in memory.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::Read;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
+use evshm_benches::Summary;
+use evshm_benches::plan::{DecodeInput, Plan};
+use evshm_formats::synth::{Synth, SynthConfig};
+use evshm_formats::{
+    Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Format,
+    Geometry,
+};
+use evshmd::segment::ShmDir;
+use serde_json::json;
+
+/// Bytes fed to the decoder at a time, as evshmd reads a file.
+const CHUNK: usize = 1 << 20;
+
+/// Events of the synthetic recordings used without a plan.
+const SYNTH_EVENTS: u64 = 4_000_000;
+
+/// The four event columns, preallocated.
+struct Columns {
+    t: Vec<i64>,
+    x: Vec<i16>,
+    y: Vec<i16>,
+    p: Vec<i8>,
+}
+
+impl Columns {
+    fn with_capacity(events: u64) -> Columns {
+        let n = events as usize;
+        Columns {
+            t: Vec::with_capacity(n),
+            x: Vec::with_capacity(n),
+            y: Vec::with_capacity(n),
+            p: Vec::with_capacity(n),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.t.clear();
+        self.x.clear();
+        self.y.clear();
+        self.p.clear();
+    }
+}
+
+impl EventSink for Columns {
+    #[inline]
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        self.t.push(t);
+        self.x.push(x as i16);
+        self.y.push(y as i16);
+        self.p.push(p as i8);
+    }
+}
+
+struct Input {
+    format: Format,
+    /// The event data (header removed).
+    data: Vec<u8>,
+    events: u64,
+}
+
+fn main() {
+    let plan = match Plan::from_env() {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("decode: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(plan.as_ref()) {
+        eprintln!("decode: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
+    let inputs = match plan {
+        Some(plan) if !plan.decode.is_empty() => plan
+            .decode
+            .iter()
+            .map(|d| {
+                let file = std::fs::read(&d.file)?;
+                let ext = d.file.extension().and_then(|e| e.to_str());
+                let detected = evshm_formats::detect(&file, ext)?;
+                Ok(Input {
+                    format: detected.format,
+                    data: file[detected.data_offset..].to_vec(),
+                    events: d.events,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        _ => synthetic()?,
+    };
+    let mut criterion = Criterion::default();
+    if let Some(plan) = plan {
+        criterion = criterion
+            .warm_up_time(Duration::from_secs_f64(plan.warm_up_s))
+            .measurement_time(Duration::from_secs_f64(plan.measure_s));
+    }
+    let mut criterion = criterion.configure_from_args();
+    let mut results = BTreeMap::new();
+    for input in &inputs {
+        let name = input.format.name();
+        let mut counter = CountingSink::default();
+        decode(input, &mut counter);
+        anyhow::ensure!(
+            counter.events == input.events,
+            "{name}: decoded {} events, expected {}",
+            counter.events,
+            input.events
+        );
+        let mut group = criterion.benchmark_group(format!("decode/{name}"));
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .throughput(Throughput::Elements(input.events));
+        // evshmd's first pass: count the events, to size the segment.
+        let count = bench(&mut group, "count", || {
+            let mut counter = Counter::new(input.format);
+            input.data.chunks(CHUNK).for_each(|chunk| counter.feed(chunk));
+            counter.finish();
+            counter.events()
+        });
+        // The second pass, into columns whose pages are already mapped...
+        let mut warm = Columns::with_capacity(input.events);
+        let decode_warm = bench(&mut group, "decode", || {
+            warm.clear();
+            decode(input, &mut warm);
+        });
+        // ...and into fresh memory, as evshmd writes into a new segment: every page is
+        // faulted in on first write.
+        let decode_fresh = bench(&mut group, "decode_fresh", || {
+            let mut fresh = Columns::with_capacity(input.events);
+            decode(input, &mut fresh);
+            fresh
+        });
+        group.finish();
+        let rate = |s: &Option<Summary>| s.map(|s| input.events as f64 / s.p50_us);
+        results.insert(
+            name,
+            json!({
+                "events": input.events,
+                "bytes": input.data.len(),
+                "count": { "time": count, "mev_per_s": rate(&count) },
+                "decode": { "time": decode_warm, "mev_per_s": rate(&decode_warm) },
+                "decode_fresh": { "time": decode_fresh, "mev_per_s": rate(&decode_fresh) },
+            }),
+        );
+    }
+    let mut ingest = BTreeMap::new();
+    if let Some(plan) = plan {
+        for input in &plan.decode {
+            ingest.insert(input.format.as_str(), bench_ingest(&mut criterion, input)?);
+        }
+    }
+    criterion.final_summary();
+    if let Some(plan) = plan {
+        plan.write_result("decode_rust.json", &json!({ "decoders": results, "ingest": ingest }))?;
+    }
+    Ok(())
+}
+
+/// evshmd's ingest of one file, run in-process through the daemon's library, and its
+/// parts beyond decoding: reading the file, creating and allocating the segment
+/// (`ftruncate` + `fallocate`), then also mapping it, faulting in every page and
+/// unmapping it. Segments are created in /dev/shm by this process and unlinked when
+/// dropped (untimed).
+fn bench_ingest(
+    criterion: &mut Criterion,
+    input: &DecodeInput,
+) -> anyhow::Result<serde_json::Value> {
+    let shm = ShmDir::new(Path::new("/dev/shm"), None, false);
+    let len =
+        evshmd::ingest::ingest(&input.file, "bench", None, &shm, no_room)?.events.segment.len();
+    let mut group = criterion.benchmark_group(format!("ingest/{}", input.format));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let whole = bench(&mut group, "ingest", || {
+        evshmd::ingest::ingest(&input.file, "bench", None, &shm, no_room).expect("ingest")
+    });
+    let read = bench(&mut group, "read_file", || {
+        let mut file = std::fs::File::open(&input.file).expect("open");
+        let mut buffer = vec![0u8; CHUNK];
+        while file.read(&mut buffer).expect("read") > 0 {}
+    });
+    let create = bench(&mut group, "segment_create", || shm.create(len).expect("create"));
+    let fill = bench(&mut group, "segment_create_fault_unmap", || {
+        let segment = shm.create(len).expect("create");
+        let mut map = segment.map_mut().expect("map");
+        map.iter_mut().step_by(4096).for_each(|byte| *byte = 1);
+        drop(map);
+        segment
+    });
+    // The same pages faulted in by one MAP_POPULATE instead of a fault per page, on a
+    // file of the same size that this bench creates and allocates like a segment.
+    let scratch = shm.dir().join(format!("{}populate", shm.prefix()));
+    let file =
+        std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&scratch)?;
+    let _remove = RemoveOnDrop(&scratch);
+    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, len)?;
+    let populate = bench(&mut group, "map_populate_unmap", || {
+        // SAFETY: this process created the file and nothing else writes or truncates it.
+        let mut map =
+            unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }.expect("map");
+        map.iter_mut().step_by(4096).for_each(|byte| *byte = 1);
+    });
+    let faults = bench(&mut group, "map_fault_unmap", || {
+        // SAFETY: as above.
+        let mut map = unsafe { memmap2::MmapOptions::new().map_mut(&file) }.expect("map");
+        map.iter_mut().step_by(4096).for_each(|byte| *byte = 1);
+    });
+    group.finish();
+    Ok(json!({
+        "segment_bytes": len,
+        "ingest": whole,
+        "read_file": read,
+        "segment_create": create,
+        "segment_create_fault_unmap": fill,
+        "map_fault_unmap": faults,
+        "map_populate_unmap": populate,
+    }))
+}
+
+/// Benchmarks `op` as `id` in `group`, timing every run alone (what it returns is
+/// dropped untimed); the percentiles of all runs but the first.
+fn bench<T>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: &str,
+    mut op: impl FnMut() -> T,
+) -> Option<Summary> {
+    let mut samples = Vec::new();
+    group.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                let result = black_box(op());
+                let took = started.elapsed();
+                drop(result);
+                samples.push(took);
+                total += took;
+            }
+            total
+        })
+    });
+    Summary::of(samples.get(1..).unwrap_or_default())
+}
+
+fn decode(input: &Input, sink: &mut impl EventSink) {
+    let mut decoder = Decoder::new(input.format);
+    for chunk in input.data.chunks(CHUNK) {
+        decoder.feed(chunk, sink);
+    }
+    decoder.finish(sink);
+}
+
+/// Makes no room before a segment is created (evshmd may evict resident recordings).
+fn no_room(_len: u64) -> Result<(), evshmd::ingest::IngestError> {
+    Ok(())
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// Synthetic recordings of every format, made in memory.
+fn synthetic() -> anyhow::Result<Vec<Input>> {
+    let geometry = Geometry { width: 1280, height: 720 };
+    let config = SynthConfig { geometry, events: SYNTH_EVENTS, ..SynthConfig::default() };
+    let mut inputs = Vec::new();
+    for format in [Format::Dat, Format::Evt2, Format::Evt3] {
+        let mut file = Vec::new();
+        match format {
+            Format::Dat => {
+                let mut encoder = DatEncoder::new(&mut file, geometry)?;
+                Synth::new(config).try_for_each(|e| encoder.push(&e))?;
+                encoder.finish()?;
+            }
+            Format::Evt2 => {
+                let mut encoder = Evt2Encoder::new(&mut file, geometry)?;
+                Synth::new(config).try_for_each(|e| encoder.push(&e))?;
+                encoder.finish()?;
+            }
+            _ => {
+                let mut encoder = Evt3Encoder::new(&mut file, geometry)?;
+                Synth::new(config).try_for_each(|e| encoder.push(&e))?;
+                encoder.finish()?;
+            }
+        }
+        let detected = evshm_formats::detect(&file, None)?;
+        inputs.push(Input {
+            format: detected.format,
+            data: file[detected.data_offset..].to_vec(),
+            events: SYNTH_EVENTS,
+        });
+    }
+    Ok(inputs)
+}

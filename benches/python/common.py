@@ -1,0 +1,151 @@
+"""Helpers shared by the Python benches: the plan, timing, PSS, the byte-copy client.
+
+The driver (``benches/run.py``) writes one plan (JSON) per run and hands its path to every
+bench; see ``evshm_benches::plan`` for its fields. Every bench writes its results as JSON
+into the plan's ``out_dir``, and ``report.py`` turns them into ``docs/BENCHMARKS.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+from typing import Any, Dict, Iterable, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc
+
+COLUMNS = ("t", "x", "y", "p")
+
+
+def load_plan(path: str) -> Dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_result(plan: Dict[str, Any], name: str, value: Any) -> None:
+    with open(os.path.join(plan["out_dir"], name), "w") as f:
+        json.dump(value, f, indent=2)
+
+
+def now() -> float:
+    """CLOCK_MONOTONIC in seconds: one clock for every process on the machine."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
+
+
+def summary(seconds: Iterable[float]) -> Optional[Dict[str, float]]:
+    """Percentiles in microseconds (numpy's linear interpolation, as the Rust side)."""
+    us = np.asarray(list(seconds), dtype=np.float64) * 1e6
+    if us.size == 0:
+        return None
+    q = np.percentile(us, [50, 90, 99, 99.9])
+    return {"n": int(us.size), "min_us": float(us.min()), "p50_us": float(q[0]),
+            "p90_us": float(q[1]), "p99_us": float(q[2]), "p999_us": float(q[3]),
+            "max_us": float(us.max()), "mean_us": float(us.mean())}
+
+
+def smaps_rollup(pid: int) -> Dict[str, int]:
+    """``/proc/PID/smaps_rollup`` in bytes: Rss, Pss, Pss_Anon, Pss_File, Pss_Shmem..."""
+    out: Dict[str, int] = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return out
+
+
+def numpy_columns(table: pa.Table) -> Dict[str, np.ndarray]:
+    """The event columns as numpy arrays, zero-copy (a single chunk each)."""
+    return {name: table.column(name).chunk(0).to_numpy(zero_copy_only=True)
+            for name in COLUMNS}
+
+
+def column_sums(columns: Dict[str, np.ndarray]) -> Dict[str, int]:
+    """A pass over every value of every column; also a cheap fingerprint of the data."""
+    return {name: int(np.sum(columns[name], dtype=np.int64)) for name in COLUMNS}
+
+
+class BytecopyClient:
+    """Client of ``evshm-bytecopy``: the same IPC bytes, received over a Unix socket."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+
+    def fetch(self, path: str) -> pa.Table:
+        """Receive the stream of ``path`` into one 64-byte aligned buffer (one copy, the
+        cheapest a byte copy can be) and read it in place with ``pa.ipc.open_stream``."""
+        self.sock.sendall(f"open {path}\n".encode())
+        header = self._recv_exact(8)
+        (size,) = struct.unpack("<Q", header)
+        if size == 0:
+            raise RuntimeError(f"the byte-copy server could not open {path}")
+        raw = np.empty(size + 64, dtype=np.uint8)
+        start = (-raw.ctypes.data) % 64
+        buffer = raw[start:start + size]
+        view = memoryview(buffer)
+        got = 0
+        while got < size:
+            n = self.sock.recv_into(view[got:], size - got)
+            if n == 0:
+                raise RuntimeError("the byte-copy server closed the connection")
+            got += n
+        return pa.ipc.open_stream(pa.py_buffer(buffer)).read_all()
+
+    def _recv_exact(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise RuntimeError("the byte-copy server closed the connection")
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Evshmd:
+    """An evshmd child on ``root`` (context manager); SIGTERM on exit, which removes its
+    segments, and a check that none is left behind."""
+
+    def __init__(self, binary: str, root: str, socket_path: str, shm_dir: str = "/dev/shm",
+                 log: Optional[str] = None) -> None:
+        self.socket = socket_path
+        self.shm_dir = shm_dir
+        self._log = open(log, "ab") if log else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [binary, "--root", root, "--socket", socket_path, "--log-level", "warn"],
+            stdout=self._log, stderr=self._log)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(socket_path):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"evshmd did not start on {socket_path}")
+            time.sleep(0.01)
+
+    def __enter__(self) -> "Evshmd":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+        left = [n for n in os.listdir(self.shm_dir)
+                if n.startswith(f"evshm-v1-{self.proc.pid}-")]
+        if left:
+            raise RuntimeError(f"evshmd left segments behind: {left}")

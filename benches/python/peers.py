@@ -1,0 +1,172 @@
+"""Cold open per format: evshmd's decode and publish against the peers' decode, and the
+peers' correctness.
+
+For each recording of the plan's ``decode`` list (one per format), with a fresh evshmd
+whose root holds only hard links to it (a new link per repetition, so every open finds
+nothing cached and decodes):
+
+- ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet: the
+  daemon's two passes over the file, segment allocation, publication, then the client's
+  map and in-place read; the file itself is in the page cache for evshmd and the peers;
+- each peer that reads the format decodes the same file into numpy arrays.
+
+Before any timing, every peer's output is compared with evshm's, event by event (count
+and all four columns); a disagreement is recorded, not hidden, and such a peer is never
+reported as a reference. expelliarmus's read buffer is tuned per format (the fastest of a
+few sizes), so the comparison is with the peer at its best. Repetitions alternate evshmd
+and the peers. Writes ``peers.json``.
+
+Usage: python peers.py PLAN
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+import evshm
+from common import COLUMNS, Evshmd, load_plan, numpy_columns, summary, write_result
+
+Columns = Dict[str, np.ndarray]
+
+EXPELLIARMUS_BUFFERS = (4096, 65536, 1 << 20)
+
+
+def peer_readers(fmt: str) -> Dict[str, Callable[..., Columns]]:
+    """The peers that read ``fmt``, by name; a peer that does not import is skipped."""
+    peers: Dict[str, Callable[..., Columns]] = {}
+    if fmt not in ("dat", "evt2", "evt3"):
+        return peers  # no peer reads it (expelliarmus reads DAT, EVT2 and EVT3)
+    try:
+        from expelliarmus import Wizard
+
+        def expelliarmus_read(path: str, buff_size: int = 65536) -> Columns:
+            arr = Wizard(encoding=fmt, buff_size=buff_size).read(path)
+            return {name: arr[name] for name in COLUMNS}
+
+        peers["expelliarmus"] = expelliarmus_read
+    except ImportError as exc:
+        print(f"peers.py: skipped: expelliarmus ({exc})", flush=True)
+    if fmt == "evt3":
+        try:
+            import evt3
+
+            def evt3_read(path: str) -> Columns:
+                ev = evt3.decode_file(path)
+                return {"t": ev.timestamp, "x": ev.x, "y": ev.y, "p": ev.polarity}
+
+            peers["evt3"] = evt3_read
+        except ImportError as exc:
+            print(f"peers.py: skipped: evt3 package ({exc})", flush=True)
+    return peers
+
+
+def compare(reference: Columns, got: Columns) -> Tuple[bool, str]:
+    """Event-by-event comparison; the verdict and what differs."""
+    n_ref, n_got = len(reference["t"]), len(got["t"])
+    if n_ref != n_got:
+        return False, f"{n_got} events, evshm has {n_ref}"
+    for name in COLUMNS:
+        a = reference[name].astype(np.int64)
+        b = np.asarray(got[name]).astype(np.int64)
+        diff = np.flatnonzero(a != b)
+        if diff.size:
+            i = int(diff[0])
+            return False, (f"column {name} differs at {diff.size} events, first at event {i}: "
+                           f"{int(b[i])} instead of {int(a[i])}")
+    return True, f"all {n_ref} events equal"
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    result = fn()
+    took = time.perf_counter() - started
+    del result
+    return took
+
+
+def main() -> None:
+    plan = load_plan(sys.argv[1])
+    reps = plan["reps"]
+    results: List[Dict[str, Any]] = []
+    for item in plan["decode"]:
+        fmt, source, events = item["format"], item["file"], item["events"]
+        root = os.path.join(plan["work"], f"cold-{fmt}")
+        os.makedirs(root, exist_ok=True)
+        ext = os.path.splitext(source)[1]
+        links = []
+        for i in range(reps + 1):
+            link = os.path.join(root, f"copy{i}{ext}")
+            if not os.path.exists(link):
+                os.link(source, link)
+            links.append(os.path.basename(link))
+        socket_path = os.path.join(plan["work"], f"cold-{fmt}.sock")
+        with Evshmd(plan["evshmd"], root, socket_path) as daemon:
+            client = evshm.Client(daemon.socket)
+            # The first cold open also gives the reference decode.
+            started = time.perf_counter()
+            reference_rec = client.open(links[0])
+            first_open = time.perf_counter() - started
+            reference = numpy_columns(reference_rec.table)
+            if len(reference["t"]) != events:
+                raise SystemExit(f"peers.py: evshm decoded {len(reference['t'])} events "
+                                 f"of {source}, expected {events}")
+            peers = peer_readers(fmt)
+            verdicts: Dict[str, Dict[str, Any]] = {}
+            params: Dict[str, Dict[str, Any]] = {}
+            for name, read in peers.items():
+                if name == "expelliarmus":
+                    tried = {b: timed(lambda b=b: read(source, buff_size=b))
+                             for b in EXPELLIARMUS_BUFFERS}
+                    params[name] = {"buff_size": min(tried, key=tried.__getitem__)}
+                else:
+                    params[name] = {}
+                got = read(source, **params[name])
+                ok, detail = compare(reference, got)
+                del got
+                verdicts[name] = {"agrees": ok, "detail": detail, "params": params[name]}
+                print(f"peers.py {fmt}: {name}: {'agrees' if ok else 'DISAGREES'}: {detail}",
+                      flush=True)
+            del reference
+            reference_rec.release()
+            del reference_rec
+
+            cold: List[float] = []
+            peer_times: Dict[str, List[float]] = {name: [] for name in peers}
+            for link in links[1:]:
+                def cold_open(link: str = link) -> None:
+                    with client.open(link) as rec:
+                        rec.table  # noqa: B018 - the open ends with the table usable
+                cold.append(timed(cold_open))
+                for name, read in peers.items():
+                    peer_times[name].append(
+                        timed(lambda read=read, name=name: read(source, **params[name])))
+            client.close()
+        result = {
+            "format": fmt, "file": os.path.basename(source), "events": events,
+            "file_bytes": os.path.getsize(source), "first_open_s": first_open,
+            "evshmd_cold_open": summary(cold),
+            "peers": {name: {**verdicts[name], "time": summary(peer_times[name])}
+                      for name in peers},
+        }
+        best = best_peer(result) if peers else None
+        print(f"peers.py {fmt}: evshmd cold open p50 "
+              f"{result['evshmd_cold_open']['p50_us'] / 1e3:.0f} ms; fastest correct peer: "
+              f"{best[0] if best else 'none'}", flush=True)
+        results.append(result)
+    write_result(plan, "peers.json", {"formats": results})
+
+
+def best_peer(result: Dict[str, Any]) -> Optional[Tuple[str, Dict[str, Any]]]:
+    correct = [(name, peer) for name, peer in result["peers"].items() if peer["agrees"]]
+    if not correct:
+        return None
+    return min(correct, key=lambda item: item[1]["time"]["p50_us"])
+
+
+if __name__ == "__main__":
+    main()
