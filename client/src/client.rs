@@ -64,6 +64,9 @@ impl From<ReplyError> for ClientError {
     }
 }
 
+/// How long a client polls for a reply before it sleeps until one comes.
+const REPLY_SPIN: Duration = Duration::from_micros(50);
+
 /// One request/reply stream. Any failure mid-request leaves it out of step with the
 /// daemon, so it is then marked broken and refuses further requests.
 #[derive(Debug)]
@@ -97,6 +100,7 @@ impl Connection {
 
     fn exchange(&mut self, request: &Request) -> Result<(Vec<u8>, Vec<OwnedFd>), ClientError> {
         (&self.stream).write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
+        let spin_deadline = Instant::now().checked_add(REPLY_SPIN);
         let mut fds = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         loop {
@@ -112,15 +116,28 @@ impl Connection {
             }
             let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
+            // The daemon answers in microseconds: polling for the reply a little while
+            // before sleeping spares the wake-up of this thread, which on a busy machine
+            // costs more than the whole request.
+            let spinning = spin_deadline.is_some_and(|deadline| Instant::now() < deadline);
+            let flags = if spinning {
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+            } else {
+                RecvFlags::CMSG_CLOEXEC
+            };
             let received = rustix::net::recvmsg(
                 &self.stream,
                 &mut [IoSliceMut::new(&mut chunk)],
                 &mut control,
-                RecvFlags::CMSG_CLOEXEC,
+                flags,
             );
             let bytes = match received {
                 Ok(message) => message.bytes,
                 Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
                 Err(e) => return Err(ClientError::ConnectionLost(e.into())),
             };
             for message in control.drain() {
