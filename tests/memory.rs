@@ -3,21 +3,14 @@
 
 use super::*;
 
-/// A process's peak resident set, from `/proc/PID/status`.
-fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
 #[test]
 fn decoding_holds_no_copy_of_the_events_besides_the_segment() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 4_000_000));
     let input = std::fs::metadata(daemon.root().join("big.raw")).unwrap().len();
-    let before = peak_rss_bytes(daemon.pid());
+    let before = status_bytes(daemon.pid(), "VmHWM:");
     let recording = daemon.client().open("big.raw").unwrap();
     let output = recording.info().segment.size;
-    let peak = peak_rss_bytes(daemon.pid());
+    let peak = status_bytes(daemon.pid(), "VmHWM:");
     // The small constant: the daemon's own start-up footprint plus read buffers.
     let allowance = before + 16 * 1024 * 1024;
     assert!(

@@ -161,13 +161,6 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
-/// A process's current resident set, from `/proc/PID/status`.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
-}
-
 #[test]
 fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 1000));
@@ -179,7 +172,7 @@ fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
             assert!(Instant::now() < deadline, "connections were not closed");
             std::thread::sleep(Duration::from_millis(10));
         }
-        (open_fds(daemon.pid()), rss_bytes(daemon.pid()))
+        (open_fds(daemon.pid()), status_bytes(daemon.pid(), "VmRSS:"))
     };
     let (fds, rss) = settled();
     for i in 0..10_000 {

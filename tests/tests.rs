@@ -49,3 +49,10 @@ fn daemon_code(error: ClientError) -> ErrorCode {
         other => panic!("expected an error reply, got {other}"),
     }
 }
+
+/// A size field (`VmRSS:`, `VmHWM:`...) of `/proc/PID/status`, in bytes.
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}

@@ -20,15 +20,14 @@
 //! to `attach_rust.json` in the plan's output directory.
 
 use std::collections::BTreeMap;
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow_buffer::{Buffer, MutableBuffer};
 use criterion::{Criterion, SamplingMode};
 use evshm::protocol::{OpenReply, Request, parse_reply, reply_line};
-use evshm_benches::Summary;
 use evshm_benches::bytecopy::{self, BytecopyClient};
 use evshm_benches::plan::{PLAN_VAR, Plan, Recording};
+use evshm_benches::{Summary, timed};
 use serde_json::json;
 
 /// Individually timed operations, by benchmark id.
@@ -152,21 +151,6 @@ fn bench_size(
         })
     });
     group.finish();
-}
-
-/// Runs `op` `iters` times, timing each run alone (its result is dropped untimed), and
-/// returns the total for criterion.
-fn timed<T>(iters: u64, samples: &mut Vec<Duration>, mut op: impl FnMut() -> T) -> Duration {
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let started = Instant::now();
-        let result = black_box(op());
-        let took = started.elapsed();
-        drop(result);
-        samples.push(took);
-        total += took;
-    }
-    total
 }
 
 /// Where an evshm open spends its time, on one recording.

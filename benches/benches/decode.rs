@@ -7,15 +7,14 @@
 //! `decode_rust.json`; without one it decodes synthetic recordings made in memory.
 
 use std::collections::BTreeMap;
-use std::hint::black_box;
 use std::io::Read;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
-use evshm_benches::Summary;
 use evshm_benches::plan::{DecodeInput, Plan};
+use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
     Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Format,
@@ -243,20 +242,7 @@ fn bench<T>(
     mut op: impl FnMut() -> T,
 ) -> Option<Summary> {
     let mut samples = Vec::new();
-    group.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let started = Instant::now();
-                let result = black_box(op());
-                let took = started.elapsed();
-                drop(result);
-                samples.push(took);
-                total += took;
-            }
-            total
-        })
-    });
+    group.bench_function(id, |b| b.iter_custom(|iters| timed(iters, &mut samples, &mut op)));
     Summary::of(samples.get(1..).unwrap_or_default())
 }
 

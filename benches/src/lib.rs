@@ -15,4 +15,4 @@ pub mod plan;
 pub mod summary;
 
 pub use plan::Plan;
-pub use summary::Summary;
+pub use summary::{Summary, timed};

@@ -1,6 +1,7 @@
 //! Latency percentiles from individually timed operations.
 
-use std::time::Duration;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -58,6 +59,21 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = q / 100.0 * (sorted.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
+}
+
+/// Runs `op` `iters` times, timing each run alone (its result is dropped untimed), adds
+/// every time to `samples` and returns the total, as criterion's `iter_custom` wants.
+pub fn timed<T>(iters: u64, samples: &mut Vec<Duration>, mut op: impl FnMut() -> T) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let started = Instant::now();
+        let result = black_box(op());
+        let took = started.elapsed();
+        drop(result);
+        samples.push(took);
+        total += took;
+    }
+    total
 }
 
 #[cfg(test)]
