@@ -87,11 +87,6 @@ impl ShmDir {
         Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, sealed, unit, state })
     }
 
-    /// Whether segments are sealed memfds passed to clients as descriptors.
-    pub fn sealed(&self) -> bool {
-        self.sealed
-    }
-
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
