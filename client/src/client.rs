@@ -74,8 +74,13 @@ struct Connection {
     stream: UnixStream,
     /// Bytes received beyond the last reply line.
     pending: Vec<u8>,
+    /// Where `recvmsg` writes, kept so that no request allocates one.
+    chunk: Vec<u8>,
     broken: bool,
 }
+
+/// Bytes read from the socket at a time.
+const RECV_CHUNK: usize = 64 * 1024;
 
 impl Connection {
     /// Sends a request and parses its reply; descriptors that came with the reply (a
@@ -102,7 +107,6 @@ impl Connection {
         (&self.stream).write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
         let spin_deadline = Instant::now().checked_add(REPLY_SPIN);
         let mut fds = Vec::new();
-        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.pending.drain(..=end).collect();
@@ -127,7 +131,7 @@ impl Connection {
             };
             let received = rustix::net::recvmsg(
                 &self.stream,
-                &mut [IoSliceMut::new(&mut chunk)],
+                &mut [IoSliceMut::new(&mut self.chunk)],
                 &mut control,
                 flags,
             );
@@ -148,7 +152,7 @@ impl Connection {
             if bytes == 0 {
                 return Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            self.pending.extend_from_slice(&chunk[..bytes]);
+            self.pending.extend_from_slice(&self.chunk[..bytes]);
         }
     }
 }
@@ -170,7 +174,8 @@ impl Client {
         let path = socket.as_ref();
         let stream = UnixStream::connect(path)
             .map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
-        let mut connection = Connection { stream, pending: Vec::new(), broken: false };
+        let chunk = vec![0; RECV_CHUNK];
+        let mut connection = Connection { stream, pending: Vec::new(), chunk, broken: false };
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
         let (hello, _): (HelloReply, _) = connection
             .request(&Request::Hello { version: PROTOCOL_VERSION, client: Some(client) })?;
