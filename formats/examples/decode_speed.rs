@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
-    Counter, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Geometry, detect,
+    ChunkLimits, Counter, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Geometry,
+    Indexer, detect,
 };
 
 struct Columns {
@@ -87,8 +88,17 @@ fn main() {
         }
         let dispatch = started.elapsed().as_secs_f64();
         assert_eq!(nothing.events, events);
+        let started = Instant::now();
+        let mut indexer = Indexer::new(detected.format, ChunkLimits::events(4 << 20));
+        for chunk in data.chunks(1 << 16) {
+            indexer.feed(chunk);
+        }
+        let chunks = indexer.finish();
+        let index = started.elapsed().as_secs_f64();
+        assert_eq!(chunks.iter().map(|c| c.events).sum::<u64>(), events);
         let mev = |s: f64| events as f64 / s / 1e6;
         println!("{name:5} dispatch only (decode into a counter) {:7.1} Mev/s", mev(dispatch));
+        println!("{name:5} chunk index ({} chunks)               {:7.1} Mev/s", chunks.len(), mev(index));
         println!(
             "{name:5} {:6.2} B/ev  count {:7.1} Mev/s  decode {:7.1} Mev/s  both passes {:7.1} Mev/s",
             data.len() as f64 / events as f64,

@@ -129,21 +129,7 @@ mod tests {
         (sink.events.len() as u64, sink.triggers.len() as u64)
     }
 
-    /// Words of every type, each type equally likely, with random payloads.
-    fn stream(word_len: usize) -> impl Strategy<Value = Vec<u8>> {
-        prop::collection::vec((0u8..16, any::<u64>()), 0..400).prop_map(move |words| {
-            let mut bytes = Vec::new();
-            for (kind, payload) in words {
-                let word = match word_len {
-                    2 => (u64::from(kind) << 12 | (payload & 0xFFF)).to_le_bytes(),
-                    4 => (u64::from(kind) << 28 | (payload & 0x0FFF_FFFF)).to_le_bytes(),
-                    _ => payload.to_le_bytes(),
-                };
-                bytes.extend_from_slice(&word[..word_len]);
-            }
-            bytes
-        })
-    }
+    use crate::decoder::arbitrary_words as stream;
 
     fn check(format: Format, bytes: &[u8], splits: &[usize]) -> Result<(), TestCaseError> {
         let mut counter = Counter::new(format);

@@ -23,8 +23,10 @@ const EVENT_CD: u8 = 12;
 #[derive(Debug, Clone, Default)]
 pub struct DatDecoder {
     carry: Carry<8>,
-    last: u32,
-    wraps: i64,
+    /// The last record's 32-bit timestamp.
+    pub(crate) last: u32,
+    /// Wraps of the 32-bit timestamp so far.
+    pub(crate) wraps: i64,
     stats: DecodeStats,
 }
 
@@ -51,6 +53,45 @@ impl DatDecoder {
     pub fn stats(&self) -> DecodeStats {
         DecodeStats { trailing_bytes: self.carry.len(), ..self.stats }
     }
+
+    /// The decoder's state at a record boundary, with fresh counts.
+    pub(crate) fn snapshot(&self) -> Self {
+        Self { last: self.last, wraps: self.wraps, ..Self::default() }
+    }
+}
+
+/// Advances `decoder` over whole records as decoding them would and returns how many
+/// there are (every record is an event); `bound` is raised to their highest time.
+pub(crate) fn index_records(decoder: &mut DatDecoder, bytes: &[u8], bound: &mut i64) -> u64 {
+    let records = bytes.as_chunks::<8>().0;
+    let time = |r: &[u8; 8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+    let wraps_between = |last: u32, time: u32| time < last && last - time > WRAP_THRESHOLD;
+    let (mut last, mut wraps, mut highest) = (decoder.last, decoder.wraps, *bound);
+    for group in records.chunks(64) {
+        // Branch-free over a group without a wrap (all but one group in 71 minutes).
+        let mut previous = last;
+        let mut any_wrap = false;
+        let mut group_max = 0;
+        for r in group {
+            let t = time(r);
+            any_wrap |= wraps_between(previous, t);
+            group_max = group_max.max(t);
+            previous = t;
+        }
+        if any_wrap {
+            for r in group {
+                let t = time(r);
+                wraps += i64::from(wraps_between(last, t));
+                last = t;
+                highest = highest.max(wraps << 32 | i64::from(t));
+            }
+        } else {
+            highest = highest.max(wraps << 32 | i64::from(group_max));
+            last = previous;
+        }
+    }
+    (decoder.last, decoder.wraps, *bound) = (last, wraps, highest);
+    records.len() as u64
 }
 
 /// Writes DAT files of CD events (type 12) with `Width` and `Height` header lines.

@@ -76,6 +76,27 @@ impl Decoder {
         }
     }
 
+    /// The decoder's state at a word boundary, with fresh counts: where a chunk starts.
+    pub(crate) fn snapshot(&self) -> Decoder {
+        match self {
+            Decoder::Dat(d) => Decoder::Dat(d.snapshot()),
+            Decoder::Evt2(d) => Decoder::Evt2(d.snapshot()),
+            Decoder::Evt21(d) => Decoder::Evt21(d.snapshot()),
+            Decoder::Evt3(d) => Decoder::Evt3(d.snapshot()),
+            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("read as one chunk"),
+        }
+    }
+
+    /// The latest time an event can have before the next time word, once time is known.
+    pub(crate) fn time_bound(&self) -> Option<i64> {
+        match self {
+            Decoder::Evt2(d) => d.clock.known().then(|| d.clock.time(0x3F)),
+            Decoder::Evt21(d) => d.clock.known().then(|| d.clock.time(0x3F)),
+            Decoder::Evt3(d) => d.state.time_known.then_some(d.state.time | 0xFFF),
+            Decoder::Dat(_) | Decoder::Text(_) | Decoder::Aedat4(_) => None,
+        }
+    }
+
     /// What the decoder passed over so far; call it after [`Decoder::finish`] to learn
     /// of a truncated final word.
     pub fn stats(&self) -> DecodeStats {
@@ -88,6 +109,27 @@ impl Decoder {
             Decoder::Aedat4(d) => d.stats(),
         }
     }
+}
+
+/// Streams of `word_len`-byte words of every type, each type equally likely, with random
+/// payloads: for property tests of anything that walks words.
+#[cfg(test)]
+pub(crate) fn arbitrary_words(
+    word_len: usize,
+) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    prop::collection::vec((0u8..16, any::<u64>()), 0..400).prop_map(move |words| {
+        let mut bytes = Vec::new();
+        for (kind, payload) in words {
+            let word = match word_len {
+                2 => (u64::from(kind) << 12 | (payload & 0xFFF)).to_le_bytes(),
+                4 => (u64::from(kind) << 28 | (payload & 0x0FFF_FFFF)).to_le_bytes(),
+                _ => payload.to_le_bytes(),
+            };
+            bytes.extend_from_slice(&word[..word_len]);
+        }
+        bytes
+    })
 }
 
 /// The bytes of a word split across two `feed` calls.

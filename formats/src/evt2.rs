@@ -27,7 +27,7 @@ const MAX_COORDINATE: u16 = 0x7FF;
 #[derive(Debug, Clone, Default)]
 pub struct Evt2Decoder {
     carry: Carry<4>,
-    clock: Clock34,
+    pub(crate) clock: Clock34,
     stats: DecodeStats,
 }
 
@@ -50,6 +50,11 @@ impl Evt2Decoder {
     /// Whether a TIME_HIGH has been seen.
     pub(crate) fn time_known(&self) -> bool {
         self.clock.known()
+    }
+
+    /// The decoder's state at a word boundary, with fresh counts.
+    pub(crate) fn snapshot(&self) -> Self {
+        Self { clock: self.clock, ..Self::default() }
     }
 
     #[inline(always)]
@@ -87,6 +92,25 @@ pub(crate) fn count_cd_words(bytes: &[u8]) -> (u64, u64) {
     let kind = |&w: &[u8; 4]| u32::from_le_bytes(w) >> 28;
     let triggers = words.iter().map(|w| u64::from(kind(w) == EXT_TRIGGER)).sum();
     (events, triggers)
+}
+
+/// Advances `clock` over whole words as decoding them would, and returns their events and
+/// triggers, for a clock that is known; `bound` is raised to the highest time an event of
+/// these words can have.
+pub(crate) fn index_words(clock: &mut Clock34, bytes: &[u8], bound: &mut i64) -> (u64, u64) {
+    for group in bytes.as_chunks::<4>().0.chunks(32) {
+        // Branch-free test of a whole group first: most groups hold no TIME_HIGH.
+        if group.iter().fold(false, |any, w| any | (w[3] >> 4 == TIME_HIGH as u8)) {
+            for &w in group {
+                let word = u32::from_le_bytes(w);
+                if word >> 28 == TIME_HIGH {
+                    clock.set_high(word & TIME_HIGH_MASK);
+                    *bound = (*bound).max(clock.time(0x3F));
+                }
+            }
+        }
+    }
+    count_cd_words(bytes)
 }
 
 /// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a

@@ -37,7 +37,7 @@ pub enum WordOrder {
 
 impl WordOrder {
     #[inline(always)]
-    fn word(self, bytes: [u8; 8]) -> u64 {
+    pub(crate) fn word(self, bytes: [u8; 8]) -> u64 {
         let first = u64::from(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
         let second = u64::from(u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]));
         match self {
@@ -59,7 +59,7 @@ impl WordOrder {
 pub struct Evt21Decoder {
     order: WordOrder,
     carry: Carry<8>,
-    clock: Clock34,
+    pub(crate) clock: Clock34,
     stats: DecodeStats,
 }
 
@@ -93,6 +93,11 @@ impl Evt21Decoder {
     /// The word order.
     pub(crate) fn order(&self) -> WordOrder {
         self.order
+    }
+
+    /// The decoder's state at a word boundary, with fresh counts.
+    pub(crate) fn snapshot(&self) -> Self {
+        Self { order: self.order, clock: self.clock, ..Self::default() }
     }
 
     #[inline(always)]
@@ -140,6 +145,30 @@ pub(crate) fn count_events(bytes: &[u8], order: WordOrder) -> (u64, u64) {
         triggers += u64::from(kind == EXT_TRIGGER);
     }
     (events, triggers)
+}
+
+/// Advances `clock` over whole words as decoding them would, and returns their events and
+/// triggers, for a clock that is known; `bound` is raised to the highest time an event of
+/// these words can have.
+pub(crate) fn index_words(
+    clock: &mut Clock34,
+    order: WordOrder,
+    bytes: &[u8],
+    bound: &mut i64,
+) -> (u64, u64) {
+    for group in bytes.as_chunks::<8>().0.chunks(16) {
+        // Branch-free test of a whole group first: most groups hold no TIME_HIGH.
+        if group.iter().fold(false, |any, &w| any | (order.word(w) >> 60 == TIME_HIGH)) {
+            for &w in group {
+                let word = order.word(w);
+                if word >> 60 == TIME_HIGH {
+                    clock.set_high((word >> 32) as u32 & TIME_HIGH_MASK);
+                    *bound = (*bound).max(clock.time(0x3F));
+                }
+            }
+        }
+    }
+    count_events(bytes, order)
 }
 
 /// Writes EVT 2.1 files: a `% format EVT21;...` header, then one vector word per run of

@@ -36,23 +36,23 @@ const MAX_COORDINATE: u16 = 0x7FF;
 #[derive(Debug, Clone, Default)]
 pub struct Evt3Decoder {
     carry: Carry<2>,
-    state: State,
+    pub(crate) state: State,
     bytes: u64,
 }
 
 /// What the decoder knows at a word boundary. `Copy`, so that the decode loop works on a
 /// local copy the compiler keeps in registers.
 #[derive(Debug, Clone, Copy, Default)]
-struct State {
-    time_known: bool,
-    row_known: bool,
-    base_known: bool,
-    time_high: u16,
-    loops: i64,
-    time: i64,
-    y: u16,
-    base_x: u16,
-    polarity: u8,
+pub(crate) struct State {
+    pub(crate) time_known: bool,
+    pub(crate) row_known: bool,
+    pub(crate) base_known: bool,
+    pub(crate) time_high: u16,
+    pub(crate) loops: i64,
+    pub(crate) time: i64,
+    pub(crate) y: u16,
+    pub(crate) base_x: u16,
+    pub(crate) polarity: u8,
     before_first_time: u64,
     unknown: u64,
 }
@@ -89,22 +89,36 @@ impl Evt3Decoder {
     pub(crate) fn vector_base_known(&self) -> bool {
         self.state.base_known
     }
+
+    /// The decoder's state at a word boundary, with fresh counts.
+    pub(crate) fn snapshot(&self) -> Self {
+        let state = State { before_first_time: 0, unknown: 0, ..self.state };
+        Self { state, ..Self::default() }
+    }
 }
 
 impl State {
+    /// Takes a TIME_HIGH word's 12 bits; returns whether the time changed (which resets
+    /// TIME_LOW).
+    #[inline(always)]
+    pub(crate) fn time_high(&mut self, high: u16) -> bool {
+        if self.time_known && self.time_high >= high + LOOP_THRESHOLD {
+            self.loops += 1;
+        }
+        let changed = !self.time_known || high != self.time_high;
+        if changed {
+            self.time = (self.loops << 24) | i64::from(high) << 12;
+        }
+        self.time_high = high;
+        self.time_known = true;
+        changed
+    }
+
     #[inline(always)]
     fn word<S: EventSink>(&mut self, word: u16, sink: &mut S) {
         let kind = word >> 12;
         if kind == TIME_HIGH {
-            let high = word & 0xFFF;
-            if self.time_known && self.time_high >= high + LOOP_THRESHOLD {
-                self.loops += 1;
-            }
-            if !self.time_known || high != self.time_high {
-                self.time = (self.loops << 24) | i64::from(high) << 12;
-            }
-            self.time_high = high;
-            self.time_known = true;
+            self.time_high(word & 0xFFF);
             return;
         }
         if !self.time_known {
@@ -183,6 +197,67 @@ pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> (u64, u64) {
         triggers += u64::from(kind == usize::from(EXT_TRIGGER));
     }
     (count, triggers)
+}
+
+/// Advances `state` over whole words as decoding them would, without decoding events, and
+/// returns their events and triggers: for a state past its first TIME_HIGH and ADDR_Y.
+/// The counts come from [`count_events`]; TIME_HIGH words, which are rare, are applied in
+/// order; the rest of the state (row, vector base, TIME_LOW) is read off the last words of
+/// each kind, found by scanning backwards. `bound` is raised to the highest time an event
+/// of these words can have.
+pub(crate) fn index_words(state: &mut State, bytes: &[u8], bound: &mut i64) -> (u64, u64) {
+    let words = bytes.as_chunks::<2>().0;
+    // The backward scan below finds the VECT_BASE_X that `count_events` would note.
+    let counts = count_events(bytes, &mut { state.base_known });
+    let mut last_change = None;
+    for (g, group) in words.chunks(32).enumerate() {
+        // Branch-free test of a whole group first: most groups hold no TIME_HIGH.
+        if group.iter().fold(false, |any, w| any | (w[1] >> 4 == TIME_HIGH as u8)) {
+            for (i, w) in group.iter().enumerate() {
+                let word = u16::from_le_bytes(*w);
+                if word >> 12 == TIME_HIGH {
+                    if state.time_high(word & 0xFFF) {
+                        last_change = Some(g * 32 + i);
+                    }
+                    *bound = (*bound).max(state.time | 0xFFF);
+                }
+            }
+        }
+    }
+    let (mut row, mut base, mut low) = (None, None, None);
+    // Columns the vectors after the last VECT_BASE_X (or all of them) advance the base by.
+    let mut advance = 0u16;
+    for (i, w) in words.iter().enumerate().rev() {
+        let word = u16::from_le_bytes(*w);
+        match word >> 12 {
+            ADDR_Y if row.is_none() => row = Some(word & MAX_COORDINATE),
+            VECT_BASE_X if base.is_none() => base = Some(word),
+            VECT_12 if base.is_none() => advance = advance.wrapping_add(12),
+            VECT_8 if base.is_none() => advance = advance.wrapping_add(8),
+            TIME_LOW if low.is_none() => low = Some((i, word & 0xFFF)),
+            _ => {}
+        }
+        if row.is_some() && base.is_some() && low.is_some() {
+            break;
+        }
+    }
+    if let Some(y) = row {
+        state.y = y;
+    }
+    if let Some(word) = base {
+        state.base_x = (word & MAX_COORDINATE).wrapping_add(advance);
+        state.polarity = ((word >> 11) & 1) as u8;
+        state.base_known = true;
+    } else if state.base_known {
+        state.base_x = state.base_x.wrapping_add(advance);
+    }
+    // A TIME_LOW counts unless a TIME_HIGH that changed the time came after it.
+    if let Some((i, low)) = low
+        && last_change.is_none_or(|changed| i > changed)
+    {
+        state.time = (state.time & !0xFFF) | i64::from(low);
+    }
+    counts
 }
 
 /// Writes EVT 3.0 files: a `% format EVT3;...` header, then events grouped into vectors

@@ -5,7 +5,9 @@
 #[path = "../../tests/util/real.rs"]
 mod real;
 
-use evshm_formats::{Decoder, Format, Geometry, GeometrySource, VecSink, detect};
+use evshm_formats::{
+    ChunkLimits, Decoder, Format, Geometry, GeometrySource, Indexer, VecSink, detect,
+};
 use proptest::prelude::*;
 use real::{Row, read_ipc_file, real_data, rows};
 
@@ -74,5 +76,40 @@ proptest! {
         let whole = decode_file(bytes, bytes.len()).3;
         let pieces = decode_file(bytes, chunk).3;
         prop_assert_eq!(whole, pieces);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Real files cut into chunks by the indexer (which keeps the decoder state without
+    /// decoding) decode, chunk by chunk from each chunk's own decoder, to the same events
+    /// as the whole file, with the counts the index states and times within its bounds.
+    #[test]
+    fn real_files_decode_chunk_by_chunk_as_the_whole(
+        file in prop::sample::select(vec!["evt3_test_pedestrians.raw", "evt3_sample.raw",
+                                          "evt2_sample.raw", "NCARS_obj_004397_td.dat"]),
+        events in 1u64..1000,
+        steps in 1u64..64,
+        feed in 1usize..100_000,
+    ) {
+        let Some(dir) = real_data() else { return Ok(()) };
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let detected = detect(&bytes, None).unwrap();
+        let data = &bytes[detected.data_offset..];
+        let mut indexer = Indexer::new(detected.format, ChunkLimits { events, span: None, step: steps * 8 });
+        data.chunks(feed).for_each(|piece| indexer.feed(piece));
+        let chunks = indexer.finish();
+        let mut joined = VecSink::default();
+        for chunk in &chunks {
+            let mut sink = VecSink::default();
+            chunk.decoder().feed(&data[chunk.start as usize..chunk.end as usize], &mut sink);
+            prop_assert_eq!(chunk.events, sink.events.len() as u64);
+            prop_assert!(sink.events.iter().all(|e| e.t <= chunk.time_bound));
+            joined.events.extend(sink.events);
+            joined.triggers.extend(sink.triggers);
+        }
+        prop_assert!(chunks.len() > 1, "{} is cut into chunks", file);
+        prop_assert_eq!(joined, decode_file(&bytes, bytes.len()).3);
     }
 }

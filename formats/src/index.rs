@@ -1,0 +1,439 @@
+//! Chunk index of a recording: where each chunk of its event data starts, in the file and
+//! in the decoder's state, built by one pass that counts events without decoding them.
+//!
+//! A recording too large to hold decoded, or of which only a window is wanted, is served
+//! as chunks decoded on their own. Starting a decoder mid-file needs the state the
+//! stream has there (EVT3: time high, clock loops, time low, row, vector base; EVT2 and
+//! EVT2.1: time high and loops; DAT: last time and wraps). The [`Indexer`] keeps that
+//! state at 64 KiB steps without running the per-word state machine: counts come from the
+//! branch-free counting loops, time words (rare) are applied in order, and the rest of
+//! the state is read off the last words of each kind (see `evt3::index_words`). Until
+//! the state no longer depends on the beginning of the stream (before the first time word
+//! and, for EVT3, the first row) it decodes, as the [`crate::Counter`] does.
+//!
+//! AEDAT4 and text files are one chunk: compressed packets and lines of varying length
+//! cannot be entered mid-file.
+
+use crate::decoder::Decoder;
+use crate::detect::Format;
+use crate::sink::{EventSink, Trigger};
+
+/// When a chunk is full, and where it may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// A chunk ends once it holds at least this many events.
+    pub events: u64,
+    /// A chunk also ends once its events span at least this many microseconds.
+    pub span: Option<i64>,
+    /// Bytes of event data between the places where a chunk may end: a chunk holds at
+    /// most `events` plus the events of one step. A multiple of 8.
+    pub step: u64,
+}
+
+impl ChunkLimits {
+    /// The default step: 64 KiB, a few tens of thousands of events.
+    pub const STEP: u64 = 64 * 1024;
+
+    /// Chunks of about `events` events.
+    pub fn events(events: u64) -> Self {
+        Self { events, span: None, step: Self::STEP }
+    }
+}
+
+/// One chunk of a recording's event data.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Offset of its first byte in the event data (after the header).
+    pub start: u64,
+    /// Offset one past its last byte.
+    pub end: u64,
+    /// CD events it holds (before any geometry filter).
+    pub events: u64,
+    /// External triggers it holds.
+    pub triggers: u64,
+    /// No event or trigger of the chunk has a later time (`i64::MIN` if it has none).
+    /// Exact for DAT, AEDAT4 and text; for EVT formats the end of the last time-high
+    /// period the chunk reaches.
+    pub time_bound: i64,
+    decoder: Decoder,
+}
+
+impl Chunk {
+    /// A decoder in the state the stream has at the chunk's first byte: fed the bytes
+    /// `start..end` of the event data, it decodes exactly the chunk's events.
+    pub fn decoder(&self) -> Decoder {
+        self.decoder.clone()
+    }
+}
+
+/// Builds the chunk index of a stream fed in slices of any size; any split gives the
+/// same chunks.
+#[derive(Debug, Clone)]
+pub struct Indexer {
+    limits: ChunkLimits,
+    /// The stream's state at `pos`.
+    decoder: Decoder,
+    /// Whether the state is kept by summaries (see the module docs) rather than decoding.
+    fast: bool,
+    /// Bytes per word; `None` for formats read as one chunk.
+    word_len: Option<usize>,
+    /// A word split across `feed` calls.
+    carry: Vec<u8>,
+    /// Bytes of whole words consumed.
+    pos: u64,
+    chunks: Vec<Chunk>,
+    current: Chunk,
+    /// About the chunk's earliest time, for `limits.span`.
+    first_time: Option<i64>,
+}
+
+impl Indexer {
+    /// An indexer at the start of the event data of `format`.
+    ///
+    /// # Panics
+    ///
+    /// If `limits.step` is not a positive multiple of 8.
+    pub fn new(format: Format, limits: ChunkLimits) -> Self {
+        let word_len = match format {
+            Format::Evt3 => Some(2),
+            Format::Evt2 => Some(4),
+            Format::Dat | Format::Evt21(_) => Some(8),
+            Format::Text(_) | Format::Aedat4(_) => None,
+        };
+        assert!(limits.step > 0 && limits.step.is_multiple_of(8), "the step must be a multiple of 8");
+        let decoder = Decoder::new(format);
+        let current = Chunk {
+            start: 0,
+            end: 0,
+            events: 0,
+            triggers: 0,
+            time_bound: i64::MIN,
+            decoder: decoder.clone(),
+        };
+        let fast = matches!(format, Format::Dat);
+        let chunks = Vec::new();
+        Self {
+            limits,
+            decoder,
+            fast,
+            word_len,
+            carry: Vec::new(),
+            pos: 0,
+            chunks,
+            current,
+            first_time: None,
+        }
+    }
+
+    /// Indexes `bytes`, the continuation of what was fed before.
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        let Some(word_len) = self.word_len else {
+            self.slow(bytes);
+            return;
+        };
+        if !self.carry.is_empty() {
+            let take = (word_len - self.carry.len()).min(bytes.len());
+            self.carry.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.carry.len() < word_len {
+                return;
+            }
+            let word = std::mem::take(&mut self.carry);
+            self.words(&word);
+        }
+        loop {
+            let to_step = (self.limits.step - self.pos % self.limits.step) as usize;
+            let take = to_step.min(bytes.len() / word_len * word_len);
+            if take == 0 {
+                self.carry.extend_from_slice(bytes);
+                return;
+            }
+            self.words(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+    }
+
+    /// Ends the stream and returns its chunks: at least one, contiguous from offset 0 to
+    /// the end of the data.
+    pub fn finish(mut self) -> Vec<Chunk> {
+        if self.word_len.is_none() {
+            let mut sink = BoundSink::default();
+            self.decoder.finish(&mut sink);
+            self.take(sink);
+        }
+        let end = self.pos + self.carry.len() as u64;
+        match self.chunks.last_mut() {
+            // A chunk cut at the very end (or before a truncated word) would be empty.
+            Some(last) if self.current.events == 0 && self.current.triggers == 0 => last.end = end,
+            _ => {
+                self.current.end = end;
+                self.chunks.push(self.current);
+            }
+        }
+        self.chunks
+    }
+
+    /// Takes whole words that do not cross a step.
+    fn words(&mut self, words: &[u8]) {
+        if self.fast {
+            self.summarise(words);
+        } else {
+            self.slow(words);
+        }
+        if self.word_len.is_some() && self.pos.is_multiple_of(self.limits.step) {
+            if !self.fast && self.stateless() {
+                // Summaries raise the bound at time words only: start from the current
+                // time. Switching at steps only keeps the chunks independent of the split.
+                self.fast = true;
+                self.raise_bound(self.decoder.time_bound().unwrap_or(i64::MIN));
+            }
+            // Looked at only at steps, so that the chunks do not depend on the split.
+            if self.current.time_bound != i64::MIN {
+                self.first_time.get_or_insert(self.current.time_bound);
+            }
+            if self.full() {
+                self.cut();
+            }
+        }
+    }
+
+    /// Decodes into a sink that only counts and bounds time.
+    fn slow(&mut self, bytes: &[u8]) {
+        let mut sink = BoundSink::default();
+        self.decoder.feed(bytes, &mut sink);
+        self.pos += bytes.len() as u64;
+        self.take(sink);
+    }
+
+    fn take(&mut self, sink: BoundSink) {
+        self.current.events += sink.events;
+        self.current.triggers += sink.triggers;
+        self.raise_bound(sink.bound);
+    }
+
+    /// Whether the state from here on no longer depends on what came before the first
+    /// time word (and, for EVT3, the first row): then summaries keep it exactly.
+    fn stateless(&self) -> bool {
+        match &self.decoder {
+            Decoder::Dat(_) => true,
+            Decoder::Evt2(d) => d.time_known(),
+            Decoder::Evt21(d) => d.time_known(),
+            Decoder::Evt3(d) => d.state.time_known && d.state.row_known,
+            Decoder::Text(_) | Decoder::Aedat4(_) => false,
+        }
+    }
+
+    fn summarise(&mut self, words: &[u8]) {
+        // The current time is in the bound already: raised when it was reached.
+        let mut bound = i64::MIN;
+        let (events, triggers) = match &mut self.decoder {
+            Decoder::Dat(d) => (crate::dat::index_records(d, words, &mut bound), 0),
+            Decoder::Evt2(d) => crate::evt2::index_words(&mut d.clock, words, &mut bound),
+            Decoder::Evt21(d) => {
+                let order = d.order();
+                crate::evt21::index_words(&mut d.clock, order, words, &mut bound)
+            }
+            Decoder::Evt3(d) => crate::evt3::index_words(&mut d.state, words, &mut bound),
+            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("never summarised"),
+        };
+        self.pos += words.len() as u64;
+        self.current.events += events;
+        self.current.triggers += triggers;
+        self.raise_bound(bound);
+    }
+
+    fn raise_bound(&mut self, bound: i64) {
+        self.current.time_bound = self.current.time_bound.max(bound);
+    }
+
+    fn full(&self) -> bool {
+        let spanned = |span| self.first_time.is_some_and(|f| self.current.time_bound - f >= span);
+        self.current.events >= self.limits.events || self.limits.span.is_some_and(spanned)
+    }
+
+    /// Ends the current chunk here and starts the next.
+    fn cut(&mut self) {
+        let decoder = self.decoder.snapshot();
+        // Until its next time word, the next chunk's events are at the current time.
+        let carried = decoder.time_bound();
+        let next = Chunk {
+            start: self.pos,
+            end: self.pos,
+            events: 0,
+            triggers: 0,
+            time_bound: carried.unwrap_or(i64::MIN),
+            decoder,
+        };
+        let mut done = std::mem::replace(&mut self.current, next);
+        done.end = self.pos;
+        self.first_time = carried.or(Some(done.time_bound).filter(|&t| t != i64::MIN));
+        self.chunks.push(done);
+    }
+}
+
+/// Counts events and triggers and keeps their latest time.
+#[derive(Debug, Clone, Copy)]
+struct BoundSink {
+    events: u64,
+    triggers: u64,
+    bound: i64,
+}
+
+impl Default for BoundSink {
+    fn default() -> Self {
+        Self { events: 0, triggers: 0, bound: i64::MIN }
+    }
+}
+
+impl EventSink for BoundSink {
+    #[inline]
+    fn event(&mut self, t: i64, _x: u16, _y: u16, _p: u8) {
+        self.events += 1;
+        self.bound = self.bound.max(t);
+    }
+
+    fn trigger(&mut self, trigger: Trigger) {
+        self.triggers += 1;
+        self.bound = self.bound.max(trigger.t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::decoder::arbitrary_words;
+    use crate::evt21::WordOrder;
+    use crate::sink::VecSink;
+
+    fn index(format: Format, limits: ChunkLimits, bytes: &[u8], splits: &[usize]) -> Vec<Chunk> {
+        let mut indexer = Indexer::new(format, limits);
+        let mut rest = bytes;
+        for &split in splits {
+            let (piece, tail) = rest.split_at(split.min(rest.len()));
+            indexer.feed(piece);
+            rest = tail;
+        }
+        indexer.feed(rest);
+        indexer.finish()
+    }
+
+    /// Decoding chunk by chunk, each from its own decoder, gives what decoding the whole
+    /// stream gives; counts and time bounds hold; the chunks do not depend on the split.
+    fn check(
+        format: Format,
+        bytes: &[u8],
+        limits: ChunkLimits,
+        splits: &[usize],
+    ) -> Result<(), TestCaseError> {
+        let chunks = index(format, limits, bytes, splits);
+        let whole = {
+            let mut decoder = Decoder::new(format);
+            let mut sink = VecSink::default();
+            decoder.feed(bytes, &mut sink);
+            decoder.finish(&mut sink);
+            sink
+        };
+        let mut joined = VecSink::default();
+        let mut offset = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            prop_assert_eq!(chunk.start, offset);
+            offset = chunk.end;
+            let mut decoder = chunk.decoder();
+            let mut sink = VecSink::default();
+            decoder.feed(&bytes[chunk.start as usize..chunk.end as usize], &mut sink);
+            decoder.finish(&mut sink);
+            prop_assert_eq!(
+                (chunk.events, chunk.triggers),
+                (sink.events.len() as u64, sink.triggers.len() as u64),
+                "chunk {}",
+                i
+            );
+            let latest =
+                sink.events.iter().map(|e| e.t).chain(sink.triggers.iter().map(|t| t.t)).max();
+            prop_assert!(
+                latest.is_none_or(|t| t <= chunk.time_bound),
+                "chunk {} has t {:?} past its bound {}",
+                i,
+                latest,
+                chunk.time_bound
+            );
+            if i + 1 < chunks.len() {
+                prop_assert!(chunk.end % limits.step == 0, "chunk {} ends off a step", i);
+                prop_assert!(
+                    chunk.events >= limits.events || limits.span.is_some(),
+                    "chunk {} ended early",
+                    i
+                );
+            }
+            joined.events.extend(sink.events);
+            joined.triggers.extend(sink.triggers);
+        }
+        prop_assert_eq!(offset, bytes.len() as u64);
+        prop_assert_eq!(joined, whole);
+        let unsplit = index(format, limits, bytes, &[]);
+        let ends = |chunks: &[Chunk]| {
+            chunks.iter().map(|c| (c.start, c.end, c.events)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(ends(&unsplit), ends(&chunks));
+        Ok(())
+    }
+
+    fn limits() -> impl Strategy<Value = ChunkLimits> {
+        (1u64..40, 1u64..8, prop::option::of(1i64..5000))
+            .prop_map(|(events, steps, span)| ChunkLimits { events, span, step: steps * 8 })
+    }
+
+    proptest! {
+        #[test]
+        fn evt3_chunks_decode_as_the_whole(bytes in arbitrary_words(2), extra in prop::option::of(any::<u8>()),
+                                           limits in limits(), splits in prop::collection::vec(0usize..300, 0..6)) {
+            let mut bytes = bytes;
+            bytes.extend(extra);
+            check(Format::Evt3, &bytes, limits, &splits)?;
+        }
+
+        #[test]
+        fn evt2_chunks_decode_as_the_whole(bytes in arbitrary_words(4), limits in limits(),
+                                           splits in prop::collection::vec(0usize..900, 0..6)) {
+            check(Format::Evt2, &bytes, limits, &splits)?;
+        }
+
+        #[test]
+        fn evt21_chunks_decode_as_the_whole(bytes in arbitrary_words(8), legacy in any::<bool>(),
+                                            limits in limits(), splits in prop::collection::vec(0usize..2000, 0..6)) {
+            let order = if legacy { WordOrder::Legacy } else { WordOrder::Standard };
+            check(Format::Evt21(order), &bytes, limits, &splits)?;
+        }
+
+        #[test]
+        fn dat_chunks_decode_as_the_whole(bytes in arbitrary_words(8), tail in 0usize..8, limits in limits(),
+                                          splits in prop::collection::vec(0usize..2000, 0..6)) {
+            let cut = bytes.len().saturating_sub(tail);
+            check(Format::Dat, &bytes[..cut], limits, &splits)?;
+        }
+    }
+
+    #[test]
+    fn text_is_one_chunk_with_an_exact_bound() {
+        let text = b"10 1 2 1\n30 3 4 0\n20 5 6 1";
+        let columns = crate::detect(text, Some("txt")).unwrap().format;
+        let chunks = index(columns, ChunkLimits { events: 1, span: None, step: 8 }, text, &[3, 9]);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            (chunks[0].start, chunks[0].end, chunks[0].events, chunks[0].time_bound),
+            (0, text.len() as u64, 3, 30)
+        );
+    }
+
+    #[test]
+    fn empty_stream_is_one_empty_chunk() {
+        let chunks = index(Format::Evt3, ChunkLimits::events(10), &[], &[]);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            (chunks[0].start, chunks[0].end, chunks[0].events, chunks[0].time_bound),
+            (0, 0, 0, i64::MIN)
+        );
+    }
+}
