@@ -110,3 +110,32 @@ def test_event_window_starts():
     assert event_window_starts(3, 4, drop_last=True).tolist() == []
     with pytest.raises(ValueError, match="events"):
         event_window_starts(10, 0)
+
+
+@pytest.mark.parametrize("block", [1, 5, 64, 4096])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_an_index_over_several_parts_matches_the_reference(block: int, seed: int):
+    """A column in chunks: rows count across the parts, blocks never straddle two, and
+    empty parts (an empty Arrow chunk) are skipped."""
+    rng = np.random.default_rng(seed)
+    t = jittery_times(rng, 6000, back=20)
+    cuts = np.sort(rng.choice(np.arange(1, len(t)), 6, replace=False))
+    parts = np.split(t, cuts)
+    parts.insert(2, t[:0])  # an empty part in the middle
+    index = TimeIndex(*parts, block=block)
+    assert len(index) == len(t)
+    assert index.bounds == (int(t[0]), int(t.max()))
+    lo_t, hi_t = int(t.min()) - 10, int(t.max()) + 10
+    for t0 in [lo_t, *(int(t[c]) for c in cuts), hi_t]:  # on every part boundary, too
+        for t1 in (t0, t0 + 1, t0 + 97):
+            assert index.rows(t0, t1) == reference_rows(t, t0, t1), (t0, t1)
+    for _ in range(300):
+        t0 = int(rng.integers(lo_t, hi_t))
+        t1 = t0 + int(rng.integers(0, 3000))
+        assert index.rows(t0, t1) == reference_rows(t, t0, t1), (t0, t1)
+
+
+def test_an_index_of_no_part_or_only_empty_ones():
+    for index in (TimeIndex(), TimeIndex(np.empty(0, np.int64), np.empty(0, np.int64))):
+        assert len(index) == 0 and index.bounds is None
+        assert index.rows(-5, 5) == (0, 0)

@@ -38,44 +38,62 @@ BLOCK = 4096
 class TimeIndex:
     """Finds the rows of time windows in a column of timestamps (see the module doc).
 
-    ``t`` is a one-dimensional integer array (a read-only view is fine: it is never
-    written). Building the index reads ``t`` once; each lookup costs a binary search over
-    ``len(t) / block`` values plus a scan of at most ``block`` rows.
+    The column is given as its consecutive parts (``TimeIndex(t)`` for one array,
+    ``TimeIndex(*chunks)`` for a column in several chunks, rows numbered across them),
+    each a one-dimensional integer array; read-only views are fine: they are never
+    written nor copied. Building the index reads each part once; each lookup costs a
+    binary search over about ``rows / block`` values plus a scan of at most ``block``
+    rows of one part.
     """
 
-    def __init__(self, t: np.ndarray, block: int = BLOCK) -> None:
-        if t.ndim != 1:
-            raise ValueError("timestamps must be a one-dimensional array")
+    def __init__(self, *parts: np.ndarray, block: int = BLOCK) -> None:
+        if any(part.ndim != 1 for part in parts):
+            raise ValueError("timestamps must be one-dimensional arrays")
         if block < 1:
             raise ValueError("block must be at least 1")
-        self._t = t
+        self._parts = [part for part in parts if len(part)]
         self._block = block
-        if len(t):
-            maxima = np.maximum.reduceat(t, np.arange(0, len(t), block))
-            self._block_max: np.ndarray = np.maximum.accumulate(maxima)
+        self._rows = sum(len(part) for part in self._parts)
+        # Blocks never straddle two parts; for each, its part and its first row.
+        maxima, block_part, block_row = [], [], []
+        row = 0
+        for number, part in enumerate(self._parts):
+            offsets = np.arange(0, len(part), block)
+            maxima.append(np.maximum.reduceat(part, offsets))
+            block_part.append(np.full(len(offsets), number, dtype=np.int64))
+            block_row.append(offsets + row)
+            row += len(part)
+        if maxima:
+            self._block_max: np.ndarray = np.maximum.accumulate(np.concatenate(maxima))
+            self._block_part: np.ndarray = np.concatenate(block_part)
+            self._block_row: np.ndarray = np.concatenate(block_row)
         else:
-            self._block_max = np.empty(0, dtype=t.dtype)
+            self._block_max = np.empty(0, dtype=np.int64)
+            self._block_part = self._block_row = np.empty(0, dtype=np.int64)
+        self._part_row = np.cumsum([0] + [len(part) for part in self._parts])
 
     def __len__(self) -> int:
-        return len(self._t)
+        return self._rows
 
     @property
     def bounds(self) -> Optional[Tuple[int, int]]:
         """``(t[0], max(t))``: the running maximum's first and last values, ``None``
         without rows. The window ``[first, last + 1)`` holds every row."""
-        if not len(self._t):
+        if not self._parts:
             return None
-        return int(self._t[0]), int(self._block_max[-1])
+        return int(self._parts[0][0]), int(self._block_max[-1])
 
     def first_at_least(self, value: int) -> int:
-        """The first row whose running maximum is ``>= value`` (``len(t)`` if none)."""
+        """The first row whose running maximum is ``>= value`` (the row count if none)."""
         k = int(np.searchsorted(self._block_max, value, side="left"))
         if k == len(self._block_max):
-            return len(self._t)
-        start = k * self._block
+            return self._rows
+        number = int(self._block_part[k])
+        start = int(self._block_row[k])
+        offset = start - int(self._part_row[number])
         # Every row before `start` has a running maximum < value, so inside block k the
         # running maximum reaches `value` exactly where the block's own one does.
-        local = np.maximum.accumulate(self._t[start:start + self._block])
+        local = np.maximum.accumulate(self._parts[number][offset:offset + self._block])
         return start + int(np.searchsorted(local, value, side="left"))
 
     def rows(self, t0: int, t1: int) -> Tuple[int, int]:
