@@ -15,7 +15,7 @@ from evshm import _client
 def test_hello_is_the_first_request(fake):
     client = evshm.Client("/fake.sock")
     sock = fake.sockets[0]
-    assert sock.requests == [{"op": "hello", "version": 1,
+    assert sock.requests == [{"op": "hello", "version": 2,
                               "client": f"evshm-python/{evshm.__version__}"}]
     assert client.server == "fake/1"
     client.close()
@@ -35,9 +35,13 @@ def test_open_maps_the_segment_and_reads_in_place(fake):
         rec = client.open("a.raw")
         assert (rec.path, rec.rows, rec.format, rec.width, rec.height) == (
             "a.raw", 1000, "evt3", 640, 480)
-        assert rec.segment_path == fake.segment and rec.segment_size == fake.segment_size
-        assert rec.lease == 1 and rec.cached is False
-        base, size = rec.buffer.address, rec.buffer.size
+        [chunk] = rec.chunks
+        assert chunk.segment.path == fake.segments[0]
+        assert chunk.segment.size == fake.chunks[0].size
+        assert (chunk.index, chunk.rows, chunk.start, chunk.end) == (0, 1000, 0, 1000)
+        assert rec.lease == 1 and rec.cached is False and rec.zero_copy
+        [buffer] = rec.segment_buffers
+        base, size = buffer.address, buffer.size
         for column in rec.table.columns:
             assert column.num_chunks == 1
             for buf in column.chunk(0).buffers():
@@ -175,7 +179,7 @@ def test_malformed_open_reply_closes_the_socket(fake):
 
 
 def test_segment_of_the_wrong_size_is_refused_and_released(fake):
-    fake.segment_size += 1
+    fake.chunks[0].size += 1
     with evshm.Client("/fake.sock") as client:
         with pytest.raises(evshm.SegmentError, match="SIGBUS"):
             client.open("a.raw")
@@ -184,7 +188,7 @@ def test_segment_of_the_wrong_size_is_refused_and_released(fake):
 
 
 def test_row_count_mismatch_is_refused_and_released(fake):
-    fake.rows = 999
+    fake.chunks[0].rows = 999
     with evshm.Client("/fake.sock") as client:
         with pytest.raises(evshm.SegmentError, match="999"):
             client.open("a.raw")
@@ -237,7 +241,7 @@ def test_real_fork_child_gets_its_own_connection(tmp_path):
         f = conn.makefile("rb")
         for line in f:
             op = __import__("json").loads(line)["op"]
-            reply = b'{"ok":true,"version":1}\n' if op == "hello" else \
+            reply = b'{"ok":true,"version":2}\n' if op == "hello" else \
                 f'{{"ok":true,"pid_conn":{len(peers)}}}\n'.encode()
             conn.sendall(reply)
 
@@ -308,14 +312,38 @@ def test_cli_open_prints_the_description(fake, capsys):
     assert main(["--socket", "/fake.sock", "open", "a.raw"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line[:10] for line in lines] == [
-        "path      ", "format    ", "rows      ", "segment   ", "schema    ",
+        "path      ", "format    ", "rows      ", "segments  ", "schema    ",
         "time      ", "request   ", "attach    "]
     assert lines[1] == "format    evt3 640x480"
     assert lines[2] == "rows      1000"
-    assert lines[3] == f"segment   {fake.segment} ({fake.segment_size} bytes, decoded now)"
+    assert lines[3] == (f"segments  {fake.segments[0]} ({fake.chunks[0].size} bytes, "
+                        "decoded now)")
     assert lines[4] == "schema    t: int64, x: int16, y: int16, p: int8"
     assert lines[5] == "time      0 .. 999 us"
     assert lines[7].endswith(" ms (map + Arrow IPC open, no copy)")
+    assert fake.leases == 0
+
+
+def test_cli_open_a_window_of_several_chunks(fake, capsys):
+    from evshm.__main__ import main
+
+    fake.serve(fake.table, chunk_rows=300)
+    assert main(["--socket", "/fake.sock", "open", "a.raw", "--window", "250", "700"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == [
+        "rows      450",
+        "window    [250, 700) us",
+        f"segments  3, one per chunk, in {fake.tmp_path} "
+        f"({sum(chunk.size for chunk in fake.chunks[:3])} bytes, decoded now)"]
+    assert lines[6] == "time      250 .. 699 us"
+    assert fake.sockets[0].requests[1]["window"] == [250, 700]
+    assert main(["--socket", "/fake.sock", "open", "a.raw", "--window", "5", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == ["rows      0", "window    [5, 5) us",
+                          "segments  none (0 bytes, cached)"]
+    with pytest.raises(SystemExit):
+        main(["--socket", "/fake.sock", "open", "a.raw", "--window", "7", "5"])
+    assert "ends before it starts" in capsys.readouterr().err
     assert fake.leases == 0
 
 

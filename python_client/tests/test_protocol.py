@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Dict
 
 import pytest
 
@@ -29,8 +30,9 @@ def test_encode_request_with_newline_in_a_string_stays_one_line():
 
 
 def test_hello_names_version_and_client():
+    assert proto.PROTOCOL_VERSION == evshm.PROTOCOL_VERSION == 2
     assert proto.hello_request("evshm-python/0.1.0") == {
-        "op": "hello", "version": 1, "client": "evshm-python/0.1.0"}
+        "op": "hello", "version": 2, "client": "evshm-python/0.1.0"}
 
 
 def test_encode_request_refuses_a_missing_op():
@@ -55,7 +57,7 @@ def test_encode_request_refuses_a_line_over_the_limit():
 
 
 REPLIES = [
-    {"ok": True, "version": 1, "server": "evshmd/0.1.0"},
+    {"ok": True, "version": 2, "server": "evshmd/0.1.0"},
     {"ok": True, "recordings": [{"path": "dé/x.raw", "format": "evt3", "size": 3,
                                  "decoded": False}]},
     {"ok": False, "error": {"code": "not_found", "message": "no root holds a/b.raw"}},
@@ -176,31 +178,117 @@ def test_exception_names_do_not_shadow_builtins():
         assert not hasattr(builtins, name), name
 
 
-OPEN_REPLY = {
-    "ok": True, "lease": 7, "path": "day1/cam0.raw",
-    "segment": {"name": "evshm-v1-4242-5f0c", "path": "/dev/shm/evshm-v1-4242-5f0c",
-                "size": 2855488},
-    "rows": 219596, "format": "evt3", "width": 1280, "height": 720,
-    "schema": [{"name": "t", "type": "int64"}], "cached": False,
+def _chunk(index: int, rows: int, start: int, end: int) -> Dict[str, Any]:
+    name = f"evshm-v1-4242-{index:04x}"
+    return {"index": index, "segment": {"name": name, "path": f"/dev/shm/{name}",
+                                        "size": 13 * rows + 1000},
+            "rows": rows, "start": start, "end": end}
+
+
+METADATA = {"evshm.format": "evt3", "evshm.geometry": "header", "evshm.height": "720",
+            "evshm.source": "day1/cam0.raw", "evshm.width": "1280"}
+SCHEMA = [{"name": "t", "type": "int64"}, {"name": "x", "type": "int16"},
+          {"name": "y", "type": "int16"}, {"name": "p", "type": "int8"}]
+#: The windowed reply of docs/PROTOCOL.md.
+OPEN_REPLY: Dict[str, Any] = {
+    "ok": True, "lease": 7, "path": "day1/cam0.raw", "table": "events",
+    "window": [2000000, 2050000],
+    "chunks": [_chunk(3, 4194310, 4021881, 4194310), _chunk(4, 4194296, 0, 301122)],
+    "rows": 473551, "format": "evt3", "width": 1280, "height": 720,
+    "schema": SCHEMA, "metadata": METADATA, "cached": False, "dropped": 0,
+}
+#: A whole-recording reply: every chunk, every row.
+WHOLE_REPLY: Dict[str, Any] = {
+    **OPEN_REPLY, "window": None, "rows": 30,
+    "chunks": [_chunk(0, 10, 0, 10), _chunk(1, 15, 0, 15), _chunk(2, 5, 0, 5)],
 }
 
 
 def test_parse_open_reply():
+    assert (evshm.ChunkInfo, evshm.SegmentInfo) == (proto.ChunkInfo, proto.SegmentInfo)
     reply = proto.parse_open_reply(OPEN_REPLY)
     assert reply == proto.OpenReply(
-        lease=7, path="day1/cam0.raw", segment_name="evshm-v1-4242-5f0c",
-        segment_path="/dev/shm/evshm-v1-4242-5f0c", segment_size=2855488, rows=219596,
-        format="evt3", width=1280, height=720, cached=False)
+        lease=7, path="day1/cam0.raw", table="events", window=(2000000, 2050000),
+        chunks=(
+            proto.ChunkInfo(3, proto.SegmentInfo("evshm-v1-4242-0003",
+                                                 "/dev/shm/evshm-v1-4242-0003",
+                                                 13 * 4194310 + 1000),
+                            rows=4194310, start=4021881, end=4194310),
+            proto.ChunkInfo(4, proto.SegmentInfo("evshm-v1-4242-0004",
+                                                 "/dev/shm/evshm-v1-4242-0004",
+                                                 13 * 4194296 + 1000),
+                            rows=4194296, start=0, end=301122),
+        ),
+        rows=473551, format="evt3", width=1280, height=720,
+        schema=(("t", "int64"), ("x", "int16"), ("y", "int16"), ("p", "int8")),
+        metadata=METADATA, cached=False)
+
+
+def test_parse_whole_sealed_and_empty_open_replies():
+    whole = proto.parse_open_reply({key: value for key, value in WHOLE_REPLY.items()
+                                    if key != "window"})
+    assert whole.window is None and whole.rows == 30
+    assert [(c.index, c.start, c.end) for c in whole.chunks] == [(0, 0, 10), (1, 0, 15),
+                                                                  (2, 0, 5)]
+    sealed = dict(WHOLE_REPLY, chunks=[
+        {**chunk, "segment": {"name": chunk["segment"]["name"], "size": 1}}
+        for chunk in WHOLE_REPLY["chunks"]])
+    assert [c.segment.path for c in proto.parse_open_reply(sealed).chunks] == [None] * 3
+    empty = proto.parse_open_reply({**OPEN_REPLY, "window": [5, 5], "chunks": [], "rows": 0})
+    assert (empty.chunks, empty.rows, empty.window) == ((), 0, (5, 5))
+    # `metadata` and `dropped` may be absent (the Rust side defaults them).
+    bare = {key: value for key, value in OPEN_REPLY.items()
+            if key not in ("metadata", "dropped")}
+    assert proto.parse_open_reply(bare).metadata == {}
+
+
+def _with_chunk(number: int, **change: Any) -> Dict[str, Any]:
+    chunks = [dict(chunk) for chunk in OPEN_REPLY["chunks"]]
+    chunks[number].update(change)
+    return {"chunks": chunks}
 
 
 @pytest.mark.parametrize("change", [
-    {"lease": "7"}, {"lease": True}, {"rows": -1}, {"segment": None},
-    {"segment": {"name": "n", "path": "p"}}, {"cached": 0}, {"width": 1.5},
+    {"lease": "7"}, {"lease": True}, {"rows": -1}, {"cached": 0}, {"width": 1.5},
+    {"chunks": None}, {"chunks": {}}, {"chunks": [None]},
+    {"rows": 473550},  # not the sum of the chunks' rows
+    {"window": [1]}, {"window": [2, 1]}, {"window": [1.0, 2]}, {"window": "1,2"},
+    {"window": [True, 2]},
+    {"schema": None}, {"schema": []}, {"schema": [{"name": "t"}]},
+    {"schema": [{"name": 1, "type": "int64"}]},
+    {"metadata": {"a": 1}}, {"metadata": []},
+    {"table": "frames"},
+    _with_chunk(0, segment=None), _with_chunk(0, segment={"name": "n", "path": "p"}),
+    _with_chunk(0, segment={"name": "n", "path": 5, "size": 9}),
+    _with_chunk(0, segment={"name": "n", "path": "p", "size": 0}),
+    _with_chunk(0, index=-1), _with_chunk(0, index="3"), _with_chunk(1, index=3),
+    _with_chunk(0, rows=None), _with_chunk(0, start=-1),
+    _with_chunk(0, start=4194311, end=4194311),  # past the batch's end
+    _with_chunk(0, end=4194309),  # the rows of a window are one run: a gap before chunk 4
+    _with_chunk(1, start=1, end=301123),  # ...and after chunk 3
+    _with_chunk(1, end=4194297),  # past the batch's end
 ])
 def test_parse_open_reply_refuses_bad_fields(change):
     with pytest.raises(evshm.ProtocolError) as info:
         proto.parse_open_reply({**OPEN_REPLY, **change})
     assert info.value.code == evshm.MALFORMED_REPLY
+
+
+def test_a_version_1_reply_is_refused():
+    v1 = {key: value for key, value in WHOLE_REPLY.items() if key != "chunks"}
+    v1["segment"] = {"name": "evshm-v1-1-a", "path": "/dev/shm/evshm-v1-1-a", "size": 400}
+    with pytest.raises(evshm.ProtocolError, match="'chunks'"):
+        proto.parse_open_reply(v1)
+
+
+def test_a_whole_recording_reply_must_ask_for_every_row():
+    chunks = [dict(chunk) for chunk in WHOLE_REPLY["chunks"]]
+    chunks[0]["start"] = 1
+    with pytest.raises(evshm.ProtocolError, match="one run"):
+        proto.parse_open_reply({**WHOLE_REPLY, "chunks": chunks, "rows": 29})
+    chunks[0]["start"], chunks[2]["end"] = 0, 4
+    with pytest.raises(evshm.ProtocolError, match="one run"):
+        proto.parse_open_reply({**WHOLE_REPLY, "chunks": chunks, "rows": 29})
 
 
 def test_parse_list_and_stats_replies():
@@ -214,7 +302,7 @@ def test_parse_list_and_stats_replies():
 def test_parse_hello_reply_checks_the_version():
     assert proto.parse_hello_reply(REPLIES[0]) == "evshmd/0.1.0"
     with pytest.raises(evshm.ProtocolError) as info:
-        proto.parse_hello_reply({"ok": True, "version": 2})
+        proto.parse_hello_reply({"ok": True, "version": 1})  # a daemon of protocol 1
     assert info.value.code == "unsupported_version"
 
 
@@ -224,3 +312,24 @@ def test_open_request_table_and_geometry() -> None:
         "op": "open", "path": "a.raw", "table": "triggers", "width": 640, "height": 480}
     with pytest.raises(ValueError):
         proto.open_request("a.raw", "frames")
+
+
+def test_open_request_with_a_window() -> None:
+    import numpy as np
+
+    request = proto.open_request("a.raw", window=(-5, np.int64(7)))
+    assert request == {"op": "open", "path": "a.raw", "table": "events", "window": [-5, 7]}
+    line = proto.encode_request(request)
+    assert b'"window":[-5,7]' in line
+    assert proto.open_request("a.raw", window=(3, 3))["window"] == [3, 3]  # empty is fine
+
+
+@pytest.mark.parametrize("window, error", [
+    ((5, 4), ValueError), ((0, 1 << 63), ValueError), ((-(1 << 63) - 1, 0), ValueError),
+    ((0.0, 1), TypeError), ((0, "1"), TypeError), ((False, 1), TypeError),
+    ((None, 1), TypeError),
+])
+def test_check_window_refuses_what_the_daemon_would(window, error) -> None:
+    with pytest.raises(error):
+        proto.check_window(window)
+    assert proto.check_window((-(1 << 63), (1 << 63) - 1)) == (-(1 << 63), (1 << 63) - 1)

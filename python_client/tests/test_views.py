@@ -5,13 +5,13 @@ from __future__ import annotations
 import gc
 import sys
 import warnings
-from typing import Any, Tuple
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 import evshm
+from conftest import assert_inside, jittery_table, mappings_of
 
 try:
     import torch
@@ -21,34 +21,6 @@ except ImportError:
 needs_torch = pytest.mark.skipif(
     torch is None, reason="torch is not installed (pip install 'evshm[torch]'): "
                           "the torch views are not tested here")
-
-
-def mapping_range(rec: evshm.Recording) -> Tuple[int, int]:
-    buffer = rec.buffer
-    return buffer.address, buffer.address + buffer.size
-
-
-def assert_inside(rec: evshm.Recording, address: int, nbytes: int) -> None:
-    start, end = mapping_range(rec)
-    assert start <= address and address + nbytes <= end, (hex(address), hex(start))
-
-
-def mappings_of(path: str) -> int:
-    with open("/proc/self/maps") as maps:
-        return sum(1 for line in maps if line.rstrip("\n").endswith(path))
-
-
-def jittery_table(rows: int = 3000) -> pa.Table:
-    rng = np.random.default_rng(11)
-    t = np.cumsum(rng.integers(0, 3, rows)) + 5_000
-    t = np.where(rng.random(rows) < 0.1, t - rng.integers(0, 4, rows), t)
-    assert (np.diff(t) < 0).any()
-    return pa.table({
-        "t": pa.array(t.astype(np.int64)),
-        "x": pa.array(rng.integers(0, 640, rows).astype(np.int16)),
-        "y": pa.array(rng.integers(0, 480, rows).astype(np.int16)),
-        "p": pa.array(rng.integers(0, 2, rows).astype(np.int8)),
-    })
 
 
 # ----------------------------------------------------------------------- views
@@ -110,7 +82,7 @@ def test_each_view_holds_the_lease_until_it_dies(fake, kind: str):
         pytest.skip("torch is not installed (pip install 'evshm[torch]')")
     with evshm.Client("/fake.sock") as client:
         rec = client.open("a.raw")
-        path = rec.segment_path
+        [path] = fake.segments
         if kind == "numpy":
             view: Any = rec.numpy()["x"]
         elif kind == "polars":
@@ -142,7 +114,7 @@ def test_closing_everything_while_views_live_raises_nothing(fake):
     assert cols["t"][-1] == 999 and frame["t"][500] == 500
     assert window.numpy()["t"].tolist() == list(range(100, 200))
     assert isinstance(frame, pl.DataFrame)
-    path = fake.segment
+    [path] = fake.segments
     del cols, frame, window
     gc.collect()
     assert mappings_of(path) == 0 and fake.leases == 0
@@ -152,7 +124,7 @@ def test_closing_everything_while_views_live_raises_nothing(fake):
 def test_thousands_of_open_and_drop_cycles_leave_no_mapping(fake):
     pl = pytest.importorskip("polars")
     client = evshm.Client("/fake.sock")
-    path = fake.segment
+    [path] = fake.segments
     total = 0
     for i in range(2000):
         rec = client.open("a.raw")
@@ -202,15 +174,18 @@ def test_open_with_a_window_returns_the_same_rows(fake):
         with client.open("a.raw") as whole:
             expected = whole.time_window(5_200, 5_900)
             rows = expected.numpy()["x"].tolist()
-            start = expected.start
             del expected
         with client.open("a.raw", window=(5_200, 5_900)) as window:
+            assert fake.sockets[0].requests[-1]["window"] == [5_200, 5_900]
             assert window.window == (5_200, 5_900)
-            assert window.start == start
+            assert window.start == 0  # the first of the rows the daemon served
             assert window.numpy()["x"].tolist() == rows
             assert "window=[5200, 5900)" in repr(window)
         with pytest.raises(ValueError, match="ends before"):
             client.open("a.raw", window=(10, 5))
+        with pytest.raises(TypeError, match="integers"):
+            client.open("a.raw", window=(10.5, 20))
+        assert fake.sockets[0].ops().count("open") == 2  # refused before any request
         gc.collect()
         assert fake.leases == 0
 

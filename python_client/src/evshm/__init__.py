@@ -1,8 +1,9 @@
 """Python client of evshm: decoded event-camera recordings from shared memory.
 
-The ``evshmd`` daemon decodes each recording once into an Arrow IPC stream in a POSIX
-shared-memory segment. This client asks for it over a Unix socket, maps the segment
-read-only and reads the columns in place: no copy, no second decode.
+The ``evshmd`` daemon decodes each recording once, in chunks, into Arrow IPC streams in
+POSIX shared-memory segments. This client asks for a recording (or a time window of it)
+over a Unix socket, maps the segments read-only and reads the columns in place: no copy,
+no second decode.
 
 Two processes::
 
@@ -40,7 +41,7 @@ from ._errors import (
 )
 from ._dataset import EventWindows
 from ._events import Events
-from ._protocol import PROTOCOL_VERSION, RecordingInfo
+from ._protocol import PROTOCOL_VERSION, ChunkInfo, RecordingInfo, SegmentInfo
 from ._recording import Recording
 
 __version__ = "0.1.0"
@@ -51,6 +52,8 @@ __all__ = [
     "Client",
     "Recording",
     "RecordingInfo",
+    "ChunkInfo",
+    "SegmentInfo",
     "Events",
     "EventWindows",
     "default_socket_path",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -29,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     open_cmd.add_argument("path", metavar="PATH", help="path relative to a served root")
     open_cmd.add_argument("--triggers", action="store_true",
                           help="open the table of external triggers instead of the events")
+    open_cmd.add_argument("--window", nargs=2, type=int, metavar=("T0", "T1"),
+                          help="only the rows of the time window [T0, T1) (microseconds)")
     commands.add_parser("stats", help="print the daemon's counters")
     return parser
 
@@ -58,9 +61,9 @@ def _describe(rec: Recording, request_s: float, attach_s: float) -> None:
     _line("path", rec.path)
     _line("format", f"{rec.format}{geometry}")
     _line("rows", str(rec.rows))
-    state = "cached" if rec.cached else "decoded now"
-    where = rec.segment_path or f"{rec.segment_name} (sealed memfd)"
-    _line("segment", f"{where} ({rec.segment_size} bytes, {state})")
+    if rec.window is not None:
+        _line("window", f"[{rec.window[0]}, {rec.window[1]}) us")
+    _line("segments", _segments(rec))
     _line("schema", ", ".join(f"{field.name}: {field.type}" for field in table.schema))
     if "t" in table.column_names and table.num_rows:
         bounds = pc.min_max(table.column("t"))
@@ -72,16 +75,38 @@ def _describe(rec: Recording, request_s: float, attach_s: float) -> None:
     _line("attach", f"{attach_s * 1e3:.3f} ms (map + Arrow IPC open, no copy)")
 
 
+def _segments(rec: Recording) -> str:
+    """Where the chunks' segments are, their total size, and whether they were cached."""
+    segments = [chunk.segment for chunk in rec.chunks]
+    if not segments:
+        where = "none"
+    elif len(segments) == 1:
+        where = segments[0].path or f"{segments[0].name} (sealed memfd)"
+    else:
+        folders = sorted({os.path.dirname(s.path) for s in segments if s.path is not None})
+        where = (f"{len(segments)}, one per chunk, "
+                 + (f"in {', '.join(folders)}" if folders else "sealed memfds"))
+    state = "cached" if rec.cached else "decoded now"
+    return f"{where} ({sum(s.size for s in segments)} bytes, {state})"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    window = None
+    if args.command == "open" and args.window is not None:
+        window = (args.window[0], args.window[1])
+        if window[1] < window[0]:
+            parser.error(f"--window {window[0]} {window[1]} ends before it starts")
     try:
         with Client(args.socket, timeout=args.timeout) as client:
             if args.command == "ls":
                 _ls(client)
             elif args.command == "open":
                 table = "triggers" if args.triggers else "events"
-                rec, request_s, attach_s = client._open_timed(args.path, table)
+                rec, request_s, attach_s = client._open_timed(args.path, table,
+                                                              window=window)
                 with rec:
                     _describe(rec, request_s, attach_s)
             else:

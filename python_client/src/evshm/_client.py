@@ -2,13 +2,15 @@
 
 How a lease follows the data
 ----------------------------
-``Client.open`` gets a lease and maps the segment. The lease must stay held while any Arrow
-buffer of the recording is alive, wherever that buffer went (a column kept in a list, a
-numpy view...). Every such buffer keeps the ``mmap`` object alive (see ``_segment``), so a
-``weakref.finalize`` on the mmap object tells when the last one is gone; only then is the
-``release`` request sent. ``Recording.release()`` merely drops the recording's own
-references, and numpy/polars/torch views and windows (``_views``, ``_recording``) all hold
-Arrow buffers, so they hold the lease too.
+``Client.open`` gets one lease and maps the segment of every chunk of the reply. The lease
+must stay held while any Arrow buffer of the recording is alive, wherever that buffer went
+(a column kept in a list, a numpy view...). Every such buffer keeps its ``mmap`` object
+alive (see ``_segment``), so a ``weakref.finalize`` on each mmap object tells when it is
+gone, and :class:`_LeaseRelease` sends ``release`` once the last of them is. (A reply
+without chunks, an empty window, leaves nothing to follow: its lease is released at once.)
+``Recording.release()`` merely drops the recording's own references, and
+numpy/polars/torch views and windows (``_views``, ``_recording``) all hold Arrow buffers,
+so they hold the lease too.
 
 Finalizers run whenever the garbage is collected, possibly in the middle of another request
 on the same connection (same thread or another). They therefore never do socket I/O
@@ -45,6 +47,7 @@ from ._protocol import (
     LineBuffer,
     OpenReply,
     RecordingInfo,
+    check_window,
     encode_request,
     hello_request,
     list_request,
@@ -58,13 +61,15 @@ from ._protocol import (
     stats_request,
 )
 from ._recording import Recording
-from ._segment import map_sealed_segment, map_segment, read_table
+from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
 
 __all__ = ["Client", "default_socket_path"]
 
 _T = TypeVar("_T")
 _RECV_SIZE = 65_536
-_MAX_FDS = 4  # descriptors one reply may carry (one segment; room to spare)
+# Descriptors one recvmsg can take: Linux's SCM_MAX_FD, the most one message can carry
+# (the daemon sends at most 250 per message, a sealed reply's spread over several).
+_MAX_FDS = 253
 PathArg = Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes]
 
 
@@ -186,16 +191,21 @@ class _Connection:
             self._maintain()  # releases queued by finalizers while we held the lock
 
     def open(self, path: str, table: str = "events",
-             geometry: Optional[Tuple[int, int]] = None) -> Tuple[OpenReply, List[int]]:
+             geometry: Optional[Tuple[int, int]] = None,
+             window: Optional[Tuple[int, int]] = None) -> Tuple[OpenReply, List[int]]:
         """Send ``open`` and register the lease of the reply as live; also return the
         descriptors passed with the reply (the caller owns them)."""
         def parse(reply: Dict[str, Any]) -> Tuple[OpenReply, List[int]]:
             result = parse_open_reply(reply)
+            if result.window != window:
+                raise ProtocolError(MALFORMED_REPLY,
+                                    f"malformed reply from evshmd: asked for window {window}, "
+                                    f"got the rows of {result.window}")
             self.live.add(result.lease)  # under the lock, before anything can release it
             fds, self._fds = self._fds, []
             return result, fds
 
-        return self.request(open_request(path, table, geometry), parse)
+        return self.request(open_request(path, table, geometry, window), parse)
 
     def _roundtrip_locked(self, req: Dict[str, Any],
                           parse: Callable[[Dict[str, Any]], _T]) -> _T:
@@ -230,9 +240,17 @@ class _Connection:
         self._fds = []
 
     def _read_line(self) -> bytes:
+        # A reply's descriptors may come with any of its bytes, over several messages:
+        # collect them until the line is complete.
         while True:
-            data, fds, _flags, _address = socket.recv_fds(self._sock, _RECV_SIZE, _MAX_FDS)
+            data, fds, flags, _address = socket.recv_fds(self._sock, _RECV_SIZE, _MAX_FDS)
             self._fds.extend(fds)
+            if flags & socket.MSG_CTRUNC:
+                # The kernel dropped descriptors that did not fit (or that this process
+                # had no room for: RLIMIT_NOFILE): the reply cannot be used.
+                raise ProtocolError(MALFORMED_REPLY,
+                                    "descriptors passed by evshmd were lost (more than "
+                                    f"{_MAX_FDS} in one message, or too many open files)")
             if not data:
                 where = " in the middle of a reply" if self._lines.pending else ""
                 raise ConnectionLost(
@@ -326,6 +344,23 @@ class _Connection:
         self._sock.close()
 
 
+class _LeaseRelease:
+    """Drops a lease once the last of the ``count`` mappings of its open is gone; each
+    mapping's finalizer calls :meth:`mapping_gone`."""
+
+    def __init__(self, conn: _Connection, lease: int, count: int) -> None:
+        self._conn = conn
+        self._lease = lease
+        # One token per mapping. list.pop() is atomic, and token 0 is the last one left,
+        # so exactly one finalizer takes it, however the finalizers race across threads.
+        self._tokens = list(range(count))
+
+    def mapping_gone(self) -> None:
+        """Called by each mapping's finalizer, in any thread, at any time."""
+        if self._tokens.pop() == 0:
+            self._conn.drop_lease(self._lease)
+
+
 class _Slot:
     """The client's current connection, shared with the client's finalizer."""
 
@@ -417,7 +452,8 @@ class Client:
              window: Optional[Tuple[int, int]] = None,
              table: str = "events",
              geometry: Optional[Tuple[int, int]] = None) -> Recording:
-        """Open a recording (decoding it first if no segment holds it) and map it.
+        """Open a recording, or a time window of it, and map it (the daemon decodes first
+        what no segment holds yet).
 
         ``path`` is relative to a root served by the daemon, or absolute inside one.
         ``table`` picks the CD events (``"events"``, columns ``t, x, y, p``) or the
@@ -425,66 +461,72 @@ class Client:
         ``geometry=(width, height)`` gives the sensor size of a file that states none
         (otherwise the daemon assumes a per-format default and drops no event; a file
         that states another size is refused).
-        With ``window=(t0, t1)`` (microseconds) the result holds only the events of the
-        time window ``[t0, t1)`` as defined by :meth:`Recording.time_window`. Today the
-        daemon serves the whole recording and the window is a zero-copy slice made here;
-        a daemon that serves windows itself will return the same rows.
+        With ``window=(t0, t1)`` (integer microseconds, ``t0 <= t1``) the daemon serves
+        only the events of the time window ``[t0, t1)``, the rows
+        :meth:`Recording.time_window` would select from the whole recording, and decodes
+        only the chunks that hold them. The result is then a recording of just those rows
+        (its :attr:`~Recording.start` is 0); views of it are zero-copy when they lie in
+        one chunk (:attr:`Recording.zero_copy`).
 
         Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
         :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
-        :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...
+        :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...; :class:`TypeError` or
+        :class:`ValueError` for a window that is not two integers in order.
         """
-        if window is not None:
-            t0, t1 = (int(v) for v in window)
-            if t1 < t0:
-                raise ValueError(f"window [{t0}, {t1}) ends before it starts")
-        rec = self._open_timed(path, table, geometry)[0]
-        if window is None:
-            return rec
-        try:
-            return rec.time_window(t0, t1)
-        finally:
-            rec.release()
+        checked = None if window is None else check_window(window)
+        return self._open_timed(path, table, geometry, checked)[0]
 
     def _open_timed(self, path: PathArg, table: str = "events",
-                    geometry: Optional[Tuple[int, int]] = None) -> Tuple[Recording, float, float]:
+                    geometry: Optional[Tuple[int, int]] = None,
+                    window: Optional[Tuple[int, int]] = None,
+                    ) -> Tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""
         text = _path_arg(path)
         conn = self._connection()
         start = time.perf_counter()
-        reply, fds = conn.open(text, table, geometry)
+        reply, fds = conn.open(text, table, geometry, window)
         requested = time.perf_counter()
         lease = reply.lease
         try:
-            if reply.segment_path is not None:
-                mapping = map_segment(reply.segment_path, reply.segment_size)
-            elif fds:
-                mapping = map_sealed_segment(fds.pop(0), reply.segment_name, reply.segment_size)
-            else:
-                raise SegmentError(f"evshmd passed neither a path nor a descriptor for "
-                                   f"segment {reply.segment_name}")
+            mappings: List[Any] = []
+            for chunk in reply.chunks:
+                segment = chunk.segment
+                if segment.path is not None:
+                    mappings.append(map_segment(segment.path, segment.size))
+                elif fds:
+                    mappings.append(map_sealed_segment(fds.pop(0), segment.name, segment.size))
+                else:
+                    raise SegmentError(f"evshmd passed neither a path nor a descriptor for "
+                                       f"segment {segment.name}")
         except BaseException:
             conn.drop_lease(lease)
             raise
         finally:
             for fd in fds:
                 os.close(fd)
-        # From here on the lease follows the mapping object (see the module docstring).
-        finalizer = weakref.finalize(mapping, conn.drop_lease, lease)
-        finalizer.atexit = False
+        # From here on the lease follows the mapping objects (see the module docstring).
+        release = _LeaseRelease(conn, lease, len(mappings))
+        finalizers = [weakref.finalize(mapping, release.mapping_gone) for mapping in mappings]
+        for finalizer in finalizers:
+            finalizer.atexit = False
+        if not mappings:
+            conn.drop_lease(lease)  # no row: nothing to hold the segments for
         try:
-            table = read_table(mapping, reply.segment_size)
-            if table.num_rows != reply.rows:
-                raise SegmentError(f"segment {reply.segment_name} holds {table.num_rows} "
-                                   f"rows but evshmd announced {reply.rows}")
+            parts = [(chunk, chunk_rows(mapping, chunk))
+                     for chunk, mapping in zip(reply.chunks, mappings)]
+            rows = join_chunks([(chunk, part) for chunk, part in parts if part.num_rows],
+                               reply.schema, reply.metadata)
         except BaseException:
-            # The traceback keeps `mapping` alive: release the lease now, not when the
-            # exception is gone (the mapping stays valid without it).
-            finalizer.detach()
-            conn.drop_lease(lease)
+            # The traceback keeps the mappings alive: release the lease now, not when the
+            # exception is gone (the mappings stay valid without it).
+            for finalizer in finalizers:
+                finalizer.detach()
+            if mappings:
+                conn.drop_lease(lease)
             raise
         attached = time.perf_counter()
-        return Recording(reply, mapping, table), requested - start, attached - requested
+        rec = Recording(reply, reply.chunks, mappings, rows, window=reply.window)
+        return rec, requested - start, attached - requested
 
     def list(self) -> List[RecordingInfo]:
         """List the recordings under the served roots, in the daemon's order."""

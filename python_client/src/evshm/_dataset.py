@@ -91,8 +91,9 @@ class EventWindows:
     Building opens each recording once here (the daemon decodes what it has not decoded
     yet), records its windows and releases it. ``windows[i]`` then attaches the
     recording over this process's own connection on first use and returns window ``i``
-    as a zero-copy :class:`~evshm.Recording`; attachments are kept until :meth:`close`.
-    Needs numpy.
+    as a zero-copy :class:`~evshm.Recording` (whose numpy and torch views copy only when
+    the window spans two of the daemon's chunks, see :attr:`~evshm.Recording.zero_copy`);
+    attachments are kept until :meth:`close`. Needs numpy.
     """
 
     def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,

@@ -1,4 +1,4 @@
-"""The evshmd control protocol, version 1, as pure functions on bytes (no I/O).
+"""The evshmd control protocol, version 2, as pure functions on bytes (no I/O).
 
 This mirrors ``client/src/protocol.rs``; ``docs/PROTOCOL.md`` is the contract. Nothing
 here touches a socket (the h11 way): requests are encoded to one line of bytes, received
@@ -12,6 +12,7 @@ malformed reply is a :class:`~evshm.ProtocolError` here rather than a ``KeyError
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -25,9 +26,12 @@ __all__ = [
     "LineBuffer",
     "parse_reply",
     "RecordingInfo",
+    "SegmentInfo",
+    "ChunkInfo",
     "OpenReply",
     "hello_request",
     "open_request",
+    "check_window",
     "release_request",
     "list_request",
     "stats_request",
@@ -38,7 +42,7 @@ __all__ = [
 ]
 
 #: The protocol version this client speaks (sent in ``hello``).
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 #: Longest request line the daemon accepts, newline included (PROTOCOL.md, Framing).
 MAX_REQUEST_LINE = 65_536
 #: Longest reply line this client accepts, newline included. A ``list`` of many thousand
@@ -86,13 +90,44 @@ def hello_request(client: str) -> Dict[str, Any]:
 
 TABLES = ("events", "triggers")
 
+#: Range of a time on the wire: the daemon reads window bounds as signed 64-bit integers.
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def check_window(window: Tuple[Any, Any]) -> Tuple[int, int]:
+    """Check a time window ``(t0, t1)`` and return it as two Python ints.
+
+    Both must be integers (Python or numpy; not floats, which would silently lose
+    microseconds) within the signed 64-bit range, with ``t0 <= t1``. Raises
+    :class:`TypeError` or :class:`ValueError` otherwise.
+    """
+    t0, t1 = window
+    bounds = []
+    for value in (t0, t1):
+        if isinstance(value, bool):
+            raise TypeError(f"window bounds must be integers (microseconds), not {value!r}")
+        try:
+            number = operator.index(value)
+        except TypeError:
+            raise TypeError(f"window bounds must be integers (microseconds), "
+                            f"not {value!r}") from None
+        if not _I64[0] <= number <= _I64[1]:
+            raise ValueError(f"window bound {number} does not fit in 64 bits")
+        bounds.append(number)
+    if bounds[1] < bounds[0]:
+        raise ValueError(f"window [{bounds[0]}, {bounds[1]}) ends before it starts")
+    return bounds[0], bounds[1]
+
 
 def open_request(path: str, table: str = "events",
-                 geometry: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+                 geometry: Optional[Tuple[int, int]] = None,
+                 window: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """The ``open`` request for a path relative to a served root (or absolute inside one).
 
     ``table`` is ``"events"`` (CD events) or ``"triggers"`` (external triggers);
-    ``geometry`` is a ``(width, height)`` for a file that states no sensor size.
+    ``geometry`` is a ``(width, height)`` for a file that states no sensor size;
+    ``window`` is a time window ``(t0, t1)`` in microseconds (see :func:`check_window`)
+    whose rows alone the daemon serves.
     """
     if table not in TABLES:
         raise ValueError(f"table must be one of {TABLES}, not {table!r}")
@@ -100,6 +135,8 @@ def open_request(path: str, table: str = "events",
     if geometry is not None:
         width, height = (int(v) for v in geometry)
         request.update(width=width, height=height)
+    if window is not None:
+        request["window"] = list(check_window(window))
     return request
 
 
@@ -244,20 +281,64 @@ class RecordingInfo:
 
 
 @dataclass(frozen=True)
+class SegmentInfo:
+    """A shared-memory segment holding one complete Arrow IPC stream (one record batch).
+
+    Attributes:
+        name: the segment's name (its file name in the shared-memory directory, or the
+            memfd's name when the daemon runs sealed).
+        path: the file to map read-only; ``None`` when the daemon runs sealed and passed
+            the segment as a descriptor instead.
+        size: bytes of the stream (on hugetlbfs the file is longer, in whole huge pages).
+    """
+
+    name: str
+    path: Optional[str]
+    size: int
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One chunk of a recording (a run of consecutive events decoded into a segment of
+    its own), and which rows of it are used.
+
+    Attributes:
+        index: position of the chunk in the recording, from 0.
+        segment: the segment holding the chunk's table.
+        rows: rows of the segment's record batch.
+        start, end: the rows ``start`` to ``end`` (excluded) of that batch that belong to
+            the recording or window at hand.
+    """
+
+    index: int
+    segment: SegmentInfo
+    rows: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class OpenReply:
-    """The fields of a successful ``open`` reply, checked."""
+    """The fields of a successful ``open`` reply, checked.
+
+    ``chunks`` are in recording order and their rows ``start..end``, in that order, are
+    the ``rows`` rows asked for (the whole recording, or the rows of ``window``).
+    ``schema`` lists ``(name, type)`` of each column and ``metadata`` the schema's
+    metadata, from which a client builds the table when no chunk holds a row.
+    """
 
     lease: int
     path: str
-    segment_name: str
-    segment_path: Optional[str]
-    segment_size: int
+    table: str
+    window: Optional[Tuple[int, int]]
+    chunks: Tuple[ChunkInfo, ...]
     rows: int
     format: str
     width: Optional[int]
     height: Optional[int]
+    schema: Tuple[Tuple[str, str], ...]
+    metadata: Dict[str, str]
     cached: bool
-    table: str = "events"
     dropped: int = 0
 
 
@@ -274,30 +355,111 @@ def parse_hello_reply(reply: Mapping[str, Any]) -> str:
     return server if isinstance(server, str) else ""
 
 
+def _object(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise _malformed(f"{what} should be an object, got {value!r}")
+    return value
+
+
+def _parse_chunk(entry: Any, number: int) -> ChunkInfo:
+    what = f"chunk {number}"
+    chunk = _object(entry, what)
+    segment = _object(chunk.get("segment"), f"{what} field 'segment'")
+    info = ChunkInfo(
+        index=_field(chunk, "index", int, what),
+        segment=SegmentInfo(
+            name=_field(segment, "name", str, f"{what} segment"),
+            path=_optional_str(segment, "path"),
+            size=_field(segment, "size", int, f"{what} segment"),
+        ),
+        rows=_field(chunk, "rows", int, what),
+        start=_field(chunk, "start", int, what),
+        end=_field(chunk, "end", int, what),
+    )
+    if info.segment.size <= 0 or info.index < 0:
+        raise _malformed(f"{what} has index {info.index} and segment size {info.segment.size}")
+    if not 0 <= info.start <= info.end <= info.rows:
+        raise _malformed(f"{what} asks for rows {info.start}..{info.end} "
+                         f"of a batch of {info.rows}")
+    return info
+
+
+def _parse_chunks(reply: Mapping[str, Any], whole: bool) -> Tuple[ChunkInfo, ...]:
+    """The ``chunks`` of an open reply, checked to be one run of rows in recording order
+    (every row of every chunk when ``whole``, i.e. no window was asked for)."""
+    entries = reply.get("chunks")
+    if not isinstance(entries, list):
+        raise _malformed(f"open reply field 'chunks' should be a list, got {entries!r}")
+    chunks = tuple(_parse_chunk(entry, number) for number, entry in enumerate(entries))
+    for before, after in zip(chunks, chunks[1:]):
+        if after.index <= before.index:
+            raise _malformed(f"open reply lists chunk {after.index} after chunk {before.index}")
+    last = len(chunks) - 1
+    for number, chunk in enumerate(chunks):
+        # The rows asked for are one contiguous run: only the first chunk may begin
+        # after its first row and only the last one end before its last.
+        if (chunk.start != 0 and (whole or number > 0)) or \
+                (chunk.end != chunk.rows and (whole or number < last)):
+            raise _malformed(f"open reply asks for rows {chunk.start}..{chunk.end} of "
+                             f"chunk {chunk.index} ({chunk.rows} rows), position {number} "
+                             f"of {len(chunks)}: not one run of rows")
+    return chunks
+
+
+def _parse_window(reply: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
+    window = reply.get("window")
+    if window is None:
+        return None
+    if (not isinstance(window, list) or len(window) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in window)
+            or window[0] > window[1]):
+        raise _malformed(f"open reply field 'window' should be [t_start, t_end], "
+                         f"got {window!r}")
+    return window[0], window[1]
+
+
+def _parse_schema(reply: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    fields = reply.get("schema")
+    if not isinstance(fields, list) or not fields:
+        raise _malformed(f"open reply field 'schema' should be a list of fields, "
+                         f"got {fields!r}")
+    return tuple((_field(_object(field, "schema field"), "name", str, "schema field"),
+                  _field(field, "type", str, "schema field")) for field in fields)
+
+
+def _parse_metadata(reply: Mapping[str, Any]) -> Dict[str, str]:
+    metadata = reply.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
+        raise _malformed(f"open reply field 'metadata' should map strings to strings, "
+                         f"got {metadata!r}")
+    return dict(metadata)
+
+
 def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
     """Check an ``open`` reply and return its fields."""
-    segment = reply.get("segment")
-    if not isinstance(segment, dict):
-        raise _malformed(f"open reply field 'segment' should be an object, got {segment!r}")
+    window = _parse_window(reply)
     result = OpenReply(
         lease=_field(reply, "lease", int, "open reply"),
         path=_field(reply, "path", str, "open reply"),
-        segment_name=_field(segment, "name", str, "segment"),
-        segment_path=_optional_str(segment, "path"),
-        segment_size=_field(segment, "size", int, "segment"),
+        table=reply.get("table", "events"),
+        window=window,
+        chunks=_parse_chunks(reply, whole=window is None),
         rows=_field(reply, "rows", int, "open reply"),
         format=_field(reply, "format", str, "open reply"),
         width=_optional_int(reply, "width"),
         height=_optional_int(reply, "height"),
+        schema=_parse_schema(reply),
+        metadata=_parse_metadata(reply),
         cached=_field(reply, "cached", bool, "open reply"),
-        table=reply.get("table", "events"),
         dropped=_optional_int(reply, "dropped") or 0,
     )
     if result.table not in TABLES:
         raise _malformed(f"open reply names an unknown table {result.table!r}")
-    if result.segment_size <= 0 or result.rows < 0:
-        raise _malformed(f"open reply has segment size {result.segment_size} "
-                         f"and {result.rows} rows")
+    asked = sum(chunk.end - chunk.start for chunk in result.chunks)
+    if result.rows != asked:
+        raise _malformed(f"open reply announces {result.rows} rows but its chunks hold "
+                         f"{asked}")
     return result
 
 

@@ -1,23 +1,24 @@
-"""A recording mapped from shared memory, its zero-copy views and its windows.
+"""A recording mapped from shared memory, its views and its windows.
 
-A :class:`Recording` is a table over the segment mapping plus what the daemon said about
-it. Windows (:meth:`Recording.time_window`, :meth:`Recording.slice`) are recordings too:
-zero-copy slices of the same table that share the mapping and the lease, so that code
-written against a window keeps working when the daemon serves windows itself
-(``client.open(path, window=(t0, t1))`` already returns the same kind of object).
+A :class:`Recording` is a table over the mappings of its chunks' segments plus what the
+daemon said about it. Windows (:meth:`Recording.time_window`, :meth:`Recording.slice`)
+are recordings too: zero-copy slices of the same table that share the mappings and the
+lease; ``client.open(path, window=(t0, t1))``, where the daemon selects the rows, returns
+the same kind of object.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+import dataclasses
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
 from ._errors import EvshmError
 from ._events import Events
 from ._optional import require
-from ._protocol import OpenReply
-from ._views import numpy_columns, polars_frame, single_chunk, torch_columns
+from ._protocol import ChunkInfo, OpenReply
+from ._views import numpy_columns, polars_frame, torch_columns
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,12 +33,16 @@ __all__ = ["Recording"]
 class Recording:
     """A decoded recording (or a window of one) mapped read-only from shared memory.
 
-    :attr:`table` is a :class:`pyarrow.Table` (columns ``t: int64`` in microseconds,
-    ``x: int16``, ``y: int16``, ``p: int8``) whose buffers point into the mapping: nothing
-    was copied. :meth:`numpy`, :meth:`polars` and :meth:`torch` give views of the same
-    memory; :meth:`time_window` and :meth:`slice` give windows, also without copying.
+    The daemon serves a recording as consecutive *chunks*, each decoded into a segment of
+    its own (:attr:`chunks`). :attr:`table` is a :class:`pyarrow.Table` (columns ``t:
+    int64`` in microseconds, ``x: int16``, ``y: int16``, ``p: int8``) whose buffers point
+    into the mappings of those segments, one Arrow chunk per segment: nothing was copied,
+    however many segments. :meth:`numpy` and :meth:`torch` are views of the same memory
+    when the rows lie in one segment (:attr:`zero_copy`) and copies otherwise;
+    :meth:`polars` is always a view. :meth:`time_window` and :meth:`slice` give windows,
+    without copying.
 
-    The daemon's lease on the segment lasts while anything that points into the mapping
+    The daemon's lease on the segments lasts while anything that points into a mapping
     is alive: this object, a window of it, the table, a column, a numpy array, a polars
     frame or a tensor made from it. :meth:`release` (or :meth:`close`, or leaving a
     ``with`` block) only gives up this object's own references; it never raises, even
@@ -45,22 +50,25 @@ class Recording:
 
     Attributes:
         path: the recording's path as the daemon names it.
-        rows: number of events in this recording or window.
-        start: index of this object's first row in the whole recording (0 unless a window).
+        rows: number of events in this object.
+        start: index of this object's first row among the rows that ``Client.open``
+            returned (0 for what ``open`` returns; for a whole recording, the position
+            in the recording).
         window: ``(t0, t1)`` when this is the time window ``[t0, t1)``, else ``None``.
         format: source format (``evt2``, ``evt3``, ``dat``...).
         width, height: sensor geometry (``None`` if the daemon sent none).
         lease: the lease id on the connection that opened the recording.
-        segment_name, segment_path, segment_size: the shared-memory segment
-            (``segment_path`` is ``None`` when the daemon runs sealed and passed it as a
-            descriptor).
-        cached: whether the segment was resident already (no decode for this open).
-        table_name: ``"events"`` or ``"triggers"``, the table this segment holds.
-        dropped: events of the file outside its stated sensor size, left out.
+        chunks: the chunks this object's rows come from, in order, each with its segment
+            (``segment.path`` is ``None`` when the daemon runs sealed and passed it as a
+            descriptor) and the rows ``start..end`` of it that are this object's.
+        cached: whether every chunk was resident already (no decode for this open).
+        table_name: ``"events"`` or ``"triggers"``, the table the segments hold.
+        dropped: events of the opened chunks outside their stated sensor size, left out.
     """
 
-    def __init__(self, reply: OpenReply, mapping: Any, table: pa.Table, *,
-                 start: int = 0, window: Optional[Tuple[int, int]] = None) -> None:
+    def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], mappings: Sequence[Any],
+                 table: pa.Table, *, start: int = 0,
+                 window: Optional[Tuple[int, int]] = None) -> None:
         self.path: str = reply.path
         self.rows: int = table.num_rows
         self.start: int = start
@@ -69,14 +77,12 @@ class Recording:
         self.width: Optional[int] = reply.width
         self.height: Optional[int] = reply.height
         self.lease: int = reply.lease
-        self.segment_name: str = reply.segment_name
-        self.segment_path: Optional[str] = reply.segment_path
-        self.segment_size: int = reply.segment_size
+        self.chunks: Tuple[ChunkInfo, ...] = tuple(chunks)
         self.cached: bool = reply.cached
         self.table_name: str = reply.table
         self.dropped: int = reply.dropped
         self._reply = reply
-        self._mapping: Any = mapping
+        self._mappings: Optional[Tuple[Any, ...]] = tuple(mappings)  # one per chunk
         self._table: Optional[pa.Table] = table
         self._index: Optional["TimeIndex"] = None
 
@@ -90,24 +96,38 @@ class Recording:
         return self._table
 
     @property
-    def buffer(self) -> pa.Buffer:
-        """The whole segment (an Arrow IPC stream) as a read-only, zero-copy buffer.
+    def segment_buffers(self) -> Tuple[pa.Buffer, ...]:
+        """The segment of each of :attr:`chunks` (a whole Arrow IPC stream) as a
+        read-only, zero-copy buffer, in the same order.
 
-        Like the table, the buffer keeps the lease held while it is alive.
+        Like the table, the buffers keep the lease held while they are alive.
         """
-        if self._mapping is None:
+        if self._mappings is None:
             raise EvshmError(f"recording {self.path} was released")
-        return pa.py_buffer(memoryview(self._mapping)[: self.segment_size])
+        return tuple(pa.py_buffer(memoryview(mapping)[:chunk.segment.size])
+                     for chunk, mapping in zip(self.chunks, self._mappings))
+
+    @property
+    def zero_copy(self) -> bool:
+        """Whether this object's rows lie in at most one segment, so that
+        :meth:`numpy`, :meth:`torch` and :meth:`events` are views of the shared memory
+        rather than copies. (:attr:`table` and :meth:`polars` never copy.)"""
+        return sum(1 for chunk in self.chunks if chunk.end > chunk.start) <= 1
 
     def numpy(self) -> "Dict[str, np.ndarray]":
-        """One read-only numpy array per column (``t``, ``x``, ``y``, ``p``), zero-copy.
+        """One read-only numpy array per column (``t``, ``x``, ``y``, ``p``).
 
-        Needs numpy (``pip install 'evshm[numpy]'``).
+        Zero-copy when :attr:`zero_copy` (the rows lie in one segment: a window inside a
+        chunk, a recording of one chunk); otherwise each array is a new concatenation of
+        the rows of the segments (one copy: a numpy array is contiguous). Needs numpy
+        (``pip install 'evshm[numpy]'``).
         """
         return numpy_columns(self.table)
 
     def polars(self) -> "pl.DataFrame":
-        """A polars DataFrame over the same memory (no copy).
+        """A polars DataFrame over the same memory (no copy, however many segments:
+        polars columns are chunked like the table's; ``.rechunk()`` makes them
+        contiguous, by copying).
 
         Needs polars (``pip install 'evshm[polars]'``). Polars never writes to the
         buffers of a frame it did not allocate; operations that produce new columns
@@ -116,19 +136,21 @@ class Recording:
         return polars_frame(self.table)
 
     def torch(self) -> "Dict[str, torch.Tensor]":
-        """One CPU tensor per column over the same memory (no copy, no warning).
+        """One CPU tensor per column, zero-copy when :attr:`zero_copy` (else a copy, as
+        with :meth:`numpy`), without warnings.
 
         The tensors are made through DLPack, so torch's "non-writable tensor" warning is
-        not raised, but the pages are still read-only: writing to such a tensor in place
-        kills the process with SIGSEGV. Use ``.clone()`` (or any out-of-place operation,
-        ``.float()``, ``.to(device)``...) before modifying. Needs torch and pyarrow >= 15
-        (``pip install 'evshm[torch]'``).
+        not raised, but the pages of a zero-copy tensor are still read-only: writing to
+        such a tensor in place kills the process with SIGSEGV. Use ``.clone()`` (or any
+        out-of-place operation, ``.float()``, ``.to(device)``...) before modifying.
+        Needs torch and pyarrow >= 15 (``pip install 'evshm[torch]'``).
         """
         return torch_columns(self.table)
 
     def events(self) -> Events:
-        """The columns as an :class:`~evshm.Events` of read-only numpy views (no copy),
-        with the geometry and this object's time window: what transforms take."""
+        """The columns as an :class:`~evshm.Events` of read-only numpy arrays (views
+        when :attr:`zero_copy`, see :meth:`numpy`), with the geometry and this object's
+        time window: what transforms take."""
         if self.width is None or self.height is None:
             raise EvshmError(f"recording {self.path} has no sensor geometry")
         cols = self.numpy()
@@ -143,8 +165,9 @@ class Recording:
             require("numpy", "numpy", "time windows")
             from ._windows import TimeIndex
 
-            self._index = TimeIndex(single_chunk(self.table, "t").to_numpy(
-                zero_copy_only=True))
+            # One numpy view per Arrow chunk: the index never concatenates the column.
+            self._index = TimeIndex(*(chunk.to_numpy(zero_copy_only=True)
+                                      for chunk in self.table.column("t").chunks))
         return self._index
 
     @property
@@ -203,7 +226,20 @@ class Recording:
         raise ValueError("give exactly one of duration= and events=")
 
     def _derive(self, lo: int, hi: int, window: Optional[Tuple[int, int]]) -> "Recording":
-        return Recording(self._reply, self._mapping, self.table.slice(lo, hi - lo),
+        table = self.table  # raises once released
+        assert self._mappings is not None
+        # The chunks (and their mappings) that rows lo..hi of this object come from.
+        chunks: List[ChunkInfo] = []
+        mappings: List[Any] = []
+        offset = 0
+        for chunk, mapping in zip(self.chunks, self._mappings):
+            first = chunk.start + max(lo - offset, 0)
+            last = chunk.start + min(hi - offset, chunk.end - chunk.start)
+            if first < last:
+                chunks.append(dataclasses.replace(chunk, start=first, end=last))
+                mappings.append(mapping)
+            offset += chunk.end - chunk.start
+        return Recording(self._reply, chunks, mappings, table.slice(lo, hi - lo),
                          start=self.start + lo, window=window)
 
     # ----------------------------------------------------------------- lifetime
@@ -221,7 +257,7 @@ class Recording:
         (immediately if none was kept).
         """
         self._table = None
-        self._mapping = None
+        self._mappings = None
         self._index = None
 
     def close(self) -> None:
@@ -244,4 +280,4 @@ class Recording:
             part = ""
         state = " released" if self.released else ""
         return (f"<Recording {self.path!r} {self.format}{geometry}{part} rows={self.rows} "
-                f"lease={self.lease}{state}>")
+                f"chunks={len(self.chunks)} lease={self.lease}{state}>")

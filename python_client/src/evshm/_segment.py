@@ -1,4 +1,4 @@
-"""Mapping a daemon segment read-only and reading its Arrow IPC stream in place.
+"""Mapping daemon segments read-only and reading their Arrow IPC streams in place.
 
 Contract (see the product brief, "Zero-copy reading, Python"):
 
@@ -19,6 +19,10 @@ Contract (see the product brief, "Zero-copy reading, Python"):
   descriptor while it lives; from 3.13 on it is mapped with ``trackfd=False`` and holds
   none.) ``mmap.close()`` is never called (it raises ``BufferError`` while buffers
   point into it); reference counting unmaps.
+- A recording comes as chunks, one segment each. :func:`chunk_rows` slices the rows asked
+  for out of a chunk's stream and :func:`join_chunks` puts the slices of all chunks in one
+  table: both only make new views of the same buffers (``Table.slice``,
+  ``Table.from_batches``), so the table still points into the mappings.
 """
 
 from __future__ import annotations
@@ -28,14 +32,15 @@ import mmap
 import os
 import stat
 import sys
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 import pyarrow as pa
 import pyarrow.ipc
 
 from ._errors import SegmentError
+from ._protocol import ChunkInfo
 
-__all__ = ["map_segment", "map_sealed_segment", "read_table"]
+__all__ = ["map_segment", "map_sealed_segment", "read_table", "chunk_rows", "join_chunks"]
 
 _REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
 
@@ -112,3 +117,49 @@ def read_table(mapping: mmap.mmap, size: int) -> pa.Table:
         return pa.ipc.open_stream(memoryview(mapping)[:size]).read_all()
     except pa.ArrowException as exc:
         raise SegmentError(f"segment is not a readable Arrow IPC stream: {exc}") from None
+
+
+def chunk_rows(mapping: mmap.mmap, chunk: ChunkInfo) -> pa.Table:
+    """The rows ``chunk.start`` to ``chunk.end`` of the stream in ``mapping``, without
+    copying.
+
+    Raises :class:`~evshm.SegmentError` unless the stream holds the ``chunk.rows`` rows
+    the daemon announced.
+    """
+    table = read_table(mapping, chunk.segment.size)
+    if table.num_rows != chunk.rows:
+        raise SegmentError(f"segment {chunk.segment.name} holds {table.num_rows} rows but "
+                           f"evshmd announced {chunk.rows}")
+    return table.slice(chunk.start, chunk.end - chunk.start)
+
+
+def join_chunks(parts: Sequence[Tuple[ChunkInfo, pa.Table]],
+                fields: Sequence[Tuple[str, str]], metadata: Mapping[str, str]) -> pa.Table:
+    """One table of the rows of ``parts`` (``(chunk, rows)`` from :func:`chunk_rows`), in
+    order, without copying: a column has one Arrow chunk per part that holds rows.
+
+    ``fields`` (``(name, type)`` pairs) and ``metadata`` are the schema the daemon
+    announced: every part must have those columns, and with no part at all they make
+    the schema of the empty table. Raises :class:`~evshm.SegmentError` otherwise.
+    """
+    for chunk, table in parts:
+        columns = tuple((field.name, str(field.type)) for field in table.schema)
+        if columns != tuple(fields):
+            raise SegmentError(f"segment {chunk.segment.name} holds columns {columns} but "
+                               f"evshmd announced {tuple(fields)}")
+    if not parts:
+        try:
+            # The daemon declares its columns non-nullable; so does the empty table, so
+            # that its schema equals the schema of any non-empty one.
+            schema = pa.schema([pa.field(name, pa.type_for_alias(kind), nullable=False)
+                                for name, kind in fields], metadata=dict(metadata))
+        except ValueError as exc:
+            raise SegmentError(f"cannot build an empty table of columns {tuple(fields)}: "
+                               f"{exc}") from None
+        return schema.empty_table()
+    batches = [batch for _, table in parts for batch in table.to_batches() if batch.num_rows]
+    try:
+        return pa.Table.from_batches(batches, schema=parts[0][1].schema)
+    except pa.ArrowInvalid as exc:
+        raise SegmentError(f"the segments of one recording disagree on its schema: "
+                           f"{exc}") from None

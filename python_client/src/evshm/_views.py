@@ -1,10 +1,18 @@
-"""numpy, polars and torch views of a table read from a segment, without copying.
+"""numpy, polars and torch views of a table read from segments.
 
-Every function here returns objects whose data pointers lie inside the segment mapping.
-Each view keeps, through Arrow's buffer ownership, a reference to the ``mmap`` object, so
-the mapping (and the daemon's lease, see ``_client``) lives exactly as long as some view
-does. A column must therefore be a single Arrow chunk (the daemon writes one record
-batch per segment); anything else would need a copy and is refused.
+A recording's table has, per column, one Arrow chunk for each segment its rows come from
+(see ``_segment``). Views are zero-copy as long as that is possible:
+
+- numpy arrays and torch tensors are contiguous, so a column whose rows lie in one chunk
+  is viewed in place (its data pointer lies inside the segment mapping), and a column
+  whose rows span several chunks is concatenated into new memory first: one copy of
+  those rows, the only way to make one contiguous array of them;
+- a polars frame holds chunked columns itself, so it is always built in place
+  (``rechunk=False``), with one polars chunk per Arrow chunk.
+
+A view in place keeps, through Arrow's buffer ownership, a reference to the ``mmap``
+object, so the mapping (and the daemon's lease, see ``_client``) lives exactly as long as
+some view does; a concatenated column owns its memory and holds neither.
 
 torch: ``torch.from_numpy`` on a read-only array warns that "PyTorch does not support
 non-writable tensors". The tensors are made through DLPack instead (pyarrow arrays export
@@ -19,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Dict
 
 import pyarrow as pa
 
-from ._errors import SegmentError
 from ._optional import require
 
 if TYPE_CHECKING:
@@ -27,29 +34,31 @@ if TYPE_CHECKING:
     import polars as pl
     import torch
 
-__all__ = ["single_chunk", "numpy_columns", "polars_frame", "torch_columns"]
+__all__ = ["column_array", "numpy_columns", "polars_frame", "torch_columns"]
 
 
-def single_chunk(table: pa.Table, name: str) -> pa.Array:
-    """The one chunk of column ``name`` (an empty array for a column with no chunk)."""
+def column_array(table: pa.Table, name: str) -> pa.Array:
+    """Column ``name`` as one Arrow array: its only non-empty chunk (no copy), an empty
+    array, or the concatenation of its chunks (a copy) when its rows span several."""
     column = table.column(name)
-    if column.num_chunks == 1:
-        return column.chunk(0)
-    if column.num_chunks == 0:
+    chunks = [chunk for chunk in column.chunks if len(chunk)]
+    if len(chunks) == 1:
+        return chunks[0]
+    if not chunks:
         return pa.array([], type=column.type)
-    raise SegmentError(
-        f"column {name!r} has {column.num_chunks} chunks; a zero-copy view needs one "
-        "(evshmd writes one record batch per segment)"
-    )
+    return pa.concat_arrays(chunks)
 
 
 def numpy_columns(table: pa.Table) -> "Dict[str, np.ndarray]":
-    """One read-only numpy array per column, over the table's own buffers."""
+    """One read-only numpy array per column (see the module docstring for when the
+    arrays are views of the segments and when copies)."""
     require("numpy", "numpy", "Recording.numpy()")
     arrays: Dict[str, Any] = {}
     for name in table.column_names:
-        array = single_chunk(table, name).to_numpy(zero_copy_only=True)
-        array.flags.writeable = False  # already so from Arrow; never let it be otherwise
+        array = column_array(table, name).to_numpy(zero_copy_only=True)
+        # Read-only from Arrow already; a concatenated copy is made read-only too, so
+        # that code never comes to depend on how many segments a window spans.
+        array.flags.writeable = False
         arrays[name] = array
     return arrays
 
@@ -57,20 +66,19 @@ def numpy_columns(table: pa.Table) -> "Dict[str, np.ndarray]":
 def polars_frame(table: pa.Table) -> "pl.DataFrame":
     """A polars DataFrame over the table's buffers (``rechunk=False``: no copy)."""
     polars = require("polars", "polars", "Recording.polars()")
-    for name in table.column_names:
-        single_chunk(table, name)  # refuse what polars could only import by copying
     frame: "pl.DataFrame" = polars.from_arrow(table, rechunk=False)
     return frame
 
 
 def torch_columns(table: pa.Table) -> "Dict[str, torch.Tensor]":
-    """One CPU tensor per column over the table's buffers, made through DLPack."""
+    """One CPU tensor per column, made through DLPack (views of the segments or copies,
+    like :func:`numpy_columns`)."""
     torch_module = require("torch", "torch", "Recording.torch()")
     tensors: Dict[str, Any] = {}
     for name in table.column_names:
-        chunk = single_chunk(table, name)
-        if not hasattr(chunk, "__dlpack__"):
+        array = column_array(table, name)
+        if not hasattr(array, "__dlpack__"):
             raise ImportError("Recording.torch() needs pyarrow >= 15 (DLPack export): "
                               "pip install 'evshm[torch]'")
-        tensors[name] = torch_module.from_dlpack(chunk)
+        tensors[name] = torch_module.from_dlpack(array)
     return tensors

@@ -16,8 +16,10 @@ connection or leases.
 What an item is:
 
 - without ``transform``: a dict of CPU tensors ``t, x, y, p`` over the shared memory
-  (zero-copy, read-only pages: ``.clone()`` before writing in place). Windows differ in
-  length, so batch them with :func:`collate_events` (or ``batch_size=None``);
+  (zero-copy, read-only pages: ``.clone()`` before writing in place; a window that spans
+  two of the daemon's chunks is the exception, copied into new memory, see
+  :attr:`evshm.Recording.zero_copy`). Windows differ in length, so batch them with
+  :func:`collate_events` (or ``batch_size=None``);
 - with ``transform``: whatever ``transform(events)`` returns, where ``events`` is an
   :class:`~evshm.Events` of read-only numpy views (e.g.
   :class:`~evshm.transforms.VoxelGrid`); a writable numpy array result becomes a tensor
@@ -116,7 +118,8 @@ class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
         drop_last: drop each recording's shorter final window.
         transform: applied to each window's :class:`~evshm.Events` in the worker (see
             :mod:`evshm.transforms`); must be picklable for ``spawn`` workers. Without
-            it, an item is a dict of zero-copy tensors ``t, x, y, p``.
+            it, an item is a dict of tensors ``t, x, y, p``, zero-copy unless the
+            window spans two of the daemon's chunks.
         socket_path, timeout: where the daemon is, and the socket timeout (seconds).
 
     Building the dataset opens each recording once in this process (the daemon decodes
