@@ -9,7 +9,7 @@ fn decoding_holds_no_copy_of_the_events_besides_the_segment() {
     let input = std::fs::metadata(daemon.root().join("big.raw")).unwrap().len();
     let before = status_bytes(daemon.pid(), "VmHWM:");
     let recording = daemon.client().open("big.raw").unwrap();
-    let output = recording.info().segment.size;
+    let output = recording.info().chunks[0].segment.size;
     let peak = status_bytes(daemon.pid(), "VmHWM:");
     // The small constant: the daemon's own start-up footprint plus read buffers.
     let allowance = before + 16 * 1024 * 1024;
@@ -31,7 +31,7 @@ fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
     let client = daemon.client();
     let a = client.open("a.raw").unwrap();
     let a_rows = rows(a.batches());
-    let a_segment = a.info().segment.path.clone().unwrap();
+    let a_segment = a.info().chunks[0].segment.path.clone().unwrap();
 
     // A is leased: B must wait, then fail with an error that says why; A is untouched.
     let error = client.open("b.raw").unwrap_err();
@@ -215,11 +215,11 @@ fn segments_can_live_on_hugetlbfs() {
         synthetic(20_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
     assert_eq!(rows(recording.batches()), expected);
     assert_zero_copy(&recording);
-    let path = recording.info().segment.path.clone().unwrap();
+    let path = recording.info().chunks[0].segment.path.clone().unwrap();
     assert!(path.starts_with(huge.dir.path()));
     let file_len = std::fs::metadata(&path).unwrap().len();
     assert!(
-        file_len > recording.info().segment.size && file_len.is_multiple_of(2 << 20),
+        file_len > recording.info().chunks[0].segment.size && file_len.is_multiple_of(2 << 20),
         "{file_len}"
     );
     assert_eq!(client.open_table("a.raw", evshm::protocol::Table::Triggers).unwrap().rows(), 0);

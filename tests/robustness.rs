@@ -32,7 +32,7 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
         raw.request(r#"{"op":"hello","version":99}"#)["error"]["code"],
         "unsupported_version"
     );
-    assert_eq!(raw.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+    assert_eq!(raw.request(r#"{"op":"hello","version":2}"#)["ok"], true);
     for (line, code) in [
         ("{not json", "bad_request"),
         ("[1, 2]", "bad_request"),
@@ -110,10 +110,10 @@ fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
     });
     let mut silent = daemon.raw();
     let mut stalled = daemon.raw();
-    assert_eq!(stalled.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+    assert_eq!(stalled.request(r#"{"op":"hello","version":2}"#)["ok"], true);
     stalled.send(br#"{"op":"sta"#);
     let mut idle = daemon.raw();
-    assert_eq!(idle.request(r#"{"op":"hello","version":1}"#)["ok"], true);
+    assert_eq!(idle.request(r#"{"op":"hello","version":2}"#)["ok"], true);
 
     let reply = stalled.reply().expect("an error before closing");
     assert_eq!(reply["error"]["code"], "bad_request");
@@ -146,8 +146,8 @@ fn double_and_foreign_releases_are_refused() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 100));
     let mut owner = daemon.raw();
     let mut stranger = daemon.raw();
-    owner.request(r#"{"op":"hello","version":1}"#);
-    stranger.request(r#"{"op":"hello","version":1}"#);
+    owner.request(r#"{"op":"hello","version":2}"#);
+    stranger.request(r#"{"op":"hello","version":2}"#);
     let lease = owner.request(r#"{"op":"open","path":"a.raw"}"#)["lease"].as_u64().unwrap();
     let release = format!(r#"{{"op":"release","lease":{lease}}}"#);
     assert_eq!(stranger.request(&release)["error"]["code"], "unknown_lease");
@@ -182,7 +182,7 @@ fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
             1 => raw.send(b"{\"op\":\"hel"),
             2 => raw.send(b"\x00\xff garbage\n"),
             _ => {
-                raw.request(r#"{"op":"hello","version":1}"#);
+                raw.request(r#"{"op":"hello","version":2}"#);
                 raw.request(r#"{"op":"open","path":"a.raw"}"#);
             }
         }

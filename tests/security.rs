@@ -57,7 +57,8 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
     let client = daemon.client();
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
-    let segment = recording.info().segment.path.as_ref().unwrap().to_str().unwrap().to_owned();
+    let segment =
+        recording.info().chunks[0].segment.path.as_ref().unwrap().to_str().unwrap().to_owned();
     let attempts = [
         format!("printf x >> {segment}"),
         format!("printf x | dd of={segment} conv=notrunc status=none"),
@@ -82,7 +83,7 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
     let meta = std::fs::metadata(&segment).unwrap();
     assert_eq!(
         (meta.len(), meta.permissions().mode() & 0o777),
-        (recording.info().segment.size, 0o440)
+        (recording.info().chunks[0].segment.size, 0o440)
     );
     assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
 }
@@ -119,7 +120,7 @@ fn open_receiving_fd(socket: &Path, path: &str) -> (serde_json::Value, std::os::
         }
         (serde_json::from_slice::<serde_json::Value>(&reply).unwrap(), fds)
     };
-    exchange("{\"op\":\"hello\",\"version\":1}\n".into());
+    exchange("{\"op\":\"hello\",\"version\":2}\n".into());
     let (reply, mut fds) = exchange(format!("{{\"op\":\"open\",\"path\":\"{path}\"}}\n"));
     (reply, fds.pop().expect("a descriptor with the reply"))
 }
@@ -133,7 +134,7 @@ fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
     assert_eq!(before.len(), 5000);
-    assert!(recording.info().segment.path.is_none(), "no path: the descriptor is passed");
+    assert!(recording.info().chunks[0].segment.path.is_none(), "no path: the descriptor is passed");
     assert_zero_copy(&recording);
     assert!(daemon.segments().is_empty(), "no file in /dev/shm, so nothing can leak");
 

@@ -51,7 +51,11 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let segment = String::from_utf8(output.stdout).unwrap();
-        assert_eq!(segment.trim(), info.segment.name, "both readers attach the same segment");
+        assert_eq!(
+            segment.trim(),
+            info.chunks[0].segment.name,
+            "both readers attach the same segment"
+        );
         assert_eq!(rows(&read_ipc_file(&dump)), got, "{name}: Python and Rust readers agree");
     }
     let stats = client.stats().unwrap();
@@ -222,7 +226,11 @@ fn concurrent_opens_of_one_recording_decode_it_once() {
             std::thread::spawn(move || {
                 barrier.wait();
                 let recording = client.open("big.raw").unwrap();
-                (recording.info().segment.name.clone(), recording.rows(), recording.info().cached)
+                (
+                    recording.info().chunks[0].segment.name.clone(),
+                    recording.rows(),
+                    recording.info().cached,
+                )
             })
         })
         .collect();
@@ -281,7 +289,7 @@ fn a_file_without_geometry_loses_nothing_and_takes_one_from_the_request() {
         ErrorCode::BadRequest
     );
     let mut raw = daemon.raw();
-    raw.request(r#"{"op":"hello","version":1}"#);
+    raw.request(r#"{"op":"hello","version":2}"#);
     let reply = raw.request(r#"{"op":"open","path":"stated.dat","width":640}"#);
     assert_eq!(reply["error"]["code"], "bad_request");
 }
@@ -300,9 +308,9 @@ fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
     let new = client.open("a.raw").unwrap();
     assert_eq!(new.rows(), 2500);
     assert!(!new.info().cached);
-    assert_ne!(new.info().segment.name, old.info().segment.name);
+    assert_ne!(new.info().chunks[0].segment.name, old.info().chunks[0].segment.name);
     assert_eq!(rows(old.batches()), old_rows, "the old generation is intact");
-    let old_segment = old.info().segment.path.clone().unwrap();
+    let old_segment = old.info().chunks[0].segment.path.clone().unwrap();
     drop(old);
     assert!(!old_segment.exists(), "the old generation goes with its last lease");
     assert_eq!(client.stats().unwrap().decodes, 2);
@@ -324,7 +332,7 @@ fn leases_end_on_drop_and_when_the_connection_closes() {
     let _also = client.open("a.raw").unwrap();
     assert_eq!(observer.stats().unwrap().leases, 2);
     let mut raw = daemon.raw();
-    raw.request(r#"{"op":"hello","version":1}"#);
+    raw.request(r#"{"op":"hello","version":2}"#);
     raw.request(r#"{"op":"open","path":"a.raw"}"#);
     assert_eq!(observer.stats().unwrap().leases, 3);
     drop(raw);
@@ -365,7 +373,7 @@ fn the_cli_lists_opens_and_reports() {
     assert_eq!(fields["format"], "evt3 1280x720");
     assert_eq!(fields["schema"], "t: int64, x: int16, y: int16, p: int8");
     assert!(fields["attach"].ends_with("(map + Arrow IPC open, no copy)"));
-    assert!(fields["segment"].contains("decoded now"));
+    assert!(fields["chunks"].contains("decoded now"));
     assert!(cli(&["open", "day1/cam0.raw"]).1.contains("cached"));
 
     let (ok, stats, _) = cli(&["stats"]);

@@ -23,11 +23,12 @@ use evshm::protocol::ErrorCode;
 use util::real::{Row, read_ipc_file, real_data, rows};
 use util::{Daemon, TempDir, evshm_cli, python, segments_of, synthetic, write_evt3};
 
-/// Asserts that every buffer of every column lies inside the recording's mapping.
+/// Asserts that every buffer of every column lies inside the mapping of its chunk.
 fn assert_zero_copy(recording: &evshm::Recording) {
-    let mapping = recording.mapping().as_ptr_range();
-    let (start, end) = (mapping.start as usize, mapping.end as usize);
-    for batch in recording.batches() {
+    assert_eq!(recording.batches().len(), recording.mappings().count(), "a batch per chunk");
+    for (batch, mapping) in recording.batches().iter().zip(recording.mappings()) {
+        let mapping = mapping.as_ptr_range();
+        let (start, end) = (mapping.start as usize, mapping.end as usize);
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             let data = column.to_data();
             assert!(!data.buffers().is_empty());

@@ -116,7 +116,7 @@ fn check_agreement(
             recording.path
         );
     }
-    Ok(opened.info().segment.size)
+    Ok(opened.info().chunks[0].segment.size)
 }
 
 fn bench_size(
@@ -215,18 +215,21 @@ fn bench_parts(
         })
     });
     // Sealed segments (memfds passed over the socket) have no path to map by name.
-    if let Some(segment) = info.segment.path.as_deref() {
+    if let Some(segment) = info.chunks[0].segment.path.as_deref() {
         let map = samples.entry("parts/map".into()).or_default();
         group.bench_function("map", |b| {
             b.iter_custom(|iters| {
-                timed(iters, map, || evshm::map_segment(segment, info.segment.size).expect("map"))
+                timed(iters, map, || {
+                    evshm::map_segment(segment, info.chunks[0].segment.size).expect("map")
+                })
             })
         });
     }
     // Decoding in place costs the same over any aligned buffer: an aligned copy of the
     // segment serves in every mode.
-    let mut copy = MutableBuffer::from_len_zeroed(opened.mapping().len());
-    copy.as_slice_mut().copy_from_slice(opened.mapping());
+    let mapping = opened.mappings().next().expect("one chunk");
+    let mut copy = MutableBuffer::from_len_zeroed(mapping.len());
+    copy.as_slice_mut().copy_from_slice(mapping);
     let copy = Buffer::from(copy);
     let decode = samples.entry("parts/decode".into()).or_default();
     group.bench_function("decode", |b| {

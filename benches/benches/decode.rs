@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::measurement::WallTime;
@@ -17,8 +18,8 @@ use evshm_benches::plan::{DecodeInput, Plan};
 use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
-    Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder, Format,
-    Geometry,
+    ChunkLimits, Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder,
+    Format, Geometry,
 };
 use evshmd::segment::ShmDir;
 use serde_json::json;
@@ -174,6 +175,17 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What evshmd does on the first open of a file read as one chunk: the index pass, then
+/// the decode into segments.
+fn ingest_whole(
+    file: &Path,
+    shm: &Arc<ShmDir>,
+) -> Result<evshmd::ingest::Published, evshmd::ingest::IngestError> {
+    let detected = evshmd::ingest::detect_file(file)?;
+    let chunks = evshmd::ingest::index_file(file, &detected, ChunkLimits::events(u64::MAX))?;
+    evshmd::ingest::ingest_chunk(file, "bench", &detected, &chunks[0], shm, no_room)
+}
+
 /// evshmd's ingest of one file, run in-process through the daemon's library, and its
 /// parts beyond decoding: reading the file, creating and allocating the segment
 /// (`ftruncate` + `fallocate`), then also mapping it, faulting in every page and
@@ -184,13 +196,10 @@ fn bench_ingest(
     input: &DecodeInput,
 ) -> anyhow::Result<serde_json::Value> {
     let shm = ShmDir::new(Path::new("/dev/shm"), None, false);
-    let len =
-        evshmd::ingest::ingest(&input.file, "bench", None, &shm, no_room)?.events.segment.len();
+    let len = ingest_whole(&input.file, &shm)?.events.segment.len();
     let mut group = criterion.benchmark_group(format!("ingest/{}", input.format));
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
-    let whole = bench(&mut group, "ingest", || {
-        evshmd::ingest::ingest(&input.file, "bench", None, &shm, no_room).expect("ingest")
-    });
+    let whole = bench(&mut group, "ingest", || ingest_whole(&input.file, &shm).expect("ingest"));
     let read = bench(&mut group, "read_file", || {
         let mut file = std::fs::File::open(&input.file).expect("open");
         let mut buffer = vec![0u8; CHUNK];

@@ -95,7 +95,7 @@ def python_parts(plan: Dict[str, Any], client: "evshm.Client", path: str) -> Dic
         sock.sendall(json.dumps(request).encode() + b"\n")
         return json.loads(lines.readline())
 
-    exchange({"op": "hello", "version": 1})
+    exchange({"op": "hello", "version": 2})
     leases: List[int] = []
 
     def request() -> None:

@@ -17,8 +17,9 @@ use serde::de::DeserializeOwned;
 
 use crate::mapping::{MapError, map_sealed_segment, map_segment};
 use crate::protocol::{
-    ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, OpenReply, PROTOCOL_VERSION, RecordingEntry,
-    ReleaseReply, ReplyError, Request, StatsReply, Table, default_socket_path,
+    ChunkInfo, ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, OpenReply, PROTOCOL_VERSION,
+    RecordingEntry, ReleaseReply, ReplyError, Request, StatsReply, Table, Window,
+    default_socket_path,
 };
 
 /// What can go wrong talking to evshmd or reading what it published.
@@ -118,7 +119,9 @@ impl Connection {
                     "reply longer than {MAX_REPLY_LINE} bytes"
                 )));
             }
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+            // Room for the most descriptors one message can carry (the daemon sends at most
+            // 250 per message, one message per byte at worst).
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
             // The daemon answers in microseconds: polling for the reply a little while
             // before sleeping spares the wake-up of this thread, which on a busy machine
@@ -202,11 +205,24 @@ impl Client {
         self.request(&Request::Stats)
     }
 
-    /// Opens a recording's CD events (a path relative to a served root), decoding it
-    /// first if no segment holds it, and maps its segment read-only. The returned
-    /// [`Recording`] holds a lease until dropped; its batches point into the mapping.
+    /// Opens a recording's CD events (a path relative to a served root), decoding what no
+    /// segment holds yet, and maps its segments read-only. The returned [`Recording`]
+    /// holds a lease until dropped; its batches point into the mappings.
     pub fn open(&self, path: &str) -> Result<Recording, ClientError> {
         self.open_table(path, Table::Events)
+    }
+
+    /// Opens the CD events of the time window `[t_start, t_end)` (microseconds) of a
+    /// recording: the rows from the first with `t >= t_start` to the first with
+    /// `t >= t_end` (see [`Window`]). Only the chunks holding them are decoded and mapped.
+    pub fn open_window(
+        &self,
+        path: &str,
+        t_start: i64,
+        t_end: i64,
+    ) -> Result<Recording, ClientError> {
+        let window = Some(Window { start: t_start, end: t_end });
+        self.open_with(path, OpenOptions { window, ..OpenOptions::default() })
     }
 
     /// Like [`Client::open`], for either of the recording's tables: CD events or
@@ -219,22 +235,48 @@ impl Client {
     pub fn open_with(&self, path: &str, options: OpenOptions) -> Result<Recording, ClientError> {
         let started = Instant::now();
         let (width, height) = options.geometry.unzip();
-        let request = Request::Open { path: path.to_owned(), table: options.table, width, height };
+        let request = Request::Open {
+            path: path.to_owned(),
+            table: options.table,
+            width,
+            height,
+            window: options.window,
+        };
         let (reply, fds): (OpenReply, _) = self.lock().request(&request)?;
         let lease = Lease { id: reply.lease, connection: Arc::clone(&self.connection) };
         let requested = Instant::now();
-        let mapping = match (&reply.segment.path, fds.into_iter().next()) {
-            (Some(path), _) => map_segment(path, reply.segment.size)?,
-            (None, Some(fd)) => map_sealed_segment(fd, &reply.segment.name, reply.segment.size)?,
-            (None, None) => {
-                return Err(ClientError::Protocol(
-                    "the open reply names no segment path and passed no descriptor".into(),
-                ));
-            }
-        };
-        let (schema, batches) = decode_in_place(&mapping)?;
+        let sealed = reply.chunks.iter().filter(|c| c.segment.path.is_none()).count();
+        if fds.len() != sealed {
+            return Err(ClientError::Protocol(format!(
+                "the open reply names {sealed} segments without a path but passed {} descriptors",
+                fds.len()
+            )));
+        }
+        let mut fds = fds.into_iter();
+        let mut mappings = Vec::with_capacity(reply.chunks.len());
+        let mut batches = Vec::with_capacity(reply.chunks.len());
+        let mut schema = None;
+        for chunk in &reply.chunks {
+            let segment = &chunk.segment;
+            let mapping = match (&segment.path, fds.next()) {
+                (Some(path), _) => map_segment(path, segment.size)?,
+                (None, Some(fd)) => map_sealed_segment(fd, &segment.name, segment.size)?,
+                (None, None) => unreachable!("descriptors counted above"),
+            };
+            let (chunk_schema, batch) = decode_in_place(&mapping, chunk)?;
+            schema.get_or_insert(chunk_schema);
+            batches.push(batch);
+            mappings.push(mapping);
+        }
+        let schema = schema.unwrap_or_else(|| {
+            let metadata = reply.metadata.clone().into_iter().collect();
+            Arc::new(match reply.table {
+                Table::Events => crate::schema::event_schema(metadata),
+                Table::Triggers => crate::schema::trigger_schema(metadata),
+            })
+        });
         let timings = OpenTimings { request: requested - started, attach: requested.elapsed() };
-        Ok(Recording { reply, mapping, schema, batches, timings, _lease: lease })
+        Ok(Recording { reply, mappings, schema, batches, timings, _lease: lease })
     }
 
     fn request<T: DeserializeOwned>(&self, request: &Request) -> Result<T, ClientError> {
@@ -253,15 +295,21 @@ impl Client {
 pub struct OpenOptions {
     /// The table: CD events (the default) or external triggers.
     pub table: Table,
+    /// Only the rows of this time window (see [`Window`]); the whole table if `None`.
+    pub window: Option<Window>,
     /// Sensor width and height to use if the file states none (otherwise the daemon
     /// assumes a per-format default and checks no event against it). A file that states
     /// a different geometry is refused.
     pub geometry: Option<(u32, u32)>,
 }
 
-/// Decodes the IPC stream in `mapping` without copying: every batch's buffers are slices
-/// of `mapping`, and misaligned buffers are an error rather than a silent copy.
-fn decode_in_place(mapping: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), ArrowError> {
+/// Decodes the IPC stream of one chunk in `mapping` without copying (every buffer is a
+/// slice of `mapping`, and a misaligned buffer is an error rather than a silent copy), and
+/// slices its record batch to the rows asked for.
+fn decode_in_place(
+    mapping: &Buffer,
+    chunk: &ChunkInfo,
+) -> Result<(SchemaRef, RecordBatch), ClientError> {
     let mut decoder = StreamDecoder::new().with_require_alignment(true);
     let mut rest = mapping.clone();
     let mut batches = Vec::new();
@@ -274,7 +322,19 @@ fn decode_in_place(mapping: &Buffer) -> Result<(SchemaRef, Vec<RecordBatch>), Ar
     let schema = decoder
         .schema()
         .ok_or_else(|| ArrowError::IpcError("segment holds no schema message".into()))?;
-    Ok((schema, batches))
+    let [batch] = <[RecordBatch; 1]>::try_from(batches).map_err(|batches| {
+        ClientError::Protocol(format!("segment holds {} record batches, not one", batches.len()))
+    })?;
+    let (start, end) = (chunk.start as usize, chunk.end as usize);
+    if batch.num_rows() as u64 != chunk.rows || start > end || end > batch.num_rows() {
+        return Err(ClientError::Protocol(format!(
+            "chunk {} has {} rows, the reply says {} and asks for rows {start}..{end}",
+            chunk.index,
+            batch.num_rows(),
+            chunk.rows
+        )));
+    }
+    Ok((schema, batch.slice(start, end - start)))
 }
 
 /// How long the parts of an open took.
@@ -287,15 +347,16 @@ pub struct OpenTimings {
     pub attach: Duration,
 }
 
-/// A decoded recording, mapped read-only from its shared-memory segment.
+/// A decoded recording, or a time window of it, mapped read-only from the shared-memory
+/// segments of its chunks.
 ///
-/// Its batches, and any array or buffer taken from them, keep the mapping alive after
-/// the `Recording` is dropped; dropping it ends the lease, after which the daemon may
-/// let the segment go (mappings stay valid).
+/// Its batches, and any array or buffer taken from them, keep their mappings alive after
+/// the `Recording` is dropped; dropping it ends the lease, after which the daemon may let
+/// the segments go (mappings stay valid).
 #[derive(Debug)]
 pub struct Recording {
     reply: OpenReply,
-    mapping: Buffer,
+    mappings: Vec<Buffer>,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     timings: OpenTimings,
@@ -303,7 +364,8 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The record batches (one per segment by default), zero-copy over the mapping.
+    /// The rows asked for, one record batch per chunk, in time order: zero-copy slices
+    /// of the mappings.
     pub fn batches(&self) -> &[RecordBatch] {
         &self.batches
     }
@@ -313,19 +375,19 @@ impl Recording {
         &self.schema
     }
 
-    /// Number of rows (events, or triggers).
+    /// Number of rows asked for (events, or triggers).
     pub fn rows(&self) -> u64 {
         self.reply.rows
     }
 
-    /// The daemon's reply to the open: segment, lease, format, geometry.
+    /// The daemon's reply to the open: chunks, segments, lease, format, geometry.
     pub fn info(&self) -> &OpenReply {
         &self.reply
     }
 
-    /// The whole mapped segment (the Arrow IPC stream's bytes).
-    pub fn mapping(&self) -> &[u8] {
-        self.mapping.as_slice()
+    /// The mapped segments, one per chunk (each a whole Arrow IPC stream).
+    pub fn mappings(&self) -> impl Iterator<Item = &[u8]> {
+        self.mappings.iter().map(Buffer::as_slice)
     }
 
     /// How long the open took.
@@ -334,7 +396,7 @@ impl Recording {
     }
 }
 
-/// A lease on a segment, released when dropped.
+/// A lease on the segments of one open, released when dropped.
 #[derive(Debug)]
 struct Lease {
     id: u64,

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this crate speaks, agreed in [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest request line the daemon reads, newline included; longer ones are refused with
 /// [`ErrorCode::FrameTooLarge`] and the connection is closed.
@@ -60,6 +60,9 @@ pub enum Request {
         /// Sensor height to use when the file states no geometry.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         height: Option<u32>,
+        /// Only the rows of this time window; the whole recording when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<Window>,
     },
     /// Ends a lease taken by `open`.
     Release {
@@ -68,6 +71,35 @@ pub enum Request {
     },
     /// Asks for the daemon's counters.
     Stats,
+}
+
+/// A time window `[start, end)` in microseconds of sensor time, `[start, end]` on the
+/// wire.
+///
+/// Its rows are those from the first row with `t >= start` up to, not including, the
+/// first row with `t >= end`: one contiguous run of rows. For time that never steps
+/// back these are exactly the rows with `start <= t < end`; where it steps back slightly
+/// (real EVT3 recordings do), a row is in the window of the running maximum of `t` at
+/// that row, so back-to-back windows neither lose nor repeat a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "[i64; 2]", into = "[i64; 2]")]
+pub struct Window {
+    /// First microsecond of the window.
+    pub start: i64,
+    /// First microsecond after the window.
+    pub end: i64,
+}
+
+impl From<[i64; 2]> for Window {
+    fn from([start, end]: [i64; 2]) -> Self {
+        Window { start, end }
+    }
+}
+
+impl From<Window> for [i64; 2] {
+    fn from(window: Window) -> Self {
+        [window.start, window.end]
+    }
 }
 
 /// The tables a recording is decoded into, each its own segment.
@@ -266,16 +298,21 @@ pub struct RecordingEntry {
 /// Reply to [`Request::Open`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenReply {
-    /// Lease that keeps the segment alive until released or the connection closes.
+    /// Lease that keeps the chunks' segments alive until released or the connection
+    /// closes.
     pub lease: u64,
     /// The recording's path, as in `list`.
     pub path: String,
-    /// Which table the segment holds.
+    /// Which table the segments hold.
     #[serde(default)]
     pub table: Table,
-    /// Where the decoded events are.
-    pub segment: SegmentInfo,
-    /// Number of rows (events or triggers).
+    /// The window asked for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// The chunks holding the rows asked for, in time order: every chunk of the
+    /// recording, or those holding rows of the window (none for an empty window).
+    pub chunks: Vec<ChunkInfo>,
+    /// Rows asked for: the sum of the chunks' `end - start`.
     pub rows: u64,
     /// Event format of the source file.
     pub format: String,
@@ -285,12 +322,32 @@ pub struct OpenReply {
     pub height: u32,
     /// Column names and types, in order.
     pub schema: Vec<FieldInfo>,
-    /// Whether the segment was already resident (no decode for this open).
+    /// The schema's metadata (`evshm.width`, …), for building an empty table when no
+    /// chunk holds a row.
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Whether every chunk was already resident (no decode for this open).
     pub cached: bool,
-    /// Events of the file dropped because they lie outside the sensor's geometry
+    /// Events of these chunks dropped because they lie outside the sensor's geometry
     /// (corrupt data, or a header that states the wrong geometry).
     #[serde(default)]
     pub dropped: u64,
+}
+
+/// One chunk of a recording in an [`OpenReply`]: its segment, and which of its rows
+/// were asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkInfo {
+    /// Position of the chunk in the recording, from 0.
+    pub index: u64,
+    /// The segment holding the chunk's table.
+    pub segment: SegmentInfo,
+    /// Rows of the segment's record batch.
+    pub rows: u64,
+    /// First row asked for.
+    pub start: u64,
+    /// One past the last row asked for.
+    pub end: u64,
 }
 
 /// A shared-memory segment holding one Arrow IPC stream.
@@ -387,6 +444,7 @@ mod tests {
             table: Table::Events,
             width: None,
             height: None,
+            window: None,
         };
         let line = open.to_line();
         assert_eq!(line, b"{\"op\":\"open\",\"path\":\"a/b.raw\",\"table\":\"events\"}\n");
@@ -403,6 +461,11 @@ mod tests {
             code(b"{\"op\":\"open\",\"path\":\"a\",\"table\":\"x\"}"),
             ErrorCode::BadRequest
         );
+        assert_eq!(code(br#"{"op":"open","path":"a","window":[1]}"#), ErrorCode::BadRequest);
+        let windowed = Request::parse(br#"{"op":"open","path":"a","window":[-5,7]}"#).unwrap();
+        let Request::Open { window: Some(window), .. } = &windowed else { panic!("{windowed:?}") };
+        assert_eq!(*window, Window { start: -5, end: 7 });
+        assert!(String::from_utf8(windowed.to_line()).unwrap().contains(r#""window":[-5,7]"#));
     }
 
     #[test]

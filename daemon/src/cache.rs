@@ -1,8 +1,8 @@
-//! Resident recordings, each decoded once however many clients ask for it at once.
+//! Resident chunks of recordings, each decoded once however many clients ask for it at once.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -36,10 +36,10 @@ impl FileIdentity {
     }
 }
 
-/// A decoded recording and the version of the file it was decoded from.
+/// A decoded chunk of a recording and the version of the file it was decoded from.
 #[derive(Debug)]
 pub struct Resident {
-    /// The segment and what it holds.
+    /// The segments and what they hold.
     pub published: Published,
     /// The file it came from.
     pub identity: FileIdentity,
@@ -48,7 +48,7 @@ pub struct Resident {
 }
 
 impl Resident {
-    /// A recording just decoded from the file at `identity`.
+    /// A chunk just decoded from the file at `identity`.
     pub fn new(published: Published, identity: FileIdentity) -> Self {
         Self { published, identity, last_used: AtomicU64::new(0) }
     }
@@ -70,17 +70,19 @@ pub enum Outcome {
     Hit,
 }
 
-/// What a decode is cached under: the canonical file, and the geometry the request gave
-/// for a file that states none (each such geometry is its own decode).
+/// What a decode is cached under: the canonical file, the geometry the request gave for a
+/// file that states none (each such geometry is its own decode), and the chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     /// The canonical path of the recording.
     pub file: PathBuf,
     /// The geometry given with the request, if any.
     pub geometry: Option<Geometry>,
+    /// Position of the chunk in the recording.
+    pub chunk: usize,
 }
 
-/// The resident recordings.
+/// The resident chunks.
 #[derive(Debug, Default)]
 pub struct Cache {
     entries: Mutex<HashMap<Key, Entry>>,
@@ -116,7 +118,7 @@ impl Slot {
 }
 
 impl Cache {
-    /// Returns the resident recording of `file` at version `identity`, decoding it with
+    /// Returns the resident chunk `key` of the file at version `identity`, decoding it with
     /// `decode` unless it is resident or being decoded by another open, whose result
     /// (success or failure) is then shared.
     pub fn open(
@@ -162,7 +164,7 @@ impl Cache {
         resident.last_used.store(now, Ordering::Relaxed);
     }
 
-    /// Bytes of the resident recordings no client holds.
+    /// Bytes of the resident chunks no client holds.
     pub fn evictable_bytes(&self) -> u64 {
         let entries = self.lock();
         (entries.values())
@@ -173,8 +175,8 @@ impl Cache {
             .sum()
     }
 
-    /// Evicts the least recently used recording no client holds; its size, or `None` if
-    /// every resident recording is leased.
+    /// Evicts the least recently used chunk no client holds; its size, or `None` if
+    /// every resident chunk is leased.
     pub fn evict_lru(&self) -> Option<u64> {
         let evicted = {
             let mut entries = self.lock();
@@ -197,17 +199,18 @@ impl Cache {
     }
 
     /// Makes room for a decode of `needed` bytes within `budget`, evicting unleased
-    /// recordings and then waiting for releases; `in_use` says how many bytes of segments
-    /// exist. Each eviction is passed to `evicted`.
+    /// chunks and then waiting up to `wait` for releases; `in_use` says how many bytes of
+    /// segments exist. Each eviction is passed to `evicted`.
     pub fn make_room<'b>(
         &self,
         needed: u64,
         budget: &'b Budget,
+        wait: std::time::Duration,
         in_use: impl Fn() -> u64,
         mut evicted: impl FnMut(u64),
     ) -> Result<Reservation<'b>, IngestError> {
         let started = Instant::now();
-        let deadline = started + budget.wait();
+        let deadline = started + wait;
         loop {
             if let Some(reservation) = budget.try_reserve(needed, in_use()) {
                 return Ok(reservation);
@@ -229,10 +232,9 @@ impl Cache {
         }
     }
 
-    /// Whether `file` at version `identity`, as its header describes it, is resident.
-    pub fn is_resident(&self, file: &Path, identity: FileIdentity) -> bool {
-        let key = Key { file: file.to_owned(), geometry: None };
-        matches!(self.lock().get(&key), Some(Entry::Ready(r)) if r.identity == identity)
+    /// Whether chunk `key` of the file at version `identity` is resident.
+    pub fn is_resident(&self, key: &Key, identity: FileIdentity) -> bool {
+        matches!(self.lock().get(key), Some(Entry::Ready(r)) if r.identity == identity)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {

@@ -60,20 +60,35 @@ pub(crate) fn read_request_line(
     }
 }
 
-/// Writes a reply line; with `fd`, the descriptor travels with its first byte
-/// (`SCM_RIGHTS`), so the client finds it beside the reply that names it.
+/// Most descriptors passed with one `sendmsg` (the kernel takes at most 253).
+const FDS_PER_MESSAGE: usize = 250;
+
+/// Writes a reply line; `fds` travel with its first bytes (`SCM_RIGHTS`), at most
+/// [`FDS_PER_MESSAGE`] with each byte sent, so the client finds them all before the end
+/// of the reply that names them.
 pub(crate) fn write_reply(
     mut writer: &UnixStream,
     line: &[u8],
-    fd: Option<OwnedFd>,
+    fds: Vec<OwnedFd>,
 ) -> std::io::Result<()> {
-    let Some(fd) = fd else { return writer.write_all(line) };
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd.as_fd()];
-    control.push(SendAncillaryMessage::ScmRights(&fds));
-    let sent =
-        rustix::net::sendmsg(writer, &[IoSlice::new(line)], &mut control, SendFlags::NOSIGNAL)?;
+    let mut sent = 0;
+    let groups = fds.len().div_ceil(FDS_PER_MESSAGE);
+    for (i, group) in fds.chunks(FDS_PER_MESSAGE).enumerate() {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(FDS_PER_MESSAGE))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let borrowed: Vec<_> = group.iter().map(|fd| fd.as_fd()).collect();
+        control.push(SendAncillaryMessage::ScmRights(&borrowed));
+        // One byte per message, so that every group gets a message of its own while
+        // bytes remain; a reply with descriptors always has bytes enough (about 100 per
+        // segment).
+        let piece = if i + 1 == groups { &line[sent..] } else { &line[sent..sent + 1] };
+        sent += rustix::net::sendmsg(
+            writer,
+            &[IoSlice::new(piece)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?;
+    }
     writer.write_all(&line[sent..])
 }
 

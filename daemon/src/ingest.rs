@@ -1,49 +1,50 @@
-//! Decoding a recording file into a published segment.
+//! Decoding recording files into published segments, one chunk at a time.
 //!
-//! Two passes over the file: the first counts the events (without decoding most of
-//! them), which sizes the segment exactly; the second decodes them straight into the
-//! segment's columns. The file is read
-//! in chunks rather than mapped, so a file truncated by someone else while it is read is
-//! an error, not a SIGBUS in the daemon.
+//! A first pass over the whole file builds its chunk index ([`index_file`]): where each
+//! chunk starts, the decoder state there and how many events it holds, counted without
+//! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of
+//! segments sized exactly from those counts. The file is read rather than mapped, so a
+//! file truncated by someone else while it is read is an error, not a SIGBUS in the daemon.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Counter, Decoder, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN,
-    Trigger,
+    Chunk, ChunkLimits, DetectError, Detected, EventSink, Geometry, GeometryFilter, Indexer,
+    MAX_HEADER_LEN, Trigger,
 };
 
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
+use crate::times::TimeColumn;
 
 /// Bytes read from the file at a time.
-const CHUNK: usize = 1 << 20;
+const READ_SIZE: usize = 1 << 20;
 
-/// A decoded recording in its segments.
+/// A decoded chunk of a recording in its segments.
 #[derive(Debug)]
 pub struct Published {
     /// The CD events.
     pub events: TableSegment,
     /// The external triggers.
     pub triggers: TableSegment,
-    /// What detection found: format and geometry.
-    pub detected: Detected,
     /// What the decoder passed over.
     pub report: DecodeReport,
 }
 
-/// One table of a recording: a segment holding an Arrow IPC stream.
+/// One table of a chunk: a segment holding an Arrow IPC stream.
 #[derive(Debug)]
 pub struct TableSegment {
     /// The segment.
     pub segment: Segment,
     /// Rows of its record batch.
     pub rows: u64,
+    /// Its `t` column, to find the rows of a time window.
+    pub times: TimeColumn,
 }
 
 /// What a decode dropped or skipped, besides the events it kept.
@@ -99,8 +100,8 @@ pub enum IngestError {
         /// What detection found.
         source: DetectError,
     },
-    /// The file changed between the counting and the decoding pass.
-    #[error("{path} changed while it was being decoded (had {counted} events, then more); retry")]
+    /// The file changed between indexing and decoding.
+    #[error("{path} changed while it was being decoded (had {counted} events, then others); retry")]
     Changed {
         /// The recording.
         path: PathBuf,
@@ -161,35 +162,34 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
         .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
 }
 
-/// Decodes the recording at `path` (shown to clients as `source`) into new segments.
-/// `given` is a geometry from the caller for files that state none. `make_room` is asked
-/// for the segments' exact size before they are made, and what it returns is held until
-/// they exist.
-pub fn ingest<R>(
+/// Builds the chunk index of the recording at `path`: one pass that counts events and
+/// keeps the decoder state at chunk starts, without decoding.
+pub fn index_file(
+    path: &Path,
+    detected: &Detected,
+    limits: ChunkLimits,
+) -> Result<Vec<Chunk>, IngestError> {
+    let mut indexer = Indexer::new(detected.format, limits);
+    let data = detected.data_offset as u64;
+    read_range(path, data, u64::MAX, |bytes| indexer.feed(bytes))?;
+    Ok(indexer.finish())
+}
+
+/// Decodes one chunk of the recording at `path` (shown to clients as `source`) into new
+/// segments. `make_room` is asked for the segments' exact size before they are made, and
+/// what it returns is held until they exist.
+pub fn ingest_chunk<R>(
     path: &Path,
     source: &str,
-    given: Option<Geometry>,
+    detected: &Detected,
+    chunk: &Chunk,
     shm: &Arc<ShmDir>,
     make_room: impl FnOnce(u64) -> Result<R, IngestError>,
 ) -> Result<Published, IngestError> {
-    let mut detected = detect_file(path)?;
-    if let Some(given) = given {
-        detected = detected.with_geometry(given).map_err(|stated| {
-            IngestError::GeometryConflict { path: path.to_owned(), stated, given }
-        })?;
-    }
-    let mut counter = Counter::new(detected.format);
-    read_data(path, &detected, |bytes| counter.feed(bytes))?;
-    counter.finish();
-    let (rows, trigger_rows) = (counter.events(), counter.triggers());
-
+    let (rows, trigger_rows) = (chunk.events, chunk.triggers);
     let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
-    let meta = metadata(&detected, source);
-    let event_layout = StreamLayout::new(&evshm::schema::event_schema(meta.clone()), rows as usize)
-        .map_err(|e| layout_error(e.to_string()))?;
-    let trigger_layout =
-        StreamLayout::new(&evshm::schema::trigger_schema(meta), trigger_rows as usize)
-            .map_err(|e| layout_error(e.to_string()))?;
+    let (event_layout, trigger_layout) =
+        chunk_layouts(detected, source, chunk).map_err(|e| layout_error(e.to_string()))?;
     let needed = shm.footprint(event_layout.total_len() as u64)
         + shm.footprint(trigger_layout.total_len() as u64);
     let _room = make_room(needed)?;
@@ -197,6 +197,7 @@ pub fn ingest<R>(
     let triggers = shm.create(trigger_layout.total_len() as u64)?;
     let mut event_map = events.map_mut().map_err(|e| layout_error(e.to_string()))?;
     let mut trigger_map = triggers.map_mut().map_err(|e| layout_error(e.to_string()))?;
+    let bases = (event_map.as_ptr() as usize, trigger_map.as_ptr() as usize);
     let events_columns = event_layout.write(&mut event_map).and_then(EventColumns::new);
     let trigger_columns = trigger_layout.write(&mut trigger_map).and_then(TriggerColumns::new);
     let sink = TableSink {
@@ -205,15 +206,22 @@ pub fn ingest<R>(
         events_len: 0,
         triggers_len: 0,
     };
+    let offsets = (
+        (sink.events.t.as_ptr() as usize - bases.0) as u64,
+        (sink.triggers.t.as_ptr() as usize - bases.1) as u64,
+    );
     let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
-    let mut decoder = Decoder::new(detected.format);
-    read_data(path, &detected, |bytes| decoder.feed(bytes, &mut sink))?;
+    let mut decoder = chunk.decoder();
+    let start = detected.data_offset as u64 + chunk.start;
+    read_range(path, start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);
     let (kept, dropped, trigger_len) =
         (sink.inner.events_len, sink.dropped, sink.inner.triggers_len);
     if kept as u64 + dropped != rows || trigger_len as u64 != trigger_rows {
         return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
     }
+    let event_times = TimeColumn::new(&sink.inner.events.t[..kept], offsets.0);
+    let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_len], offsets.1);
     if kept as u64 != rows {
         event_layout.set_rows(&mut event_map, kept).map_err(|e| layout_error(e.to_string()))?;
     }
@@ -224,14 +232,29 @@ pub fn ingest<R>(
     }
     let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
     Ok(Published {
-        events: TableSegment { segment: events, rows: kept as u64 },
-        triggers: TableSegment { segment: triggers, rows: trigger_rows },
-        detected,
+        events: TableSegment { segment: events, rows: kept as u64, times: event_times },
+        triggers: TableSegment { segment: triggers, rows: trigger_rows, times: trigger_times },
         report,
     })
 }
 
-fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
+/// The layouts of a chunk's two tables, sized for the events its index entry counts.
+pub fn chunk_layouts(
+    detected: &Detected,
+    source: &str,
+    chunk: &Chunk,
+) -> Result<(StreamLayout, StreamLayout), arrow_schema::ArrowError> {
+    let meta = metadata(detected, source);
+    let events =
+        StreamLayout::new(&evshm::schema::event_schema(meta.clone()), chunk.events as usize)?;
+    let triggers =
+        StreamLayout::new(&evshm::schema::trigger_schema(meta), chunk.triggers as usize)?;
+    Ok((events, triggers))
+}
+
+/// The metadata of a chunk's schema: geometry, format, source and where the geometry
+/// came from.
+pub fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
     HashMap::from([
         (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
         (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
@@ -241,17 +264,18 @@ fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
     ])
 }
 
-/// Reads the event data of the file (everything after the header) in chunks.
-fn read_data(
+/// Reads `len` bytes of the file (or up to its end) from `offset` on, in pieces.
+fn read_range(
     path: &Path,
-    detected: &Detected,
+    offset: u64,
+    len: u64,
     mut consume: impl FnMut(&[u8]),
 ) -> Result<(), IngestError> {
     let read_error = |source| IngestError::Read { path: path.to_owned(), source };
     let mut file = File::open(path).map_err(read_error)?;
-    std::io::copy(&mut (&mut file).take(detected.data_offset as u64), &mut std::io::sink())
-        .map_err(read_error)?;
-    let mut buffer = vec![0u8; CHUNK];
+    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
+    let mut file = file.take(len);
+    let mut buffer = vec![0u8; READ_SIZE];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => return Ok(()),

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
-use evshmd::server::{Daemon, bind_socket};
+use evshmd::server::{Daemon, Settings, bind_socket};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Serves event-camera recordings, decoded once into Arrow IPC streams in shared memory.
@@ -58,6 +59,19 @@ struct Args {
     /// its hello (an idle connection between requests is never closed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     frame_timeout: f64,
+    /// Events per chunk: recordings are decoded and held in chunks of about this many
+    /// events (plus at most those of 64 KiB of input), each its own segments.
+    #[arg(long, value_name = "N", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_events: u64,
+    /// Also end a chunk once its events span this many microseconds.
+    #[arg(long, value_name = "MICROSECONDS", value_parser = clap::value_parser!(i64).range(1..))]
+    chunk_span: Option<i64>,
+    /// Chunks decoded in the background ahead of a connection that reads windows forward.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    read_ahead: usize,
+    /// Threads decoding the chunks of one request [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    decode_threads: Option<u64>,
     /// Log filter (error, warn, info, debug, trace, or env_logger directives); overrides
     /// RUST_LOG.
     #[arg(long, value_name = "FILTER")]
@@ -139,6 +153,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         limit => log::info!("memory budget {} MiB", limit >> 20),
     }
     let access = AccessPolicy { allow_uids: args.allow_uids, allow_gids: args.allow_gids };
-    Daemon::new(roots, shm, budget, access, args.max_leases, frame_timeout).serve(listener);
+    let decode_threads = args.decode_threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        |n| n as usize,
+    );
+    let chunk_limits =
+        ChunkLimits { events: args.chunk_events, span: args.chunk_span, step: ChunkLimits::STEP };
+    let settings = Settings {
+        max_leases: args.max_leases,
+        frame_timeout,
+        chunk_limits,
+        read_ahead: args.read_ahead,
+        decode_threads,
+    };
+    Daemon::new(roots, shm, budget, access, settings).serve(listener);
     Ok(())
 }

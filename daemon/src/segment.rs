@@ -289,6 +289,13 @@ impl Segment {
     }
 }
 
+/// Reads of a published segment, for the daemon's own look at its columns.
+impl crate::times::ReadAt for Segment {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+    }
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
         self.dir.remove(&self.name);

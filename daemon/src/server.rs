@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use rustix::fs::Mode;
 
+use evshm_formats::ChunkLimits;
+
 use crate::access::AccessPolicy;
 use crate::budget::Budget;
 use crate::cache::Cache;
+use crate::recording::Indexes;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
 use crate::session::serve_connection;
@@ -23,23 +26,38 @@ pub struct Daemon {
     pub roots: Roots,
     /// Where segments are created.
     pub shm: Arc<ShmDir>,
-    /// The resident recordings.
+    /// The chunk indexes of the recordings opened so far.
+    pub indexes: Indexes,
+    /// The resident chunks.
     pub cache: Cache,
     /// How many bytes of segments may exist.
     pub budget: Budget,
     /// Which users are served.
     pub access: AccessPolicy,
-    /// Most leases one connection may hold at once.
-    pub max_leases: usize,
+    /// Tunables.
+    pub settings: Settings,
     /// Counters.
     pub stats: Stats,
     /// The connected clients.
     pub clients: Clients,
     /// The next lease id (unique across connections).
     pub next_lease: AtomicU64,
+}
+
+/// The daemon's tunables.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Most leases one connection may hold at once.
+    pub max_leases: usize,
     /// How long a request line may take once begun, a new connection may wait before its
     /// hello, and a reply may take to be written.
     pub frame_timeout: Duration,
+    /// How recordings are cut into chunks.
+    pub chunk_limits: ChunkLimits,
+    /// Chunks decoded ahead of a connection that reads windows forward.
+    pub read_ahead: usize,
+    /// Threads that decode the chunks of one request.
+    pub decode_threads: usize,
 }
 
 impl Daemon {
@@ -49,20 +67,19 @@ impl Daemon {
         shm: Arc<ShmDir>,
         budget: Budget,
         access: AccessPolicy,
-        max_leases: usize,
-        frame_timeout: Duration,
+        settings: Settings,
     ) -> Arc<Daemon> {
         Arc::new(Daemon {
             roots,
             shm,
+            indexes: Indexes::default(),
             cache: Cache::default(),
             budget,
             access,
-            max_leases,
+            settings,
             stats: Stats::default(),
             clients: Clients::default(),
             next_lease: AtomicU64::new(1),
-            frame_timeout,
         })
     }
 

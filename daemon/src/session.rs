@@ -4,34 +4,38 @@ use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use evshm::protocol::{
-    ErrorCode, ErrorReply, FieldInfo, HelloReply, ListReply, MAX_REQUEST_LINE, OpenReply,
-    PROTOCOL_VERSION, RecordingEntry, ReleaseReply, Request, SegmentInfo, StatsReply, Table,
-    reply_line,
+    ChunkInfo, ErrorCode, ErrorReply, FieldInfo, HelloReply, ListReply, MAX_REQUEST_LINE,
+    OpenReply, PROTOCOL_VERSION, RecordingEntry, ReleaseReply, Request, SegmentInfo, StatsReply,
+    Table, Window, reply_line,
 };
 use evshm::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_formats::Geometry;
 
 use crate::access::Peer;
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
+use crate::chunks::{Target, over_budget};
 use crate::framing::{FrameError, discard_line, read_request_line, write_reply};
-use crate::ingest::{IngestError, detect_file, ingest};
+use crate::ingest::{IngestError, TableSegment, detect_file, index_file, metadata};
+use crate::recording::RecordingIndex;
 use crate::server::Daemon;
 use crate::stats::Stats;
+use crate::window::{ChunkRows, candidates, select};
 
 /// Serves one connection until the client closes it or breaks the framing.
-pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
+pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
     // Declared first, so dropped last: the connection stops counting once its socket is
     // closed, not before.
     let mut session = Session::new(daemon);
+    let frame_timeout = daemon.settings.frame_timeout;
     let timeouts = stream
-        .set_read_timeout(Some(daemon.frame_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(daemon.frame_timeout)));
+        .set_read_timeout(Some(frame_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(frame_timeout)));
     let Ok(read_half) = timeouts.and_then(|()| stream.try_clone()) else {
         return;
     };
@@ -60,11 +64,11 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
             }
             Err(FrameError::Stalled) => {
                 let message =
-                    format!("request line not finished within {:?}; closing", daemon.frame_timeout);
+                    format!("request line not finished within {frame_timeout:?}; closing");
                 (session.error(ErrorReply::new(ErrorCode::BadRequest, message)), false)
             }
             Err(FrameError::NoHello) => {
-                let message = format!("no hello within {:?}; closing", daemon.frame_timeout);
+                let message = format!("no hello within {frame_timeout:?}; closing");
                 (session.error(ErrorReply::new(ErrorCode::HelloRequired, message)), false)
             }
             Err(FrameError::Io(e)) => {
@@ -72,7 +76,7 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
                 return;
             }
         };
-        if let Err(e) = write_reply(&writer, &reply, session.passing.take()) {
+        if let Err(e) = write_reply(&writer, &reply, std::mem::take(&mut session.passing)) {
             log::debug!("connection write failed: {e}");
             return;
         }
@@ -88,22 +92,33 @@ pub fn serve_connection(daemon: &Daemon, stream: UnixStream) {
 
 /// The protocol state of one connection.
 struct Session<'d> {
-    daemon: &'d Daemon,
+    daemon: &'d Arc<Daemon>,
     /// Who is at the other end, once admitted.
     peer: Option<Peer>,
     /// Its entry in the daemon's list of clients, once admitted.
     client_id: Option<u64>,
-    /// A segment's descriptor to pass with the next reply (sealed mode).
-    passing: Option<OwnedFd>,
+    /// Segments' descriptors to pass with the next reply (sealed mode).
+    passing: Vec<OwnedFd>,
     greeted: bool,
-    leases: HashMap<u64, Arc<Resident>>,
+    /// The chunks each lease holds.
+    leases: HashMap<u64, Vec<Arc<Resident>>>,
+    /// The file and last chunk of the previous window request, to tell a reader moving
+    /// forward (worth reading ahead for).
+    last_window: Option<(PathBuf, usize)>,
 }
 
 impl<'d> Session<'d> {
-    fn new(daemon: &'d Daemon) -> Self {
+    fn new(daemon: &'d Arc<Daemon>) -> Self {
         daemon.stats.connections.fetch_add(1, Ordering::Relaxed);
-        let leases = HashMap::new();
-        Self { daemon, peer: None, client_id: None, passing: None, greeted: false, leases }
+        Self {
+            daemon,
+            peer: None,
+            client_id: None,
+            passing: Vec::new(),
+            greeted: false,
+            leases: HashMap::new(),
+            last_window: None,
+        }
     }
 
     fn admit(&mut self, peer: Peer) {
@@ -162,9 +177,9 @@ impl<'d> Session<'d> {
                 reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
             }
             Request::List => reply_line(&self.list()),
-            Request::Open { path, table, width, height } => {
+            Request::Open { path, table, width, height, window } => {
                 let geometry = requested_geometry(width, height)?;
-                reply_line(&self.open(&path, table, geometry)?)
+                reply_line(&self.open(&path, table, geometry, window)?)
             }
             Request::Release { lease } => {
                 if self.leases.remove(&lease).is_none() {
@@ -191,7 +206,8 @@ impl<'d> Session<'d> {
             .filter_map(|(path, file)| {
                 let detected = detect_file(&file).ok()?;
                 let metadata = std::fs::metadata(&file).ok()?;
-                let decoded = cache.is_resident(&file, FileIdentity::of(&metadata));
+                let key = Key { file: file.clone(), geometry: None, chunk: 0 };
+                let decoded = cache.is_resident(&key, FileIdentity::of(&metadata));
                 let format = detected.format.name().to_owned();
                 Some(RecordingEntry { path, format, size: metadata.len(), decoded })
             })
@@ -204,10 +220,11 @@ impl<'d> Session<'d> {
         path: &str,
         table: Table,
         geometry: Option<Geometry>,
+        window: Option<Window>,
     ) -> Result<OpenReply, ErrorReply> {
         let daemon = self.daemon;
         Stats::bump(&daemon.stats.opens);
-        if self.leases.len() >= daemon.max_leases {
+        if self.leases.len() >= daemon.settings.max_leases {
             return Err(ErrorReply::new(
                 ErrorCode::TooManyLeases,
                 format!(
@@ -217,64 +234,80 @@ impl<'d> Session<'d> {
                 ),
             ));
         }
-        let resolved = daemon.roots.resolve(path)?;
-        let metadata = std::fs::metadata(&resolved.file).map_err(|e| {
-            ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))
-        })?;
-        let key = Key { file: resolved.file.clone(), geometry };
-        let (result, outcome) = daemon.cache.open(&key, FileIdentity::of(&metadata), || {
-            let started = Instant::now();
-            let make_room = |needed| {
-                let in_use = || daemon.shm.usage().1;
-                daemon.cache.make_room(needed, &daemon.budget, in_use, |bytes| {
-                    Stats::bump(&daemon.stats.evictions);
-                    daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
-                    log::info!("evicted an unleased recording ({bytes} bytes) to make room");
-                })
-            };
-            let published =
-                ingest(&resolved.file, &resolved.relative, geometry, &daemon.shm, make_room)
-                    .map_err(|e| ingest_error_reply(&resolved.relative, e))?;
-            log::info!(
-                "decoded {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
-                resolved.relative,
-                published.detected.format,
-                published.events.rows,
-                published.triggers.rows,
-                published.events.segment.name(),
-                published.events.segment.len(),
-                started.elapsed().as_secs_f64() * 1e3
-            );
-            if !published.report.is_clean() {
-                log::warn!("{}: {}", resolved.relative, published.report);
-            }
-            Ok(Resident::new(published, FileIdentity::of(&metadata)))
-        });
-        match outcome {
-            Outcome::Decoded if result.is_ok() => Stats::bump(&daemon.stats.decodes),
-            Outcome::Decoded => {}
-            Outcome::Hit | Outcome::Waited => Stats::bump(&daemon.stats.cache_hits),
+        if let Some(w) = window.filter(|w| w.start > w.end) {
+            return Err(ErrorReply::new(
+                ErrorCode::BadRequest,
+                format!("window [{}, {}) ends before it starts", w.start, w.end),
+            ));
         }
-        let resident = result?;
-        let lease = daemon.next_lease.fetch_add(1, Ordering::Relaxed);
-        let published = &resident.published;
-        let (chosen, columns) = match table {
-            Table::Events => (&published.events, &EVENT_COLUMNS[..]),
-            Table::Triggers => (&published.triggers, &TRIGGER_COLUMNS[..]),
+        let target = self.target(path, geometry)?;
+        let bounds = target.recording.time_bounds();
+        let likely = candidates(window, &bounds);
+        let cold = likely.clone().any(|chunk| !target.is_resident(chunk));
+        let mut prefetched = Vec::new();
+        if cold {
+            let needed = target.bytes_needed(likely.clone());
+            if needed > daemon.budget.limit() {
+                return Err(over_budget(&target.source, needed, daemon.budget.limit()));
+            }
+            prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
+        }
+        let selected = select(window, &bounds, |chunk| {
+            let early = chunk.checked_sub(likely.start).and_then(|i| prefetched.get_mut(i));
+            let (resident, outcome) = early
+                .and_then(Option::take)
+                .unwrap_or_else(|| target.fetch(chunk, daemon.budget.wait()));
+            Ok::<_, ErrorReply>(ChunkTable { resident: resident?, table, outcome })
+        })?;
+        drop(prefetched);
+        if let (Some(_), Some(last)) = (window, selected.last()) {
+            let forward = (self.last_window.as_ref())
+                .is_some_and(|(file, chunk)| *file == target.file && last.chunk >= *chunk);
+            if forward {
+                target.read_ahead(last.chunk + 1..last.chunk + 1 + daemon.settings.read_ahead);
+            }
+            self.last_window = Some((target.file.clone(), last.chunk));
+        }
+        let cached = selected.iter().all(|s| s.table.outcome != Outcome::Decoded);
+        if cached {
+            Stats::bump(&daemon.stats.cache_hits);
+        }
+        let mut chunks = Vec::with_capacity(selected.len());
+        for s in &selected {
+            let segment = &s.table.segment().segment;
+            if segment.path().is_none() {
+                let fd = segment.share().map_err(|e| {
+                    ErrorReply::new(ErrorCode::Internal, format!("cannot pass a segment: {e}"))
+                })?;
+                self.passing.push(fd);
+            }
+            chunks.push(ChunkInfo {
+                index: s.chunk as u64,
+                segment: SegmentInfo {
+                    name: segment.name().to_owned(),
+                    path: segment.path().map(Path::to_owned),
+                    size: segment.len(),
+                },
+                rows: s.table.rows(),
+                start: s.start,
+                end: s.end,
+            });
+        }
+        let columns = match table {
+            Table::Events => &EVENT_COLUMNS[..],
+            Table::Triggers => &TRIGGER_COLUMNS[..],
         };
+        let lease = daemon.next_lease.fetch_add(1, Ordering::Relaxed);
         let reply = OpenReply {
             lease,
-            path: resolved.relative,
+            path: target.source.clone(),
             table,
-            segment: SegmentInfo {
-                name: chosen.segment.name().to_owned(),
-                path: chosen.segment.path().map(Path::to_owned),
-                size: chosen.segment.len(),
-            },
-            rows: chosen.rows,
-            format: published.detected.format.name().to_owned(),
-            width: published.detected.geometry.width,
-            height: published.detected.geometry.height,
+            window,
+            rows: selected.iter().map(|s| s.end - s.start).sum(),
+            chunks,
+            format: target.detected.format.name().to_owned(),
+            width: target.detected.geometry.width,
+            height: target.detected.geometry.height,
             schema: columns
                 .iter()
                 .map(|(name, ty)| FieldInfo {
@@ -282,19 +315,53 @@ impl<'d> Session<'d> {
                     data_type: ty.to_string().to_lowercase(),
                 })
                 .collect(),
-            cached: outcome != Outcome::Decoded,
-            dropped: published.report.outside_geometry,
+            metadata: metadata(&target.detected, &target.source).into_iter().collect(),
+            cached,
+            dropped: selected
+                .iter()
+                .map(|s| s.table.resident.published.report.outside_geometry)
+                .sum(),
         };
-        if chosen.segment.path().is_none() {
-            let fd = chosen.segment.share().map_err(|e| {
-                ErrorReply::new(ErrorCode::Internal, format!("cannot pass the segment: {e}"))
-            })?;
-            self.passing = Some(fd);
-        }
-        self.leases.insert(lease, resident);
+        self.leases.insert(lease, selected.into_iter().map(|s| s.table.resident).collect());
         daemon.stats.leases.fetch_add(1, Ordering::Relaxed);
         self.update_client(|c| c.leases += 1);
         Ok(reply)
+    }
+
+    /// The recording at `path` as a request sees it, its chunk index built on first use.
+    fn target(&self, path: &str, geometry: Option<Geometry>) -> Result<Target, ErrorReply> {
+        let daemon = self.daemon;
+        let resolved = daemon.roots.resolve(path)?;
+        let source = resolved.relative;
+        let metadata = std::fs::metadata(&resolved.file).map_err(|e| {
+            ErrorReply::new(ErrorCode::NotFound, format!("cannot open {path}: {e}"))
+        })?;
+        let identity = FileIdentity::of(&metadata);
+        let recording = (daemon.indexes)
+            .get(&resolved.file, identity, || {
+                let started = Instant::now();
+                let detected = detect_file(&resolved.file)?;
+                let chunks = index_file(&resolved.file, &detected, daemon.settings.chunk_limits)?;
+                log::info!(
+                    "indexed {source} ({}, {} events in {} chunks) in {:.1} ms",
+                    detected.format,
+                    chunks.iter().map(|c| c.events).sum::<u64>(),
+                    chunks.len(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                Ok(RecordingIndex { identity, detected, chunks })
+            })
+            .map_err(|e| ingest_error_reply(&source, e))?;
+        let detected = match geometry {
+            None => recording.detected.clone(),
+            Some(given) => recording.detected.clone().with_geometry(given).map_err(|stated| {
+                let conflict =
+                    IngestError::GeometryConflict { path: resolved.file.clone(), stated, given };
+                ingest_error_reply(&source, conflict)
+            })?,
+        };
+        let daemon = Arc::clone(daemon);
+        Ok(Target { daemon, file: resolved.file, source, geometry, identity, recording, detected })
     }
 
     fn stats(&self) -> StatsReply {
@@ -359,9 +426,42 @@ fn requested_geometry(
     }
 }
 
+/// One chunk's table, held for a reply.
+struct ChunkTable {
+    resident: Arc<Resident>,
+    table: Table,
+    outcome: Outcome,
+}
+
+impl ChunkTable {
+    fn segment(&self) -> &TableSegment {
+        match self.table {
+            Table::Events => &self.resident.published.events,
+            Table::Triggers => &self.resident.published.triggers,
+        }
+    }
+}
+
+impl ChunkRows for ChunkTable {
+    type Error = ErrorReply;
+
+    fn rows(&self) -> u64 {
+        self.segment().rows
+    }
+
+    fn first_at_or_after(&self, time: i64, from: u64) -> Result<u64, ErrorReply> {
+        let table = self.segment();
+        let found = table.times.first_at_or_after(&table.segment, time, from as usize);
+        found.map(|row| row as u64).map_err(|e| {
+            let name = table.segment.name();
+            ErrorReply::new(ErrorCode::Internal, format!("cannot read segment {name}: {e}"))
+        })
+    }
+}
+
 /// The protocol's view of a failed decode: a stable code and a message naming the
 /// recording by the path the client used.
-fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
+pub(crate) fn ingest_error_reply(path: &str, error: IngestError) -> ErrorReply {
     use evshm_formats::DetectError;
     let code = match &error {
         IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {

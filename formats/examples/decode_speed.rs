@@ -98,7 +98,11 @@ fn main() {
         assert_eq!(chunks.iter().map(|c| c.events).sum::<u64>(), events);
         let mev = |s: f64| events as f64 / s / 1e6;
         println!("{name:5} dispatch only (decode into a counter) {:7.1} Mev/s", mev(dispatch));
-        println!("{name:5} chunk index ({} chunks)               {:7.1} Mev/s", chunks.len(), mev(index));
+        println!(
+            "{name:5} chunk index ({} chunks)               {:7.1} Mev/s",
+            chunks.len(),
+            mev(index)
+        );
         println!(
             "{name:5} {:6.2} B/ev  count {:7.1} Mev/s  decode {:7.1} Mev/s  both passes {:7.1} Mev/s",
             data.len() as f64 / events as f64,

@@ -100,7 +100,10 @@ impl Indexer {
             Format::Dat | Format::Evt21(_) => Some(8),
             Format::Text(_) | Format::Aedat4(_) => None,
         };
-        assert!(limits.step > 0 && limits.step.is_multiple_of(8), "the step must be a multiple of 8");
+        assert!(
+            limits.step > 0 && limits.step.is_multiple_of(8),
+            "the step must be a multiple of 8"
+        );
         let decoder = Decoder::new(format);
         let current = Chunk {
             start: 0,

@@ -87,7 +87,11 @@ fn recording(client: &evshm::Client, opened: &Opened, path: &str) -> anyhow::Res
     }
     // Drop the previous copy first: only one is held at a time.
     *opened = None;
-    let bytes = Arc::new(client.open(path)?.mapping().to_vec());
+    let recording = client.open(path)?;
+    let [mapping] = recording.mappings().collect::<Vec<_>>()[..] else {
+        anyhow::bail!("{path} is in several chunks: start evshmd with a larger --chunk-events");
+    };
+    let bytes = Arc::new(mapping.to_vec());
     *opened = Some((path.to_owned(), Arc::clone(&bytes)));
     Ok(bytes)
 }

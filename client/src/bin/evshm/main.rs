@@ -10,8 +10,8 @@ use anyhow::Context;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use clap::{Parser, Subcommand};
-use evshm::Client;
-use evshm::protocol::Table;
+use evshm::protocol::{Table, Window};
+use evshm::{Client, OpenOptions};
 
 /// Talks to evshmd: lists, opens (zero-copy) and inspects decoded event recordings.
 #[derive(Debug, Parser)]
@@ -36,6 +36,9 @@ enum Command {
         /// Open the table of external triggers instead of the CD events.
         #[arg(long)]
         triggers: bool,
+        /// Only the rows of the time window [START, END), in microseconds.
+        #[arg(long, num_args = 2, value_names = ["START", "END"], allow_negative_numbers = true)]
+        window: Option<Vec<i64>>,
     },
     /// Prints the daemon's counters.
     Stats,
@@ -69,9 +72,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size);
             }
         }
-        Command::Open { path, triggers } => {
+        Command::Open { path, triggers, window } => {
             let table = if *triggers { Table::Triggers } else { Table::Events };
-            open(&connect()?, path, table)?
+            let window = window.as_deref().map(|w| Window { start: w[0], end: w[1] });
+            open(&connect()?, path, OpenOptions { table, window, ..OpenOptions::default() })?
         }
         Command::Stats => {
             let stats = connect()?.stats()?;
@@ -93,8 +97,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(client: &Client, path: &str, table: Table) -> anyhow::Result<()> {
-    let recording = client.open_table(path, table)?;
+fn open(client: &Client, path: &str, options: OpenOptions) -> anyhow::Result<()> {
+    let recording = client.open_with(path, options)?;
     let info = recording.info();
     let mut range: Option<(i64, i64)> = None;
     for batch in recording.batches() {
@@ -114,11 +118,17 @@ fn open(client: &Client, path: &str, table: Table) -> anyhow::Result<()> {
     println!("path      {}", info.path);
     println!("format    {} {}x{}", info.format, info.width, info.height);
     println!("rows      {}", info.rows);
-    let segment = match &info.segment.path {
-        Some(path) => path.display().to_string(),
-        None => format!("{} (sealed memfd)", info.segment.name),
-    };
-    println!("segment   {segment} ({} bytes, {cached})", info.segment.size);
+    println!("chunks    {} ({cached})", info.chunks.len());
+    for chunk in &info.chunks {
+        let segment = match &chunk.segment.path {
+            Some(path) => path.display().to_string(),
+            None => format!("{} (sealed memfd)", chunk.segment.name),
+        };
+        println!(
+            "  #{:<5} rows {}..{} of {}  {segment} ({} bytes)",
+            chunk.index, chunk.start, chunk.end, chunk.rows, chunk.segment.size
+        );
+    }
     println!("schema    {}", schema.join(", "));
     match range {
         Some((lo, hi)) => println!("time      {lo} .. {hi} us"),

@@ -1,0 +1,176 @@
+//! Getting a recording's chunks resident: decoding them into the cache, several at once
+//! when a request needs several, and ahead of a reader that moves forward.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use evshm::protocol::{ErrorCode, ErrorReply};
+use evshm_formats::{Detected, Geometry};
+
+use crate::cache::{FileIdentity, Key, Outcome, Resident};
+use crate::ingest::{chunk_layouts, ingest_chunk};
+use crate::recording::RecordingIndex;
+use crate::server::Daemon;
+use crate::session::ingest_error_reply;
+use crate::stats::Stats;
+
+/// A fetched chunk, or why it could not be had, and how it was served.
+pub type Fetched = (Result<Arc<Resident>, ErrorReply>, Outcome);
+
+/// One version of one recording, as a request sees it: everything needed to decode any
+/// of its chunks, owned, so that a read-ahead thread can take a copy.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The daemon.
+    pub daemon: Arc<Daemon>,
+    /// The canonical path.
+    pub file: PathBuf,
+    /// The path as clients name it.
+    pub source: String,
+    /// The geometry the request gave, if any.
+    pub geometry: Option<Geometry>,
+    /// The file's version.
+    pub identity: FileIdentity,
+    /// Its chunk index.
+    pub recording: Arc<RecordingIndex>,
+    /// Format and geometry, with the request's geometry applied.
+    pub detected: Detected,
+}
+
+impl Target {
+    fn key(&self, chunk: usize) -> Key {
+        Key { file: self.file.clone(), geometry: self.geometry, chunk }
+    }
+
+    /// Whether chunk `chunk` is resident.
+    pub fn is_resident(&self, chunk: usize) -> bool {
+        self.daemon.cache.is_resident(&self.key(chunk), self.identity)
+    }
+
+    /// Bytes of the segments of the chunks in `range`, when all are decoded.
+    pub fn bytes_needed(&self, range: Range<usize>) -> u64 {
+        let shm = &self.daemon.shm;
+        (self.recording.chunks[range].iter())
+            .filter_map(|chunk| chunk_layouts(&self.detected, &self.source, chunk).ok())
+            .map(|(events, triggers)| {
+                shm.footprint(events.total_len() as u64)
+                    + shm.footprint(triggers.total_len() as u64)
+            })
+            .sum()
+    }
+
+    /// Chunk `chunk`, decoding it unless it is resident (or being decoded: then this
+    /// waits for that decode), waiting up to `wait` for room in the memory budget.
+    pub fn fetch(&self, chunk: usize, wait: Duration) -> Fetched {
+        let daemon = &self.daemon;
+        let decode = || {
+            let started = Instant::now();
+            let make_room = |needed| {
+                let in_use = || daemon.shm.usage().1;
+                daemon.cache.make_room(needed, &daemon.budget, wait, in_use, |bytes| {
+                    Stats::bump(&daemon.stats.evictions);
+                    daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
+                    log::info!("evicted an unleased chunk ({bytes} bytes) to make room");
+                })
+            };
+            let index = &self.recording.chunks[chunk];
+            let published = ingest_chunk(
+                &self.file,
+                &self.source,
+                &self.detected,
+                index,
+                &daemon.shm,
+                make_room,
+            )
+            .map_err(|e| ingest_error_reply(&self.source, e))?;
+            log::info!(
+                "decoded {} chunk {}/{} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
+                self.source,
+                chunk + 1,
+                self.recording.chunks.len(),
+                self.detected.format,
+                published.events.rows,
+                published.triggers.rows,
+                published.events.segment.name(),
+                published.events.segment.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            if !published.report.is_clean() {
+                log::warn!("{} chunk {}: {}", self.source, chunk + 1, published.report);
+            }
+            Ok(Resident::new(published, self.identity))
+        };
+        let fetched = daemon.cache.open(&self.key(chunk), self.identity, decode);
+        if fetched.1 == Outcome::Decoded && fetched.0.is_ok() {
+            Stats::bump(&daemon.stats.decodes);
+        }
+        fetched
+    }
+
+    /// Fetches the chunks of `range`, decoding those not resident on up to `threads`
+    /// threads; stops starting new decodes after the first failure. Entry `i` holds
+    /// chunk `range.start + i`, or `None` if it was not fetched.
+    pub fn fetch_all(&self, range: Range<usize>, threads: usize) -> Vec<Option<Fetched>> {
+        let wait = self.daemon.budget.wait();
+        let cold = range.clone().filter(|&chunk| !self.is_resident(chunk)).count();
+        if cold <= 1 || threads <= 1 {
+            return range.map(|chunk| Some(self.fetch(chunk, wait))).collect();
+        }
+        let results = Mutex::new((0..range.len()).map(|_| None).collect::<Vec<_>>());
+        let next = AtomicUsize::new(range.start);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(cold) {
+                scope.spawn(|| {
+                    loop {
+                        let chunk = next.fetch_add(1, Ordering::Relaxed);
+                        if chunk >= range.end || failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let fetched = self.fetch(chunk, wait);
+                        failed.fetch_or(fetched.0.is_err(), Ordering::Relaxed);
+                        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                        results[chunk - range.start] = Some(fetched);
+                    }
+                });
+            }
+        });
+        results.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decodes the chunks of `range` that are not resident, in the background, with
+    /// whatever room the budget has now: a read-ahead never waits and never fails a
+    /// request.
+    pub fn read_ahead(&self, range: Range<usize>) {
+        let range = range.start..range.end.min(self.recording.chunks.len());
+        if range.clone().all(|chunk| self.is_resident(chunk)) {
+            return;
+        }
+        let target = self.clone();
+        let spawned = std::thread::Builder::new().name("evshmd-ahead".into()).spawn(move || {
+            for chunk in range {
+                if let (Err(e), _) = target.fetch(chunk, Duration::ZERO) {
+                    log::debug!("read-ahead of {} chunk {} stopped: {e}", target.source, chunk + 1);
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            log::debug!("cannot start a read-ahead thread: {e}");
+        }
+    }
+}
+
+/// An error reply for a request that needs more bytes than the whole budget.
+pub fn over_budget(source: &str, needed: u64, limit: u64) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::OverBudget,
+        format!(
+            "{source}: the chunks asked for need {needed} bytes decoded, more than the memory \
+             budget of {limit} bytes; open it by time windows, or raise --memory-budget"
+        ),
+    )
+}
