@@ -8,6 +8,7 @@ mod memory;
 mod robustness;
 mod security;
 mod serving;
+mod windows;
 
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
