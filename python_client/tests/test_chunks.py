@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import evshm
-from conftest import (
+from fakes import (
     FakeDaemon,
     assert_inside,
     jittery_table,

@@ -1,4 +1,4 @@
-"""Client behaviour against the in-process fake daemon of conftest.py."""
+"""Client behaviour against the in-process fake daemon of fakes.py."""
 
 from __future__ import annotations
 

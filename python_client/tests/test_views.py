@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import evshm
-from conftest import assert_inside, jittery_table, mappings_of
+from fakes import assert_inside, jittery_table, mappings_of
 
 try:
     import torch
@@ -184,7 +184,7 @@ def test_open_with_a_window_returns_the_same_rows(fake):
         with pytest.raises(ValueError, match="ends before"):
             client.open("a.raw", window=(10, 5))
         with pytest.raises(TypeError, match="integers"):
-            client.open("a.raw", window=(10.5, 20))
+            client.open("a.raw", window=(10.5, 20))  # type: ignore[arg-type]
         assert fake.sockets[0].ops().count("open") == 2  # refused before any request
         gc.collect()
         assert fake.leases == 0
