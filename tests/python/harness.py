@@ -18,8 +18,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import pyarrow as pa
+import pyarrow.ipc
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,9 +52,10 @@ def evshm_cli_binary() -> Path:
 
 
 def generate(out: Path, events: int, *, width: int = 1280, height: int = 720,
-             seed: int = 1, t0: int = 0) -> Path:
-    """Write a synthetic EVT3 recording with ``evshm generate``."""
-    subprocess.run([str(evshm_cli_binary()), "generate", str(out), "--format", "evt3",
+             seed: int = 1, t0: int = 0, fmt: str = "evt3") -> Path:
+    """Write a synthetic recording (EVT3 unless ``fmt`` says otherwise) with
+    ``evshm generate``."""
+    subprocess.run([str(evshm_cli_binary()), "generate", str(out), "--format", fmt,
                     "--events", str(events), "--width", str(width), "--height", str(height),
                     "--seed", str(seed), "--t0", str(t0)],
                    check=True, capture_output=True, timeout=120)
@@ -133,3 +136,49 @@ def python_env(socket_path: Optional[str] = None) -> Dict[str, str]:
     if socket_path is not None:
         env["EVSHM_SOCKET"] = socket_path
     return env
+
+
+def decode_whole(recording: Path, out: Path) -> pa.Table:
+    """``recording`` decoded in one piece, in this process's child ``evshm convert``
+    (no daemon, no chunks): the reference a chunked decode must equal."""
+    subprocess.run([str(evshm_cli_binary()), "convert", str(recording), str(out)],
+                   check=True, capture_output=True, timeout=120)
+    with pa.ipc.open_file(out) as reader:
+        return reader.read_all()
+
+
+def mapped_ranges(rec: evshm.Recording) -> List[List[Tuple[int, int]]]:
+    """The address ranges of the mappings of each of ``rec``'s segments, in chunk order,
+    read back from /proc/self/maps (a file by its path, a sealed memfd by its name): at
+    least one each (more when other recordings of this process map the same segment),
+    all shared and read-only."""
+    with open("/proc/self/maps") as maps:
+        lines = [line.split() for line in maps]
+    ranges = []
+    for chunk in rec.chunks:
+        segment = chunk.segment
+        wanted = segment.path if segment.path is not None else f"/memfd:{segment.name}"
+        found = [line for line in lines if len(line) >= 6 and line[5] == wanted]
+        assert found, f"{wanted} is not mapped"
+        assert all(line[1] == "r--s" for line in found), found
+        bounds = []
+        for line in found:
+            start, end = line[0].split("-")
+            bounds.append((int(start, 16), int(end, 16)))
+        ranges.append(bounds)
+    return ranges
+
+
+def assert_table_in_place(rec: evshm.Recording) -> None:
+    """Every buffer of ``rec.table`` lies inside a mapping of the segment of its chunk
+    (column chunk ``i`` comes from the ``i``-th chunk that holds rows): zero copy."""
+    used = [ranges for chunk, ranges in zip(rec.chunks, mapped_ranges(rec))
+            if chunk.end > chunk.start]
+    for column in rec.table.columns:
+        chunks = [chunk for chunk in column.chunks if len(chunk)]
+        assert len(chunks) == len(used)
+        for chunk, ranges in zip(chunks, used):
+            for buf in chunk.buffers():
+                if buf is not None:
+                    assert any(start <= buf.address and buf.address + buf.size <= end
+                               for start, end in ranges), hex(buf.address)

@@ -83,7 +83,7 @@ class Raw:
         return json.loads(line)
 
     def hello(self) -> None:
-        assert self.send(b'{"op":"hello","version":1,"client":"raw-test"}\n')["ok"] is True
+        assert self.send(b'{"op":"hello","version":2,"client":"raw-test"}\n')["ok"] is True
 
     def eof(self) -> bool:
         return self.file.readline() == b""
@@ -120,7 +120,7 @@ def test_hello_is_required_first(daemon: Daemon):
 
 def test_unsupported_version(daemon: Daemon):
     raw = Raw(daemon.socket)
-    assert error_code(raw.send(b'{"op": "hello", "version": 2}\n')) == "unsupported_version"
+    assert error_code(raw.send(b'{"op": "hello", "version": 3}\n')) == "unsupported_version"
     raw.close()
 
 

@@ -45,12 +45,14 @@ def test_a_segment_on_hugetlbfs_is_read_and_fully_unmapped(daemon: Daemon, huget
     generate(daemon.root / "a.raw", 20_000)
     with daemon.client() as client:
         rec = client.open("a.raw")
-        assert rec.segment_path is not None and rec.segment_path.startswith(str(hugetlbfs))
-        assert os.stat(rec.segment_path).st_size % (2 << 20) == 0
-        assert rec.buffer.size == rec.segment_size < os.stat(rec.segment_path).st_size
+        [segment] = [chunk.segment for chunk in rec.chunks]
+        assert segment.path is not None and segment.path.startswith(str(hugetlbfs))
+        assert os.stat(segment.path).st_size % (2 << 20) == 0
+        [buffer] = rec.segment_buffers
+        assert buffer.size == segment.size < os.stat(segment.path).st_size
         assert rec.table.num_rows == 20_000
         rec.release()
-        del rec
+        del rec, buffer
         gc.collect()
         client.stats()  # flushes the release
     with open("/proc/self/maps") as maps:

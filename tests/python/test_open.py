@@ -71,9 +71,11 @@ def test_columns_point_into_the_read_only_mapping(daemon: Daemon, real: Path, na
     manifest_entry(name)
     with daemon.client() as client:
         with client.open(name) as rec:
-            buffer = rec.buffer
+            [chunk] = rec.chunks  # a small recording: one chunk
+            segment = chunk.segment.path
+            [buffer] = rec.segment_buffers
             base, size = buffer.address, buffer.size
-            assert size == rec.segment_size == os.stat(rec.segment_path).st_size
+            assert size == chunk.segment.size == os.stat(segment).st_size
             for column in rec.table.columns:
                 assert column.num_chunks == 1  # one record batch per segment
                 chunk = column.chunk(0)
@@ -85,13 +87,13 @@ def test_columns_point_into_the_read_only_mapping(daemon: Daemon, real: Path, na
                 assert base <= address < base + size
                 assert not view.flags.writeable
             # The kernel agrees: a shared, read-only mapping of the segment file...
-            start, end = _maps_line(rec.segment_path).split()[0].split("-")
-            perms = _maps_line(rec.segment_path).split()[1]
+            start, end = _maps_line(segment).split()[0].split("-")
+            perms = _maps_line(segment).split()[1]
             assert perms == "r--s"
             assert int(start, 16) == base and int(end, 16) >= base + size
             # ...and no descriptor left open on it (before Python 3.13, CPython's mmap
             # keeps one dup, close-on-exec, while the mapping lives).
-            fds = descriptors_on(rec.segment_path)
+            fds = descriptors_on(segment)
             if sys.version_info >= (3, 13):
                 assert fds == []
             else:
@@ -125,15 +127,16 @@ def test_second_open_is_cached_and_shares_the_segment(daemon: Daemon, real: Path
         first = client.open("evt3_sample.raw")
         second = client.open("evt3_sample.raw")
         assert first.cached is False and second.cached is True
-        assert first.segment_path == second.segment_path
+        [segment] = [chunk.segment for chunk in first.chunks]
+        assert [chunk.segment for chunk in second.chunks] == [segment]
         assert first.lease != second.lease
-        assert first.segment_name == os.path.basename(first.segment_path)
-        assert first.segment_name.startswith(f"evshm-v1-{daemon.pid}-")
+        assert segment.name == os.path.basename(segment.path)
+        assert segment.name.startswith(f"evshm-v1-{daemon.pid}-")
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 1 and stats["opens"] == 2
         # One decode makes two segments: the event table and the trigger table.
         assert stats["segments"] == 2 and stats["leases"] == 2
-        assert stats["bytes_resident"] > first.segment_size
+        assert stats["bytes_resident"] > segment.size
         first.release()
         second.release()
 
@@ -167,7 +170,7 @@ import sys, evshm
 with evshm.Client(sys.argv[1]) as client:
     with client.open(sys.argv[2]) as rec:
         t = rec.table.column("t").chunk(0).to_numpy(zero_copy_only=True)
-        print(rec.segment_path, rec.cached, rec.rows, int(t[0]), int(t[-1]))
+        print(rec.chunks[0].segment.path, rec.cached, rec.rows, int(t[0]), int(t[-1]))
 """
 
 
@@ -180,7 +183,7 @@ def test_several_processes_share_one_decode(daemon: Daemon, real: Path):
         for proc in procs:
             assert proc.returncode == 0, proc.stderr
             path, cached, rows, _, _ = proc.stdout.split()
-            assert (path, cached, int(rows)) == (keep.segment_path, "True", 539481)
+            assert (path, cached, int(rows)) == (keep.chunks[0].segment.path, "True", 539481)
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 3
         keep.release()

@@ -34,7 +34,8 @@ def assert_in(bounds: Tuple[int, int], address: int, nbytes: int) -> None:
 def test_every_view_lies_inside_the_mapping(synthetic: Daemon):
     pl = pytest.importorskip("polars")
     with synthetic.client() as client, client.open("small.raw") as rec:
-        bounds = segment_range(rec.segment_path)
+        [chunk] = rec.chunks
+        bounds = segment_range(chunk.segment.path)
         cols = rec.numpy()
         for array in cols.values():
             assert_in(bounds, array.__array_interface__["data"][0], array.nbytes)
@@ -65,7 +66,7 @@ def test_thousands_of_open_and_drop_cycles_leave_nothing_behind(synthetic: Daemo
     pl = pytest.importorskip("polars")
     client = synthetic.client()
     with client.open("small.raw") as rec:
-        segment = rec.segment_path
+        [segment] = [chunk.segment.path for chunk in rec.chunks]
         expected_x = int(rec.numpy()["x"].sum(dtype=np.int64))
     cycles = 2000
     for i in range(cycles):
@@ -106,7 +107,7 @@ def test_time_windows_of_real_recordings(daemon: Daemon, real: Path, name: str):
         for t0, t1 in [(first, first + 1_000), (first + 2_345, last - 999), (last, last + 1)]:
             lo, hi = np.searchsorted(running, [t0, t1])
             with client.open(name, window=(t0, t1)) as window:
-                assert (window.start, window.rows) == (lo, hi - lo)
+                assert (window.start, window.rows, window.window) == (0, hi - lo, (t0, t1))
                 for column in "txyp":
                     assert np.array_equal(window.numpy()[column],
                                           expected.column(column).to_numpy()[lo:hi])

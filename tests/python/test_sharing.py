@@ -31,8 +31,8 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
     # must start afresh; spawned ones get a pickled copy without them.
     expected = {i: workers.checksum(windows[i]) for i in range(len(windows))}
     whole = {p: workers.checksum(windows.recording(p)) for p in paths}
-    segment = windows.recording("big.raw").segment_path
-    size = windows.recording("big.raw").segment_size
+    [chunk] = windows.recording("big.raw").chunks  # 3 M events: one chunk by default
+    segment, size = chunk.segment.path, chunk.segment.size
     assert sum(rows for i, (rows, *_) in expected.items()
                if windows.window(i)[0] == "big.raw") == whole["big.raw"][0]
 

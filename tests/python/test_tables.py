@@ -40,7 +40,8 @@ def test_triggers_are_a_second_table_from_the_same_decode(daemon: Daemon):
         assert triggers.table.column_names == ["t", "id", "p"]
         assert triggers.table.to_pydict() == {"t": [4096, 4112], "id": [3, 2], "p": [1, 0]}
         assert triggers.cached and client.stats()["decodes"] == 1
-        base, size = triggers.buffer.address, triggers.buffer.size
+        [buffer] = triggers.segment_buffers
+        base, size = buffer.address, buffer.size
         for column in triggers.table.columns:
             for buf in column.chunk(0).buffers():
                 if buf is not None:

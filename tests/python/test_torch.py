@@ -52,7 +52,8 @@ def test_items_are_zero_copy_tensors_of_the_windows(synthetic: Daemon):
     rec = dataset.recording("small.raw")
     first, last = rec.time_bounds
     assert len(dataset) == len(range(first, last + 1, DURATION))
-    base = rec.buffer.address
+    [buffer] = rec.segment_buffers  # one chunk by default
+    base = buffer.address
     total = 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "non-writable tensor" warning
@@ -62,7 +63,7 @@ def test_items_are_zero_copy_tensors_of_the_windows(synthetic: Daemon):
             for name, tensor in item.items():
                 assert np.array_equal(tensor.numpy(), expected[i][1][name])
                 if tensor.numel():
-                    assert base <= tensor.data_ptr() < base + rec.segment_size
+                    assert base <= tensor.data_ptr() < base + buffer.size
             total += len(item["t"])
     assert total == rec.rows
     assert dataset[-1]["t"][0] >= last - DURATION  # negative indices count from the end
@@ -126,7 +127,8 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
                      "histogram": EventHistogram()(events)}
     assert len(by_t0) == len(dataset)  # small.raw starts at 10 s: no t0 is shared
     with synthetic.client() as client, client.open("big.raw") as rec:
-        segment, size = rec.segment_path, rec.segment_size
+        [chunk] = rec.chunks
+        segment, size = chunk.segment.path, chunk.segment.size
     gc.collect()
     assert workers.mappings_of(segment) == 0  # the test process maps nothing now
 

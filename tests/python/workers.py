@@ -111,7 +111,7 @@ def read_share(windows: evshm.EventWindows, worker: int, workers: int, results: 
     keep everything mapped until ``done`` is set (or 120 s pass)."""
     sums = {i: checksum(windows[i]) for i in range(worker, len(windows), workers)}
     whole = {path: checksum(windows.recording(path)) for path in windows.paths}
-    segments = {path: windows.recording(path).segment_path for path in windows.paths}
+    segments = {path: windows.recording(path).chunks[0].segment.path for path in windows.paths}
     results.put((os.getpid(), sums, whole, segments))
     done.wait(120)
     windows.close()
