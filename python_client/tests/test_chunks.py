@@ -107,6 +107,21 @@ def test_views_across_chunks_are_copies_and_within_one_are_views(fake: FakeDaemo
         assert rec.slice(700, 700).chunks == () and rec.slice(700, 700).zero_copy
 
 
+def test_torch_views_across_chunks_are_copies_and_within_one_are_views(fake: FakeDaemon):
+    torch = pytest.importorskip("torch", reason="torch is not installed "
+                                "(pip install 'evshm[torch]'): torch views untested here")
+    t = served(fake)
+    with evshm.Client("/fake.sock") as client, client.open("a.raw") as rec:
+        ranges = [(b.address, b.address + b.size) for b in rec.segment_buffers]
+        for view, in_place in ((rec.slice(710, 1390), True), (rec.slice(690, 1410), False)):
+            tensors = view.torch()
+            assert tensors["t"].tolist() == t[view.start:view.start + view.rows].tolist()
+            for tensor in tensors.values():
+                assert tensor.dtype in (torch.int64, torch.int16, torch.int8)
+                inside = any(start <= tensor.data_ptr() < end for start, end in ranges)
+                assert inside == in_place
+
+
 def test_time_windows_and_tiling_over_several_chunks(fake: FakeDaemon):
     t = served(fake)
     running = np.maximum.accumulate(t)
