@@ -1,9 +1,11 @@
 //! Any bytes as the event data of any format: no panic, the counter agrees with the
-//! decoder, and splitting the input changes nothing.
+//! decoder, splitting the input changes nothing, and decoding the chunks of the index,
+//! each from its own decoder, gives what decoding the whole gives.
 #![no_main]
 
 use evshm_formats::{
-    Aedat4Layout, Columns, Compression, Counter, Decoder, Format, VecSink, WordOrder,
+    Aedat4Layout, ChunkLimits, Columns, Compression, Counter, Decoder, Format, Indexer, VecSink,
+    WordOrder,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -42,4 +44,21 @@ fuzz_target!(|input: &[u8]| {
     data.chunks(chunk).for_each(|piece| counter.feed(piece));
     counter.finish();
     assert_eq!(counter.events(), whole.events.len() as u64);
+
+    // Small chunks and steps, so that short inputs are cut many times.
+    let limits = ChunkLimits { events: u64::from(*split % 16) + 1, span: None, step: 16 };
+    let mut indexer = Indexer::new(format, limits);
+    data.chunks(chunk).for_each(|piece| indexer.feed(piece));
+    let mut joined = VecSink::default();
+    for part in indexer.finish() {
+        let mut decoder = part.decoder();
+        let mut sink = VecSink::default();
+        decoder.feed(&data[part.start as usize..part.end as usize], &mut sink);
+        decoder.finish(&mut sink);
+        assert_eq!(part.events, sink.events.len() as u64);
+        assert!(sink.events.iter().all(|e| e.t <= part.time_bound));
+        joined.events.extend(sink.events);
+        joined.triggers.extend(sink.triggers);
+    }
+    assert_eq!(joined, whole);
 });
