@@ -390,13 +390,13 @@ pub struct StatsReply {
     pub connections: u64,
     /// `open` requests served since start.
     pub opens: u64,
-    /// Recordings decoded since start.
+    /// Chunks decoded since start.
     pub decodes: u64,
-    /// Opens served from a resident segment.
+    /// Opens whose chunks were all resident.
     pub cache_hits: u64,
     /// Error replies sent.
     pub errors: u64,
-    /// Unleased recordings evicted to stay within the memory budget.
+    /// Unleased chunks evicted to stay within the memory budget.
     #[serde(default)]
     pub evictions: u64,
     /// The memory budget in bytes.
