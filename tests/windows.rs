@@ -236,3 +236,22 @@ fn sealed_segments_of_hundreds_of_chunks_arrive_with_one_reply() {
     let first_and_last = (times(&whole)[0], *times(&whole).last().unwrap());
     assert_eq!(first_and_last, (events[0].t, events.last().unwrap().t));
 }
+
+#[test]
+fn chunks_can_be_bounded_in_time() {
+    // 300k events at 2 Mev/s span 150 ms. A chunk ends at the first 64 KiB step (~13 ms
+    // at this rate) after it spans 10 ms, and the first measures from its first step: at
+    // most ~36 ms each, at least 6 of them.
+    let events = across_the_wrap(300_000);
+    let args = ["--chunk-events", "100000000", "--chunk-span", "10000"];
+    let daemon =
+        Daemon::start_with(None, &args, |root| write_evt3(&root.join("span.raw"), &events));
+    let whole = daemon.client().open("span.raw").unwrap();
+    assert!(whole.info().chunks.len() >= 6, "{} chunks", whole.info().chunks.len());
+    for batch in whole.batches() {
+        let t = batch.column(0).as_primitive::<Int64Type>().values();
+        let span = t.iter().max().unwrap() - t.iter().min().unwrap();
+        assert!(span < 10_000 + 30_000, "a chunk spans {span} µs");
+    }
+    assert_eq!(times(&whole), events.iter().map(|e| e.t).collect::<Vec<_>>());
+}
