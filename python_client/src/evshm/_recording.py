@@ -90,7 +90,8 @@ class Recording:
 
     @property
     def table(self) -> pa.Table:
-        """The events, read in place from the mapping. Raises once released."""
+        """The events, read in place from the mappings of the chunks' segments (one
+        Arrow chunk per segment that holds rows). Raises once released."""
         if self._table is None:
             raise EvshmError(f"recording {self.path} was released")
         return self._table
