@@ -170,10 +170,10 @@ impl State {
 /// is set.
 pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> (u64, u64) {
     let (mut count, mut triggers) = (0u64, 0u64);
-    let mut words = bytes.as_chunks::<2>().0.iter().map(|&w| u16::from_le_bytes(w));
+    let mut words = bytes.as_chunks::<2>().0.iter();
     if !*vector_base {
-        for word in words.by_ref() {
-            match word >> 12 {
+        for &word in words.by_ref() {
+            match u16::from_le_bytes(word) >> 12 {
                 ADDR_X => count += 1,
                 EXT_TRIGGER => triggers += 1,
                 VECT_BASE_X => {
@@ -184,19 +184,27 @@ pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> (u64, u64) {
             }
         }
     }
-    // Branch-free: word types interleave too irregularly for a branch predictor.
-    const VECTOR_MASKS: [u16; 16] = {
-        let mut masks = [0; 16];
-        masks[VECT_12 as usize] = 0xFFF;
-        masks[VECT_8 as usize] = 0xFF;
-        masks
-    };
-    for word in words {
-        let kind = usize::from(word >> 12);
-        count += u64::from((word & VECTOR_MASKS[kind]).count_ones() + u32::from(kind == 2));
-        triggers += u64::from(kind == usize::from(EXT_TRIGGER));
+    for block in words.as_slice().chunks(1 << 16) {
+        let (events, trigger_words) = count_words(block);
+        count += u64::from(events);
+        triggers += u64::from(trigger_words);
     }
     (count, triggers)
+}
+
+/// Events and triggers of at most 2^16 words past the first VECT_BASE_X: branch-free and
+/// free of table lookups, so that it vectorises (word types interleave too irregularly
+/// for a branch predictor); 32-bit sums cannot overflow on so few words.
+fn count_words(words: &[[u8; 2]]) -> (u32, u32) {
+    let (mut events, mut triggers) = (0u32, 0u32);
+    for &word in words {
+        let word = u16::from_le_bytes(word);
+        let kind = word >> 12;
+        let mask = (u16::from(kind == VECT_12) * 0xFFF) | (u16::from(kind == VECT_8) * 0xFF);
+        events += (word & mask).count_ones() + u32::from(kind == ADDR_X);
+        triggers += u32::from(kind == EXT_TRIGGER);
+    }
+    (events, triggers)
 }
 
 /// Advances `state` over whole words as decoding them would, without decoding events, and
