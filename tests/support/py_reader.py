@@ -1,7 +1,7 @@
 """Reads one recording through the evshm Python client, for the Rust cross-process tests.
 
 Usage: py_reader.py SOCKET PATH OUT.arrow
-Writes the table it read to OUT.arrow (Arrow IPC file) and prints the segment name, so the
+Writes the table it read to OUT.arrow (Arrow IPC file) and prints the name of its (first) segment, so the
 Rust test can check that both readers attached the same segment and saw the same values.
 """
 
@@ -20,7 +20,7 @@ def main() -> None:
             with pa.OSFile(out, "wb") as sink:
                 with pa.ipc.new_file(sink, table.schema) as writer:
                     writer.write_table(table)
-            print(recording.segment_name)
+            print(recording.chunks[0].segment.name)
 
 
 if __name__ == "__main__":
