@@ -5,7 +5,9 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
 1. build release (the workspace and the criterion benches);
 2. generate recordings with ``evshm generate`` into a temporary directory: EVT3 files whose
    segments span 1 MB to 4 GB for attach, and one file per format for the decoders;
-3. start ``evshmd`` on them and ``evshm-bytecopy`` in front of it;
+3. start ``evshmd`` on them (with a ``--chunk-events`` above every recording's size, so
+   that each is served as one chunk, one segment, as the attach, load and readers benches
+   assume) and ``evshm-bytecopy`` in front of it;
 4. run, in this order, each with the same plan (``$EVSHM_BENCH_PLAN``): the Rust attach
    bench (criterion), the Python attach script, ``evshm-load``, the decoders' bench
    (criterion), the cold-open and peers script, the N-readers script;
@@ -39,6 +41,9 @@ from common import Evshmd  # noqa: E402
 
 MB = 1_000_000
 BYTES_PER_EVENT = 13
+# --chunk-events of the driver's evshmd: more than any recording here holds (the 4 GB
+# attach recording has 308 M events), so that every recording is one chunk.
+ONE_CHUNK_EVENTS = 1 << 30
 
 
 def main() -> None:
@@ -124,10 +129,12 @@ def main() -> None:
             "measure_s": 1.0 if args.quick else 3.0,
             "attach": attach, "decode": decode,
             "evshmd": os.path.join(release, "evshmd"), "work": work,
+            "one_chunk_events": ONE_CHUNK_EVENTS,
             "reps": 1 if args.quick else 3, "reader_counts": [1, 2, 4, 8],
         }
         daemon = Evshmd(plan["evshmd"], root, socket_path,
-                        log=os.path.join(results_dir, "logs", "evshmd.log"))
+                        log=os.path.join(results_dir, "logs", "evshmd.log"),
+                        args=["--chunk-events", str(ONE_CHUNK_EVENTS)])
         plan["evshmd_pid"] = daemon.proc.pid
         plan_path = os.path.join(work, "plan.json")
         with open(plan_path, "w") as f:

@@ -8,7 +8,10 @@ For every recording of the plan, side by side in one process and interleaved in 
   ``pa.ipc.open_stream(...).read_all()`` in place, numpy views of the four columns.
 
 Each operation ends with usable numpy columns; what it returns is dropped (lease released,
-memory freed) outside the timed region. Writes ``attach_python.json``.
+memory freed) outside the timed region. The driver's evshmd serves each recording as one
+chunk (one segment); then the 1 GB recording (the largest, in a quick run) is opened
+whole from a second evshmd with the default chunk size as well, where every chunk is a
+segment of its own. Writes ``attach_python.json``.
 
 Usage: python attach.py PLAN
 """
@@ -29,7 +32,7 @@ import pyarrow as pa
 import pyarrow.ipc
 
 import evshm
-from common import BytecopyClient, load_plan, numpy_columns, summary, write_result
+from common import BytecopyClient, Evshmd, load_plan, numpy_columns, summary, write_result
 
 ROUNDS = 5
 
@@ -73,7 +76,9 @@ def main() -> None:
     parts = python_parts(plan, client, plan["attach"][len(plan["attach"]) // 2]["path"])
     # The server keeps a copy of the last recording it served: leave it the smallest.
     bytecopy.fetch(plan["attach"][0]["path"])
-    write_result(plan, "attach_python.json", {"sizes": results, "parts": parts})
+    chunked = chunked_attach(plan, client)
+    write_result(plan, "attach_python.json",
+                 {"sizes": results, "parts": parts, "chunked": chunked})
     bytecopy.close()
     client.close()
 
@@ -84,7 +89,8 @@ def python_parts(plan: Dict[str, Any], client: "evshm.Client", path: str) -> Dic
     ``open`` round trip on a raw socket, the read-only map, ``open_stream().read_all()``,
     the numpy views). What the client adds is the difference."""
     with client.open(path) as r:
-        segment_path, segment_size = r.segment_path, r.segment_size
+        (chunk,) = r.chunks  # one chunk: the driver's evshmd serves every recording whole
+        segment_path, segment_size = chunk.segment.path, chunk.segment.size
     if segment_path is None:  # a sealed daemon passes descriptors: nothing to map by name
         return {}
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -131,6 +137,40 @@ def python_parts(plan: Dict[str, Any], client: "evshm.Client", path: str) -> Dic
         leases.clear()
     del table
     sock.close()
+    return out
+
+
+def chunked_attach(plan: Dict[str, Any], client: "evshm.Client") -> Dict[str, Any]:
+    """A whole-file open of a recording served in several chunks: a second evshmd on the
+    same root with the default ``--chunk-events``, and the driver's (one chunk per
+    recording), side by side. Each open ends with the table (one Arrow chunk per
+    segment, no copy); on the chunked daemon also with numpy columns, which are then
+    concatenations of the chunks (a copy)."""
+    rec = next((r for r in plan["attach"] if r["label"] == "1 GB"), plan["attach"][-1])
+    path = rec["path"]
+    socket_path = os.path.join(plan["work"], "attach-chunked.sock")
+    with Evshmd(plan["evshmd"], plan["root"], socket_path) as daemon:
+        chunked = evshm.Client(daemon.socket)
+        with chunked.open(path) as r:  # the decode, untimed
+            chunks = len(r.chunks)
+            if r.rows != rec["events"]:
+                raise SystemExit(f"attach.py: {path}: {r.rows} rows in chunks")
+        ops: Dict[str, Callable[[], Any]] = {
+            "one_chunk_table": lambda: (lambda r: (r, r.table))(client.open(path)),
+            "chunked_table": lambda: (lambda r: (r, r.table))(chunked.open(path)),
+            "chunked_numpy": lambda: (lambda r: (r, r.numpy()))(chunked.open(path)),
+        }
+        counts = {name: plan_count(op, plan["measure_s"]) for name, op in ops.items()}
+        samples: Dict[str, List[float]] = {name: [] for name in ops}
+        for _ in range(ROUNDS):
+            for name, op in ops.items():
+                samples[name].extend(run(op, max(1, counts[name] // ROUNDS)))
+        chunked.close()
+    out = {"label": rec["label"], "path": path, "events": rec["events"], "chunks": chunks,
+           **{name: summary(s) for name, s in samples.items()}}
+    print(f"attach.py {rec['label']} in {chunks} chunks: table p50 "
+          f"{out['chunked_table']['p50_us']:.1f} us, one chunk "
+          f"{out['one_chunk_table']['p50_us']:.1f} us", flush=True)
     return out
 
 

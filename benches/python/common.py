@@ -14,7 +14,7 @@ import socket
 import struct
 import subprocess
 import time
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -61,7 +61,11 @@ def smaps_rollup(pid: int) -> Dict[str, int]:
 
 
 def numpy_columns(table: pa.Table) -> Dict[str, np.ndarray]:
-    """The event columns as numpy arrays, zero-copy (a single chunk each)."""
+    """The event columns as numpy arrays, zero-copy (a single chunk each: the driver's
+    evshmd serves every recording as one chunk, see ``run.py``)."""
+    if table.column("t").num_chunks != 1:
+        raise RuntimeError(f"the table is in {table.column('t').num_chunks} chunks, not one: "
+                           "start evshmd with a larger --chunk-events")
     return {name: table.column(name).chunk(0).to_numpy(zero_copy_only=True)
             for name in COLUMNS}
 
@@ -113,15 +117,20 @@ class BytecopyClient:
 
 class Evshmd:
     """An evshmd child on ``root`` (context manager); SIGTERM on exit, which removes its
-    segments, and a check that none is left behind."""
+    segments, and a check that none is left behind. ``args`` are more options
+    (``--chunk-events``, ``--decode-threads``...); ``log_level`` ``info`` makes it log
+    each index and chunk decode with its time."""
 
     def __init__(self, binary: str, root: str, socket_path: str, shm_dir: str = "/dev/shm",
-                 log: Optional[str] = None) -> None:
+                 log: Optional[str] = None, args: Sequence[str] = (),
+                 log_level: str = "warn") -> None:
         self.socket = socket_path
         self.shm_dir = shm_dir
+        self.log_path = log
         self._log = open(log, "ab") if log else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [binary, "--root", root, "--socket", socket_path, "--log-level", "warn"],
+            [binary, "--root", root, "--socket", socket_path, "--log-level", log_level,
+             *args],
             stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + 10
         while not os.path.exists(socket_path):
@@ -149,3 +158,4 @@ class Evshmd:
                 if n.startswith(f"evshm-v1-{self.proc.pid}-")]
         if left:
             raise RuntimeError(f"evshmd left segments behind: {left}")
+

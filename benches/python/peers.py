@@ -6,8 +6,10 @@ whose root holds only hard links to it (a new link per repetition, so every open
 nothing cached and decodes):
 
 - ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet: the
-  daemon's two passes over the file, segment allocation, publication, then the client's
-  map and in-place read; the file itself is in the page cache for evshmd and the peers;
+  daemon's index pass over the file, then the decode of its chunks (default
+  ``--chunk-events`` and ``--decode-threads``) into segments, publication, then the
+  client's maps and in-place read (a table with one Arrow chunk per segment); the file
+  itself is in the page cache for evshmd and the peers;
 - each peer that reads the format decodes the same file into numpy arrays.
 
 Before any timing, every peer's output is compared with evshm's, event by event (count
@@ -29,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 import evshm
-from common import COLUMNS, Evshmd, load_plan, numpy_columns, summary, write_result
+from common import COLUMNS, Evshmd, load_plan, summary, write_result
 
 Columns = Dict[str, np.ndarray]
 
@@ -111,7 +113,9 @@ def main() -> None:
             started = time.perf_counter()
             reference_rec = client.open(links[0])
             first_open = time.perf_counter() - started
-            reference = numpy_columns(reference_rec.table)
+            # One copy of the chunks as contiguous arrays, as the peers return them.
+            reference = reference_rec.numpy()
+            chunks = len(reference_rec.chunks)
             if len(reference["t"]) != events:
                 raise SystemExit(f"peers.py: evshm decoded {len(reference['t'])} events "
                                  f"of {source}, expected {events}")
@@ -149,6 +153,7 @@ def main() -> None:
         result = {
             "format": fmt, "file": os.path.basename(source), "events": events,
             "file_bytes": os.path.getsize(source), "first_open_s": first_open,
+            "chunks": chunks,
             "evshmd_cold_open": summary(cold),
             "peers": {name: {**verdicts[name], "time": summary(peer_times[name])}
                       for name in peers},

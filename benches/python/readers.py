@@ -246,7 +246,7 @@ def main() -> None:
 
     with evshm.Client(plan["socket"]) as client, client.open(data["path"]) as rec:
         expected = column_sums(numpy_columns(rec.table))
-        one_copy = rec.segment_size
+        one_copy = sum(chunk.segment.size for chunk in rec.chunks)
     runs: Dict[str, Dict[int, List[Dict[str, Any]]]] = {m: {n: [] for n in counts}
                                                          for m in METHODS}
     for rep in range(reps):

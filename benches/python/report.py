@@ -176,6 +176,7 @@ class Report:
                 f"p50 ≤ {us(worst)} at every size (p99 up to {us(worst99)})",
                 verdict(worst <= TARGET_PYTHON_US)])
         out += [self.command("attach_python"), ""]
+        out += self.chunked_attach(py)
         gb = next((s for s in sizes if s["label"] == "1 GB"), None)
         if gb:
             parts = []
@@ -234,6 +235,27 @@ class Report:
         if py and py.get("parts"):
             out += [self.python_parts(py)]
         return "\n".join(out)
+
+    def chunked_attach(self, py: Optional[Json]) -> List[str]:
+        one = self.meta.get("plan", {}).get("one_chunk_events")
+        c = (py or {}).get("chunked")
+        text = (f"In sections 1 to 3, evshmd runs with `--chunk-events {one}`"
+                if one else "In sections 1 to 3, evshmd runs with a `--chunk-events`") + (
+            " (more events than any of these recordings holds), so that every recording "
+            "is one chunk in one segment and an open maps one segment whatever the size. "
+            "With chunks (the default: 4 Mi events each), a whole-file open maps one "
+            "segment per chunk and decodes one IPC stream per chunk: its cost grows with "
+            "the number of chunks, not with their bytes.")
+        if c:
+            ch, one_t = c["chunked_table"], c["one_chunk_table"]
+            text += (
+                f" Measured side by side on the {c['label']} recording "
+                f"({c['events']:,} events, {c['chunks']} chunks at the default size, from a "
+                f"second evshmd): `open` + `.table` took {us(ch['p50_us'])} at the median "
+                f"(p99 {us(ch['p99_us'])}) against {us(one_t['p50_us'])} (p99 "
+                f"{us(one_t['p99_us'])}) as one chunk; and `numpy()`, which must "
+                f"concatenate the chunks' columns (a copy), {us(c['chunked_numpy']['p50_us'])}.")
+        return [text, ""]
 
     def affinity(self) -> Optional[str]:
         runs = [(name, load(self.results, f"affinity_{key}.json"))
@@ -477,8 +499,11 @@ class Report:
         out += [
             "A recording no segment holds yet, its file in the page cache. **evshmd cold "
             "open**: `evshm.Client.open` from Python on a fresh hard link (so nothing is "
-            "cached): evshmd's counting pass, segment allocation, decoding pass straight "
-            "into the segment, publication, then the client's map and read. **evshm-formats**: "
+            "cached), evshmd with its defaults (chunks of 4 Mi events, "
+            f"{self.chunks_note(d)}, decoded on as many threads as CPUs): the index pass "
+            "(counting, one thread), then each chunk's segment allocated and decoded into, "
+            "publication, then the client's maps and read (a table with one Arrow chunk "
+            "per segment). **evshm-formats**: "
             "the decoders' criterion bench on the same file, from memory, one thread: the "
             "counting pass alone, the decoding pass into columns already in memory, and the "
             "decoding pass into fresh memory (every page faulted in on first write, as in a "
@@ -568,7 +593,8 @@ class Report:
                          us(p50(g.get("map_fault_unmap"))), us(p50(g.get("map_populate_unmap")))])
         return [
             "Where a cold open goes: evshmd's `ingest` run in-process through the daemon's "
-            "library (no socket, no client), beside its parts timed alone. `ingest` reads "
+            "library (no socket, no client), the whole file as one chunk on one thread, "
+            "beside its parts timed alone. `ingest` reads "
             "the file twice (a counting pass, then a decoding pass), creates and "
             "`fallocate`s the segment, writes the columns through a fresh mapping (every "
             "page faulted in) and unmaps it.", "",
@@ -579,6 +605,13 @@ class Report:
             "The last two columns map an already allocated file of the segment's size: "
             "one page fault per 4 KiB page against a single `MAP_POPULATE` that maps them "
             "all in the `mmap` call.", ""]
+
+    def chunks_note(self, d: Json) -> str:
+        counts = sorted({f["chunks"] for f in d["formats"] if f.get("chunks")})
+        if not counts or counts == [1]:
+            return "one chunk per file here"
+        return (f"{counts[0]} chunks per file here" if len(counts) == 1
+                else f"{counts[0]} to {counts[-1]} chunks per file here")
 
     # ------------------------------------------------------------------ page
     def write(self) -> None:
@@ -606,6 +639,10 @@ class Report:
                         ("pyarrow", "numpy", "expelliarmus", "evt3", "ray")) + ".",
             "- **Recordings**: synthetic, written by `evshm generate` (EVT3 for the attach "
             "sizes; one file per format for sections 2 and 4).",
+            "- **evshmd**: sections 1 to 3 use one daemon with `--chunk-events` above every "
+            "recording's size (each recording one chunk, one segment); section 4 "
+            "starts daemons of its own with the default chunking (4 Mi events per chunk) "
+            "and decode threads (one per CPU) unless said otherwise.",
             "- **Reproduce**: `benches/run.sh` (full) or `benches/run.sh --quick`; raw JSON "
             "and every step's log land in `target/bench-results/`. Never part of CI.", "",
         ]
