@@ -4,13 +4,16 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
 
 1. build release (the workspace and the criterion benches);
 2. generate recordings with ``evshm generate`` into a temporary directory: EVT3 files whose
-   segments span 1 MB to 4 GB for attach, and one file per format for the decoders;
+   segments span 1 MB to 4 GB for attach, one file per format for the decoders, and a
+   large EVT3 file for the time window;
 3. start ``evshmd`` on them (with a ``--chunk-events`` above every recording's size, so
    that each is served as one chunk, one segment, as the attach, load and readers benches
    assume) and ``evshm-bytecopy`` in front of it;
 4. run, in this order, each with the same plan (``$EVSHM_BENCH_PLAN``): the Rust attach
    bench (criterion), the Python attach script, ``evshm-load``, the decoders' bench
-   (criterion), the cold-open and peers script, the N-readers script;
+   (criterion), the cold-open and peers script, the N-readers script, the cold-window
+   script (``evshm-window`` for Rust), the last with evshmd daemons of its own at the
+   default chunk size;
 5. stop everything, check that no segment is left in /dev/shm, write the report and the
    plots (``report.py``), and remove the temporary directory.
 
@@ -117,6 +120,12 @@ def main() -> None:
             generate(release, os.path.join(root, rel), fmt, decode_events)
             decode.append({"format": fmt, "file": os.path.join(root, rel), "path": rel,
                            "events": decode_events})
+        window_events = 20_000_000 if args.quick else 300_000_000
+        rel = "window/large-evt3.raw"
+        os.makedirs(os.path.join(root, "window"))
+        generate(release, os.path.join(root, rel), "evt3", window_events)
+        window = {"format": "evt3", "file": os.path.join(root, rel), "path": rel,
+                  "events": window_events, "window_us": 50_000}
 
         out_dir = os.path.join(results_dir, "json")
         os.makedirs(out_dir)
@@ -127,10 +136,12 @@ def main() -> None:
             "out_dir": out_dir, "quick": args.quick,
             "warm_up_s": 0.5 if args.quick else 1.0,
             "measure_s": 1.0 if args.quick else 3.0,
-            "attach": attach, "decode": decode,
+            "attach": attach, "decode": decode, "window": window,
             "evshmd": os.path.join(release, "evshmd"), "work": work,
+            "evshm_window": os.path.join(release, "evshm-window"),
             "one_chunk_events": ONE_CHUNK_EVENTS,
             "reps": 1 if args.quick else 3, "reader_counts": [1, 2, 4, 8],
+            "window_reps": 2 if args.quick else 5, "window_warm": 10 if args.quick else 30,
         }
         daemon = Evshmd(plan["evshmd"], root, socket_path,
                         log=os.path.join(results_dir, "logs", "evshmd.log"),
@@ -181,6 +192,8 @@ def main() -> None:
              shown=f"{rel_py} benches/python/peers.py PLAN")
         step("readers", [py, "benches/python/readers.py", plan_path],
              shown=f"{rel_py} benches/python/readers.py PLAN")
+        step("window", [py, "benches/python/window.py", plan_path],
+             shown=f"{rel_py} benches/python/window.py PLAN")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import struct
 import subprocess
 import time
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -119,7 +120,7 @@ class Evshmd:
     """An evshmd child on ``root`` (context manager); SIGTERM on exit, which removes its
     segments, and a check that none is left behind. ``args`` are more options
     (``--chunk-events``, ``--decode-threads``...); ``log_level`` ``info`` makes it log
-    each index and chunk decode with its time."""
+    each index and chunk decode with its time (see :func:`daemon_log_times`)."""
 
     def __init__(self, binary: str, root: str, socket_path: str, shm_dir: str = "/dev/shm",
                  log: Optional[str] = None, args: Sequence[str] = (),
@@ -159,3 +160,33 @@ class Evshmd:
         if left:
             raise RuntimeError(f"evshmd left segments behind: {left}")
 
+
+# evshmd's info lines for an index and a chunk decode (daemon/src/session.rs, chunks.rs).
+INDEXED = re.compile(r"indexed (?P<path>\S+) \((?P<format>\w+), (?P<events>\d+) events in "
+                     r"(?P<chunks>\d+) chunks\) in (?P<ms>[\d.]+) ms")
+DECODED = re.compile(r"decoded (?P<path>\S+) chunk (?P<chunk>\d+)/(?P<of>\d+) \(\w+, "
+                     r"(?P<events>\d+) events, .* in (?P<ms>[\d.]+) ms")
+
+
+def daemon_log_times(log: str, offset: int = 0) -> Dict[str, Any]:
+    """What an evshmd started with ``log_level="info"`` logged from byte ``offset`` of its
+    log on: the index passes (milliseconds each) and the chunk decodes (events and
+    milliseconds each), and where the log ends now (the next ``offset``)."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+        end = f.tell()
+    indexed: List[float] = [float(m["ms"]) for m in INDEXED.finditer(text)]
+    decoded = [{"chunk": int(m["chunk"]) - 1, "events": int(m["events"]), "ms": float(m["ms"])}
+               for m in DECODED.finditer(text)]
+    return {"index_ms": indexed, "decodes": decoded, "offset": end}
+
+
+def settle(client: Any, timeout: float = 60.0) -> None:
+    """Wait until the daemon decodes nothing in the background (a read-ahead): no byte
+    held while the caller holds no lease."""
+    deadline = time.monotonic() + timeout
+    while client.stats()["bytes_leased"] > 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"evshmd still decoding after {timeout:.0f} s")
+        time.sleep(0.02)
