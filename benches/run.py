@@ -12,8 +12,8 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
 4. run, in this order, each with the same plan (``$EVSHM_BENCH_PLAN``): the Rust attach
    bench (criterion), the Python attach script, ``evshm-load``, the decoders' bench
    (criterion), the cold-open and peers script, the N-readers script, the cold-window
-   script (``evshm-window`` for Rust), the last with evshmd daemons of its own at the
-   default chunk size;
+   script (``evshm-window`` for Rust) and the decode-threads script, the last two with
+   evshmd daemons of their own at the default chunk size;
 5. stop everything, check that no segment is left in /dev/shm, write the report and the
    plots (``report.py``), and remove the temporary directory.
 
@@ -142,6 +142,7 @@ def main() -> None:
             "one_chunk_events": ONE_CHUNK_EVENTS,
             "reps": 1 if args.quick else 3, "reader_counts": [1, 2, 4, 8],
             "window_reps": 2 if args.quick else 5, "window_warm": 10 if args.quick else 30,
+            "threads_reps": 2 if args.quick else 5,
         }
         daemon = Evshmd(plan["evshmd"], root, socket_path,
                         log=os.path.join(results_dir, "logs", "evshmd.log"),
@@ -194,6 +195,8 @@ def main() -> None:
              shown=f"{rel_py} benches/python/readers.py PLAN")
         step("window", [py, "benches/python/window.py", plan_path],
              shown=f"{rel_py} benches/python/window.py PLAN")
+        step("threads", [py, "benches/python/threads.py", plan_path],
+             shown=f"{rel_py} benches/python/threads.py PLAN")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)

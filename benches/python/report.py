@@ -748,9 +748,52 @@ class Report:
         out += [self.save(fig, "bench_window.png"), ""]
         return "\n".join(out)
 
+    # ------------------------------------------------------------------ threads
+    def threads(self) -> str:
+        d = load(self.results, "threads.json")
+        out = ["## 6. Parallel chunk decode", ""]
+        if not d:
+            return "\n".join(out + ["Not run. " + self.command("threads"), ""])
+        fs = d["formats"]
+        cpus = fs[0]["cpus"] if fs else "?"
+        out += [
+            "The cold open of a whole recording (the files of section 4) by two evshmd side "
+            "by side, `--decode-threads 1` and `--decode-threads 2`, both at the default "
+            "chunk size (4 Mi events); the opens alternate between them, each of a fresh "
+            "hard link so that it finds neither index nor segment, timed from "
+            "`evshm.Client.open` (Python) to the table in hand. The index pass is one "
+            "thread whatever the option (evshmd's log gives its time): the speedup after "
+            "it is that of the chunk decodes. **This machine has "
+            f"{cpus} vCPUs**, shared by the decode threads, the client and whatever else "
+            "runs (see the load average above): 2× is the ceiling, and a chunk decode "
+            "that takes longer with 2 threads than with 1 shows the cores, or memory "
+            f"bandwidth, being shared. Medians of {fs[0]['reps'] if fs else '?'} opens "
+            "per thread count, the first (warm-up) left out.", ""]
+        rows = []
+        for f in fs:
+            one, two = f["threads_1"], f["threads_2"]
+            rows.append([f["format"].upper(), f"{f['events']:,}", str(f["chunks"]),
+                         us(one["open"]["p50_us"]), us(two["open"]["p50_us"]),
+                         f"{one['open']['p50_us'] / two['open']['p50_us']:.2f}×",
+                         us(one["index"]["p50_us"]),
+                         f"{one['after_index']['p50_us'] / two['after_index']['p50_us']:.2f}×",
+                         f"{us(one['chunk_decode']['p50_us'])} / "
+                         f"{us(two['chunk_decode']['p50_us'])}",
+                         "yes" if f["agree"] else "**no**"])
+        out += [table(["format", "events", "chunks", "cold open, 1 thread",
+                       "cold open, 2 threads", "speedup", "index pass (serial)",
+                       "speedup after the index", "one chunk's decode, 1 / 2 threads",
+                       "tables agree"], rows, "lrrrrrrrrl"), ""]
+        if any(f["chunks"] < 2 for f in fs):
+            out += ["A recording of one chunk has nothing to decode in parallel (the files of "
+                    "a `--quick` run are that small).", ""]
+        out += [self.command("threads"), ""]
+        return "\n".join(out)
+
     # ------------------------------------------------------------------ page
     def write(self) -> None:
-        sections = [self.attach(), self.readers(), self.load(), self.cold(), self.window()]
+        sections = [self.attach(), self.readers(), self.load(), self.cold(), self.window(),
+                    self.threads()]
         m = self.meta.get("machine", {})
         v = self.meta.get("versions", {})
         git = self.meta.get("git", {})
@@ -773,10 +816,10 @@ class Report:
             + ", ".join(f"{k} {v.get(k, '?')}" for k in
                         ("pyarrow", "numpy", "expelliarmus", "evt3", "ray")) + ".",
             "- **Recordings**: synthetic, written by `evshm generate` (EVT3 for the attach "
-            "sizes; one file per format for sections 2 and 4; a large EVT3 file for "
+            "sizes; one file per format for sections 2, 4 and 6; a large EVT3 file for "
             "section 5).",
             "- **evshmd**: sections 1 to 3 use one daemon with `--chunk-events` above every "
-            "recording's size (each recording one chunk, one segment); sections 4 and 5 "
+            "recording's size (each recording one chunk, one segment); sections 4 to 6 "
             "start daemons of their own with the default chunking (4 Mi events per chunk) "
             "and decode threads (one per CPU) unless said otherwise.",
             "- **Reproduce**: `benches/run.sh` (full) or `benches/run.sh --quick`; raw JSON "
