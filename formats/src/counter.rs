@@ -43,21 +43,11 @@ impl Counter {
             self.ready = self.stateless_from_here();
             return;
         }
-        let width = self.word_len();
-        let mut bytes = bytes;
-        if !self.carry.is_empty() {
-            let take = (width - self.carry.len()).min(bytes.len());
-            self.carry.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.carry.len() < width {
-                return;
-            }
-            let word = std::mem::take(&mut self.carry);
-            self.count_words(&word);
-        }
-        let whole = bytes.len() / width * width;
-        self.count_words(&bytes[..whole]);
-        self.carry.extend_from_slice(&bytes[whole..]);
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::decoder::whole_words(&mut carry, self.word_len(), bytes, |words| {
+            self.count_words(words);
+        });
+        self.carry = carry;
     }
 
     /// Ends the stream, counting what only the end completes (see [`Decoder::finish`]).

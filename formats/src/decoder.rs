@@ -132,6 +132,32 @@ pub(crate) fn arbitrary_words(
     })
 }
 
+/// Walks a stream of `word_len`-byte words fed in slices of any size: passes `whole` the
+/// word that the bytes held in `carry` and `bytes` complete, if any, then the whole words
+/// of `bytes`; keeps the incomplete tail in `carry`.
+pub(crate) fn whole_words(
+    carry: &mut Vec<u8>,
+    word_len: usize,
+    mut bytes: &[u8],
+    mut whole: impl FnMut(&[u8]),
+) {
+    if !carry.is_empty() {
+        let take = (word_len - carry.len()).min(bytes.len());
+        carry.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        if carry.len() < word_len {
+            return;
+        }
+        whole(carry);
+        carry.clear();
+    }
+    let (words, tail) = bytes.split_at(bytes.len() / word_len * word_len);
+    if !words.is_empty() {
+        whole(words);
+    }
+    carry.extend_from_slice(tail);
+}
+
 /// The bytes of a word split across two `feed` calls.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Carry<const N: usize> {

@@ -129,31 +129,22 @@ impl Indexer {
     }
 
     /// Indexes `bytes`, the continuation of what was fed before.
-    pub fn feed(&mut self, mut bytes: &[u8]) {
+    pub fn feed(&mut self, bytes: &[u8]) {
         let Some(word_len) = self.word_len else {
             self.slow(bytes);
             return;
         };
-        if !self.carry.is_empty() {
-            let take = (word_len - self.carry.len()).min(bytes.len());
-            self.carry.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.carry.len() < word_len {
-                return;
+        let mut carry = std::mem::take(&mut self.carry);
+        crate::decoder::whole_words(&mut carry, word_len, bytes, |mut words| {
+            // Pieces that end at steps, where a chunk may end.
+            while !words.is_empty() {
+                let to_step = (self.limits.step - self.pos % self.limits.step) as usize;
+                let (piece, rest) = words.split_at(to_step.min(words.len()));
+                self.words(piece);
+                words = rest;
             }
-            let word = std::mem::take(&mut self.carry);
-            self.words(&word);
-        }
-        loop {
-            let to_step = (self.limits.step - self.pos % self.limits.step) as usize;
-            let take = to_step.min(bytes.len() / word_len * word_len);
-            if take == 0 {
-                self.carry.extend_from_slice(bytes);
-                return;
-            }
-            self.words(&bytes[..take]);
-            bytes = &bytes[take..];
-        }
+        });
+        self.carry = carry;
     }
 
     /// Ends the stream and returns its chunks: at least one, contiguous from offset 0 to
