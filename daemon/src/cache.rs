@@ -237,6 +237,16 @@ impl Cache {
         matches!(self.lock().get(key), Some(Entry::Ready(r)) if r.identity == identity)
     }
 
+    /// Whether chunk `key` is resident at version `identity` or being decoded (of some
+    /// version: the decode finds out).
+    pub fn is_resident_or_decoding(&self, key: &Key, identity: FileIdentity) -> bool {
+        match self.lock().get(key) {
+            Some(Entry::Ready(r)) => r.identity == identity,
+            Some(Entry::Decoding(_)) => true,
+            None => false,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<Key, Entry>> {
         // Entries are replaced whole, so a panic cannot leave one half-written.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())

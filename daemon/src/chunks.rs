@@ -117,7 +117,16 @@ impl Target {
         let wait = self.daemon.budget.wait();
         let cold = range.clone().filter(|&chunk| !self.is_resident(chunk)).count();
         if cold <= 1 || threads <= 1 {
-            return range.map(|chunk| Some(self.fetch(chunk, wait))).collect();
+            let mut results: Vec<_> = range.clone().map(|_| None).collect();
+            for (chunk, result) in range.zip(&mut results) {
+                let fetched = self.fetch(chunk, wait);
+                let failed = fetched.0.is_err();
+                *result = Some(fetched);
+                if failed {
+                    break;
+                }
+            }
+            return results;
         }
         let results = Mutex::new((0..range.len()).map(|_| None).collect::<Vec<_>>());
         let next = AtomicUsize::new(range.start);
@@ -146,7 +155,10 @@ impl Target {
     /// request.
     pub fn read_ahead(&self, range: Range<usize>) {
         let range = range.start..range.end.min(self.recording.chunks.len());
-        if range.clone().all(|chunk| self.is_resident(chunk)) {
+        let cache = &self.daemon.cache;
+        // A reader asking for several windows of one chunk must not start a thread each.
+        if range.clone().all(|chunk| cache.is_resident_or_decoding(&self.key(chunk), self.identity))
+        {
             return;
         }
         let target = self.clone();
