@@ -1,9 +1,10 @@
 """Cold open per format: evshmd's decode and publish against the peers' decode, and the
 peers' correctness.
 
-For each recording of the plan's ``decode`` list (one per format), with a fresh evshmd
-whose root holds only hard links to it (a new link per repetition, so every open finds
-nothing cached and decodes):
+For each recording of the plan's ``decode`` list (one per format), each cold open from a
+fresh evshmd (so that it finds nothing cached, and so that no daemon keeps the segments
+of earlier opens: on this virtual machine, faulting in memory that was not freed lately
+costs several times more; the peers free their arrays between runs too):
 
 - ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet: the
   daemon's index pass over the file, then the decode of its chunks (default
@@ -97,21 +98,16 @@ def main() -> None:
     results: List[Dict[str, Any]] = []
     for item in plan["decode"]:
         fmt, source, events = item["format"], item["file"], item["events"]
-        root = os.path.join(plan["work"], f"cold-{fmt}")
-        os.makedirs(root, exist_ok=True)
-        ext = os.path.splitext(source)[1]
-        links = []
-        for i in range(reps + 1):
-            link = os.path.join(root, f"copy{i}{ext}")
-            if not os.path.exists(link):
-                os.link(source, link)
-            links.append(os.path.basename(link))
-        socket_path = os.path.join(plan["work"], f"cold-{fmt}.sock")
-        with Evshmd(plan["evshmd"], root, socket_path) as daemon:
-            client = evshm.Client(daemon.socket)
+        root, name_in_root = os.path.split(source)
+
+        def daemon(i: int) -> Evshmd:
+            return Evshmd(plan["evshmd"], root, os.path.join(plan["work"], f"cold-{fmt}-{i}.sock"))
+
+        with daemon(0) as first:
+            client = evshm.Client(first.socket)
             # The first cold open also gives the reference decode.
             started = time.perf_counter()
-            reference_rec = client.open(links[0])
+            reference_rec = client.open(name_in_root)
             first_open = time.perf_counter() - started
             # One copy of the chunks as contiguous arrays, as the peers return them.
             reference = reference_rec.numpy()
@@ -138,18 +134,21 @@ def main() -> None:
             del reference
             reference_rec.release()
             del reference_rec
+            client.close()
 
-            cold: List[float] = []
-            peer_times: Dict[str, List[float]] = {name: [] for name in peers}
-            for link in links[1:]:
-                def cold_open(link: str = link) -> None:
-                    with client.open(link) as rec:
+        cold: List[float] = []
+        peer_times: Dict[str, List[float]] = {name: [] for name in peers}
+        for i in range(1, reps + 1):
+            with daemon(i) as fresh, evshm.Client(fresh.socket) as client:
+                client.stats()  # connected before the clock starts
+
+                def cold_open() -> None:
+                    with client.open(name_in_root) as rec:
                         rec.table  # noqa: B018 - the open ends with the table usable
                 cold.append(timed(cold_open))
-                for name, read in peers.items():
-                    peer_times[name].append(
-                        timed(lambda read=read, name=name: read(source, **params[name])))
-            client.close()
+            for name, read in peers.items():
+                peer_times[name].append(
+                    timed(lambda read=read, name=name: read(source, **params[name])))
         result = {
             "format": fmt, "file": os.path.basename(source), "events": events,
             "file_bytes": os.path.getsize(source), "first_open_s": first_open,

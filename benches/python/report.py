@@ -498,8 +498,11 @@ class Report:
             return "\n".join(out + ["Not run. " + self.command("peers"), ""])
         out += [
             "A recording no segment holds yet, its file in the page cache. **evshmd cold "
-            "open**: `evshm.Client.open` from Python on a fresh hard link (so nothing is "
-            "cached), evshmd with its defaults (chunks of 4 Mi events, "
+            "open**: `evshm.Client.open` from Python, each from a fresh evshmd (nothing "
+            "cached, and no segment of an earlier open kept: on this virtual machine, "
+            "faulting in memory that was not freed lately costs several times more, so a "
+            "daemon holding earlier segments decodes later opens slower), evshmd with its "
+            "defaults (chunks of 4 Mi events, "
             f"{self.chunks_note(d)}, decoded on as many threads as CPUs): the index pass "
             "(counting, one thread), then each chunk's segment allocated and decoded into, "
             "publication, then the client's maps and read (a table with one Arrow chunk "
@@ -757,10 +760,10 @@ class Report:
         fs = d["formats"]
         cpus = fs[0]["cpus"] if fs else "?"
         out += [
-            "The cold open of a whole recording (the files of section 4) by two evshmd side "
-            "by side, `--decode-threads 1` and `--decode-threads 2`, both at the default "
-            "chunk size (4 Mi events); the opens alternate between them, each of a fresh "
-            "hard link so that it finds neither index nor segment, timed from "
+            "The cold open of a whole recording (the files of section 4) by evshmd with "
+            "`--decode-threads 1` and with `--decode-threads 2`, both at the default "
+            "chunk size (4 Mi events); the opens alternate between the two, each from a "
+            "fresh evshmd (no index, no segment, none kept from an earlier open), timed from "
             "`evshm.Client.open` (Python) to the table in hand. The index pass is one "
             "thread whatever the option (evshmd's log gives its time): the speedup after "
             "it is that of the chunk decodes. **This machine has "

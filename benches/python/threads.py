@@ -1,16 +1,17 @@
 """Parallel chunk decode: the cold open of a whole recording per format with
 ``evshmd --decode-threads 1`` against ``--decode-threads 2``, default chunk size.
 
-For each recording of the plan's ``decode`` list (one per format), two evshmd run side by
-side on a root of hard links to it, one per thread count, and the opens alternate
-between them. Every open is of a new link, so that it finds neither an index nor a
-segment: the daemon's index pass over the file (one thread, whatever the option), the
-decode of every chunk into segments (on up to N threads), publication, then the client's
-maps and in-place read, timed from ``evshm.Client.open`` to the table in hand. The
-daemons log each index pass and chunk decode with its time, which splits every open into
-its serial part (the index) and the rest. The first open of each daemon is left out
-(warm-up) and gives the column sums that both daemons' tables must agree on. Writes
-``threads.json``.
+For each recording of the plan's ``decode`` list (one per format), cold opens alternate
+between the two thread counts, each from a fresh evshmd (so that it finds neither an
+index nor a segment, and so that no daemon keeps the segments of earlier opens: on this
+virtual machine, faulting in memory that was not freed lately costs several times more,
+which would make later opens slower than earlier ones): the daemon's index pass over the
+file (one thread, whatever the option), the decode of every chunk into segments (on up
+to N threads), publication, then the client's maps and in-place read, timed from
+``evshm.Client.open`` to the table in hand. The daemons log each index pass and chunk
+decode with its time, which splits every open into its serial part (the index) and the
+rest. The first round is left out (warm-up) and gives the column sums that both thread
+counts' tables must agree on. Writes ``threads.json``.
 
 Usage: python threads.py PLAN
 """
@@ -40,48 +41,34 @@ def main() -> None:
     results: List[Dict[str, Any]] = []
     for item in plan["decode"]:
         fmt, source, events = item["format"], item["file"], item["events"]
-        root = os.path.join(plan["work"], f"threads-{fmt}")
-        os.makedirs(root, exist_ok=True)
-        ext = os.path.splitext(source)[1]
-        daemons: Dict[int, Evshmd] = {}
+        root = os.path.dirname(source)
         opens: Dict[int, List[Dict[str, Any]]] = {n: [] for n in THREADS}
         reference: Dict[int, Dict[str, int]] = {}
-        try:
-            for n in THREADS:
-                daemons[n] = Evshmd(plan["evshmd"], root,
-                                    os.path.join(plan["work"], f"threads-{fmt}-{n}.sock"),
-                                    log=os.path.join(plan["work"], f"threads-{fmt}-{n}.log"),
-                                    args=["--decode-threads", str(n)], log_level="info")
-            clients = {n: evshm.Client(d.socket) for n, d in daemons.items()}
-            offsets = {n: 0 for n in THREADS}
-            for rep in range(reps + 1):
-                for n in THREADS if rep % 2 == 0 else THREADS[::-1]:
-                    link = os.path.join(root, f"copy{rep}-{n}{ext}")
-                    os.link(source, link)
-                    started = time.perf_counter()
-                    rec = clients[n].open(os.path.basename(link))
-                    table = rec.table
-                    took = time.perf_counter() - started
-                    if rep == 0:
-                        reference[n] = sums(table)
-                    chunks = len(rec.chunks)
-                    rows = rec.rows
-                    del table
-                    rec.release()
-                    del rec
-                    log = daemon_log_times(daemons[n].log_path, offsets[n])
-                    offsets[n] = log["offset"]
-                    if rows != events:
-                        raise SystemExit(f"threads.py: {fmt}: {rows} events, expected {events}")
-                    if rep > 0:
-                        opens[n].append({"seconds": took, "chunks": chunks,
-                                         "index_ms": sum(log["index_ms"]),
-                                         "decode_ms": [d["ms"] for d in log["decodes"]]})
-            for client in clients.values():
-                client.close()
-        finally:
-            for daemon in daemons.values():
-                daemon.stop()
+        for rep in range(reps + 1):
+            for n in THREADS if rep % 2 == 0 else THREADS[::-1]:
+                name = f"threads-{fmt}-{n}-{rep}"
+                with Evshmd(plan["evshmd"], root, os.path.join(plan["work"], f"{name}.sock"),
+                            log=os.path.join(plan["work"], f"{name}.log"),
+                            args=["--decode-threads", str(n)], log_level="info") as daemon:
+                    with evshm.Client(daemon.socket) as client:
+                        client.stats()  # connected before the clock starts
+                        started = time.perf_counter()
+                        rec = client.open(os.path.basename(source))
+                        table = rec.table
+                        took = time.perf_counter() - started
+                        if rep == 0:
+                            reference[n] = sums(table)
+                        chunks, rows = len(rec.chunks), rec.rows
+                        del table
+                        rec.release()
+                        del rec
+                    log = daemon_log_times(daemon.log_path)
+                if rows != events:
+                    raise SystemExit(f"threads.py: {fmt}: {rows} events, expected {events}")
+                if rep > 0:
+                    opens[n].append({"seconds": took, "chunks": chunks,
+                                     "index_ms": sum(log["index_ms"]),
+                                     "decode_ms": [d["ms"] for d in log["decodes"]]})
         agree = reference[1] == reference[2]
         result = {"format": fmt, "events": events, "file_bytes": os.path.getsize(source),
                   "chunks": opens[1][0]["chunks"], "agree": agree,
