@@ -9,7 +9,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use evshm::protocol::ErrorCode;
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{Event, Evt3Encoder, Geometry};
+use evshm_formats::{DatEncoder, Event, Evt3Encoder, Geometry};
 
 use crate::util::real::{real_data, rows};
 use crate::util::{Daemon, TempDir};
@@ -254,4 +254,32 @@ fn chunks_can_be_bounded_in_time() {
         assert!(span < 10_000 + 30_000, "a chunk spans {span} µs");
     }
     assert_eq!(times(&whole), events.iter().map(|e| e.t).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_index_goes_only_as_far_into_the_file_as_requests_need() {
+    // 2.5 M DAT events: 20 MB, indexed 8 MiB at a time.
+    let events = across_the_wrap(2_500_000);
+    let daemon = Daemon::start_with(None, &["--chunk-events", "100000"], |root| {
+        let file = std::io::BufWriter::new(std::fs::File::create(root.join("long.dat")).unwrap());
+        let mut encoder = DatEncoder::new(file, Geometry { width: 1280, height: 720 }).unwrap();
+        events.iter().for_each(|e| encoder.push(e).unwrap());
+        encoder.finish().unwrap();
+    });
+    let size = std::fs::metadata(daemon.root().join("long.dat")).unwrap().len();
+    let client = daemon.client();
+    let (first, last) = (events[0].t, events.last().unwrap().t);
+    let early = client.open_window("long.dat", first, first + 1000).unwrap();
+    assert_eq!(
+        times(&early),
+        window_of(&events.iter().map(|e| e.t).collect::<Vec<_>>(), first, first + 1000)
+    );
+    let indexed = client.stats().unwrap().bytes_indexed;
+    assert!(indexed > 0 && indexed < size / 2, "{indexed} of {size} bytes indexed");
+    let late = client.open_window("long.dat", last - 1000, last + 1).unwrap();
+    assert_eq!(times(&late).last(), Some(&last));
+    let indexed = client.stats().unwrap().bytes_indexed;
+    assert_eq!(indexed, events.len() as u64 * 8, "every record indexed, the header not");
+    drop(client.open_window("long.dat", first, last).unwrap());
+    assert_eq!(client.stats().unwrap().bytes_indexed, indexed, "the index is built once");
 }

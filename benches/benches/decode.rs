@@ -19,7 +19,7 @@ use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
     ChunkLimits, Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder,
-    Format, Geometry,
+    Format, Geometry, Indexer,
 };
 use evshmd::segment::ShmDir;
 use serde_json::json;
@@ -182,7 +182,10 @@ fn ingest_whole(
     shm: &Arc<ShmDir>,
 ) -> Result<evshmd::ingest::Published, evshmd::ingest::IngestError> {
     let detected = evshmd::ingest::detect_file(file)?;
-    let chunks = evshmd::ingest::index_file(file, &detected, ChunkLimits::events(u64::MAX))?;
+    let mut indexer = Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
+    let data = detected.data_offset as u64;
+    evshmd::ingest::read_range(file, data, u64::MAX, |bytes| indexer.feed(bytes))?;
+    let chunks = indexer.finish();
     evshmd::ingest::ingest_chunk(file, "bench", &detected, &chunks[0], shm, no_room)
 }
 

@@ -411,6 +411,10 @@ pub struct StatsReply {
     /// Bytes freed by evictions since start.
     #[serde(default)]
     pub bytes_evicted: u64,
+    /// Bytes of recordings read by index passes since start (an index is built as far
+    /// into a file as requests need, once per version of the file).
+    #[serde(default)]
+    pub bytes_indexed: u64,
     /// Free bytes of the shared-memory filesystem.
     #[serde(default)]
     pub shm_free: u64,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use evshm::protocol::{ErrorCode, ErrorReply};
-use evshm_formats::{Detected, Geometry};
+use evshm_formats::{Chunk, Detected, Geometry};
 
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
 use crate::ingest::{chunk_layouts, ingest_chunk};
@@ -50,16 +50,41 @@ impl Target {
         self.daemon.cache.is_resident(&self.key(chunk), self.identity)
     }
 
+    /// The upper bound on time of chunk `chunk`, or `None` past the last chunk; indexes
+    /// further into the file as needed.
+    pub fn bound(&self, chunk: usize) -> Result<Option<i64>, ErrorReply> {
+        let indexed = |bytes| self.count_indexed(bytes);
+        (self.recording.bound(chunk, indexed)).map_err(|e| ingest_error_reply(&self.source, e))
+    }
+
+    /// Chunk `chunk` of the index, which the caller knows to exist.
+    fn chunk(&self, chunk: usize) -> Result<Chunk, ErrorReply> {
+        match self.recording.chunk(chunk, |bytes| self.count_indexed(bytes)) {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(ErrorReply::new(
+                ErrorCode::Internal,
+                format!("{} has no chunk {}", self.source, chunk + 1),
+            )),
+            Err(e) => Err(ingest_error_reply(&self.source, e)),
+        }
+    }
+
+    fn count_indexed(&self, bytes: u64) {
+        self.daemon.stats.bytes_indexed.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Bytes of the segments of the chunks in `range`, when all are decoded.
-    pub fn bytes_needed(&self, range: Range<usize>) -> u64 {
+    pub fn bytes_needed(&self, range: Range<usize>) -> Result<u64, ErrorReply> {
         let shm = &self.daemon.shm;
-        (self.recording.chunks[range].iter())
-            .filter_map(|chunk| chunk_layouts(&self.detected, &self.source, chunk).ok())
-            .map(|(events, triggers)| {
-                shm.footprint(events.total_len() as u64)
-                    + shm.footprint(triggers.total_len() as u64)
-            })
-            .sum()
+        let mut needed = 0;
+        for chunk in range {
+            let chunk = self.chunk(chunk)?;
+            if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.source, &chunk) {
+                needed += shm.footprint(events.total_len() as u64)
+                    + shm.footprint(triggers.total_len() as u64);
+            }
+        }
+        Ok(needed)
     }
 
     /// Chunk `chunk`, decoding it unless it is resident (or being decoded: then this
@@ -76,21 +101,20 @@ impl Target {
                     log::info!("evicted an unleased chunk ({bytes} bytes) to make room");
                 })
             };
-            let index = &self.recording.chunks[chunk];
+            let index = self.chunk(chunk)?;
             let published = ingest_chunk(
                 &self.file,
                 &self.source,
                 &self.detected,
-                index,
+                &index,
                 &daemon.shm,
                 make_room,
             )
             .map_err(|e| ingest_error_reply(&self.source, e))?;
             log::info!(
-                "decoded {} chunk {}/{} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
+                "decoded {} chunk {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
                 self.source,
                 chunk + 1,
-                self.recording.chunks.len(),
                 self.detected.format,
                 published.events.rows,
                 published.triggers.rows,
@@ -154,8 +178,9 @@ impl Target {
     /// whatever room the budget has now: a read-ahead never waits and never fails a
     /// request.
     pub fn read_ahead(&self, range: Range<usize>) {
-        let range = range.start..range.end.min(self.recording.chunks.len());
         let cache = &self.daemon.cache;
+        let end = self.recording.chunks_if_complete().unwrap_or(usize::MAX);
+        let range = range.start..range.end.min(end);
         // A reader asking for several windows of one chunk must not start a thread each.
         if range.clone().all(|chunk| cache.is_resident_or_decoding(&self.key(chunk), self.identity))
         {
@@ -164,6 +189,9 @@ impl Target {
         let target = self.clone();
         let spawned = std::thread::Builder::new().name("evshmd-ahead".into()).spawn(move || {
             for chunk in range {
+                if !matches!(target.bound(chunk), Ok(Some(_))) {
+                    return;
+                }
                 if let (Err(e), _) = target.fetch(chunk, Duration::ZERO) {
                     log::debug!("read-ahead of {} chunk {} stopped: {e}", target.source, chunk + 1);
                     return;

@@ -1,6 +1,6 @@
 //! Decoding recording files into published segments, one chunk at a time.
 //!
-//! A first pass over the whole file builds its chunk index ([`index_file`]): where each
+//! A pass over the file builds its chunk index (see [`crate::recording`]): where each
 //! chunk starts, the decoder state there and how many events it holds, counted without
 //! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of
 //! segments sized exactly from those counts. The file is read rather than mapped, so a
@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Chunk, ChunkLimits, DetectError, Detected, EventSink, Geometry, GeometryFilter, Indexer,
-    MAX_HEADER_LEN, Trigger,
+    Chunk, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, Trigger,
 };
 
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
@@ -162,19 +161,6 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
         .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
 }
 
-/// Builds the chunk index of the recording at `path`: one pass that counts events and
-/// keeps the decoder state at chunk starts, without decoding.
-pub fn index_file(
-    path: &Path,
-    detected: &Detected,
-    limits: ChunkLimits,
-) -> Result<Vec<Chunk>, IngestError> {
-    let mut indexer = Indexer::new(detected.format, limits);
-    let data = detected.data_offset as u64;
-    read_range(path, data, u64::MAX, |bytes| indexer.feed(bytes))?;
-    Ok(indexer.finish())
-}
-
 /// Decodes one chunk of the recording at `path` (shown to clients as `source`) into new
 /// segments. `make_room` is asked for the segments' exact size before they are made, and
 /// what it returns is held until they exist.
@@ -265,7 +251,7 @@ pub fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
 }
 
 /// Reads `len` bytes of the file (or up to its end) from `offset` on, in pieces.
-fn read_range(
+pub fn read_range(
     path: &Path,
     offset: u64,
     len: u64,

@@ -1,29 +1,126 @@
 //! What the daemon knows of a recording before decoding any of it: its format, geometry
 //! and chunk index, built once per version of the file and shared by every request.
+//!
+//! The index is built lazily, as far into the file as requests need: a window near the
+//! start of a long recording is served after indexing only that far, and the index grows
+//! as later windows are asked for (a whole-file open takes it to the end).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use evshm_formats::{Chunk, Detected};
+use evshm_formats::{Chunk, ChunkLimits, Detected, Indexer};
 
 use crate::cache::FileIdentity;
+use crate::ingest::{IngestError, read_range};
 
-/// A recording's chunk index and what detection found.
+/// Bytes of event data indexed at a time, when a request needs more of the index.
+const INDEX_STEP: u64 = 8 << 20;
+
+/// A recording's chunk index, as far as it is built, and what detection found.
 #[derive(Debug)]
 pub struct RecordingIndex {
     /// The version of the file it describes.
     pub identity: FileIdentity,
     /// Format, geometry and where the event data starts.
     pub detected: Detected,
-    /// The chunks, in file order: at least one.
-    pub chunks: Vec<Chunk>,
+    /// The file, as the daemon opens it, and as clients name it.
+    file: PathBuf,
+    source: String,
+    progress: Mutex<Progress>,
+}
+
+/// How far the index is built.
+#[derive(Debug)]
+struct Progress {
+    /// The chunks known so far, in file order.
+    chunks: Vec<Chunk>,
+    /// The index pass, until it reaches the end of the file.
+    indexer: Option<Indexer>,
+    /// Bytes of event data fed to it.
+    fed: u64,
+    /// Time spent indexing, for the log line at the end.
+    spent: std::time::Duration,
 }
 
 impl RecordingIndex {
-    /// Each chunk's upper bound on time, for choosing the chunks of a window.
-    pub fn time_bounds(&self) -> Vec<i64> {
-        self.chunks.iter().map(|c| c.time_bound).collect()
+    /// The index of `file` (shown to clients as `source`), nothing of it built yet.
+    pub fn new(
+        identity: FileIdentity,
+        detected: Detected,
+        file: PathBuf,
+        source: String,
+        limits: ChunkLimits,
+    ) -> Self {
+        let indexer = Some(Indexer::new(detected.format, limits));
+        let progress = Progress { chunks: Vec::new(), indexer, fed: 0, spent: Default::default() };
+        Self { identity, detected, file, source, progress: Mutex::new(progress) }
+    }
+
+    /// Chunk `chunk`, or `None` past the last one, indexing further into the file as
+    /// needed; `indexed` is told how many bytes that read.
+    pub fn chunk(
+        &self,
+        chunk: usize,
+        indexed: impl FnMut(u64),
+    ) -> Result<Option<Chunk>, IngestError> {
+        let progress = self.reach(chunk, indexed)?;
+        Ok(progress.chunks.get(chunk).cloned())
+    }
+
+    /// The upper bound on time of chunk `chunk` (see [`Chunk::time_bound`]), or `None`
+    /// past the last chunk, indexing further as needed.
+    pub fn bound(
+        &self,
+        chunk: usize,
+        indexed: impl FnMut(u64),
+    ) -> Result<Option<i64>, IngestError> {
+        let progress = self.reach(chunk, indexed)?;
+        Ok(progress.chunks.get(chunk).map(|c| c.time_bound))
+    }
+
+    /// How many chunks the recording has, if the index reached the end of the file.
+    pub fn chunks_if_complete(&self) -> Option<usize> {
+        let progress = lock(&self.progress);
+        progress.indexer.is_none().then_some(progress.chunks.len())
+    }
+
+    /// Indexes until chunk `chunk` is known or the file ends.
+    fn reach(
+        &self,
+        chunk: usize,
+        mut indexed: impl FnMut(u64),
+    ) -> Result<MutexGuard<'_, Progress>, IngestError> {
+        let mut progress = lock(&self.progress);
+        while progress.chunks.len() <= chunk && progress.indexer.is_some() {
+            let started = Instant::now();
+            let Progress { chunks, indexer, fed, spent } = &mut *progress;
+            let Some(pass) = indexer else { break };
+            let offset = self.detected.data_offset as u64 + *fed;
+            let mut read = 0;
+            read_range(&self.file, offset, INDEX_STEP, |bytes| {
+                read += bytes.len() as u64;
+                pass.feed(bytes);
+            })?;
+            *fed += read;
+            indexed(read);
+            *spent += started.elapsed();
+            if read < INDEX_STEP {
+                chunks.extend(indexer.take().expect("indexing").finish());
+                log::info!(
+                    "indexed {} ({}, {} events in {} chunks) in {:.1} ms",
+                    self.source,
+                    self.detected.format,
+                    chunks.iter().map(|c| c.events).sum::<u64>(),
+                    chunks.len(),
+                    spent.as_secs_f64() * 1e3
+                );
+            } else {
+                chunks.extend(pass.take_completed());
+            }
+        }
+        Ok(progress)
     }
 }
 
@@ -96,7 +193,8 @@ mod tests {
     fn index(identity: FileIdentity) -> RecordingIndex {
         let text = b"1 2 3 1\n";
         let detected = evshm_formats::detect(text, Some("txt")).unwrap();
-        RecordingIndex { identity, detected, chunks: Vec::new() }
+        let (file, source) = ("/nowhere".into(), "nowhere".into());
+        RecordingIndex::new(identity, detected, file, source, ChunkLimits::events(10))
     }
 
     #[test]

@@ -7,7 +7,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use evshm::protocol::{
     ChunkInfo, ErrorCode, ErrorReply, FieldInfo, HelloReply, ListReply, MAX_REQUEST_LINE,
@@ -21,7 +20,7 @@ use crate::access::Peer;
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
 use crate::chunks::{Target, over_budget};
 use crate::framing::{FrameError, discard_line, read_request_line, write_reply};
-use crate::ingest::{IngestError, TableSegment, detect_file, index_file, metadata};
+use crate::ingest::{IngestError, TableSegment, detect_file, metadata};
 use crate::recording::RecordingIndex;
 use crate::server::Daemon;
 use crate::stats::Stats;
@@ -241,24 +240,27 @@ impl<'d> Session<'d> {
             ));
         }
         let target = self.target(path, geometry)?;
-        let bounds = target.recording.time_bounds();
-        let likely = candidates(window, &bounds);
+        let likely = candidates(window, |chunk| target.bound(chunk))?;
         let cold = likely.clone().any(|chunk| !target.is_resident(chunk));
         let mut prefetched = Vec::new();
         if cold {
-            let needed = target.bytes_needed(likely.clone());
+            let needed = target.bytes_needed(likely.clone())?;
             if needed > daemon.budget.limit() {
                 return Err(over_budget(&target.source, needed, daemon.budget.limit()));
             }
             prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
         }
-        let selected = select(window, &bounds, |chunk| {
-            let early = chunk.checked_sub(likely.start).and_then(|i| prefetched.get_mut(i));
-            let (resident, outcome) = early
-                .and_then(Option::take)
-                .unwrap_or_else(|| target.fetch(chunk, daemon.budget.wait()));
-            Ok::<_, ErrorReply>(ChunkTable { resident: resident?, table, outcome })
-        })?;
+        let selected = select(
+            window,
+            |chunk| target.bound(chunk),
+            |chunk| {
+                let early = chunk.checked_sub(likely.start).and_then(|i| prefetched.get_mut(i));
+                let (resident, outcome) = early
+                    .and_then(Option::take)
+                    .unwrap_or_else(|| target.fetch(chunk, daemon.budget.wait()));
+                Ok::<_, ErrorReply>(ChunkTable { resident: resident?, table, outcome })
+            },
+        )?;
         drop(prefetched);
         if let (Some(_), Some(last)) = (window, selected.last()) {
             let forward = (self.last_window.as_ref())
@@ -339,17 +341,10 @@ impl<'d> Session<'d> {
         let identity = FileIdentity::of(&metadata);
         let recording = (daemon.indexes)
             .get(&resolved.file, identity, || {
-                let started = Instant::now();
                 let detected = detect_file(&resolved.file)?;
-                let chunks = index_file(&resolved.file, &detected, daemon.settings.chunk_limits)?;
-                log::info!(
-                    "indexed {source} ({}, {} events in {} chunks) in {:.1} ms",
-                    detected.format,
-                    chunks.iter().map(|c| c.events).sum::<u64>(),
-                    chunks.len(),
-                    started.elapsed().as_secs_f64() * 1e3
-                );
-                Ok(RecordingIndex { identity, detected, chunks })
+                let limits = daemon.settings.chunk_limits;
+                let file = resolved.file.clone();
+                Ok(RecordingIndex::new(identity, detected, file, source.clone(), limits))
             })
             .map_err(|e| ingest_error_reply(&source, e))?;
         let detected = match geometry {
@@ -385,6 +380,7 @@ impl<'d> Session<'d> {
             bytes_evictable,
             bytes_leased: bytes_resident - bytes_evictable,
             bytes_evicted: Stats::get(&stats.bytes_evicted),
+            bytes_indexed: Stats::get(&stats.bytes_indexed),
             shm_free,
             clients: daemon.clients.list(),
         }

@@ -11,13 +11,15 @@ use evshm::protocol::ClientStats;
 pub struct Stats {
     /// `open` requests served.
     pub opens: AtomicU64,
-    /// Recordings decoded.
+    /// Chunks decoded.
     pub decodes: AtomicU64,
-    /// Opens served without a decode of their own.
+    /// Opens whose chunks were all resident.
     pub cache_hits: AtomicU64,
+    /// Bytes of recordings read by index passes.
+    pub bytes_indexed: AtomicU64,
     /// Error replies sent.
     pub errors: AtomicU64,
-    /// Unleased recordings evicted to make room within the memory budget.
+    /// Unleased chunks evicted to make room within the memory budget.
     pub evictions: AtomicU64,
     /// Bytes those evictions freed.
     pub bytes_evicted: AtomicU64,

@@ -32,33 +32,57 @@ pub struct Selected<C> {
     pub end: u64,
 }
 
-/// The chunks an answer most likely needs, given each chunk's upper bound on time: all of
-/// them without a window, else from the first that may reach `start` to the first that
-/// may reach `end`. Decoding them up front, in parallel, is then a good bet; [`select`]
-/// decodes any others it turns out to need.
-pub fn candidates(window: Option<Window>, bounds: &[i64]) -> Range<usize> {
-    let Some(window) = window else { return 0..bounds.len() };
+/// The chunks an answer most likely needs, given `bound`, each chunk's upper bound on
+/// time (`None` past the last chunk): all of them without a window, else from the first
+/// that may reach `start` to the first that may reach `end`. Decoding them up front, in
+/// parallel, is then a good bet; [`select`] decodes any others it turns out to need.
+pub fn candidates<E>(
+    window: Option<Window>,
+    mut bound: impl FnMut(usize) -> Result<Option<i64>, E>,
+) -> Result<Range<usize>, E> {
+    let mut chunk = 0;
+    let Some(window) = window else {
+        while bound(chunk)?.is_some() {
+            chunk += 1;
+        }
+        return Ok(0..chunk);
+    };
     if window.start >= window.end {
-        return 0..0;
+        return Ok(0..0);
     }
-    let first = bounds.iter().position(|&b| b >= window.start).unwrap_or(bounds.len());
-    let last = (first..bounds.len()).find(|&i| bounds[i] >= window.end);
-    first..last.map_or(bounds.len(), |last| last + 1)
+    loop {
+        match bound(chunk)? {
+            None => return Ok(chunk..chunk),
+            Some(b) if b >= window.start => break,
+            Some(_) => chunk += 1,
+        }
+    }
+    let first = chunk;
+    loop {
+        match bound(chunk)? {
+            None => return Ok(first..chunk),
+            Some(b) if b >= window.end => return Ok(first..chunk + 1),
+            Some(_) => chunk += 1,
+        }
+    }
 }
 
 /// The chunks and rows that answer a request for `window` (the whole recording if
-/// `None`), fetching each chunk's table with `fetch` as the walk needs it.
+/// `None`), given each chunk's upper bound on time as in [`candidates`], fetching each
+/// chunk's table with `fetch` as the walk needs it.
 pub fn select<C: ChunkRows>(
     window: Option<Window>,
-    bounds: &[i64],
+    mut bound: impl FnMut(usize) -> Result<Option<i64>, C::Error>,
     mut fetch: impl FnMut(usize) -> Result<C, C::Error>,
 ) -> Result<Vec<Selected<C>>, C::Error> {
     let mut selected = Vec::new();
     let Some(window) = window else {
-        for chunk in 0..bounds.len() {
+        let mut chunk = 0;
+        while bound(chunk)?.is_some() {
             let table = fetch(chunk)?;
             let end = table.rows();
             selected.push(Selected { chunk, table, start: 0, end });
+            chunk += 1;
         }
         return Ok(selected);
     };
@@ -66,11 +90,13 @@ pub fn select<C: ChunkRows>(
         return Ok(selected);
     }
     let mut started = false;
-    for (chunk, &bound) in bounds.iter().enumerate() {
+    let mut chunk = 0;
+    while let Some(bound) = bound(chunk)? {
+        chunk += 1;
         if !started && bound < window.start {
             continue;
         }
-        let table = fetch(chunk)?;
+        let table = fetch(chunk - 1)?;
         let start = if started { 0 } else { table.first_at_or_after(window.start, 0)? };
         if start == table.rows() {
             continue;
@@ -83,7 +109,7 @@ pub fn select<C: ChunkRows>(
         };
         let reached_end = end < table.rows();
         if end > start {
-            selected.push(Selected { chunk, table, start, end });
+            selected.push(Selected { chunk: chunk - 1, table, start, end });
         }
         if reached_end {
             break;
@@ -138,7 +164,8 @@ mod tests {
                 .map(|(c, s)| c.iter().max().map_or(i64::MIN, |m| m + s)).collect();
             let window = Window { start, end: start + len };
             let mut fetched = Vec::new();
-            let selected = select(Some(window), &bounds, |i| {
+            let bound = |i: usize| Ok(bounds.get(i).copied());
+            let selected = select(Some(window), bound, |i| {
                 fetched.push(i);
                 Ok(chunks[i])
             }).unwrap();
@@ -148,7 +175,7 @@ mod tests {
                 rows.extend_from_slice(&s.table[s.start as usize..s.end as usize]);
             }
             prop_assert_eq!(&rows[..], &times[expected(&times, window)]);
-            let likely = candidates(Some(window), &bounds);
+            let likely = candidates::<()>(Some(window), bound).unwrap();
             prop_assert!(selected.iter().all(|s| likely.contains(&s.chunk) || s.chunk >= likely.end));
             // Chunks that cannot reach the window are never decoded.
             prop_assert!(fetched.iter().all(|&i| bounds[i] >= window.start));
@@ -158,10 +185,11 @@ mod tests {
     #[test]
     fn without_a_window_every_chunk_is_whole() {
         let chunks: [&[i64]; 2] = [&[1, 2], &[3]];
-        let selected = select(None, &[2, 3], |i| Ok(chunks[i])).unwrap();
+        let bound = |i: usize| Ok([2, 3].get(i).copied());
+        let selected = select(None, bound, |i| Ok(chunks[i])).unwrap();
         let ranges: Vec<_> = selected.iter().map(|s| (s.chunk, s.start, s.end)).collect();
         assert_eq!(ranges, [(0, 0, 2), (1, 0, 1)]);
-        assert_eq!(candidates(None, &[2, 3]), 0..2);
-        assert_eq!(candidates(Some(Window { start: 5, end: 5 }), &[2, 3]), 0..0);
+        assert_eq!(candidates::<()>(None, bound), Ok(0..2));
+        assert_eq!(candidates::<()>(Some(Window { start: 5, end: 5 }), bound), Ok(0..0));
     }
 }

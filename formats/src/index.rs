@@ -147,8 +147,16 @@ impl Indexer {
         self.carry = carry;
     }
 
-    /// Ends the stream and returns its chunks: at least one, contiguous from offset 0 to
-    /// the end of the data.
+    /// Takes the chunks that are complete and final so far, in order, for a caller that
+    /// indexes a long stream piece by piece and wants to use its first chunks early. The
+    /// last completed chunk stays behind: [`Indexer::finish`] may still extend it.
+    pub fn take_completed(&mut self) -> Vec<Chunk> {
+        let keep = self.chunks.len().min(1);
+        self.chunks.drain(..self.chunks.len() - keep).collect()
+    }
+
+    /// Ends the stream and returns its remaining chunks (all of them, at least one, if
+    /// none were taken before): contiguous, to the end of the data.
     pub fn finish(mut self) -> Vec<Chunk> {
         if self.word_len.is_none() {
             let mut sink = BoundSink::default();
@@ -301,16 +309,21 @@ mod tests {
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
 
+    /// The chunks of `bytes` fed in pieces cut at `splits`, taking the completed ones after
+    /// each piece.
     fn index(format: Format, limits: ChunkLimits, bytes: &[u8], splits: &[usize]) -> Vec<Chunk> {
         let mut indexer = Indexer::new(format, limits);
+        let mut chunks = Vec::new();
         let mut rest = bytes;
         for &split in splits {
             let (piece, tail) = rest.split_at(split.min(rest.len()));
             indexer.feed(piece);
+            chunks.extend(indexer.take_completed());
             rest = tail;
         }
         indexer.feed(rest);
-        indexer.finish()
+        chunks.extend(indexer.finish());
+        chunks
     }
 
     /// Decoding chunk by chunk, each from its own decoder, gives what decoding the whole
