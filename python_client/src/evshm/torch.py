@@ -4,14 +4,18 @@
 recordings into time windows (``duration=`` microseconds) or windows of a fixed number of
 events (``events=``); item ``i`` is window ``i`` in recording order. Cutting happens once,
 when the dataset is built: that first open of each recording is also where evshmd decodes
-it (once, for every process).
+it (once, for every process). Or they take the windows themselves, ``windows=[(path,
+t_start, t_end), ...]`` (say 50 ms around each label): then nothing is opened whole, each
+item is the daemon's window (only the chunks it touches are decoded and mapped), and a
+pass over recordings larger than evshmd's memory budget stays within it.
 
 In ``DataLoader`` workers, under ``fork`` or ``spawn``, each worker process connects to
 the daemon on its own (on first use) and attaches the same segments: the events are in
 RAM once however many workers read them. Nothing large is pickled: a spawned worker gets
 the socket path and the list of windows, never a connection or a mapping. A forked
 worker notices the new pid and drops what it inherited without touching the parent's
-connection or leases.
+connection or leases. A cut window's recording stays attached in the worker; a given
+window is released as soon as nothing of the item points into it.
 
 What an item is:
 
@@ -35,7 +39,8 @@ Needs torch, numpy and pyarrow >= 15 (``pip install 'evshm[torch]'``).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 from ._optional import require
 
@@ -46,7 +51,7 @@ import torch  # noqa: E402
 from torch.utils.data import Dataset, IterableDataset, get_worker_info  # noqa: E402
 
 from ._client import PathArg  # noqa: E402
-from ._dataset import EventWindows  # noqa: E402
+from ._dataset import EventWindows, WindowArg  # noqa: E402
 from ._events import Events  # noqa: E402
 from ._recording import Recording  # noqa: E402
 
@@ -60,12 +65,13 @@ class _WindowItems:
 
     def __init__(self, paths: Optional[Sequence[PathArg]], *, duration: Optional[int],
                  events: Optional[int], stride: Optional[int], drop_last: bool,
+                 windows: Optional[Iterable[WindowArg]],
                  transform: Optional[Transform],
                  socket_path: Union[str, "os.PathLike[str]", None],
                  timeout: Optional[float]) -> None:
         #: The windows (a torch-free :class:`~evshm.EventWindows`).
         self.windows = EventWindows(paths, duration=duration, events=events,
-                                    stride=stride, drop_last=drop_last,
+                                    stride=stride, drop_last=drop_last, windows=windows,
                                     socket_path=socket_path, timeout=timeout)
         #: Applied to each window's :class:`~evshm.Events`, in the worker.
         self.transform = transform
@@ -85,7 +91,8 @@ class _WindowItems:
         return self.windows.window(index)
 
     def recording(self, path: str) -> Recording:
-        """The whole recording ``path`` as this process attached it (on first use)."""
+        """The whole recording ``path`` as this process attached it (on first use; kept
+        until :meth:`close`)."""
         return self.windows.recording(path)
 
     def close(self) -> None:
@@ -94,6 +101,8 @@ class _WindowItems:
         self.windows.close()
 
     def _item(self, index: int) -> Any:
+        # Nothing of a given window is kept here: its lease ends with `view`, or with
+        # the item when the item is the window's zero-copy tensors.
         view = self.windows[index]
         if self.transform is None:
             return view.torch()
@@ -116,26 +125,36 @@ class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
         stride: distance between window starts (microseconds or events); default the
             window length (back-to-back windows).
         drop_last: drop each recording's shorter final window.
+        windows: instead of ``paths``, ``duration``/``events``, ``stride`` and
+            ``drop_last``: the windows themselves, ``(path, t_start, t_end)`` in integer
+            microseconds, item ``i`` being window ``i`` (checked here: integers,
+            ``t_start <= t_end``).
         transform: applied to each window's :class:`~evshm.Events` in the worker (see
             :mod:`evshm.transforms`); must be picklable for ``spawn`` workers. Without
             it, an item is a dict of tensors ``t, x, y, p``, zero-copy unless the
             window spans two of the daemon's chunks.
         socket_path, timeout: where the daemon is, and the socket timeout (seconds).
 
-    Building the dataset opens each recording once in this process (the daemon decodes
-    what it has not decoded yet) to list its windows, then releases it. Items are read
-    over each process's own connection, opened on first use.
+    Building the dataset with ``duration=`` or ``events=`` opens each recording once in
+    this process (the daemon decodes what it has not decoded yet) to list its windows,
+    then releases it; items are sliced from the whole recording, attached by each
+    process on first use and kept. With ``windows=`` nothing is opened whole: each item
+    is ``client.open(path, window=(t_start, t_end))``, whose lease ends with the item's
+    last zero-copy view, so a recording larger than evshmd's memory budget can be read.
+    Either way items are read over each process's own connection, opened on first use.
     """
 
     def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
                  duration: Optional[int] = None, events: Optional[int] = None,
                  stride: Optional[int] = None, drop_last: bool = False,
+                 windows: Optional[Iterable[WindowArg]] = None,
                  transform: Optional[Transform] = None,
                  socket_path: Union[str, "os.PathLike[str]", None] = None,
                  timeout: Optional[float] = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
-                              stride=stride, drop_last=drop_last, transform=transform,
-                              socket_path=socket_path, timeout=timeout)
+                              stride=stride, drop_last=drop_last, windows=windows,
+                              transform=transform, socket_path=socket_path,
+                              timeout=timeout)
 
     def __getitem__(self, index: int) -> Any:
         return self._item(index)
@@ -144,23 +163,25 @@ class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
 class EventWindowIterableDataset(_WindowItems, IterableDataset):  # type: ignore[type-arg]
     """An iterable dataset of the same windows as :class:`EventWindowDataset`.
 
-    Takes the same arguments, plus ``shuffle`` (yield the windows in a random order
-    drawn from ``seed + epoch``) and ``seed``. Each ``DataLoader`` worker yields the
-    windows whose position in the order is congruent to its id modulo the number of
-    workers, so every window is yielded once per epoch. Call :meth:`set_epoch` before
-    each epoch to get a new order (workers use the epoch the dataset had when they
-    started, so not with ``persistent_workers``).
+    Takes the same arguments (``windows=`` included), plus ``shuffle`` (yield the
+    windows in a random order drawn from ``seed + epoch``) and ``seed``. Each
+    ``DataLoader`` worker yields the windows whose position in the order is congruent to
+    its id modulo the number of workers, so every window is yielded once per epoch.
+    Call :meth:`set_epoch` before each epoch to get a new order (workers use the epoch
+    the dataset had when they started, so not with ``persistent_workers``).
     """
 
     def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
                  duration: Optional[int] = None, events: Optional[int] = None,
                  stride: Optional[int] = None, drop_last: bool = False,
+                 windows: Optional[Iterable[WindowArg]] = None,
                  transform: Optional[Transform] = None, shuffle: bool = False,
                  seed: int = 0, socket_path: Union[str, "os.PathLike[str]", None] = None,
                  timeout: Optional[float] = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
-                              stride=stride, drop_last=drop_last, transform=transform,
-                              socket_path=socket_path, timeout=timeout)
+                              stride=stride, drop_last=drop_last, windows=windows,
+                              transform=transform, socket_path=socket_path,
+                              timeout=timeout)
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
