@@ -117,6 +117,22 @@ def read_share(windows: evshm.EventWindows, worker: int, workers: int, results: 
     windows.close()
 
 
+def read_given_windows(windows: evshm.EventWindows, worker: int, workers: int,
+                       results: Any) -> None:
+    """A reader process over given windows (``windows=``): checksum windows
+    ``worker::workers`` one at a time, and after each ask the daemon how much it holds;
+    report the checksums and the largest ``bytes_resident`` seen, with the budget."""
+    sums = {}
+    resident = 0
+    with evshm.Client(windows.socket_path) as observer:
+        for i in range(worker, len(windows), workers):
+            sums[i] = checksum(windows[i])
+            resident = max(resident, observer.stats()["bytes_resident"])
+        budget = observer.stats()["memory_budget"]
+    windows.close()
+    results.put((os.getpid(), sums, resident, budget))
+
+
 # ----------------------------------------------------------------------- torch
 
 
