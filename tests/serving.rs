@@ -65,7 +65,8 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
 #[test]
 fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
     let formats = ["evt3", "evt2", "evt21", "evt21-legacy", "dat", "text"];
-    let daemon = Daemon::start(|root| {
+    // A chunk per 64 KiB of input: the binary formats come in several.
+    let daemon = Daemon::start_with(None, &["--chunk-events", "1"], |root| {
         for format in formats {
             let out = root.join(format!("sample.{format}"));
             let output = Command::new(evshm_cli())
@@ -79,10 +80,22 @@ fn every_format_written_by_evshm_comes_back_identical_through_the_daemon() {
     let expected: Vec<Row> =
         synthetic(30_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
     let client = daemon.client();
+    let times: Vec<i64> = expected.iter().map(|r| r.0).collect();
+    let (first, last) = (times[0], times[times.len() - 1]);
     for format in formats {
-        let recording = client.open(&format!("sample.{format}")).unwrap();
+        let path = format!("sample.{format}");
+        let recording = client.open(&path).unwrap();
         assert_eq!(recording.info().format, format.trim_end_matches("-legacy"));
         assert_eq!(rows(recording.batches()), expected, "{format}");
+        if format != "text" {
+            assert!(recording.info().chunks.len() > 1, "{format} is in chunks");
+        }
+        for (start, end) in [(first, first + 300), ((first + last) / 2, last), (last, last + 1)] {
+            let window = client.open_window(&path, start, end).unwrap();
+            let from = times.partition_point(|&t| t < start);
+            let to = times.partition_point(|&t| t < end);
+            assert_eq!(rows(window.batches()), expected[from..to], "{format} [{start}, {end})");
+        }
     }
 }
 
