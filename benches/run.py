@@ -160,6 +160,8 @@ def main() -> None:
 
         py = sys.executable
         rel_py = os.path.relpath(py, REPO)
+        if rel_py.startswith(".."):  # a virtualenv elsewhere ($EVSHM_BENCH_VENV)
+            rel_py = "$EVSHM_BENCH_VENV/bin/python"
         step("attach_rust", ["cargo", "bench", "-p", "evshm-benches", "--bench", "attach"],
              extra_env=plan_env)
         step("attach_python", [py, "benches/python/attach.py", plan_path],

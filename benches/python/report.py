@@ -787,6 +787,25 @@ class Report:
                        "cold open, 2 threads", "speedup", "index pass (serial)",
                        "speedup after the index", "one chunk's decode, 1 / 2 threads",
                        "tables agree"], rows, "lrrrrrrrrl"), ""]
+        section4 = (load(self.results, "peers.json") or {}).get("formats", [])
+        peers = {f["format"]: f for f in section4}
+        same = [(f["format"], peers[f["format"]]["evshmd_cold_open"]["p50_us"],
+                 f["threads_2"]["open"]["p50_us"]) for f in fs
+                if f["format"] in peers and peers[f["format"]].get("evshmd_cold_open")]
+        if same and cpus == 2:
+            out += [
+                "Section 4's cold opens are the same configuration as the 2-thread column "
+                "(defaults on a 2-vCPU machine) and measured "
+                + ", ".join(f"{fmt.upper()} {us(a)}" for fmt, a, _ in same) + " against "
+                + ", ".join(f"{us(b)}" for _, _, b in same) + " here. The daemon is the "
+                "same; what differs is the memory it faults in: on this virtual machine the "
+                "cost of touching new pages depends on how long ago memory was freed (a "
+                "manual check while writing this bench: a 2-thread EVT2 cold open took "
+                "about 0.3 s right after another process freed its arrays and 0.45 s after "
+                "3 s idle, and a peer's decode of the same file varied from 0.25 to 1.5 s "
+                "the same way), and section 4 interleaves the peers' runs with evshmd's "
+                "opens while this section runs opens back to back. Ratios within a section "
+                "compare like with like; absolute cold-open times carry this spread.", ""]
         if any(f["chunks"] < 2 for f in fs):
             out += ["A recording of one chunk has nothing to decode in parallel (the files of "
                     "a `--quick` run are that small).", ""]
