@@ -161,10 +161,11 @@ class Evshmd:
             raise RuntimeError(f"evshmd left segments behind: {left}")
 
 
-# evshmd's info lines for an index and a chunk decode (daemon/src/session.rs, chunks.rs).
+# evshmd's info lines for an index pass (each request that takes the index further into
+# the file logs one) and a chunk decode (daemon/src/recording.rs, chunks.rs).
 INDEXED = re.compile(r"indexed (?P<path>\S+) \((?P<format>\w+), (?P<events>\d+) events in "
                      r"(?P<chunks>\d+) chunks\) in (?P<ms>[\d.]+) ms")
-DECODED = re.compile(r"decoded (?P<path>\S+) chunk (?P<chunk>\d+)/(?P<of>\d+) \(\w+, "
+DECODED = re.compile(r"decoded (?P<path>\S+) chunk (?P<chunk>\d+) \(\w+, "
                      r"(?P<events>\d+) events, .* in (?P<ms>[\d.]+) ms")
 
 

@@ -676,10 +676,12 @@ class Report:
             "The connection is made before the clock starts. Each state has a fresh "
             "evshmd of its own, with default options:", "",
             "- **(a) first contact**: the daemon has never seen the file; the open builds "
-            "the chunk index (a counting pass over the whole file, one thread), then "
+            "the chunk index as far as the window (a counting pass from the start of the file "
+            "to the window's chunks, one thread), then "
             "decodes the chunks that hold the window;",
             "- **(b) index cached**: the daemon served another window of the file (its "
-            "first 50 ms, to another connection) before; only the window's chunks are "
+            "last 50 ms, to another connection, which took the index to the end of the "
+            "file) before; only the window's chunks are "
             "decoded;",
             "- **(c) warm**: the same window again once its chunks are resident (median "
             f"of {d['warm_opens']} opens per round on (a)'s connection).", "",
@@ -711,11 +713,11 @@ class Report:
                        "vs peer", "Rust", "vs peer"], rows, "llrrrr"), "",
                 "Decode counts and times come from evshmd's log (info level); the chunk "
                 "decode time is that of the slowest chunk of the open. The index pass "
-                "reads the whole file however small the window: it is what (a) costs "
-                "beyond (b), and it grows with the file while the window's decode does "
-                "not.", "", self.command("window"), ""]
+                "reads the file from its start to the window (evshmd indexes only as far "
+                "as requests need): it is what (a) costs beyond (b), and it grows with the "
+                "window's position in the file while the window's decode does not.", "", self.command("window"), ""]
         if peer_s:
-            for label, state in (("first contact (index built)", py_a),
+            for label, state in (("first contact (index built up to the window)", py_a),
                                  ("index cached", py_b)):
                 r = peer_s / state["s"]
                 self.targets.append([

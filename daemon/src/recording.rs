@@ -40,8 +40,6 @@ struct Progress {
     indexer: Option<Indexer>,
     /// Bytes of event data fed to it.
     fed: u64,
-    /// Time spent indexing, for the log line at the end.
-    spent: std::time::Duration,
 }
 
 impl RecordingIndex {
@@ -54,7 +52,7 @@ impl RecordingIndex {
         limits: ChunkLimits,
     ) -> Self {
         let indexer = Some(Indexer::new(detected.format, limits));
-        let progress = Progress { chunks: Vec::new(), indexer, fed: 0, spent: Default::default() };
+        let progress = Progress { chunks: Vec::new(), indexer, fed: 0 };
         Self { identity, detected, file, source, progress: Mutex::new(progress) }
     }
 
@@ -93,9 +91,10 @@ impl RecordingIndex {
         mut indexed: impl FnMut(u64),
     ) -> Result<MutexGuard<'_, Progress>, IngestError> {
         let mut progress = lock(&self.progress);
+        let started = Instant::now();
+        let before = progress.fed;
         while progress.chunks.len() <= chunk && progress.indexer.is_some() {
-            let started = Instant::now();
-            let Progress { chunks, indexer, fed, spent } = &mut *progress;
+            let Progress { chunks, indexer, fed } = &mut *progress;
             let Some(pass) = indexer else { break };
             let offset = self.detected.data_offset as u64 + *fed;
             let mut read = 0;
@@ -105,20 +104,24 @@ impl RecordingIndex {
             })?;
             *fed += read;
             indexed(read);
-            *spent += started.elapsed();
             if read < INDEX_STEP {
                 chunks.extend(indexer.take().expect("indexing").finish());
-                log::info!(
-                    "indexed {} ({}, {} events in {} chunks) in {:.1} ms",
-                    self.source,
-                    self.detected.format,
-                    chunks.iter().map(|c| c.events).sum::<u64>(),
-                    chunks.len(),
-                    spent.as_secs_f64() * 1e3
-                );
             } else {
                 chunks.extend(pass.take_completed());
             }
+        }
+        if progress.fed > before {
+            let complete = if progress.indexer.is_none() { ", complete" } else { "" };
+            log::info!(
+                "indexed {} ({}, {} events in {} chunks) in {:.1} ms: bytes {}..{} of its events{complete}",
+                self.source,
+                self.detected.format,
+                progress.chunks.iter().map(|c| c.events).sum::<u64>(),
+                progress.chunks.len(),
+                started.elapsed().as_secs_f64() * 1e3,
+                before,
+                progress.fed,
+            );
         }
         Ok(progress)
     }
