@@ -9,10 +9,12 @@ use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use evshm::protocol::MAX_REQUEST_LINE;
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// Why no request line could be read.
 #[derive(Debug)]
@@ -57,6 +59,61 @@ pub(crate) fn read_request_line(
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(FrameError::Io(e)),
         }
+    }
+}
+
+/// How long a connection thread polls for the next request before it sleeps in `read`.
+const REQUEST_SPIN: Duration = Duration::from_micros(50);
+
+/// Polls briefly for the next request on a connection whose buffer is empty. Clients
+/// often send their next request right after a reply (release, then the next open); on
+/// a virtual machine, a CPU that went idle takes tens of microseconds to wake, more than
+/// serving the request: staying awake a little spares that.
+pub(crate) fn await_request(reader: &BufReader<UnixStream>) {
+    if !reader.buffer().is_empty() {
+        return;
+    }
+    // Spinning threads take CPUs from the ones with work: leave one CPU to those.
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    let limit = *LIMIT.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    });
+    let _spinning = match Spinner::enter(limit) {
+        Some(spinner) => spinner,
+        None => return,
+    };
+    let started = std::time::Instant::now();
+    let mut probe = [MaybeUninit::uninit()];
+    let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
+    while started.elapsed() < REQUEST_SPIN {
+        match rustix::net::recv(reader.get_ref(), &mut probe, flags) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => std::hint::spin_loop(),
+            // Data, end of stream or an error: the blocking read that follows sees it.
+            _ => return,
+        }
+    }
+}
+
+/// Connection threads polling in [`await_request`] now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`SPINNING`] threads, while it lasts.
+struct Spinner;
+
+impl Spinner {
+    /// Counts this thread in, unless `limit` threads spin already.
+    fn enter(limit: usize) -> Option<Spinner> {
+        let admitted = SPINNING
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < limit).then(|| n + 1))
+            .is_ok();
+        // Built only when admitted: dropping a Spinner counts it out.
+        admitted.then(|| Spinner)
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        SPINNING.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -141,6 +198,17 @@ mod tests {
 
     fn stalling(pieces: &[Option<&'static [u8]>]) -> BufReader<Stalling> {
         BufReader::new(Stalling(pieces.iter().copied().collect()))
+    }
+
+    #[test]
+    fn at_most_limit_threads_spin_and_a_refused_one_counts_nothing() {
+        let first = Spinner::enter(1).expect("room for one");
+        for _ in 0..3 {
+            assert!(Spinner::enter(1).is_none());
+        }
+        drop(first);
+        let again = Spinner::enter(1);
+        assert!(again.is_some(), "refusals left the count alone");
     }
 
     #[test]

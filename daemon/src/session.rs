@@ -19,7 +19,7 @@ use evshm_formats::Geometry;
 use crate::access::Peer;
 use crate::cache::{FileIdentity, Key, Outcome, Resident};
 use crate::chunks::{Target, over_budget};
-use crate::framing::{FrameError, discard_line, read_request_line, write_reply};
+use crate::framing::{FrameError, await_request, discard_line, read_request_line, write_reply};
 use crate::ingest::{IngestError, TableSegment, detect_file, metadata};
 use crate::recording::RecordingIndex;
 use crate::server::Daemon;
@@ -54,6 +54,9 @@ pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
         }
     }
     loop {
+        if session.greeted {
+            await_request(&reader);
+        }
         let (reply, keep_going) = match read_request_line(&mut reader, session.greeted) {
             Ok(Some(line)) => (session.handle(&line), true),
             Ok(None) => return,
