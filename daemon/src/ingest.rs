@@ -104,7 +104,7 @@ pub enum IngestError {
     Changed {
         /// The recording.
         path: PathBuf,
-        /// Events of the first pass.
+        /// Events the index counted in the chunk.
         counted: u64,
     },
     /// The caller gave a geometry that differs from the one the file states.
@@ -273,7 +273,7 @@ pub fn read_range(
 }
 
 /// Writes events and triggers into their tables' columns; counts (and drops) any beyond
-/// their lengths, which only happens when the file grew between the two passes.
+/// their lengths, which only happens when the file changed between indexing and decoding.
 struct TableSink<'a> {
     events: EventColumns<'a>,
     triggers: TriggerColumns<'a>,

@@ -1,4 +1,5 @@
-//! Counting events without decoding them: the first pass that sizes a segment exactly.
+//! Counting events without decoding them, for callers that want only the counts of a
+//! whole stream (the [`crate::Indexer`] counts the same way and also keeps chunk starts).
 //!
 //! A [`Counter`] runs the format's decoder with a counting sink only until the decoder's
 //! state no longer affects which words are events (after the first time-high word, and

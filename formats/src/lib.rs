@@ -5,7 +5,8 @@
 //! code serves a file read in chunks, a mapped file, a fuzzer or a unit test, and any split
 //! of the input decodes to the same events. Decoded events go to an [`EventSink`], so the
 //! caller decides where they land (evshmd writes them straight into the columns of a
-//! shared-memory segment; a first pass with a [`Counter`] sizes that segment exactly).
+//! shared-memory segment; an [`Indexer`] pass, which counts without decoding, cuts the
+//! stream into chunks and sizes each chunk's segment exactly).
 //!
 //! Semantics follow OpenEB, Prophesee's reference implementation: timestamps are absolute
 //! sensor time in microseconds (no shifting), words before the first time-high word are

@@ -76,8 +76,8 @@ impl<S: EventSink> EventSink for GeometryFilter<S> {
     }
 }
 
-/// Counts CD events and triggers without storing them: the first pass that sizes an
-/// output exactly.
+/// Counts CD events and triggers without storing them: what a counting pass decodes
+/// into until its fast loops can take over.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CountingSink {
     /// CD events seen.
