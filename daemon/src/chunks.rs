@@ -134,23 +134,15 @@ impl Target {
         fetched
     }
 
-    /// Fetches the chunks of `range`, decoding those not resident on up to `threads`
-    /// threads; stops starting new decodes after the first failure. Entry `i` holds
-    /// chunk `range.start + i`, or `None` if it was not fetched.
+    /// Fetches the chunks of `range` in parallel, decoding those not resident on up to
+    /// `threads` threads, when more than one needs decoding (otherwise it fetches nothing:
+    /// the caller's own walk costs the same); stops starting new decodes after the first
+    /// failure. Entry `i` holds chunk `range.start + i`, or `None` if it was not fetched.
     pub fn fetch_all(&self, range: Range<usize>, threads: usize) -> Vec<Option<Fetched>> {
         let wait = self.daemon.budget.wait();
         let cold = range.clone().filter(|&chunk| !self.is_resident(chunk)).count();
         if cold <= 1 || threads <= 1 {
-            let mut results: Vec<_> = range.clone().map(|_| None).collect();
-            for (chunk, result) in range.zip(&mut results) {
-                let fetched = self.fetch(chunk, wait);
-                let failed = fetched.0.is_err();
-                *result = Some(fetched);
-                if failed {
-                    break;
-                }
-            }
-            return results;
+            return Vec::new();
         }
         let results = Mutex::new((0..range.len()).map(|_| None).collect::<Vec<_>>());
         let next = AtomicUsize::new(range.start);
