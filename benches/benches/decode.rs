@@ -18,8 +18,8 @@ use evshm_benches::plan::{DecodeInput, Plan};
 use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
-    ChunkLimits, Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder, Evt3Encoder,
-    Format, Geometry, Indexer,
+    ChunkLimits, ColumnSink, Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
+    Evt3Encoder, Format, Geometry, Indexer,
 };
 use evshmd::segment::ShmDir;
 use serde_json::json;
@@ -29,43 +29,6 @@ const CHUNK: usize = 1 << 20;
 
 /// Events of the synthetic recordings used without a plan.
 const SYNTH_EVENTS: u64 = 4_000_000;
-
-/// The four event columns, preallocated.
-struct Columns {
-    t: Vec<i64>,
-    x: Vec<i16>,
-    y: Vec<i16>,
-    p: Vec<i8>,
-}
-
-impl Columns {
-    fn with_capacity(events: u64) -> Columns {
-        let n = events as usize;
-        Columns {
-            t: Vec::with_capacity(n),
-            x: Vec::with_capacity(n),
-            y: Vec::with_capacity(n),
-            p: Vec::with_capacity(n),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.t.clear();
-        self.x.clear();
-        self.y.clear();
-        self.p.clear();
-    }
-}
-
-impl EventSink for Columns {
-    #[inline]
-    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
-        self.t.push(t);
-        self.x.push(x as i16);
-        self.y.push(y as i16);
-        self.p.push(p as i8);
-    }
-}
 
 struct Input {
     format: Format,
@@ -137,7 +100,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
             counter.events()
         });
         // The second pass, into columns whose pages are already mapped...
-        let mut warm = Columns::with_capacity(input.events);
+        let mut warm = ColumnSink::with_capacity(input.events as usize);
         let decode_warm = bench(&mut group, "decode", || {
             warm.clear();
             decode(input, &mut warm);
@@ -145,7 +108,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
         // ...and into fresh memory, as evshmd writes into a new segment: every page is
         // faulted in on first write.
         let decode_fresh = bench(&mut group, "decode_fresh", || {
-            let mut fresh = Columns::with_capacity(input.events);
+            let mut fresh = ColumnSink::with_capacity(input.events as usize);
             decode(input, &mut fresh);
             fresh
         });

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Chunk, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, Trigger,
+    Chunk, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, Slots,
+    Trigger,
 };
 
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
@@ -292,6 +293,18 @@ impl EventSink for TableSink<'_> {
         {
             (*ct, *cx, *cy, *cp) = (t, x as i16, y as i16, p as i8);
         }
+    }
+
+    #[inline]
+    fn slots(&mut self) -> Option<Slots<'_>> {
+        let (n, c) = (self.events_len, &mut self.events);
+        let t = c.t.get_mut(n..)?;
+        Some(Slots::new(t, &mut c.x[n..], &mut c.y[n..], &mut c.p[n..]))
+    }
+
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        self.events_len += n;
     }
 
     fn trigger(&mut self, trigger: Trigger) {

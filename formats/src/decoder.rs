@@ -200,3 +200,151 @@ impl<const N: usize> Default for Carry<N> {
         Self { bytes: [0; N], len: 0 }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sink::{ColumnSink, GeometryFilter, Slots, VecSink};
+    use crate::synth::{Synth, SynthConfig};
+    use crate::{DatEncoder, Encoder, Evt2Encoder, Geometry};
+
+    /// Streams of mostly event words, with time words, wraps and words of other types
+    /// among them: what the fast loops take, and everything that makes them hand a block
+    /// back to the per-word path.
+    fn eventful_words(format: Format) -> impl Strategy<Value = Vec<u8>> {
+        let word = prop_oneof![
+            30 => (Just(true), any::<u64>()),
+            1 => (Just(false), any::<u64>()),
+        ];
+        prop::collection::vec(word, 0..600).prop_map(move |words| {
+            let mut bytes = Vec::new();
+            let mut time = 0u32;
+            for (event, payload) in words {
+                let low = payload as u32;
+                match format {
+                    Format::Dat => {
+                        // Mostly small steps, now and then a step back or a wrap.
+                        time = match (event, payload >> 62) {
+                            (true, _) => time.wrapping_add(low & 0x3FF),
+                            (false, 0) => time.wrapping_sub(low & 0xFFFF),
+                            (false, _) => time.wrapping_add(low | 1 << 31),
+                        };
+                        let data =
+                            if event { low & 0x7FF | (low >> 11 & 0x7FF) << 14 } else { low };
+                        let data = data & 0x0FFF_FFFF | ((payload >> 40) as u32 & 1) << 28;
+                        bytes.extend_from_slice(&time.to_le_bytes());
+                        bytes.extend_from_slice(&data.to_le_bytes());
+                    }
+                    Format::Evt2 => {
+                        let kind = if event { low >> 31 } else { (payload >> 32) as u32 & 0xF };
+                        bytes.extend_from_slice(&(kind << 28 | low & 0x0FFF_FFFF).to_le_bytes());
+                    }
+                    _ => unreachable!("formats with fast loops"),
+                }
+            }
+            bytes
+        })
+    }
+
+    fn decode(format: Format, bytes: &[u8], splits: &[usize], sink: &mut impl EventSink) {
+        let mut decoder = Decoder::new(format);
+        let mut rest = bytes;
+        for &split in splits {
+            let (piece, tail) = rest.split_at(split.min(rest.len()));
+            decoder.feed(piece, sink);
+            rest = tail;
+        }
+        decoder.feed(rest, sink);
+    }
+
+    /// The fast loops write what the per-event path does, for any split of the input and
+    /// any sensor size, and drop the same events.
+    fn fast_loops_agree(
+        format: Format,
+        bytes: &[u8],
+        splits: &[usize],
+        geometry: Option<Geometry>,
+    ) -> Result<(), TestCaseError> {
+        let mut per_event = GeometryFilter::new(VecSink::default(), geometry);
+        decode(format, bytes, &[], &mut per_event);
+        let mut columns = GeometryFilter::new(ColumnSink::default(), geometry);
+        decode(format, bytes, splits, &mut columns);
+        prop_assert_eq!(columns.inner.events().collect::<Vec<_>>(), per_event.inner.events);
+        prop_assert_eq!(columns.dropped, per_event.dropped);
+        prop_assert_eq!(columns.inner.triggers, per_event.inner.triggers);
+        Ok(())
+    }
+
+    fn geometry() -> impl Strategy<Value = Option<Geometry>> {
+        prop::option::of(
+            (1u32..2100, 1u32..2100).prop_map(|(width, height)| Geometry { width, height }),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn dat_fast_loop_agrees(bytes in eventful_words(Format::Dat),
+                                splits in prop::collection::vec(0usize..2000, 0..4),
+                                geometry in geometry()) {
+            fast_loops_agree(Format::Dat, &bytes, &splits, geometry)?;
+        }
+
+        #[test]
+        fn evt2_fast_loop_agrees(bytes in eventful_words(Format::Evt2),
+                                 splits in prop::collection::vec(0usize..2000, 0..4),
+                                 geometry in geometry()) {
+            fast_loops_agree(Format::Evt2, &bytes, &splits, geometry)?;
+        }
+    }
+
+    /// Counts the events that arrive through slots rather than one by one.
+    #[derive(Default)]
+    struct SlotCounter {
+        columns: ColumnSink,
+        through_slots: usize,
+    }
+
+    impl EventSink for SlotCounter {
+        fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+            self.columns.event(t, x, y, p);
+        }
+
+        fn slots(&mut self) -> Option<Slots<'_>> {
+            self.columns.slots()
+        }
+
+        fn commit(&mut self, n: usize) {
+            self.through_slots += n;
+            self.columns.commit(n);
+        }
+    }
+
+    /// On a recording shaped like a camera's, nearly every event takes the fast loop:
+    /// without this, the tests above could pass with a fast loop that never runs.
+    #[test]
+    fn fast_loops_take_nearly_every_event() {
+        let geometry = Geometry { width: 1280, height: 720 };
+        let events = 200_000;
+        for format in [Format::Dat, Format::Evt2] {
+            let mut encoder = match format {
+                Format::Dat => Encoder::Dat(DatEncoder::new(Vec::new(), geometry).unwrap()),
+                _ => Encoder::Evt2(Evt2Encoder::new(Vec::new(), geometry).unwrap()),
+            };
+            for event in Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() }) {
+                encoder.push(&event).unwrap();
+            }
+            let file = encoder.finish().unwrap();
+            let data = &file[crate::detect(&file, None).unwrap().data_offset..];
+            let mut sink = GeometryFilter::new(SlotCounter::default(), Some(geometry));
+            decode(format, data, &[], &mut sink);
+            assert_eq!(sink.inner.columns.len() as u64, events, "{format:?}");
+            assert!(
+                sink.inner.through_slots as u64 > events * 9 / 10,
+                "{format:?}: {}",
+                sink.inner.through_slots
+            );
+        }
+    }
+}

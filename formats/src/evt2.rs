@@ -11,7 +11,7 @@ use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
 use crate::decoder::{Carry, DecodeStats};
 use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
-use crate::sink::{Event, EventSink, Trigger};
+use crate::sink::{Event, EventSink, Slots, Trigger};
 
 const CD_OFF: u32 = 0x0;
 const CD_ON: u32 = 0x1;
@@ -36,8 +36,17 @@ impl Evt2Decoder {
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
         let (mut clock, mut stats) = (self.clock, self.stats);
         let (first, whole) = self.carry.split(bytes);
-        for &w in first.iter().chain(whole) {
+        if let Some(w) = first {
             Self::word(&mut clock, &mut stats, u32::from_le_bytes(w), sink);
+        }
+        for block in whole.chunks(FAST_BLOCK) {
+            if fast_block(&clock, block, sink) {
+                stats.words += block.len() as u64;
+            } else {
+                for &w in block {
+                    Self::word(&mut clock, &mut stats, u32::from_le_bytes(w), sink);
+                }
+            }
         }
         (self.clock, self.stats) = (clock, stats);
     }
@@ -83,6 +92,41 @@ impl Evt2Decoder {
             _ => stats.unknown += 1,
         }
     }
+}
+
+/// Words the fast loop decodes at a time.
+const FAST_BLOCK: usize = 32;
+
+/// Decodes a block of words straight into the sink's slots, if the sink offers room for
+/// them, time is known and every word is a CD event inside the slots' bounds (at 20 M
+/// events/s, a TIME_HIGH comes every 1280 words); otherwise returns false, for the
+/// per-word path to take the block. Without a branch per word, so that it vectorises.
+#[inline]
+fn fast_block<S: EventSink>(clock: &Clock34, block: &[[u8; 4]], sink: &mut S) -> bool {
+    if !clock.known() {
+        return false;
+    }
+    let Some(slots) = sink.slots() else { return false };
+    if slots.len() < block.len() {
+        return false;
+    }
+    let Slots { t, x, y, p, width, height } = slots;
+    let n = block.len();
+    let (t, x, y, p) = (&mut t[..n], &mut x[..n], &mut y[..n], &mut p[..n]);
+    let mut taken = true;
+    for (i, &w) in block.iter().enumerate() {
+        let word = u32::from_le_bytes(w);
+        let (column, row) = ((word >> 11) & 0x7FF, word & 0x7FF);
+        taken &= (word >> 29 == 0) & (column < width) & (row < height);
+        t[i] = clock.time(word >> 22);
+        x[i] = column as i16;
+        y[i] = row as i16;
+        p[i] = ((word >> 28) & 1) as i8;
+    }
+    if taken {
+        sink.commit(n);
+    }
+    taken
 }
 
 /// Counts the CD words (types 0 and 1) and trigger words among whole EVT2 words.

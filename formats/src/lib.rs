@@ -62,5 +62,7 @@ pub use evt3::{Evt3Decoder, Evt3Encoder};
 pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use header::HeaderLines;
 pub use index::{Chunk, ChunkLimits, Indexer};
-pub use sink::{CountingSink, Event, EventSink, GeometryFilter, Trigger, VecSink};
+pub use sink::{
+    ColumnSink, CountingSink, Event, EventSink, GeometryFilter, Slots, Trigger, VecSink,
+};
 pub use text::{Columns, TextDecoder, TextEncoder};
