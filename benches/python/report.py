@@ -607,7 +607,8 @@ class Report:
                    "map, fault every page, unmap", "same with `MAP_POPULATE`"], rows), "",
             "The last two columns map an already allocated file of the segment's size: "
             "one page fault per 4 KiB page against a single `MAP_POPULATE` that maps them "
-            "all in the `mmap` call.", ""]
+            "all in the `mmap` call. [PAGES.md](PAGES.md) measures the pages alone, as the "
+            "event rate they cap one thread at, with 4 KiB and with 2 MiB tmpfs pages.", ""]
 
     def chunks_note(self, d: Json) -> str:
         counts = sorted({f["chunks"] for f in d["formats"] if f.get("chunks")})
