@@ -35,7 +35,7 @@ fn main() {
         let n = events as usize;
         // The first of the runs below touches the columns' pages: the best run measures
         // the decode, not page faults.
-        let mut columns = ColumnSink::with_capacity(n + (1 << 13));
+        let mut columns = ColumnSink::with_capacity(n);
         let mut best_count = f64::MAX;
         let mut best_fill = f64::MAX;
         for _ in 0..3 {

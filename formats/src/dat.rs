@@ -64,12 +64,18 @@ impl DatDecoder {
 #[inline(always)]
 fn record<S: EventSink>(r: &[u8; 8], last: &mut u32, wraps: &mut i64, sink: &mut S) {
     let (time, data) = fields(r);
-    if time < *last && *last - time > WRAP_THRESHOLD {
+    if wraps_between(*last, time) {
         *wraps += 1;
     }
     *last = time;
     let (x, y) = ((data & 0x3FFF) as u16, ((data >> 14) & 0x3FFF) as u16);
     sink.event(*wraps << 32 | i64::from(time), x, y, u8::from(data >> 28 != 0));
+}
+
+/// Whether the 32-bit time wrapped between two consecutive records.
+#[inline(always)]
+fn wraps_between(last: u32, time: u32) -> bool {
+    time < last && last - time > WRAP_THRESHOLD
 }
 
 /// A record's time and data words.
@@ -87,22 +93,15 @@ const FAST_BLOCK: usize = 64;
 /// to take the block. Without a branch per record, so that it vectorises.
 #[inline]
 fn fast_block<S: EventSink>(last: &mut u32, wraps: i64, block: &[[u8; 8]], sink: &mut S) -> bool {
-    let Some(slots) = sink.slots() else { return false };
-    if slots.len() < block.len() {
+    let Some(Slots { t, x, y, p, width, height }) = sink.slots().and_then(|s| s.take(block.len()))
+    else {
         return false;
-    }
-    let Slots { t, x, y, p, width, height } = slots;
-    let (t, x, y, p) = (
-        &mut t[..block.len()],
-        &mut x[..block.len()],
-        &mut y[..block.len()],
-        &mut p[..block.len()],
-    );
+    };
     let mut previous = *last;
     let mut taken = true;
     for (i, r) in block.iter().enumerate() {
         let (time, data) = fields(r);
-        taken &= !(time < previous && previous - time > WRAP_THRESHOLD);
+        taken &= !wraps_between(previous, time);
         previous = time;
         let (column, row) = (data & 0x3FFF, (data >> 14) & 0x3FFF);
         taken &= (column < width) & (row < height);
@@ -123,7 +122,6 @@ fn fast_block<S: EventSink>(last: &mut u32, wraps: i64, block: &[[u8; 8]], sink:
 pub(crate) fn index_records(decoder: &mut DatDecoder, bytes: &[u8], bound: &mut i64) -> u64 {
     let records = bytes.as_chunks::<8>().0;
     let time = |r: &[u8; 8]| u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
-    let wraps_between = |last: u32, time: u32| time < last && last - time > WRAP_THRESHOLD;
     let (mut last, mut wraps, mut highest) = (decoder.last, decoder.wraps, *bound);
     for group in records.chunks(64) {
         // Branch-free over a group without a wrap (all but one group in 71 minutes).

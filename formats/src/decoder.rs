@@ -132,6 +132,21 @@ pub(crate) fn arbitrary_words(
     })
 }
 
+/// `bytes` cut at each of `splits` in turn (offsets into what is left, clamped): the
+/// pieces a test feeds one at a time, to show that where the input is cut does not matter.
+#[cfg(test)]
+pub(crate) fn pieces<'b>(bytes: &'b [u8], splits: &[usize]) -> Vec<&'b [u8]> {
+    let mut rest = bytes;
+    let mut pieces = Vec::with_capacity(splits.len() + 1);
+    for &split in splits {
+        let (piece, tail) = rest.split_at(split.min(rest.len()));
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
 /// Walks a stream of `word_len`-byte words fed in slices of any size: passes `whole` the
 /// word that the bytes held in `carry` and `bytes` complete, if any, then the whole words
 /// of `bytes`; keeps the incomplete tail in `carry`.
@@ -250,13 +265,9 @@ mod tests {
 
     fn decode(format: Format, bytes: &[u8], splits: &[usize], sink: &mut impl EventSink) {
         let mut decoder = Decoder::new(format);
-        let mut rest = bytes;
-        for &split in splits {
-            let (piece, tail) = rest.split_at(split.min(rest.len()));
+        for piece in pieces(bytes, splits) {
             decoder.feed(piece, sink);
-            rest = tail;
         }
-        decoder.feed(rest, sink);
     }
 
     /// The fast loops write what the per-event path does, for any split of the input and

@@ -106,13 +106,10 @@ fn fast_block<S: EventSink>(clock: &Clock34, block: &[[u8; 4]], sink: &mut S) ->
     if !clock.known() {
         return false;
     }
-    let Some(slots) = sink.slots() else { return false };
-    if slots.len() < block.len() {
-        return false;
-    }
-    let Slots { t, x, y, p, width, height } = slots;
     let n = block.len();
-    let (t, x, y, p) = (&mut t[..n], &mut x[..n], &mut y[..n], &mut p[..n]);
+    let Some(Slots { t, x, y, p, width, height }) = sink.slots().and_then(|s| s.take(n)) else {
+        return false;
+    };
     let mut taken = true;
     for (i, &w) in block.iter().enumerate() {
         let word = u32::from_le_bytes(w);

@@ -305,7 +305,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::decoder::arbitrary_words;
+    use crate::decoder::{arbitrary_words, pieces};
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
 
@@ -314,14 +314,10 @@ mod tests {
     fn index(format: Format, limits: ChunkLimits, bytes: &[u8], splits: &[usize]) -> Vec<Chunk> {
         let mut indexer = Indexer::new(format, limits);
         let mut chunks = Vec::new();
-        let mut rest = bytes;
-        for &split in splits {
-            let (piece, tail) = rest.split_at(split.min(rest.len()));
+        for piece in pieces(bytes, splits) {
             indexer.feed(piece);
             chunks.extend(indexer.take_completed());
-            rest = tail;
         }
-        indexer.feed(rest);
         chunks.extend(indexer.finish());
         chunks
     }

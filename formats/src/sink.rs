@@ -90,6 +90,22 @@ impl<'a> Slots<'a> {
         Self { width: self.width.min(width), height: self.height.min(height), ..self }
     }
 
+    /// The first `n` slots, if there are that many: the room a fast loop writes a block of
+    /// `n` events into.
+    #[inline]
+    pub(crate) fn take(self, n: usize) -> Option<Self> {
+        if self.len() < n {
+            return None;
+        }
+        Some(Self {
+            t: &mut self.t[..n],
+            x: &mut self.x[..n],
+            y: &mut self.y[..n],
+            p: &mut self.p[..n],
+            ..self
+        })
+    }
+
     /// How many events fit.
     pub fn len(&self) -> usize {
         self.t.len()
