@@ -73,6 +73,7 @@ pub struct Slots<'a> {
 impl<'a> Slots<'a> {
     /// Slots over the columns, cut to the shortest of them, taking events of any
     /// coordinates.
+    #[inline]
     pub fn new(t: &'a mut [i64], x: &'a mut [i16], y: &'a mut [i16], p: &'a mut [i8]) -> Self {
         let len = t.len().min(x.len()).min(y.len()).min(p.len());
         Self {
@@ -86,6 +87,7 @@ impl<'a> Slots<'a> {
     }
 
     /// The same slots, for events inside a sensor of this size only.
+    #[inline]
     pub fn within(self, width: u32, height: u32) -> Self {
         Self { width: self.width.min(width), height: self.height.min(height), ..self }
     }
@@ -107,11 +109,13 @@ impl<'a> Slots<'a> {
     }
 
     /// How many events fit.
+    #[inline]
     pub fn len(&self) -> usize {
         self.t.len()
     }
 
     /// Whether no event fits.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.t.is_empty()
     }
