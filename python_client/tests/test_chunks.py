@@ -285,6 +285,18 @@ def test_a_reply_for_another_window_is_malformed(fake: FakeDaemon, monkeypatch):
 # ----------------------------------------------------------------------- sealed
 
 
+def assert_refused_without_leaks(fake: FakeDaemon, error: str) -> None:
+    """Opening a.raw fails with a SegmentError matching `error`, releases every lease and
+    leaves no descriptor open."""
+    before = open_fds()
+    with evshm.Client("/fake.sock") as client:
+        with pytest.raises(evshm.SegmentError, match=error):
+            client.open("a.raw")
+        gc.collect()
+        assert fake.leases == 0
+    assert open_fds() == before
+
+
 def test_sealed_chunks_arrive_as_descriptors_over_several_reads(fake: FakeDaemon):
     t = served(fake, sealed=True)
     before = open_fds()
@@ -312,13 +324,7 @@ def test_missing_descriptors_are_refused_and_the_lease_released(fake: FakeDaemon
     monkeypatch.setattr(fake, "open_reply",
                         lambda request, lease: (original(request, lease)[0],
                                                 original(request, lease)[1][:-1]))
-    before = open_fds()
-    with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match="neither a path nor a descriptor"):
-            client.open("a.raw")
-        gc.collect()
-        assert fake.leases == 0
-    assert open_fds() == before
+    assert_refused_without_leaks(fake, "neither a path nor a descriptor")
 
 
 def test_an_unsealed_descriptor_is_refused(fake: FakeDaemon):
@@ -329,13 +335,7 @@ def test_an_unsealed_descriptor_is_refused(fake: FakeDaemon):
     os.write(unsealed, os.pread(sealed, fake.chunks[3].size, 0))
     os.close(sealed)
     fake.chunks[3].memfd = unsealed
-    before = open_fds()
-    with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match="seals"):
-            client.open("a.raw")
-        gc.collect()
-        assert fake.leases == 0
-    assert open_fds() == before
+    assert_refused_without_leaks(fake, "seals")
 
 
 def test_descriptors_lost_in_transit_close_the_connection(fake: FakeDaemon):
