@@ -222,7 +222,7 @@ fn segments_can_live_on_hugetlbfs() {
         file_len > recording.info().chunks[0].segment.size && file_len.is_multiple_of(2 << 20),
         "{file_len}"
     );
-    assert_eq!(client.open_table("a.raw", evshm::protocol::Table::Triggers).unwrap().rows(), 0);
+    assert_eq!(client.open_table("a.raw", evshm::Table::Triggers).unwrap().rows(), 0);
     assert!(daemon.terminate().success());
     assert_eq!(std::fs::read_dir(huge.dir.path()).unwrap().count(), 0);
     drop(recording);

@@ -47,7 +47,7 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
     }
     assert_eq!(raw.request(r#"{"op":"open","path":"good.raw"}"#)["rows"], 1000);
 
-    let mut huge = vec![b'x'; evshm::protocol::MAX_REQUEST_LINE + 100];
+    let mut huge = vec![b'x'; evshm::MAX_REQUEST_LINE + 100];
     huge.push(b'\n');
     raw.send(&huge);
     assert_eq!(raw.reply().unwrap()["error"]["code"], "frame_too_large");

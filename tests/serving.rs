@@ -156,7 +156,7 @@ fn the_cli_converts_between_every_format_and_to_arrow() {
 
 #[test]
 fn triggers_are_a_table_of_their_own() {
-    use evshm::protocol::Table;
+    use evshm::Table;
     use evshm_formats::{Encoder, Format, Geometry, Trigger, WordOrder};
     let formats = [
         ("a.evt3", Format::Evt3),
@@ -189,7 +189,7 @@ fn triggers_are_a_table_of_their_own() {
     for (name, _) in formats {
         let table = client.open_table(name, Table::Triggers).unwrap();
         assert_eq!(table.info().table, Table::Triggers);
-        let names: Vec<&str> = table.info().schema.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<String> = table.schema().fields().iter().map(|f| f.name().clone()).collect();
         assert_eq!(names, ["t", "id", "p"]);
         assert_zero_copy(&table);
         let batch = &table.batches()[0];
@@ -330,7 +330,7 @@ fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
 }
 
 #[test]
-fn leases_end_on_drop_and_when_the_connection_closes() {
+fn leases_follow_the_buffers_and_end_when_the_connection_closes() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 5000));
     let observer = daemon.client();
     let client = daemon.client();
@@ -338,8 +338,13 @@ fn leases_end_on_drop_and_when_the_connection_closes() {
     let batch = recording.batches()[0].clone();
     assert_eq!(observer.stats().unwrap().leases, 1);
     drop(recording);
-    assert_eq!(observer.stats().unwrap().leases, 0, "dropping the recording releases");
-    assert_eq!(batch.num_rows(), 5000, "batches outlive the lease");
+    assert_eq!(observer.stats().unwrap().leases, 1, "a batch still reads the segment: leased");
+    assert_eq!(batch.num_rows(), 5000, "batches outlive the recording");
+    let column = batch.column(0).clone();
+    drop(batch);
+    assert_eq!(observer.stats().unwrap().leases, 1, "so does an array taken from it");
+    drop(column);
+    assert_eq!(observer.stats().unwrap().leases, 0, "the last buffer's drop releases");
 
     let _held = client.open("a.raw").unwrap();
     let _also = client.open("a.raw").unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use evshm::ClientError;
-use evshm::protocol::ErrorCode;
+use evshm::ErrorCode;
 use util::real::{Row, read_ipc_file, real_data, rows};
 use util::{Daemon, TempDir, evshm_cli, python, segments_of, synthetic, write_evt3};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use evshm::protocol::ErrorCode;
+use evshm::ErrorCode;
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{DatEncoder, Event, Evt3Encoder, Geometry};
 

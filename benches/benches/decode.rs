@@ -143,7 +143,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
 fn ingest_whole(
     file: &Path,
     shm: &Arc<ShmDir>,
-) -> Result<evshmd::ingest::Published, evshmd::ingest::IngestError> {
+) -> Result<evshmd::ingest::DecodedChunk, evshmd::ingest::IngestError> {
     let detected = evshmd::ingest::detect_file(file)?;
     let mut indexer = Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
     let data = detected.data_offset as u64;

@@ -1,9 +1,9 @@
 //! Zero-copy access to event-camera recordings decoded by `evshmd`.
 //!
-//! The daemon decodes each recording once into an Arrow IPC stream inside a POSIX
-//! shared-memory segment; this crate asks it for a recording over a Unix socket, maps the
-//! segment read-only and hands out Arrow [`RecordBatch`](arrow_array::RecordBatch)es whose
-//! buffers point into that mapping. Opening costs the same tens of microseconds whatever
+//! The daemon decodes each recording once into Arrow IPC streams inside POSIX
+//! shared-memory segments; this crate asks it for a recording over a Unix socket, maps the
+//! segments read-only and hands out Arrow [`RecordBatch`](arrow_array::RecordBatch)es whose
+//! buffers point into those mappings. Opening costs the same tens of microseconds whatever
 //! the recording's size, and every process reading it shares one copy in RAM.
 //!
 //! With `evshmd --root /data --socket /tmp/evshm.sock` running in another process:
@@ -18,17 +18,23 @@
 //!     let t = batch.column_by_name("t").unwrap().as_primitive::<Int64Type>();
 //!     println!("{} events from t = {} us", batch.num_rows(), t.value(0));
 //! }
-//! // Dropping `recording` ends the lease; the batches stay valid as long as they live.
+//! // The lease ends when `recording` and every batch taken from it are dropped.
 //! # Ok::<(), evshm::ClientError>(())
 //! ```
 //!
-//! [`protocol`] defines the messages, shared with the daemon; `docs/PROTOCOL.md` in the
-//! repository shows them on the wire.
+//! The messages on the socket are the `evshm-protocol` crate's, shared with the daemon;
+//! `docs/PROTOCOL.md` in the repository shows them on the wire.
 
 mod client;
+mod connection;
 mod mapping;
-pub mod protocol;
-pub mod schema;
+mod recording;
 
-pub use client::{Client, ClientError, OpenOptions, OpenTimings, Recording};
+pub use client::{Client, ClientError, OpenOptions};
+pub use evshm_protocol::schema;
+pub use evshm_protocol::{
+    ChunkInfo, ClientStats, ErrorCode, MAX_REQUEST_LINE, PROTOCOL_VERSION, RecordingEntry,
+    SegmentInfo, StatsReply, Table, Window, default_socket_path,
+};
 pub use mapping::{MapError, map_sealed_segment, map_segment};
+pub use recording::{OpenTimings, Recording, RecordingInfo};

@@ -2,12 +2,17 @@
 //!
 //! Contract: evshmd publishes a segment only once it is complete, allocates its pages
 //! before filling it (so a full shared-memory filesystem fails in the daemon, never as a
-//! SIGBUS here) and never writes, truncates or shrinks it afterwards. The file may be
-//! longer than the stream (hugetlbfs sizes files in whole huge pages): it is mapped whole,
-//! and only the stream's bytes are handed out. In sealed mode the
-//! kernel enforces that for everyone, and a passed segment without the seals is refused. A client maps it
-//! read-only, after checking that the file is exactly as long as the daemon said, so no
-//! access through the mapping can fall past the end of the file.
+//! SIGBUS here) and never writes, truncates or shrinks it afterwards; in sealed mode the
+//! kernel enforces that for everyone, and a passed segment without the seals is refused.
+//! The file may be longer than the stream (hugetlbfs sizes files in whole huge pages): a
+//! client checks that it is at least as long as the daemon said, maps the whole file
+//! read-only (a hugetlbfs mapping can only be unmapped in whole huge pages) and hands out
+//! only the stream's bytes, so no access through the mapping falls past the end of the
+//! file.
+//!
+//! A mapping can carry a value that lives exactly as long as it (its `keep`): the client
+//! puts the lease there, so that the daemon keeps counting the segment as read until the
+//! last buffer sliced from it is dropped.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -50,23 +55,47 @@ pub enum MapError {
 /// Maps the segment at `path` read-only and returns it as an Arrow buffer. The mapping
 /// lives as long as the buffer or any slice of it.
 pub fn map_segment(path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
+    map_segment_keeping(path, expected_len, ())
+}
+
+/// Like [`map_segment`], with `keep` dropped only when the mapping is unmapped.
+pub(crate) fn map_segment_keeping<K: Send + 'static>(
+    path: &Path,
+    expected_len: u64,
+    keep: K,
+) -> Result<Buffer, MapError> {
     // std opens with O_CLOEXEC; read-only, so the mapping cannot be writable either.
     let file = File::open(path).map_err(|source| MapError::Io { path: path.to_owned(), source })?;
-    map_file(&file, path, expected_len)
+    map_file(&file, path, expected_len, keep)
 }
 
 /// Maps a segment the daemon passed as a descriptor (sealed mode), after checking that it
 /// is sealed against writing, growing and shrinking: only then can no one change it.
 pub fn map_sealed_segment(fd: OwnedFd, name: &str, expected_len: u64) -> Result<Buffer, MapError> {
+    map_sealed_segment_keeping(fd, name, expected_len, ())
+}
+
+/// Like [`map_sealed_segment`], with `keep` dropped only when the mapping is unmapped.
+pub(crate) fn map_sealed_segment_keeping<K: Send + 'static>(
+    fd: OwnedFd,
+    name: &str,
+    expected_len: u64,
+    keep: K,
+) -> Result<Buffer, MapError> {
     let required = SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK;
     let sealed = rustix::fs::fcntl_get_seals(&fd).is_ok_and(|seals| seals.contains(required));
     if !sealed {
         return Err(MapError::NotSealed { name: name.to_owned() });
     }
-    map_file(&File::from(fd), Path::new(name), expected_len)
+    map_file(&File::from(fd), Path::new(name), expected_len, keep)
 }
 
-fn map_file(file: &File, path: &Path, expected_len: u64) -> Result<Buffer, MapError> {
+fn map_file<K: Send + 'static>(
+    file: &File,
+    path: &Path,
+    expected_len: u64,
+    keep: K,
+) -> Result<Buffer, MapError> {
     let io = |source| MapError::Io { path: path.to_owned(), source };
     let actual = file.metadata().map_err(io)?.len();
     // A longer file is fine (hugetlbfs rounds files up to whole huge pages); a shorter one
@@ -85,7 +114,20 @@ fn map_file(file: &File, path: &Path, expected_len: u64) -> Result<Buffer, MapEr
     // The whole file is mapped, because a hugetlbfs mapping can only be unmapped in whole
     // huge pages (a shorter one would leak), and the stream's bytes are sliced off it.
     let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(file) }.map_err(io)?;
-    Ok(Buffer::from(bytes::Bytes::from_owner(map)).slice_with_length(0, expected_len as usize))
+    let owner = Mapped { map, _keep: keep };
+    Ok(Buffer::from(bytes::Bytes::from_owner(owner)).slice_with_length(0, expected_len as usize))
+}
+
+/// A mapping and what must live as long as it.
+struct Mapped<K> {
+    map: memmap2::Mmap,
+    _keep: K,
+}
+
+impl<K> AsRef<[u8]> for Mapped<K> {
+    fn as_ref(&self) -> &[u8] {
+        &self.map
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 
 use std::os::unix::net::UnixStream;
 
-use evshm::protocol::{ErrorCode, ErrorReply};
-
 /// The credentials of a connected client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer {
@@ -54,7 +52,7 @@ pub struct AccessPolicy {
 
 impl AccessPolicy {
     /// Whether `peer` is served; the error names the uid and the flags to change.
-    pub fn check(&self, peer: &Peer) -> Result<(), ErrorReply> {
+    pub fn check(&self, peer: &Peer) -> Result<(), AccessDenied> {
         if self.allow_uids.is_empty() && self.allow_gids.is_empty() {
             return Ok(());
         }
@@ -67,15 +65,21 @@ impl AccessPolicy {
         if groups.iter().any(|g| self.allow_gids.contains(g)) {
             return Ok(());
         }
-        Err(ErrorReply::new(
-            ErrorCode::AccessDenied,
-            format!(
-                "uid {} (pid {}) may not use this evshmd; it serves the users of --allow-uid \\
-                 and the members of --allow-gid",
-                peer.uid, peer.pid
-            ),
-        ))
+        Err(AccessDenied { uid: peer.uid, pid: peer.pid })
     }
+}
+
+/// A peer the allow-lists do not name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "uid {uid} (pid {pid}) may not use this evshmd; it serves the users of --allow-uid and \
+     the members of --allow-gid"
+)]
+pub struct AccessDenied {
+    /// The peer's user id.
+    pub uid: u32,
+    /// The peer's process id.
+    pub pid: i32,
 }
 
 /// A group given by number or by name (looked up in `/etc/group`).
@@ -114,7 +118,15 @@ mod tests {
         assert!(by_gid.check(&stranger).is_ok());
         let other = AccessPolicy { allow_uids: vec![1], allow_gids: vec![2] };
         let error = other.check(&stranger).unwrap_err();
-        assert_eq!(error.code, ErrorCode::AccessDenied);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "uid 4242 (pid {}) may not use this evshmd; it serves the users of --allow-uid \
+                 and the members of --allow-gid",
+                i32::MAX
+            ),
+            "one line, no stray backslash or run of spaces"
+        );
         let own = Peer { uid: rustix::process::getuid().as_raw(), ..stranger };
         assert!(other.check(&own).is_ok(), "the daemon's own user is always served");
     }

@@ -98,9 +98,9 @@ pub fn default_limit(stat: &StatVfs) -> (u64, Option<String>) {
     let total = stat.f_blocks.saturating_mul(stat.f_frsize);
     let warning = (total < SMALL_SHM).then(|| {
         format!(
-            "the shared-memory filesystem holds only {} MiB; decoded recordings take 13 bytes \\
-             per event. In Docker, start the container with --shm-size=8g (the default is \\
-             64 MB); in Kubernetes, mount an emptyDir with medium: Memory at /dev/shm; or \\
+            "the shared-memory filesystem holds only {} MiB; decoded recordings take 13 bytes \
+             per event. In Docker, start the container with --shm-size=8g (the default is \
+             64 MB); in Kubernetes, mount an emptyDir with medium: Memory at /dev/shm; or \
              point --shm-dir at a larger tmpfs",
             total >> 20
         )

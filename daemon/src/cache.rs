@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use evshm::protocol::{ErrorCode, ErrorReply};
 use evshm_formats::Geometry;
 
 use crate::budget::{Budget, Reservation};
-use crate::ingest::{IngestError, Published};
+use crate::ingest::{DecodedChunk, IngestError};
 
 /// What identifies one version of a file: when any of it changes, the file is decoded
 /// anew (a new generation) on its next open.
@@ -40,7 +39,7 @@ impl FileIdentity {
 #[derive(Debug)]
 pub struct Resident {
     /// The segments and what they hold.
-    pub published: Published,
+    pub decoded: DecodedChunk,
     /// The file it came from.
     pub identity: FileIdentity,
     /// When it was last opened, in [`Cache`] ticks: eviction goes least recent first.
@@ -49,13 +48,13 @@ pub struct Resident {
 
 impl Resident {
     /// A chunk just decoded from the file at `identity`.
-    pub fn new(published: Published, identity: FileIdentity) -> Self {
-        Self { published, identity, last_used: AtomicU64::new(0) }
+    pub fn new(decoded: DecodedChunk, identity: FileIdentity) -> Self {
+        Self { decoded, identity, last_used: AtomicU64::new(0) }
     }
 
     /// Bytes of its segments.
     pub fn bytes(&self) -> u64 {
-        self.published.events.segment.len() + self.published.triggers.segment.len()
+        self.decoded.events.segment.len() + self.decoded.triggers.segment.len()
     }
 }
 
@@ -96,7 +95,8 @@ enum Entry {
     Ready(Arc<Resident>),
 }
 
-type DecodeResult = Result<Arc<Resident>, ErrorReply>;
+/// A decode's outcome, shared by every request that waited for it.
+pub type DecodeResult = Result<Arc<Resident>, Arc<IngestError>>;
 
 /// Where waiters find the result of a decode in progress.
 #[derive(Debug, Default)]
@@ -125,7 +125,7 @@ impl Cache {
         &self,
         key: &Key,
         identity: FileIdentity,
-        decode: impl FnOnce() -> Result<Resident, ErrorReply>,
+        decode: impl FnOnce() -> Result<Resident, IngestError>,
     ) -> (DecodeResult, Outcome) {
         let slot = loop {
             let mut entries = self.lock();
@@ -151,7 +151,7 @@ impl Cache {
             }
         };
         let mut pending = Pending { cache: self, key, slot, finished: false };
-        let result = decode().map(Arc::new);
+        let result = decode().map(Arc::new).map_err(Arc::new);
         if let Ok(resident) = &result {
             self.touch(resident);
         }
@@ -279,8 +279,8 @@ impl Pending<'_> {
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            let message = format!("decoding {} failed unexpectedly", self.key.file.display());
-            self.finish(Err(ErrorReply::new(ErrorCode::Internal, message)));
+            let path = self.key.file.clone();
+            self.finish(Err(Arc::new(IngestError::Aborted { path })));
         }
     }
 }

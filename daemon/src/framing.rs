@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use evshm::protocol::MAX_REQUEST_LINE;
+use evshm_protocol::MAX_REQUEST_LINE;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 /// Why no request line could be read.

@@ -12,11 +12,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
     Chunk, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, Slots,
     Trigger,
 };
+use evshm_protocol::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
@@ -27,7 +27,7 @@ const READ_SIZE: usize = 1 << 20;
 
 /// A decoded chunk of a recording in its segments.
 #[derive(Debug)]
-pub struct Published {
+pub struct DecodedChunk {
     /// The CD events.
     pub events: TableSegment,
     /// The external triggers.
@@ -135,6 +135,20 @@ pub enum IngestError {
         /// How long the open waited.
         waited: std::time::Duration,
     },
+    /// The decode stopped without a result (it panicked): a bug, logged by the panic.
+    #[error("decoding {path} failed unexpectedly")]
+    Aborted {
+        /// The recording.
+        path: PathBuf,
+    },
+    /// The index has no such chunk: a bug.
+    #[error("{path} has no chunk {}", chunk + 1)]
+    NoChunk {
+        /// The recording.
+        path: PathBuf,
+        /// Position of the chunk asked for.
+        chunk: usize,
+    },
     /// No segment could be made.
     #[error(transparent)]
     Segment(#[from] SegmentCreateError),
@@ -172,7 +186,7 @@ pub fn ingest_chunk<R>(
     chunk: &Chunk,
     shm: &Arc<ShmDir>,
     make_room: impl FnOnce(u64) -> Result<R, IngestError>,
-) -> Result<Published, IngestError> {
+) -> Result<DecodedChunk, IngestError> {
     let (rows, trigger_rows) = (chunk.events, chunk.triggers);
     let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
     let (event_layout, trigger_layout) =
@@ -218,7 +232,7 @@ pub fn ingest_chunk<R>(
         segment.seal().map_err(|e| layout_error(format!("cannot seal the segment: {e}")))?;
     }
     let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
-    Ok(Published {
+    Ok(DecodedChunk {
         events: TableSegment { segment: events, rows: kept as u64, times: event_times },
         triggers: TableSegment { segment: triggers, rows: trigger_rows, times: trigger_times },
         report,
@@ -232,10 +246,12 @@ pub fn chunk_layouts(
     chunk: &Chunk,
 ) -> Result<(StreamLayout, StreamLayout), arrow_schema::ArrowError> {
     let meta = metadata(detected, source);
-    let events =
-        StreamLayout::new(&evshm::schema::event_schema(meta.clone()), chunk.events as usize)?;
+    let events = StreamLayout::new(
+        &evshm_protocol::schema::event_schema(meta.clone()),
+        chunk.events as usize,
+    )?;
     let triggers =
-        StreamLayout::new(&evshm::schema::trigger_schema(meta), chunk.triggers as usize)?;
+        StreamLayout::new(&evshm_protocol::schema::trigger_schema(meta), chunk.triggers as usize)?;
     Ok((events, triggers))
 }
 

@@ -11,7 +11,8 @@ use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
-use evshmd::server::{Daemon, Settings, bind_socket};
+use evshmd::server::{bind_socket, serve};
+use evshmd::state::{Daemon, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Serves event-camera recordings, decoded once into Arrow IPC streams in shared memory.
@@ -114,7 +115,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
     let shm = ShmDir::new(&args.shm_dir, args.group, args.sealed);
-    let socket = args.socket.unwrap_or_else(evshm::protocol::default_socket_path);
+    let socket = args.socket.unwrap_or_else(evshm_protocol::default_socket_path);
     let _lock = InstanceLock::acquire(&socket)?;
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
@@ -166,6 +167,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         read_ahead: args.read_ahead,
         decode_threads,
     };
-    Daemon::new(roots, shm, budget, access, settings).serve(listener);
+    serve(&Daemon::new(roots, shm, budget, access, settings), listener);
     Ok(())
 }

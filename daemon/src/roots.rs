@@ -2,8 +2,6 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use evshm::protocol::{ErrorCode, ErrorReply};
-
 /// Most files `list` walks over, so a huge tree cannot stall the daemon.
 const MAX_LISTED_FILES: usize = 100_000;
 
@@ -11,6 +9,36 @@ const MAX_LISTED_FILES: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct Roots {
     dirs: Vec<PathBuf>,
+}
+
+/// Why a request path names no file that may be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is empty, contains `..` or a NUL byte.
+    #[error("path {path:?} {why}")]
+    Malformed {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The path, or the file a link in it leads to, lies outside every root.
+    #[error("{path} {why}")]
+    OutsideRoots {
+        /// The path as given.
+        path: String,
+        /// Where it leads.
+        why: String,
+    },
+    /// No root holds a regular file at the path.
+    #[error("{why}")]
+    NotFound {
+        /// The path as given.
+        path: String,
+        /// What was found instead, naming the path.
+        why: String,
+    },
 }
 
 /// A request path resolved to a file inside a root.
@@ -49,9 +77,8 @@ impl Roots {
     /// Resolves a path from a request: relative to the first root that holds it, or
     /// absolute inside a root. `..` is refused outright, and the file, symbolic links
     /// resolved, must lie inside a root.
-    pub fn resolve(&self, request: &str) -> Result<Resolved, ErrorReply> {
-        let bad =
-            |why: &str| ErrorReply::new(ErrorCode::BadPath, format!("path {request:?} {why}"));
+    pub fn resolve(&self, request: &str) -> Result<Resolved, PathError> {
+        let bad = |why| PathError::Malformed { path: request.to_owned(), why };
         if request.is_empty() {
             return Err(bad("is empty"));
         }
@@ -63,46 +90,34 @@ impl Roots {
             return Err(bad("contains `..`"));
         }
         let relative = if path.is_absolute() {
-            self.relative_of_absolute(path).ok_or_else(|| {
-                ErrorReply::new(
-                    ErrorCode::OutsideRoots,
-                    format!("{request} lies outside the served roots {}", self.describe()),
-                )
+            self.relative_of_absolute(path).ok_or_else(|| PathError::OutsideRoots {
+                path: request.to_owned(),
+                why: format!("lies outside the served roots {}", self.describe()),
             })?
         } else {
             path.components().filter(|c| matches!(c, Component::Normal(_))).collect()
         };
         let shown = relative.to_string_lossy().into_owned();
+        let not_found = |why| PathError::NotFound { path: shown.clone(), why };
         for root in &self.dirs {
             let candidate = root.join(&relative);
             let file = match candidate.canonicalize() {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(ErrorReply::new(
-                        ErrorCode::NotFound,
-                        format!("cannot open {shown}: {e}"),
-                    ));
-                }
+                Err(e) => return Err(not_found(format!("cannot open {shown}: {e}"))),
             };
             if !self.dirs.iter().any(|r| file.starts_with(r)) {
-                return Err(ErrorReply::new(
-                    ErrorCode::OutsideRoots,
-                    format!("{shown} is a link to {}, outside the served roots", file.display()),
-                ));
+                return Err(PathError::OutsideRoots {
+                    path: shown,
+                    why: format!("is a link to {}, outside the served roots", file.display()),
+                });
             }
             if !file.is_file() {
-                return Err(ErrorReply::new(
-                    ErrorCode::NotFound,
-                    format!("{shown} is not a regular file"),
-                ));
+                return Err(not_found(format!("{shown} is not a regular file")));
             }
             return Ok(Resolved { file, relative: shown });
         }
-        Err(ErrorReply::new(
-            ErrorCode::NotFound,
-            format!("no file {shown} under the served roots {}", self.describe()),
-        ))
+        Err(not_found(format!("no file {shown} under the served roots {}", self.describe())))
     }
 
     fn relative_of_absolute(&self, path: &Path) -> Option<PathBuf> {
@@ -170,18 +185,22 @@ mod tests {
     #[test]
     fn resolves_and_confines() {
         let (base, roots) = setup();
-        let code = |p: &str| roots.resolve(p).unwrap_err().code;
+        let code = |p: &str| match roots.resolve(p).unwrap_err() {
+            PathError::Malformed { .. } => "malformed",
+            PathError::OutsideRoots { .. } => "outside",
+            PathError::NotFound { .. } => "not found",
+        };
         assert_eq!(roots.resolve("sub/a.raw").unwrap().relative, "sub/a.raw");
         assert_eq!(roots.resolve("./sub//a.raw").unwrap().relative, "sub/a.raw");
         let absolute = base.join("root/sub/a.raw");
         assert_eq!(roots.resolve(absolute.to_str().unwrap()).unwrap().relative, "sub/a.raw");
-        assert_eq!(code("sub/../sub/a.raw"), ErrorCode::BadPath);
-        assert_eq!(code(""), ErrorCode::BadPath);
-        assert_eq!(code(base.join("secret.raw").to_str().unwrap()), ErrorCode::OutsideRoots);
-        assert_eq!(code("/etc/passwd"), ErrorCode::OutsideRoots);
-        assert_eq!(code("escape.raw"), ErrorCode::OutsideRoots);
-        assert_eq!(code("missing.raw"), ErrorCode::NotFound);
-        assert_eq!(code("sub"), ErrorCode::NotFound);
+        assert_eq!(code("sub/../sub/a.raw"), "malformed");
+        assert_eq!(code(""), "malformed");
+        assert_eq!(code(base.join("secret.raw").to_str().unwrap()), "outside");
+        assert_eq!(code("/etc/passwd"), "outside");
+        assert_eq!(code("escape.raw"), "outside");
+        assert_eq!(code("missing.raw"), "not found");
+        assert_eq!(code("sub"), "not found");
         let files: Vec<String> = roots.files().into_iter().map(|(r, _)| r).collect();
         assert_eq!(files, ["sub/a.raw"]);
         std::fs::remove_dir_all(&base).unwrap();

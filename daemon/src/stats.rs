@@ -4,8 +4,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use evshm::protocol::ClientStats;
-
 /// Event counters since start, and gauges of what is held now.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -29,23 +27,36 @@ pub struct Stats {
     pub leases: AtomicU64,
 }
 
+/// A connected client, as `stats` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientEntry {
+    /// Its process id, from the kernel.
+    pub pid: i32,
+    /// Its user id, from the kernel.
+    pub uid: u32,
+    /// The name it gave in `hello`.
+    pub name: Option<String>,
+    /// Leases it holds.
+    pub leases: u64,
+}
+
 /// The connected clients, for `stats`: who they are and how many leases they hold.
 #[derive(Debug, Default)]
 pub struct Clients {
     next: AtomicU64,
-    clients: Mutex<HashMap<u64, ClientStats>>,
+    clients: Mutex<HashMap<u64, ClientEntry>>,
 }
 
 impl Clients {
     /// Registers a client; the returned id updates and removes it.
     pub fn add(&self, pid: i32, uid: u32) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.lock().insert(id, ClientStats { pid, uid, ..ClientStats::default() });
+        self.lock().insert(id, ClientEntry { pid, uid, ..ClientEntry::default() });
         id
     }
 
     /// Changes what is known of a client.
-    pub fn update(&self, id: u64, change: impl FnOnce(&mut ClientStats)) {
+    pub fn update(&self, id: u64, change: impl FnOnce(&mut ClientEntry)) {
         if let Some(client) = self.lock().get_mut(&id) {
             change(client);
         }
@@ -57,13 +68,13 @@ impl Clients {
     }
 
     /// Every client, by pid.
-    pub fn list(&self) -> Vec<ClientStats> {
-        let mut clients: Vec<ClientStats> = self.lock().values().cloned().collect();
+    pub fn list(&self) -> Vec<ClientEntry> {
+        let mut clients: Vec<ClientEntry> = self.lock().values().cloned().collect();
         clients.sort_by_key(|c| c.pid);
         clients
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, ClientStats>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, ClientEntry>> {
         // Plain records replaced field by field: nothing a panic could leave half-done.
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
     }

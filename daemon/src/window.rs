@@ -1,13 +1,13 @@
 //! Which chunks, and which rows of each, answer a request for a time window.
 //!
 //! The rows of `[start, end)` run from the first row with `t >= start` to the first row
-//! with `t >= end` (see [`evshm::protocol::Window`]). The chunk index bounds every
+//! with `t >= end` (see [`Window`]). The chunk index bounds every
 //! chunk's times from above, so the chunks before the first that may reach `start` are
 //! skipped without decoding, and the walk stops at the first row that reaches `end`.
 
 use std::ops::Range;
 
-use evshm::protocol::Window;
+use evshm_protocol::Window;
 
 /// A decoded table of one chunk, as far as the window search needs it.
 pub trait ChunkRows {

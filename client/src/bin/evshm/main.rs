@@ -10,8 +10,8 @@ use anyhow::Context;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use clap::{Parser, Subcommand};
-use evshm::protocol::{Table, Window};
 use evshm::{Client, OpenOptions};
+use evshm::{Table, Window};
 
 /// Talks to evshmd: lists, opens (zero-copy) and inspects decoded event recordings.
 #[derive(Debug, Parser)]
@@ -117,7 +117,7 @@ fn open(client: &Client, path: &str, options: OpenOptions) -> anyhow::Result<()>
     let cached = if info.cached { "cached" } else { "decoded now" };
     println!("path      {}", info.path);
     println!("format    {} {}x{}", info.format, info.width, info.height);
-    println!("rows      {}", info.rows);
+    println!("rows      {}", recording.rows());
     println!("chunks    {} ({cached})", info.chunks.len());
     for chunk in &info.chunks {
         let segment = match &chunk.segment.path {

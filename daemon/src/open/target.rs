@@ -1,5 +1,6 @@
-//! Getting a recording's chunks resident: decoding them into the cache, several at once
-//! when a request needs several, and ahead of a reader that moves forward.
+//! One version of one recording as a request sees it, and getting its chunks resident:
+//! decoding them into the cache, several at once when a request needs several, and ahead
+//! of a reader that moves forward.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -7,18 +8,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use evshm::protocol::{ErrorCode, ErrorReply};
 use evshm_formats::{Chunk, Detected, Geometry};
 
-use crate::cache::{FileIdentity, Key, Outcome, Resident};
-use crate::ingest::{chunk_layouts, ingest_chunk};
+use super::OpenError;
+use crate::cache::{DecodeResult, FileIdentity, Key, Outcome, Resident};
+use crate::ingest::{IngestError, chunk_layouts, ingest_chunk};
 use crate::recording::RecordingIndex;
-use crate::server::Daemon;
-use crate::session::ingest_error_reply;
+use crate::state::Daemon;
 use crate::stats::Stats;
 
 /// A fetched chunk, or why it could not be had, and how it was served.
-pub type Fetched = (Result<Arc<Resident>, ErrorReply>, Outcome);
+pub type Fetched = (DecodeResult, Outcome);
 
 /// One version of one recording, as a request sees it: everything needed to decode any
 /// of its chunks, owned, so that a read-ahead thread can take a copy.
@@ -52,20 +52,16 @@ impl Target {
 
     /// The upper bound on time of chunk `chunk`, or `None` past the last chunk; indexes
     /// further into the file as needed.
-    pub fn bound(&self, chunk: usize) -> Result<Option<i64>, ErrorReply> {
+    pub fn bound(&self, chunk: usize) -> Result<Option<i64>, OpenError> {
         let indexed = |bytes| self.count_indexed(bytes);
-        (self.recording.bound(chunk, indexed)).map_err(|e| ingest_error_reply(&self.source, e))
+        (self.recording.bound(chunk, indexed)).map_err(|e| OpenError::ingest(&self.source, e))
     }
 
     /// Chunk `chunk` of the index, which the caller knows to exist.
-    fn chunk(&self, chunk: usize) -> Result<Chunk, ErrorReply> {
-        match self.recording.chunk(chunk, |bytes| self.count_indexed(bytes)) {
-            Ok(Some(found)) => Ok(found),
-            Ok(None) => Err(ErrorReply::new(
-                ErrorCode::Internal,
-                format!("{} has no chunk {}", self.source, chunk + 1),
-            )),
-            Err(e) => Err(ingest_error_reply(&self.source, e)),
+    fn chunk(&self, chunk: usize) -> Result<Chunk, IngestError> {
+        match self.recording.chunk(chunk, |bytes| self.count_indexed(bytes))? {
+            Some(found) => Ok(found),
+            None => Err(IngestError::NoChunk { path: self.file.clone(), chunk }),
         }
     }
 
@@ -74,11 +70,11 @@ impl Target {
     }
 
     /// Bytes of the segments of the chunks in `range`, when all are decoded.
-    pub fn bytes_needed(&self, range: Range<usize>) -> Result<u64, ErrorReply> {
+    pub fn bytes_needed(&self, range: Range<usize>) -> Result<u64, OpenError> {
         let shm = &self.daemon.shm;
         let mut needed = 0;
         for chunk in range {
-            let chunk = self.chunk(chunk)?;
+            let chunk = self.chunk(chunk).map_err(|e| OpenError::ingest(&self.source, e))?;
             if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.source, &chunk) {
                 needed += shm.footprint(events.total_len() as u64)
                     + shm.footprint(triggers.total_len() as u64);
@@ -102,30 +98,29 @@ impl Target {
                 })
             };
             let index = self.chunk(chunk)?;
-            let published = ingest_chunk(
+            let decoded = ingest_chunk(
                 &self.file,
                 &self.source,
                 &self.detected,
                 &index,
                 &daemon.shm,
                 make_room,
-            )
-            .map_err(|e| ingest_error_reply(&self.source, e))?;
+            )?;
             log::info!(
                 "decoded {} chunk {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
                 self.source,
                 chunk + 1,
                 self.detected.format,
-                published.events.rows,
-                published.triggers.rows,
-                published.events.segment.name(),
-                published.events.segment.len(),
+                decoded.events.rows,
+                decoded.triggers.rows,
+                decoded.events.segment.name(),
+                decoded.events.segment.len(),
                 started.elapsed().as_secs_f64() * 1e3
             );
-            if !published.report.is_clean() {
-                log::warn!("{} chunk {}: {}", self.source, chunk + 1, published.report);
+            if !decoded.report.is_clean() {
+                log::warn!("{} chunk {}: {}", self.source, chunk + 1, decoded.report);
             }
-            Ok(Resident::new(published, self.identity))
+            Ok(Resident::new(decoded, self.identity))
         };
         let fetched = daemon.cache.open(&self.key(chunk), self.identity, decode);
         if fetched.1 == Outcome::Decoded && fetched.0.is_ok() {
@@ -194,15 +189,4 @@ impl Target {
             log::debug!("cannot start a read-ahead thread: {e}");
         }
     }
-}
-
-/// An error reply for a request that needs more bytes than the whole budget.
-pub fn over_budget(source: &str, needed: u64, limit: u64) -> ErrorReply {
-    ErrorReply::new(
-        ErrorCode::OverBudget,
-        format!(
-            "{source}: the chunks asked for need {needed} bytes decoded, more than the memory \
-             budget of {limit} bytes; open it by time windows, or raise --memory-budget"
-        ),
-    )
 }

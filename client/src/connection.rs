@@ -1,0 +1,114 @@
+//! One request/reply stream to evshmd: writing request lines, reading reply lines and the
+//! descriptors that come with them.
+
+use std::io::{IoSliceMut, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use evshm_protocol::{MAX_REPLY_LINE, Request};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use serde::de::DeserializeOwned;
+
+use crate::client::ClientError;
+
+/// How long a client polls for a reply before it sleeps until one comes.
+const REPLY_SPIN: Duration = Duration::from_micros(50);
+
+/// One request/reply stream. Any failure mid-request leaves it out of step with the
+/// daemon, so it is then marked broken and refuses further requests.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    stream: UnixStream,
+    /// Bytes received beyond the last reply line.
+    pending: Vec<u8>,
+    /// Where `recvmsg` writes, kept so that no request allocates one.
+    chunk: Vec<u8>,
+    broken: bool,
+}
+
+/// Bytes read from the socket at a time.
+const RECV_CHUNK: usize = 64 * 1024;
+
+impl Connection {
+    /// A connection over `stream`, before any request.
+    pub(crate) fn new(stream: UnixStream) -> Self {
+        Connection { stream, pending: Vec::new(), chunk: vec![0; RECV_CHUNK], broken: false }
+    }
+
+    /// Sends a request and parses its reply; descriptors that came with the reply (a
+    /// sealed segment) are returned beside it.
+    pub(crate) fn request<T: DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<(T, Vec<OwnedFd>), ClientError> {
+        if self.broken {
+            return Err(ClientError::ConnectionLost(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "an earlier request on this connection failed",
+            )));
+        }
+        let result = self.exchange(request);
+        if let Err(ClientError::ConnectionLost(_) | ClientError::Protocol(_)) = &result {
+            self.broken = true;
+        }
+        let (line, fds) = result?;
+        Ok((evshm_protocol::parse_reply(&line)?, fds))
+    }
+
+    fn exchange(&mut self, request: &Request) -> Result<(Vec<u8>, Vec<OwnedFd>), ClientError> {
+        (&self.stream).write_all(&request.to_line()).map_err(ClientError::ConnectionLost)?;
+        let spin_deadline = Instant::now().checked_add(REPLY_SPIN);
+        let mut fds = Vec::new();
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                return Ok((line, fds));
+            }
+            if self.pending.len() >= MAX_REPLY_LINE {
+                return Err(ClientError::Protocol(format!(
+                    "reply longer than {MAX_REPLY_LINE} bytes"
+                )));
+            }
+            // Room for the most descriptors one message can carry (the daemon sends at most
+            // 250 per message, one message per byte at worst).
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(253))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            // The daemon answers in microseconds: polling for the reply a little while
+            // before sleeping spares the wake-up of this thread, which on a busy machine
+            // costs more than the whole request.
+            let spinning = spin_deadline.is_some_and(|deadline| Instant::now() < deadline);
+            let flags = if spinning {
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+            } else {
+                RecvFlags::CMSG_CLOEXEC
+            };
+            let received = rustix::net::recvmsg(
+                &self.stream,
+                &mut [IoSliceMut::new(&mut self.chunk)],
+                &mut control,
+                flags,
+            );
+            let bytes = match received {
+                Ok(message) => message.bytes,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(rustix::io::Errno::AGAIN) if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                Err(e) => return Err(ClientError::ConnectionLost(e.into())),
+            };
+            for message in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(received) = message {
+                    fds.extend(received);
+                }
+            }
+            if bytes == 0 {
+                return Err(ClientError::ConnectionLost(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.pending.extend_from_slice(&self.chunk[..bytes]);
+        }
+    }
+}

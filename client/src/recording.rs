@@ -1,0 +1,221 @@
+//! A recording, or a window of it, as a client holds it: the mappings of its chunks'
+//! segments, their record batches, and the lease that keeps the daemon from reusing them.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
+use arrow_schema::{ArrowError, SchemaRef};
+use evshm_protocol::{ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
+
+use crate::client::ClientError;
+use crate::connection::Connection;
+
+/// How long the parts of an open took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenTimings {
+    /// The `open` round trip, including the daemon's decode when the segment was not
+    /// resident yet.
+    pub request: Duration,
+    /// Mapping the segment and decoding the IPC messages in place (no data copied).
+    pub attach: Duration,
+}
+
+/// What the daemon said of an opened recording: where its rows are and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordingInfo {
+    /// The recording's path, as in `list`.
+    pub path: String,
+    /// Which table the batches hold.
+    pub table: Table,
+    /// The window asked for, if any.
+    pub window: Option<Window>,
+    /// The chunks holding the rows, in time order: their segments and which rows of each
+    /// were asked for.
+    pub chunks: Vec<ChunkInfo>,
+    /// Event format of the source file (`evt3`, `dat`, ...).
+    pub format: String,
+    /// Sensor width in pixels.
+    pub width: u32,
+    /// Sensor height in pixels.
+    pub height: u32,
+    /// Whether every chunk was already resident (no decode for this open).
+    pub cached: bool,
+    /// Events of these chunks dropped because they lie outside the sensor's geometry.
+    pub dropped: u64,
+}
+
+/// A decoded recording, or a time window of it, mapped read-only from the shared-memory
+/// segments of its chunks.
+///
+/// Its batches, and any array or buffer taken from them, keep their mappings alive after
+/// the `Recording` is dropped, and with them the lease: the daemon counts the segments as
+/// read, and never reuses their memory, until the last of them is gone.
+#[derive(Debug)]
+pub struct Recording {
+    info: RecordingInfo,
+    rows: u64,
+    mappings: Vec<Buffer>,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    timings: OpenTimings,
+}
+
+impl Recording {
+    /// Maps the chunks of an `open` reply, each from its path or the descriptor passed
+    /// with the reply (`fds`, in the order of the chunks without a path), and decodes
+    /// their batches in place. `lease` is released when the last mapping is unmapped.
+    pub(crate) fn attach(
+        reply: OpenReply,
+        fds: Vec<std::os::fd::OwnedFd>,
+        lease: Lease,
+        request: Duration,
+    ) -> Result<Recording, ClientError> {
+        let started = std::time::Instant::now();
+        reply.check().map_err(ClientError::Protocol)?;
+        let sealed = reply.chunks.iter().filter(|c| c.segment.path.is_none()).count();
+        if fds.len() != sealed {
+            return Err(ClientError::Protocol(format!(
+                "the open reply names {sealed} segments without a path but passed {} descriptors",
+                fds.len()
+            )));
+        }
+        let lease = Arc::new(lease);
+        let mut fds = fds.into_iter();
+        let mut mappings = Vec::with_capacity(reply.chunks.len());
+        let mut batches = Vec::with_capacity(reply.chunks.len());
+        let mut schema = None;
+        for chunk in &reply.chunks {
+            let segment = &chunk.segment;
+            let keep = Arc::clone(&lease);
+            let mapping = match (&segment.path, fds.next()) {
+                (Some(path), _) => crate::mapping::map_segment_keeping(path, segment.size, keep)?,
+                (None, Some(fd)) => crate::mapping::map_sealed_segment_keeping(
+                    fd,
+                    &segment.name,
+                    segment.size,
+                    keep,
+                )?,
+                (None, None) => unreachable!("descriptors counted above"),
+            };
+            let (chunk_schema, batch) = decode_in_place(&mapping, chunk)?;
+            schema.get_or_insert(chunk_schema);
+            batches.push(batch);
+            mappings.push(mapping);
+        }
+        let schema = schema.unwrap_or_else(|| {
+            let metadata = reply.metadata.clone().into_iter().collect();
+            Arc::new(match reply.table {
+                Table::Events => evshm_protocol::schema::event_schema(metadata),
+                Table::Triggers => evshm_protocol::schema::trigger_schema(metadata),
+            })
+        });
+        let timings = OpenTimings { request, attach: started.elapsed() };
+        let rows = reply.rows;
+        let info = RecordingInfo {
+            path: reply.path,
+            table: reply.table,
+            window: reply.window,
+            chunks: reply.chunks,
+            format: reply.format,
+            width: reply.width,
+            height: reply.height,
+            cached: reply.cached,
+            dropped: reply.dropped,
+        };
+        // An open with no chunk maps nothing: the lease ends here, as nothing can be read.
+        Ok(Recording { info, rows, mappings, schema, batches, timings })
+    }
+
+    /// The rows asked for, one record batch per chunk, in time order: zero-copy slices
+    /// of the mappings.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// The table's schema, with geometry, format and source in its metadata.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of rows asked for (events, or triggers).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// What the daemon said of the recording: chunks, segments, format, geometry.
+    pub fn info(&self) -> &RecordingInfo {
+        &self.info
+    }
+
+    /// The mapped segments, one per chunk (each a whole Arrow IPC stream).
+    pub fn mappings(&self) -> impl Iterator<Item = &[u8]> {
+        self.mappings.iter().map(Buffer::as_slice)
+    }
+
+    /// How long the open took.
+    pub fn timings(&self) -> OpenTimings {
+        self.timings
+    }
+}
+
+/// Decodes the IPC stream of one chunk in `mapping` without copying (every buffer is a
+/// slice of `mapping`, and a misaligned buffer is an error rather than a silent copy), and
+/// slices its record batch to the rows asked for.
+fn decode_in_place(
+    mapping: &Buffer,
+    chunk: &ChunkInfo,
+) -> Result<(SchemaRef, RecordBatch), ClientError> {
+    let mut decoder = StreamDecoder::new().with_require_alignment(true);
+    let mut rest = mapping.clone();
+    let mut batches = Vec::new();
+    while !rest.is_empty() {
+        if let Some(batch) = decoder.decode(&mut rest)? {
+            batches.push(batch);
+        }
+    }
+    decoder.finish()?;
+    let schema = decoder
+        .schema()
+        .ok_or_else(|| ArrowError::IpcError("segment holds no schema message".into()))?;
+    let [batch] = <[RecordBatch; 1]>::try_from(batches).map_err(|batches| {
+        ClientError::Protocol(format!("segment holds {} record batches, not one", batches.len()))
+    })?;
+    let (start, end) = (chunk.start as usize, chunk.end as usize);
+    if batch.num_rows() as u64 != chunk.rows || start > end || end > batch.num_rows() {
+        return Err(ClientError::Protocol(format!(
+            "chunk {} has {} rows, the reply says {} and asks for rows {start}..{end}",
+            chunk.index,
+            batch.num_rows(),
+            chunk.rows
+        )));
+    }
+    Ok((schema, batch.slice(start, end - start)))
+}
+
+/// A lease on the segments of one open, released when dropped: when the last mapping
+/// that carries it is unmapped.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    id: u64,
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl Lease {
+    /// Lease `id`, taken on `connection`.
+    pub(crate) fn new(id: u64, connection: Arc<Mutex<Connection>>) -> Self {
+        Lease { id, connection }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        // A failure means the connection is gone, and the daemon ended the lease with it.
+        let _: Result<(ReleaseReply, _), _> =
+            connection.request(&Request::Release { lease: self.id });
+    }
+}

@@ -1,0 +1,34 @@
+//! What `list` shows: every recording under the roots, its format and whether its first
+//! chunk is resident.
+
+use crate::cache::{FileIdentity, Key};
+use crate::ingest::detect_file;
+use crate::state::Daemon;
+
+/// A recording under the roots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its path relative to its root, as clients name it.
+    pub path: String,
+    /// Its format's name.
+    pub format: &'static str,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// Whether its first chunk is resident.
+    pub decoded: bool,
+}
+
+/// The recordings under the daemon's roots (files whose content is recognised), sorted by
+/// path.
+pub fn list(daemon: &Daemon) -> Vec<Listed> {
+    (daemon.roots.files().into_iter())
+        .filter_map(|(path, file)| {
+            let detected = detect_file(&file).ok()?;
+            let metadata = std::fs::metadata(&file).ok()?;
+            let key = Key { file: file.clone(), geometry: None, chunk: 0 };
+            let decoded = daemon.cache.is_resident(&key, FileIdentity::of(&metadata));
+            let format = detected.format.name();
+            Some(Listed { path, format, size: metadata.len(), decoded })
+        })
+        .collect()
+}

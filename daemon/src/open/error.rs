@@ -1,0 +1,66 @@
+//! Why an open failed, in the daemon's own terms: the protocol edge (`wire`) turns each
+//! into a stable error code and a message.
+
+use std::sync::Arc;
+
+use evshm_protocol::Window;
+
+use crate::ingest::IngestError;
+use crate::roots::PathError;
+
+/// Why a recording, or a window of it, could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The path names no file that may be served.
+    #[error(transparent)]
+    Path(#[from] PathError),
+    /// The file went away, or cannot be inspected, after the path was resolved.
+    #[error("cannot open {path}: {source}")]
+    Gone {
+        /// The path as the client named it.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The window ends before it starts.
+    #[error("window [{}, {}) ends before it starts", .0.start, .0.end)]
+    BadWindow(Window),
+    /// Indexing or decoding the recording failed (shared by every request that waited
+    /// for the same decode).
+    #[error("{path}: {error}")]
+    Ingest {
+        /// The path as the client named it.
+        path: String,
+        /// What failed.
+        error: Arc<IngestError>,
+    },
+    /// The chunks asked for need more memory than the whole budget.
+    #[error(
+        "{path}: the chunks asked for need {needed} bytes decoded, more than the memory \
+         budget of {limit} bytes; open it by time windows, or raise --memory-budget"
+    )]
+    OverBudget {
+        /// The path as the client named it.
+        path: String,
+        /// Bytes the chunks' segments need.
+        needed: u64,
+        /// The budget.
+        limit: u64,
+    },
+    /// A resident chunk's segment could not be read to find a window's rows.
+    #[error("cannot read segment {name}: {source}")]
+    ReadSegment {
+        /// The segment's name.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl OpenError {
+    /// An indexing or decoding failure of the recording the client calls `path`.
+    pub fn ingest(path: &str, error: impl Into<Arc<IngestError>>) -> Self {
+        OpenError::Ingest { path: path.to_owned(), error: error.into() }
+    }
+}

@@ -1,0 +1,180 @@
+//! What happens on `open`, in one place: resolve the path, find or build the recording's
+//! index, pick the chunks a window needs, make them resident (in parallel, within the
+//! budget), find the window's rows in them, and read ahead for a reader moving forward.
+//!
+//! It knows nothing of sockets or the wire: it returns an [`Opened`] or an [`OpenError`],
+//! and the session turns either into a reply.
+
+mod error;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use evshm_formats::Geometry;
+use evshm_protocol::{Table, Window};
+
+pub use error::OpenError;
+pub use target::Target;
+
+use crate::cache::{FileIdentity, Outcome, Resident};
+use crate::ingest::{IngestError, TableSegment, detect_file};
+use crate::recording::RecordingIndex;
+use crate::state::Daemon;
+use crate::stats::Stats;
+use crate::window::{ChunkRows, Selected, candidates, select};
+
+/// What a request asks to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest<'a> {
+    /// The path as the client names it.
+    pub path: &'a str,
+    /// Which of the recording's tables.
+    pub table: Table,
+    /// The geometry to use if the file states none.
+    pub geometry: Option<Geometry>,
+    /// Only the rows of this window, or all of them.
+    pub window: Option<Window>,
+}
+
+/// An opened recording, or window of it: its resident chunks and the rows of each.
+#[derive(Debug)]
+pub struct Opened {
+    /// The recording's version that was opened.
+    pub target: Target,
+    /// The table opened.
+    pub table: Table,
+    /// The window asked for, if any.
+    pub window: Option<Window>,
+    /// The chunks holding the rows, in time order, and which rows of each.
+    pub chunks: Vec<Selected<ChunkTable>>,
+    /// Whether every chunk was resident already (nothing was decoded for this open).
+    pub cached: bool,
+}
+
+/// Where a connection read its last window: a connection whose windows move forward gets
+/// the next chunks decoded ahead of it.
+#[derive(Debug, Default)]
+pub struct ReadPosition {
+    last: Option<(PathBuf, usize)>,
+}
+
+/// Opens a recording, or a window of it, for a request (see the module's doc).
+pub fn open(
+    daemon: &Arc<Daemon>,
+    request: &OpenRequest<'_>,
+    position: &mut ReadPosition,
+) -> Result<Opened, OpenError> {
+    Stats::bump(&daemon.stats.opens);
+    let OpenRequest { path, table, geometry, window } = *request;
+    if let Some(w) = window.filter(|w| w.start > w.end) {
+        return Err(OpenError::BadWindow(w));
+    }
+    let target = target(daemon, path, geometry)?;
+    let likely = candidates(window, |chunk| target.bound(chunk))?;
+    let cold = likely.clone().any(|chunk| !target.is_resident(chunk));
+    let mut prefetched = Vec::new();
+    if cold {
+        let needed = target.bytes_needed(likely.clone())?;
+        let limit = daemon.budget.limit();
+        if needed > limit {
+            return Err(OpenError::OverBudget { path: target.source.clone(), needed, limit });
+        }
+        prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
+    }
+    let chunks = select(
+        window,
+        |chunk| target.bound(chunk),
+        |chunk| {
+            let early = chunk.checked_sub(likely.start).and_then(|i| prefetched.get_mut(i));
+            let (resident, outcome) = early
+                .and_then(Option::take)
+                .unwrap_or_else(|| target.fetch(chunk, daemon.budget.wait()));
+            let resident = resident.map_err(|e| OpenError::ingest(&target.source, e))?;
+            Ok::<_, OpenError>(ChunkTable { resident, table, outcome })
+        },
+    )?;
+    drop(prefetched);
+    if let (Some(_), Some(last)) = (window, chunks.last()) {
+        let forward = (position.last.as_ref())
+            .is_some_and(|(file, chunk)| *file == target.file && last.chunk >= *chunk);
+        if forward {
+            target.read_ahead(last.chunk + 1..last.chunk + 1 + daemon.settings.read_ahead);
+        }
+        position.last = Some((target.file.clone(), last.chunk));
+    }
+    let cached = chunks.iter().all(|s| s.table.outcome != Outcome::Decoded);
+    if cached {
+        Stats::bump(&daemon.stats.cache_hits);
+    }
+    Ok(Opened { target, table, window, chunks, cached })
+}
+
+/// The recording at `path` as a request sees it, its chunk index built on first use.
+fn target(
+    daemon: &Arc<Daemon>,
+    path: &str,
+    geometry: Option<Geometry>,
+) -> Result<Target, OpenError> {
+    let resolved = daemon.roots.resolve(path)?;
+    let source = resolved.relative;
+    let metadata = std::fs::metadata(&resolved.file)
+        .map_err(|source| OpenError::Gone { path: path.to_owned(), source })?;
+    let identity = FileIdentity::of(&metadata);
+    let recording = (daemon.indexes)
+        .get(&resolved.file, identity, || {
+            let detected = detect_file(&resolved.file)?;
+            let limits = daemon.settings.chunk_limits;
+            let file = resolved.file.clone();
+            Ok(RecordingIndex::new(identity, detected, file, source.clone(), limits))
+        })
+        .map_err(|e: IngestError| OpenError::ingest(&source, e))?;
+    let detected = match geometry {
+        None => recording.detected.clone(),
+        Some(given) => recording.detected.clone().with_geometry(given).map_err(|stated| {
+            let conflict =
+                IngestError::GeometryConflict { path: resolved.file.clone(), stated, given };
+            OpenError::ingest(&source, conflict)
+        })?,
+    };
+    let daemon = Arc::clone(daemon);
+    Ok(Target { daemon, file: resolved.file, source, geometry, identity, recording, detected })
+}
+
+/// One table of a resident chunk, held for a reply (and then by its lease).
+#[derive(Debug)]
+pub struct ChunkTable {
+    /// The chunk.
+    pub resident: Arc<Resident>,
+    /// Which of its tables.
+    pub table: Table,
+    /// How this open got it.
+    pub outcome: Outcome,
+}
+
+impl ChunkTable {
+    /// The table's segment.
+    pub fn segment(&self) -> &TableSegment {
+        match self.table {
+            Table::Events => &self.resident.decoded.events,
+            Table::Triggers => &self.resident.decoded.triggers,
+        }
+    }
+}
+
+impl ChunkRows for ChunkTable {
+    type Error = OpenError;
+
+    fn rows(&self) -> u64 {
+        self.segment().rows
+    }
+
+    fn first_at_or_after(&self, time: i64, from: u64) -> Result<u64, OpenError> {
+        let table = self.segment();
+        let found = table.times.first_at_or_after(&table.segment, time, from as usize);
+        found.map(|row| row as u64).map_err(|source| OpenError::ReadSegment {
+            name: table.segment.name().to_owned(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,81 @@
+//! The state every connection shares: roots, shared memory, indexes, cache, budget,
+//! access policy, settings and counters.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use evshm_formats::ChunkLimits;
+
+use crate::access::AccessPolicy;
+use crate::budget::Budget;
+use crate::cache::Cache;
+use crate::recording::RecordingIndexes;
+use crate::roots::Roots;
+use crate::segment::ShmDir;
+use crate::stats::{Clients, Stats};
+
+/// Everything the connections share.
+#[derive(Debug)]
+pub struct Daemon {
+    /// The served directories.
+    pub roots: Roots,
+    /// Where segments are created.
+    pub shm: Arc<ShmDir>,
+    /// The chunk indexes of the recordings opened so far.
+    pub indexes: RecordingIndexes,
+    /// The resident chunks.
+    pub cache: Cache,
+    /// How many bytes of segments may exist.
+    pub budget: Budget,
+    /// Which users are served.
+    pub access: AccessPolicy,
+    /// Tunables.
+    pub settings: Settings,
+    /// Counters.
+    pub stats: Stats,
+    /// The connected clients.
+    pub clients: Clients,
+    /// The next lease id (unique across connections).
+    pub next_lease: AtomicU64,
+}
+
+/// The daemon's tunables.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Most leases one connection may hold at once.
+    pub max_leases: usize,
+    /// How long a request line may take once begun, a new connection may wait before its
+    /// hello, and a reply may take to be written.
+    pub frame_timeout: Duration,
+    /// How recordings are cut into chunks.
+    pub chunk_limits: ChunkLimits,
+    /// Chunks decoded ahead of a connection that reads windows forward.
+    pub read_ahead: usize,
+    /// Threads that decode the chunks of one request.
+    pub decode_threads: usize,
+}
+
+impl Daemon {
+    /// A daemon serving `roots`, with segments in `shm`.
+    pub fn new(
+        roots: Roots,
+        shm: Arc<ShmDir>,
+        budget: Budget,
+        access: AccessPolicy,
+        settings: Settings,
+    ) -> Arc<Daemon> {
+        Arc::new(Daemon {
+            roots,
+            shm,
+            indexes: RecordingIndexes::default(),
+            cache: Cache::default(),
+            budget,
+            access,
+            settings,
+            stats: Stats::default(),
+            clients: Clients::default(),
+            next_lease: AtomicU64::new(1),
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! The protocol edge: the daemon's results and errors as protocol replies. Every
+//! `ErrorCode` the daemon sends for a failed open is chosen here, in one place.
+
+use std::path::Path;
+
+use evshm_formats::{DetectError, Geometry};
+use evshm_protocol::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
+use evshm_protocol::{
+    ChunkInfo, ClientStats, ErrorCode, ErrorReply, FieldInfo, OpenReply, RecordingEntry,
+    SegmentInfo, StatsReply, Table,
+};
+
+use crate::access::AccessDenied;
+use crate::ingest::{IngestError, metadata};
+use crate::listing::Listed;
+use crate::open::{OpenError, Opened};
+use crate::roots::PathError;
+use crate::segment::SegmentCreateError;
+use crate::state::Daemon;
+use crate::stats::{ClientEntry, Stats};
+
+/// Largest sensor side a request may give (DAT's 14-bit coordinates).
+const MAX_SIDE: u32 = 1 << 14;
+
+/// The geometry an `open` request gives: both sides or neither.
+pub fn requested_geometry(
+    width: Option<u32>,
+    height: Option<u32>,
+) -> Result<Option<Geometry>, ErrorReply> {
+    match (width, height) {
+        (None, None) => Ok(None),
+        (Some(width), Some(height))
+            if (1..=MAX_SIDE).contains(&width) && (1..=MAX_SIDE).contains(&height) =>
+        {
+            Ok(Some(Geometry { width, height }))
+        }
+        _ => Err(ErrorReply::new(
+            ErrorCode::BadRequest,
+            format!("width and height go together, each from 1 to {MAX_SIDE}"),
+        )),
+    }
+}
+
+/// The reply to an open that failed: a stable code, and a message naming the recording
+/// by the path the client used.
+pub fn open_error(error: &OpenError) -> ErrorReply {
+    let code = match error {
+        OpenError::Path(PathError::Malformed { .. }) => ErrorCode::BadPath,
+        OpenError::Path(PathError::OutsideRoots { .. }) => ErrorCode::OutsideRoots,
+        OpenError::Path(PathError::NotFound { .. }) | OpenError::Gone { .. } => ErrorCode::NotFound,
+        OpenError::BadWindow(_) => ErrorCode::BadRequest,
+        OpenError::OverBudget { .. } => ErrorCode::OverBudget,
+        OpenError::Ingest { error, .. } => ingest_code(error),
+        OpenError::ReadSegment { .. } => ErrorCode::Internal,
+    };
+    let message = match error {
+        // Detection's message names the file by its canonical path: name it as asked.
+        OpenError::Ingest { path, error } => match &**error {
+            IngestError::Unrecognized { source, .. } => format!("{path}: {source}"),
+            other => format!("{path}: {other}"),
+        },
+        other => other.to_string(),
+    };
+    ErrorReply::new(code, message)
+}
+
+fn ingest_code(error: &IngestError) -> ErrorCode {
+    match error {
+        IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            ErrorCode::NotFound
+        }
+        IngestError::GeometryConflict { .. } => ErrorCode::BadRequest,
+        IngestError::Unrecognized { source: DetectError::BadGeometry { .. }, .. }
+        | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
+        IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
+        IngestError::Segment(SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
+        IngestError::OverBudget { .. } => ErrorCode::OverBudget,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// The reply to a connection the allow-lists refuse.
+pub fn access_denied(denied: &AccessDenied) -> ErrorReply {
+    ErrorReply::new(ErrorCode::AccessDenied, denied.to_string())
+}
+
+/// The reply to a successful open, under `lease`. Segments without a path (sealed mode)
+/// go with it as descriptors, in the order of its chunks.
+pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
+    let Opened { target, table, window, chunks, cached } = opened;
+    let columns = match table {
+        Table::Events => &EVENT_COLUMNS[..],
+        Table::Triggers => &TRIGGER_COLUMNS[..],
+    };
+    OpenReply {
+        lease,
+        path: target.source.clone(),
+        table: *table,
+        window: *window,
+        rows: chunks.iter().map(|s| s.end - s.start).sum(),
+        chunks: (chunks.iter())
+            .map(|s| {
+                let segment = &s.table.segment().segment;
+                ChunkInfo {
+                    index: s.chunk as u64,
+                    segment: SegmentInfo {
+                        name: segment.name().to_owned(),
+                        path: segment.path().map(Path::to_owned),
+                        size: segment.len(),
+                    },
+                    rows: s.table.segment().rows,
+                    start: s.start,
+                    end: s.end,
+                }
+            })
+            .collect(),
+        format: target.detected.format.name().to_owned(),
+        width: target.detected.geometry.width,
+        height: target.detected.geometry.height,
+        schema: (columns.iter())
+            .map(|(name, ty)| FieldInfo {
+                name: (*name).to_owned(),
+                data_type: ty.to_string().to_lowercase(),
+            })
+            .collect(),
+        metadata: metadata(&target.detected, &target.source).into_iter().collect(),
+        cached: *cached,
+        dropped: chunks.iter().map(|s| s.table.resident.decoded.report.outside_geometry).sum(),
+    }
+}
+
+/// A recording of `list`.
+pub fn recording_entry(listed: Listed) -> RecordingEntry {
+    let Listed { path, format, size, decoded } = listed;
+    RecordingEntry { path, format: format.to_owned(), size, decoded }
+}
+
+/// The reply to `stats`.
+pub fn stats_reply(daemon: &Daemon) -> StatsReply {
+    let stats = &daemon.stats;
+    let (segments, bytes_resident) = daemon.shm.usage();
+    let bytes_evictable = daemon.cache.evictable_bytes().min(bytes_resident);
+    let shm_free =
+        rustix::fs::statvfs(daemon.shm.dir()).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    StatsReply {
+        segments,
+        bytes_resident,
+        leases: Stats::get(&stats.leases),
+        connections: Stats::get(&stats.connections),
+        opens: Stats::get(&stats.opens),
+        decodes: Stats::get(&stats.decodes),
+        cache_hits: Stats::get(&stats.cache_hits),
+        errors: Stats::get(&stats.errors),
+        evictions: Stats::get(&stats.evictions),
+        memory_budget: daemon.budget.limit(),
+        bytes_evictable,
+        bytes_leased: bytes_resident - bytes_evictable,
+        bytes_evicted: Stats::get(&stats.bytes_evicted),
+        bytes_indexed: Stats::get(&stats.bytes_indexed),
+        shm_free,
+        clients: daemon.clients.list().into_iter().map(client_stats).collect(),
+    }
+}
+
+fn client_stats(entry: ClientEntry) -> ClientStats {
+    let ClientEntry { pid, uid, name, leases } = entry;
+    ClientStats { pid, uid, client: name, leases }
+}
