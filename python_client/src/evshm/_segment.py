@@ -9,9 +9,12 @@ Contract (see the product brief, "Zero-copy reading, Python"):
 - In sealed mode the daemon passes the segment as a memfd descriptor instead of a path;
   it is mapped only if sealed against writing, growing and shrinking, which the kernel
   then enforces for every process.
-- The file must be at least as long as the size in the daemon's reply (hugetlbfs makes
-  it longer, in whole huge pages), and only that many bytes are mapped. Mapping past the end of a
-  file would turn every access beyond EOF into SIGBUS, so a mismatch is an error.
+- The file must be at least as long as the size in the daemon's reply: a shorter one is
+  an error, since reading past the end of a file turns into SIGBUS. It may be longer
+  (hugetlbfs rounds files up to whole huge pages). The whole file, ``st_size`` bytes, is
+  mapped, because a hugetlbfs mapping can only be unmapped in whole huge pages (mapping
+  just the reply's size would leak the rest of the last page); only the first ``size``
+  bytes, the Arrow IPC stream, are read.
 - ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
   that point into the mapping: no copy. Every Arrow buffer keeps the ``mmap`` object
   alive through the memoryview, so the mapping lives exactly as long as its data is
@@ -50,10 +53,11 @@ _NO_TRACKFD: Dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) 
 
 
 def map_segment(path: str, size: int) -> mmap.mmap:
-    """Map the first ``size`` bytes of the segment file at ``path``, read-only.
+    """Map the segment file at ``path`` read-only: the whole file, which holds the
+    ``size`` bytes of its stream first (see the module's contract).
 
     Raises :class:`~evshm.SegmentError` when the file cannot be opened, is not a
-    regular file, or is shorter.
+    regular file, or is shorter than ``size``.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -63,7 +67,8 @@ def map_segment(path: str, size: int) -> mmap.mmap:
 
 
 def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
-    """Map a segment passed as descriptor ``fd`` (sealed mode), which this takes over.
+    """Map a segment passed as descriptor ``fd`` (sealed mode), which this takes over,
+    read-only and whole, like :func:`map_segment`.
 
     Raises :class:`~evshm.SegmentError` unless it is sealed against writing, growing and
     shrinking and at least ``size`` bytes.
@@ -80,14 +85,15 @@ def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
 
 
 def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
-    """Map ``fd`` (closed on return) read-only, checking that it holds ``size`` bytes."""
+    """Map all of ``fd`` (closed on return) read-only, checking that it holds at least
+    ``size`` bytes."""
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SegmentError(f"segment {path} is not a regular file")
         if info.st_size < size:
             # Longer is fine (hugetlbfs sizes files in whole huge pages; only the stream's
-            # bytes are mapped); shorter would make reads past the end crash with SIGBUS.
+            # bytes are read); shorter would make reads past the end crash with SIGBUS.
             raise SegmentError(
                 f"segment {path} is {info.st_size} bytes, shorter than the {size} evshmd "
                 "announced; refusing to map it (reading past the end of the file would "
