@@ -3,6 +3,8 @@
 
 mod util;
 
+mod architecture;
+
 mod lifecycle;
 mod memory;
 mod robustness;

@@ -11,7 +11,7 @@ use evshm_protocol::{MAX_REPLY_LINE, Request};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 use serde::de::DeserializeOwned;
 
-use crate::client::ClientError;
+use crate::error::ClientError;
 
 /// How long a client polls for a reply before it sleeps until one comes.
 const REPLY_SPIN: Duration = Duration::from_micros(50);

@@ -27,10 +27,12 @@
 
 mod client;
 mod connection;
+mod error;
 mod mapping;
 mod recording;
 
-pub use client::{Client, ClientError, OpenOptions};
+pub use client::{Client, OpenOptions};
+pub use error::ClientError;
 pub use evshm_protocol::schema;
 pub use evshm_protocol::{
     ChunkInfo, ClientStats, ErrorCode, MAX_REQUEST_LINE, PROTOCOL_VERSION, RecordingEntry,

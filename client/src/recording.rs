@@ -10,8 +10,8 @@ use arrow_ipc::reader::StreamDecoder;
 use arrow_schema::{ArrowError, SchemaRef};
 use evshm_protocol::{ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
 
-use crate::client::ClientError;
 use crate::connection::Connection;
+use crate::error::ClientError;
 
 /// How long the parts of an open took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,51 @@
+//! What can go wrong talking to evshmd or reading what it published.
+
+use std::path::PathBuf;
+
+use arrow_schema::ArrowError;
+use evshm_protocol::{ErrorCode, ReplyError};
+
+use crate::mapping::MapError;
+
+/// What can go wrong talking to evshmd or reading what it published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot connect to evshmd at {path}: {source} (is evshmd running?)")]
+    Connect {
+        /// The socket path tried.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The connection failed mid-request, or the daemon closed it.
+    #[error("connection to evshmd lost: {0}")]
+    ConnectionLost(std::io::Error),
+    /// The daemon answered with an error.
+    #[error("evshmd: {message}")]
+    Daemon {
+        /// Stable code to branch on.
+        code: ErrorCode,
+        /// What failed.
+        message: String,
+    },
+    /// The daemon's reply broke the protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The segment could not be mapped.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// The segment's content is not the Arrow IPC stream it should be.
+    #[error("segment is not a valid zero-copy Arrow IPC stream: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+impl From<ReplyError> for ClientError {
+    fn from(error: ReplyError) -> Self {
+        match error {
+            ReplyError::Daemon(e) => ClientError::Daemon { code: e.code, message: e.message },
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
