@@ -2,7 +2,8 @@
 //!
 //! Contract with readers (see also `evshm::map_segment`):
 //! - a segment is created `O_EXCL` under an unpredictable name with mode 0440, so no
-//!   client can squat its name beforehand or open it for writing afterwards;
+//!   client of another uid can squat its name beforehand or open it for writing
+//!   afterwards (the daemon's own uid and root could chmod it: named mode trusts them);
 //! - its pages are allocated (`fallocate`) before it is filled, so a full filesystem is
 //!   an error here and never a SIGBUS in a reader;
 //! - it is published only once complete, and never written, truncated or shrunk after;
@@ -247,9 +248,12 @@ impl Segment {
 
     /// Maps the segment writable, to fill it before publishing.
     pub fn map_mut(&self) -> std::io::Result<memmap2::MmapMut> {
-        // SAFETY: the file was created by this process with O_EXCL and mode 0440, so no
-        // other process can open it for writing or truncate it, and its pages are
-        // allocated, so no access within `len` faults.
+        // SAFETY: the mapping is only written through, never read as `&[u8]` by anyone
+        // else while it exists, and its pages are allocated, so no access within `len`
+        // faults. What another process could do: a named segment was created by this
+        // process with O_EXCL and mode 0440, so only the daemon's own uid or root could
+        // chmod it and truncate it meanwhile (named mode trusts them: README); a memfd
+        // (sealed mode) is anonymous and not shared with anyone until it is sealed.
         unsafe { memmap2::MmapOptions::new().len(self.len as usize).map_mut(&self.file) }
     }
 
