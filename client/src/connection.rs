@@ -112,3 +112,50 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+
+    use evshm_protocol::StatsReply;
+
+    use super::*;
+
+    /// A daemon stand-in on the other end of a socket pair: answers each request line
+    /// with the next of `replies`, written five bytes at a time.
+    fn daemon(replies: Vec<&'static str>) -> Connection {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(theirs.try_clone().unwrap());
+            for reply in replies {
+                let mut request = String::new();
+                if reader.read_line(&mut request).unwrap() == 0 {
+                    return;
+                }
+                for piece in reply.as_bytes().chunks(5) {
+                    (&theirs).write_all(piece).unwrap();
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+        });
+        Connection::new(ours)
+    }
+
+    #[test]
+    fn replies_in_pieces_are_read_whole_and_a_broken_stream_stays_broken() {
+        let mut connection = daemon(vec![
+            "{\"ok\":true,\"segments\":3,\"bytes_resident\":1,\"leases\":0,\"connections\":1,\
+             \"opens\":0,\"decodes\":0,\"cache_hits\":0,\"errors\":0}\n",
+            "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"m\"}}\n",
+            "not json\n",
+        ]);
+        let (stats, fds): (StatsReply, _) = connection.request(&Request::Stats).unwrap();
+        assert_eq!((stats.segments, fds.len()), (3, 0));
+        let refused = connection.request::<StatsReply>(&Request::Stats).unwrap_err();
+        assert!(matches!(refused, ClientError::Daemon { .. }), "an error reply: {refused}");
+        let garbage = connection.request::<StatsReply>(&Request::Stats).unwrap_err();
+        assert!(matches!(garbage, ClientError::Protocol(_)), "{garbage}");
+        let after = connection.request::<StatsReply>(&Request::Stats).unwrap_err();
+        assert!(matches!(after, ClientError::ConnectionLost(_)), "out of step: {after}");
+    }
+}

@@ -284,3 +284,79 @@ impl Drop for Pending<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::segment::ShmDir;
+    use crate::testing::{TempDir, decoded_chunk};
+
+    fn key(chunk: usize) -> Key {
+        Key { file: "/recordings/a.raw".into(), geometry: None, chunk }
+    }
+
+    fn identity(dir: &TempDir, len: usize) -> FileIdentity {
+        let file = dir.0.join(format!("version-{len}"));
+        std::fs::write(&file, vec![0; len]).unwrap();
+        FileIdentity::of(&std::fs::metadata(&file).unwrap())
+    }
+
+    #[test]
+    fn concurrent_opens_decode_once_and_share_a_failure() {
+        let dir = TempDir::new("cache");
+        let shm = ShmDir::new(&dir.0, None, false);
+        let (cache, v1) = (Cache::default(), identity(&dir, 1));
+        let decodes = AtomicUsize::new(0);
+        let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
+            let open = || {
+                cache
+                    .open(&key(0), v1, || {
+                        decodes.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1))
+                    })
+                    .1
+            };
+            let threads: Vec<_> = (0..4).map(|_| scope.spawn(open)).collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(decodes.load(Ordering::Relaxed), 1, "decoded once for four opens");
+        assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Decoded).count(), 1);
+        assert!(cache.is_resident(&key(0), v1));
+        assert_eq!(cache.open(&key(0), v1, || unreachable!()).1, Outcome::Hit);
+
+        let failed = cache.open(&key(1), v1, || Err(IngestError::Aborted { path: "x".into() }));
+        assert!(matches!(failed.0.as_ref().map_err(|e| &**e), Err(IngestError::Aborted { .. })));
+        assert!(!cache.is_resident_or_decoding(&key(1), v1), "a failure is not kept");
+
+        let v2 = identity(&dir, 2);
+        let newer =
+            cache.open(&key(0), v2, || Ok(Resident::new(decoded_chunk(&dir, &shm, 10), v2)));
+        assert_eq!(newer.1, Outcome::Decoded, "a new file version is decoded anew");
+    }
+
+    #[test]
+    fn eviction_takes_the_least_recently_used_unleased_chunk() {
+        let dir = TempDir::new("cache-evict");
+        let shm = ShmDir::new(&dir.0, None, false);
+        let (cache, v1) = (Cache::default(), identity(&dir, 1));
+        let open = |chunk| {
+            let (resident, _) = cache
+                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+            resident.unwrap()
+        };
+        let leased = open(0);
+        drop(open(1));
+        drop(open(2));
+        drop(open(1));
+        assert_eq!(cache.evictable_bytes(), 2 * leased.bytes());
+        assert_eq!(cache.evict_lru(), Some(leased.bytes()));
+        assert!(!cache.is_resident(&key(2), v1), "chunk 2 was used least recently");
+        assert!(cache.evict_lru().is_some());
+        assert_eq!(cache.evict_lru(), None, "the leased chunk stays");
+        assert!(cache.is_resident(&key(0), v1));
+    }
+}

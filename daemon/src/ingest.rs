@@ -1,6 +1,6 @@
 //! Decoding recording files into published segments, one chunk at a time.
 //!
-//! A pass over the file builds its chunk index (see [`crate::recording`]): where each
+//! A pass over the file builds its chunk index (evshmd's `recording` module): where each
 //! chunk starts, the decoder state there and how many events it holds, counted without
 //! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of
 //! segments sized exactly from those counts. The file is read rather than mapped, so a
@@ -330,5 +330,39 @@ impl EventSink for TableSink<'_> {
         if let (Some(ct), Some(cid), Some(cp)) = (c.t.get_mut(i), c.id.get_mut(i), c.p.get_mut(i)) {
             (*ct, *cid, *cp) = (trigger.t, i16::from(trigger.id), trigger.p as i8);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{TempDir, decoded_chunk, write_evt3};
+
+    #[test]
+    fn a_chunk_is_decoded_into_exactly_sized_segments() {
+        let dir = TempDir::new("ingest");
+        let shm = ShmDir::new(&dir.0, None, false);
+        let decoded = decoded_chunk(&dir, &shm, 5_000);
+        assert_eq!(decoded.events.rows, 5_000);
+        assert!(decoded.report.is_clean(), "{}", decoded.report);
+        let file_len = std::fs::metadata(decoded.events.segment.path().unwrap()).unwrap().len();
+        assert_eq!(file_len, shm.footprint(decoded.events.segment.len()));
+    }
+
+    #[test]
+    fn a_file_that_changed_after_indexing_is_an_error_not_a_wrong_table() {
+        let dir = TempDir::new("ingest-changed");
+        let shm = ShmDir::new(&dir.0, None, false);
+        let file = dir.0.join("a.raw");
+        write_evt3(&file, 5_000);
+        let detected = detect_file(&file).unwrap();
+        let limits = evshm_formats::ChunkLimits::events(u64::MAX);
+        let mut indexer = evshm_formats::Indexer::new(detected.format, limits);
+        read_range(&file, detected.data_offset as u64, u64::MAX, |b| indexer.feed(b)).unwrap();
+        let chunks = indexer.finish();
+        write_evt3(&file, 4_000);
+        let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], &shm, |_| Ok(()));
+        assert!(matches!(result, Err(IngestError::Changed { counted: 5_000, .. })), "{result:?}");
+        assert_eq!(shm.usage(), (0, 0), "nothing of it is left");
     }
 }

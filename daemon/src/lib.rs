@@ -36,6 +36,8 @@ pub mod server;
 mod session;
 pub mod state;
 mod stats;
+#[cfg(test)]
+mod testing;
 mod times;
 mod window;
 mod wire;

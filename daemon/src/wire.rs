@@ -166,3 +166,52 @@ fn client_stats(entry: ClientEntry) -> ClientStats {
     let ClientEntry { pid, uid, name, leases } = entry;
     ClientStats { pid, uid, client: name, leases }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn code_and_message(error: OpenError) -> (ErrorCode, String) {
+        let reply = open_error(&error);
+        (reply.code, reply.message)
+    }
+
+    #[test]
+    fn each_open_error_has_its_code_and_names_the_path_as_asked() {
+        let path = |why: &str| PathError::NotFound { path: "a.raw".into(), why: why.into() };
+        assert_eq!(code_and_message(OpenError::Path(path("no file a.raw"))).0, ErrorCode::NotFound);
+        let malformed = PathError::Malformed { path: "..".into(), why: "contains `..`" };
+        assert_eq!(code_and_message(OpenError::Path(malformed)).0, ErrorCode::BadPath);
+        let outside = PathError::OutsideRoots { path: "/etc".into(), why: "lies outside".into() };
+        assert_eq!(code_and_message(OpenError::Path(outside)).0, ErrorCode::OutsideRoots);
+        let window = evshm_protocol::Window { start: 2, end: 1 };
+        assert_eq!(code_and_message(OpenError::BadWindow(window)).0, ErrorCode::BadRequest);
+        let over = OpenError::OverBudget { path: "a.raw".into(), needed: 2, limit: 1 };
+        assert_eq!(code_and_message(over).0, ErrorCode::OverBudget);
+
+        let unrecognized = IngestError::Unrecognized {
+            path: "/srv/root/notes.txt".into(),
+            source: DetectError::Unrecognized { reason: "no header".into() },
+        };
+        let (code, message) = code_and_message(OpenError::ingest("notes.txt", unrecognized));
+        assert_eq!(code, ErrorCode::UnsupportedFormat);
+        assert!(message.starts_with("notes.txt: "), "named as asked: {message}");
+        assert!(!message.contains("/srv/root"), "not by the daemon's path: {message}");
+        let aborted = Arc::new(IngestError::Aborted { path: "/srv/root/a.raw".into() });
+        let (code, _) =
+            code_and_message(OpenError::Ingest { path: "a.raw".into(), error: aborted });
+        assert_eq!(code, ErrorCode::Internal);
+    }
+
+    #[test]
+    fn geometry_comes_whole_and_bounded() {
+        assert_eq!(requested_geometry(None, None), Ok(None));
+        let given = requested_geometry(Some(640), Some(480)).unwrap();
+        assert_eq!(given, Some(Geometry { width: 640, height: 480 }));
+        for (w, h) in [(Some(640), None), (Some(0), Some(1)), (Some(1), Some(MAX_SIDE + 1))] {
+            assert_eq!(requested_geometry(w, h).unwrap_err().code, ErrorCode::BadRequest);
+        }
+    }
+}

@@ -178,3 +178,78 @@ impl ChunkRows for ChunkTable {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+
+    use super::*;
+    use crate::roots::PathError;
+    use crate::testing::{TempDir, daemon, synthetic, write_evt3};
+
+    fn request(path: &str, window: Option<Window>) -> OpenRequest<'_> {
+        OpenRequest { path, table: Table::Events, geometry: None, window }
+    }
+
+    /// The times of the rows an open selected, read back from the segments.
+    fn times(opened: &Opened) -> Vec<i64> {
+        let mut times = Vec::new();
+        for s in &opened.chunks {
+            let file = std::fs::File::open(s.table.segment().segment.path().unwrap()).unwrap();
+            for batch in arrow_ipc::reader::StreamReader::try_new(file, None).unwrap() {
+                let batch = batch.unwrap();
+                let column = batch.column(0).as_primitive::<Int64Type>().values();
+                times.extend_from_slice(&column[s.start as usize..s.end as usize]);
+            }
+        }
+        times
+    }
+
+    #[test]
+    fn whole_recordings_and_windows_without_a_socket() {
+        let dir = TempDir::new("open");
+        let daemon = daemon(&dir, 20_000, u64::MAX);
+        write_evt3(&dir.0.join("root/a.raw"), 100_000);
+        let expected: Vec<i64> = synthetic(100_000).map(|e| e.t).collect();
+        let mut position = ReadPosition::default();
+
+        let whole = open(&daemon, &request("a.raw", None), &mut position).unwrap();
+        assert!(whole.chunks.len() > 1, "in chunks");
+        assert!(!whole.cached);
+        assert_eq!(times(&whole), expected);
+        let again = open(&daemon, &request("a.raw", None), &mut position).unwrap();
+        assert!(again.cached, "every chunk resident: no decode");
+
+        let (t0, t1) = (expected[30_000], expected[70_000]);
+        let window = Window { start: t0, end: t1 };
+        let windowed = open(&daemon, &request("a.raw", Some(window)), &mut position).unwrap();
+        let within: Vec<i64> = expected.iter().copied().filter(|t| (t0..t1).contains(t)).collect();
+        assert_eq!(times(&windowed), within);
+    }
+
+    #[test]
+    fn failures_are_domain_errors() {
+        let dir = TempDir::new("open-errors");
+        let daemon = daemon(&dir, 20_000, 1 << 16);
+        write_evt3(&dir.0.join("root/a.raw"), 100_000);
+        std::fs::write(dir.0.join("root/notes.txt"), b"not events\n").unwrap();
+        let mut position = ReadPosition::default();
+        let mut fail = |path: &str, window| open(&daemon, &request(path, window), &mut position);
+        assert!(matches!(
+            fail("missing.raw", None),
+            Err(OpenError::Path(PathError::NotFound { .. }))
+        ));
+        assert!(matches!(
+            fail("../a.raw", None),
+            Err(OpenError::Path(PathError::Malformed { .. }))
+        ));
+        let backwards = Window { start: 5, end: 4 };
+        assert!(matches!(fail("a.raw", Some(backwards)), Err(OpenError::BadWindow(_))));
+        match fail("a.raw", None) {
+            Err(OpenError::OverBudget { needed, limit, .. }) => assert!(needed > limit),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(fail("notes.txt", None), Err(OpenError::Ingest { .. })));
+    }
+}

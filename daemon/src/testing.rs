@@ -1,0 +1,89 @@
+//! What the daemon's unit tests share: a temporary directory, synthetic recordings, and a
+//! `Daemon` over them with segments in its own directory (no socket).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use evshm_formats::synth::{Synth, SynthConfig};
+use evshm_formats::{ChunkLimits, Evt3Encoder, Geometry};
+
+use crate::access::AccessPolicy;
+use crate::budget::Budget;
+use crate::roots::Roots;
+use crate::segment::ShmDir;
+use crate::state::{Daemon, Settings};
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A new, empty directory named after `name` (unique per process and call).
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("evshmd-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The events of a synthetic recording of `events` events on a 1280x720 sensor.
+pub fn synthetic(events: u64) -> Synth {
+    let geometry = Geometry { width: 1280, height: 720 };
+    Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() })
+}
+
+/// Writes the EVT3 recording of [`synthetic`]`(events)` to `path`.
+pub fn write_evt3(path: &Path, events: u64) {
+    let geometry = Geometry { width: 1280, height: 720 };
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut encoder = Evt3Encoder::new(file, geometry).unwrap();
+    for event in synthetic(events) {
+        encoder.push(&event).unwrap();
+    }
+    encoder.finish().unwrap();
+}
+
+/// A daemon serving `dir/root`, segments in `dir/shm`, recordings in chunks of about
+/// `chunk_events`, with a budget of `budget` bytes.
+pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
+    let (root, shm) = (dir.0.join("root"), dir.0.join("shm"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&shm).unwrap();
+    let settings = Settings {
+        max_leases: 16,
+        frame_timeout: Duration::from_secs(5),
+        chunk_limits: ChunkLimits::events(chunk_events),
+        read_ahead: 0,
+        decode_threads: 2,
+    };
+    Daemon::new(
+        Roots::new(&[root]).unwrap(),
+        ShmDir::new(&shm, None, false),
+        Budget::new(budget, Duration::ZERO),
+        AccessPolicy::default(),
+        settings,
+    )
+}
+
+/// A recording of `events` events written to `dir`, decoded whole into segments of `shm`
+/// (what evshmd does on a first open of a one-chunk recording).
+pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::ingest::DecodedChunk {
+    use crate::ingest::{detect_file, ingest_chunk, read_range};
+    let file = dir.0.join(format!("decoded-{events}.raw"));
+    write_evt3(&file, events);
+    let detected = detect_file(&file).unwrap();
+    let mut indexer = evshm_formats::Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
+    read_range(&file, detected.data_offset as u64, u64::MAX, |bytes| indexer.feed(bytes)).unwrap();
+    let chunks = indexer.finish();
+    ingest_chunk(&file, "test", &detected, &chunks[0], shm, |_| Ok(())).unwrap()
+}
