@@ -1,6 +1,6 @@
 //! The decoders' bench: evshm-formats on each format, from memory, single thread: the
-//! counting pass that sizes a segment, the decoding pass into columns already in memory,
-//! and the same into fresh memory (as evshmd writes into a new segment).
+//! index pass that counts the events to size a segment, the decoding pass into columns
+//! already in memory, and the same into fresh memory (as evshmd writes into a new segment).
 //!
 //! With the driver's plan (`benches/run.sh`) it decodes the plan's files, the very files
 //! the peers (expelliarmus, `evt3`) decode in `benches/python/peers.py`, and writes
@@ -18,7 +18,7 @@ use evshm_benches::plan::{DecodeInput, Plan};
 use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
-    ChunkLimits, ColumnSink, Counter, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
+    ChunkLimits, ColumnSink, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
     Evt3Encoder, Format, Geometry, Indexer,
 };
 use evshmd::segment::ShmDir;
@@ -92,12 +92,11 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
             .sampling_mode(SamplingMode::Flat)
             .sample_size(10)
             .throughput(Throughput::Elements(input.events));
-        // evshmd's first pass: count the events, to size the segment.
+        // evshmd's first pass: the index, which counts the events to size the segment.
         let count = bench(&mut group, "count", || {
-            let mut counter = Counter::new(input.format);
-            input.data.chunks(CHUNK).for_each(|chunk| counter.feed(chunk));
-            counter.finish();
-            counter.events()
+            let mut indexer = Indexer::new(input.format, ChunkLimits::events(u64::MAX));
+            input.data.chunks(CHUNK).for_each(|chunk| indexer.feed(chunk));
+            indexer.finish()
         });
         // The second pass, into columns whose pages are already mapped...
         let mut warm = ColumnSink::with_capacity(input.events as usize);

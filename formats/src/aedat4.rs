@@ -15,10 +15,11 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use crate::decoder::DecodeStats;
-use crate::detect::Geometry;
 use crate::error::DetectError;
+use crate::geometry::Geometry;
+use crate::header::MAX_HEADER_LEN;
 use crate::sink::EventSink;
+use crate::stats::DecodeStats;
 
 /// The first bytes of every AEDAT 4.0 file.
 pub(crate) const MAGIC: &[u8] = b"#!AER-DAT4.0\r\n";
@@ -49,22 +50,23 @@ pub struct Aedat4Layout {
     pub packets_len: Option<u64>,
 }
 
-/// What the header says: the layout, where packets start, the sensor size.
-pub(crate) struct Aedat4Header {
+/// What the head of an AEDAT 4.0 file tells: the layout, where packets start, the sensor
+/// size.
+pub(crate) struct Aedat4Head {
     pub(crate) layout: Aedat4Layout,
     pub(crate) data_offset: usize,
     pub(crate) geometry: Option<Geometry>,
 }
 
 /// Reads the header at the head of a file that starts with [`MAGIC`].
-pub(crate) fn detect_aedat4(head: &[u8]) -> Result<Aedat4Header, DetectError> {
+pub(crate) fn detect_aedat4(head: &[u8]) -> Result<Aedat4Head, DetectError> {
     let bad = |reason: &str| DetectError::Unrecognized {
         reason: format!("AEDAT 4.0 file with {reason}"),
     };
     let len = flat::u32_at(head, MAGIC.len()).ok_or_else(|| bad("no header"))? as usize;
     let start = MAGIC.len() + 4;
-    if len > crate::MAX_HEADER_LEN {
-        return Err(DetectError::HeaderTooLong { max: crate::MAX_HEADER_LEN });
+    if len > MAX_HEADER_LEN {
+        return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
     }
     let header = head.get(start..start + len).ok_or_else(|| bad("a truncated header"))?;
     let root = flat::u32_at(header, 0).ok_or_else(|| bad("a truncated header"))? as usize;
@@ -93,7 +95,7 @@ pub(crate) fn detect_aedat4(head: &[u8]) -> Result<Aedat4Header, DetectError> {
     let data_offset = start + len;
     let packets_len = u64::try_from(table).ok().and_then(|t| t.checked_sub(data_offset as u64));
     let layout = Aedat4Layout { compression, stream, packets_len };
-    Ok(Aedat4Header { layout, data_offset, geometry })
+    Ok(Aedat4Head { layout, data_offset, geometry })
 }
 
 /// The lowest-numbered stream of type `EVTS` in the `infoNode` XML, with its size.
@@ -154,8 +156,9 @@ pub struct Aedat4Decoder {
     layout: Aedat4Layout,
     /// Bytes of packets consumed so far.
     position: u64,
-    header: [u8; 8],
-    header_len: usize,
+    /// The stream id and size that open a packet, as far as they were fed.
+    packet_header: [u8; 8],
+    packet_header_len: usize,
     /// The packet being read: its stream, size, and (for the chosen stream) its bytes.
     packet: Option<(i32, usize)>,
     payload: Vec<u8>,
@@ -171,8 +174,8 @@ impl Aedat4Decoder {
         Self {
             layout,
             position: 0,
-            header: [0; 8],
-            header_len: 0,
+            packet_header: [0; 8],
+            packet_header_len: 0,
             packet: None,
             payload: Vec::new(),
             skipped: 0,
@@ -191,13 +194,13 @@ impl Aedat4Decoder {
         while !bytes.is_empty() && !self.corrupt {
             match self.packet {
                 None => {
-                    let take = (8 - self.header_len).min(bytes.len());
-                    self.header[self.header_len..self.header_len + take]
+                    let take = (8 - self.packet_header_len).min(bytes.len());
+                    self.packet_header[self.packet_header_len..self.packet_header_len + take]
                         .copy_from_slice(&bytes[..take]);
-                    self.header_len += take;
+                    self.packet_header_len += take;
                     bytes = &bytes[take..];
-                    if self.header_len == 8 {
-                        self.header_len = 0;
+                    if self.packet_header_len == 8 {
+                        self.packet_header_len = 0;
                         self.start_packet();
                     }
                 }
@@ -230,8 +233,8 @@ impl Aedat4Decoder {
     }
 
     fn start_packet(&mut self) {
-        let stream = i32::from_le_bytes(self.header[..4].try_into().expect("4 bytes"));
-        let size = i32::from_le_bytes(self.header[4..].try_into().expect("4 bytes"));
+        let stream = i32::from_le_bytes(self.packet_header[..4].try_into().expect("4 bytes"));
+        let size = i32::from_le_bytes(self.packet_header[4..].try_into().expect("4 bytes"));
         match usize::try_from(size) {
             Ok(size) if size <= MAX_PACKET => self.packet = Some((stream, size)),
             // A size no writer produces: the packet framing is lost, so is the rest.
@@ -276,7 +279,7 @@ impl Aedat4Decoder {
     pub fn stats(&self) -> DecodeStats {
         let unfinished = match self.packet {
             Some(_) => 8 + self.payload.len() + self.skipped,
-            None => self.header_len,
+            None => self.packet_header_len,
         };
         DecodeStats { trailing_bytes: unfinished, ..self.stats }
     }

@@ -7,15 +7,18 @@
 
 use std::io::Write;
 
-use crate::decoder::{Carry, DecodeStats};
-use crate::detect::{DAT_RECORD_LEN, Geometry};
+use crate::carry::Carry;
 use crate::encode::{EncodeError, check_coordinates};
+use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink, Slots};
+use crate::stats::DecodeStats;
 
 /// Widest coordinate the 14-bit fields hold.
 const MAX_COORDINATE: u16 = (1 << 14) - 1;
 /// A backward jump of the 32-bit time larger than this is a wrap.
 const WRAP_THRESHOLD: u32 = 1 << 31;
+/// Bytes per record, as the byte after the event type states it.
+pub(crate) const DAT_RECORD_LEN: u8 = 8;
 /// DAT event type of CD events written by current Prophesee tools.
 const EVENT_CD: u8 = 12;
 

@@ -2,26 +2,13 @@
 
 use crate::aedat4::Aedat4Decoder;
 use crate::dat::DatDecoder;
-use crate::detect::Format;
 use crate::evt2::Evt2Decoder;
 use crate::evt3::Evt3Decoder;
 use crate::evt21::Evt21Decoder;
+use crate::format::Format;
 use crate::sink::EventSink;
+use crate::stats::DecodeStats;
 use crate::text::TextDecoder;
-
-/// Counts of what a decoder passed over; events and triggers go to the sink.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DecodeStats {
-    /// Words (records for DAT) consumed.
-    pub words: u64,
-    /// Words dropped because they came before the first time-high word (OpenEB's rule:
-    /// their time is unknown).
-    pub before_first_time: u64,
-    /// Words of a type the format does not define.
-    pub unknown: u64,
-    /// Bytes of a final, incomplete word: not an event.
-    pub trailing_bytes: usize,
-}
 
 /// A push decoder for any [`Format`]: feed it the event data (everything from
 /// [`crate::Detected::data_offset`] on) in slices of any size.
@@ -111,119 +98,18 @@ impl Decoder {
     }
 }
 
-/// Streams of `word_len`-byte words of every type, each type equally likely, with random
-/// payloads: for property tests of anything that walks words.
-#[cfg(test)]
-pub(crate) fn arbitrary_words(
-    word_len: usize,
-) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-    use proptest::prelude::*;
-    prop::collection::vec((0u8..16, any::<u64>()), 0..400).prop_map(move |words| {
-        let mut bytes = Vec::new();
-        for (kind, payload) in words {
-            let word = match word_len {
-                2 => (u64::from(kind) << 12 | (payload & 0xFFF)).to_le_bytes(),
-                4 => (u64::from(kind) << 28 | (payload & 0x0FFF_FFFF)).to_le_bytes(),
-                _ => payload.to_le_bytes(),
-            };
-            bytes.extend_from_slice(&word[..word_len]);
-        }
-        bytes
-    })
-}
-
-/// `bytes` cut at each of `splits` in turn (offsets into what is left, clamped): the
-/// pieces a test feeds one at a time, to show that where the input is cut does not matter.
-#[cfg(test)]
-pub(crate) fn pieces<'b>(bytes: &'b [u8], splits: &[usize]) -> Vec<&'b [u8]> {
-    let mut rest = bytes;
-    let mut pieces = Vec::with_capacity(splits.len() + 1);
-    for &split in splits {
-        let (piece, tail) = rest.split_at(split.min(rest.len()));
-        pieces.push(piece);
-        rest = tail;
-    }
-    pieces.push(rest);
-    pieces
-}
-
-/// Walks a stream of `word_len`-byte words fed in slices of any size: passes `whole` the
-/// word that the bytes held in `carry` and `bytes` complete, if any, then the whole words
-/// of `bytes`; keeps the incomplete tail in `carry`.
-pub(crate) fn whole_words(
-    carry: &mut Vec<u8>,
-    word_len: usize,
-    mut bytes: &[u8],
-    mut whole: impl FnMut(&[u8]),
-) {
-    if !carry.is_empty() {
-        let take = (word_len - carry.len()).min(bytes.len());
-        carry.extend_from_slice(&bytes[..take]);
-        bytes = &bytes[take..];
-        if carry.len() < word_len {
-            return;
-        }
-        whole(carry);
-        carry.clear();
-    }
-    let (words, tail) = bytes.split_at(bytes.len() / word_len * word_len);
-    if !words.is_empty() {
-        whole(words);
-    }
-    carry.extend_from_slice(tail);
-}
-
-/// The bytes of a word split across two `feed` calls.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Carry<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> Carry<N> {
-    /// Bytes held: a truncated word if the input ends here.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Takes the next bytes of a stream of `N`-byte words: returns the word the held bytes
-    /// begin, if `bytes` completes it, and the whole words that follow; keeps the
-    /// incomplete tail for the next call.
-    #[inline]
-    pub(crate) fn split<'b>(&mut self, mut bytes: &'b [u8]) -> (Option<[u8; N]>, &'b [[u8; N]]) {
-        let mut first = None;
-        if self.len > 0 {
-            let take = (N - self.len).min(bytes.len());
-            self.bytes[self.len..self.len + take].copy_from_slice(&bytes[..take]);
-            self.len += take;
-            bytes = &bytes[take..];
-            if self.len < N {
-                return (None, &[]);
-            }
-            self.len = 0;
-            first = Some(self.bytes);
-        }
-        let (whole, tail) = bytes.as_chunks::<N>();
-        self.bytes[..tail.len()].copy_from_slice(tail);
-        self.len = tail.len();
-        (first, whole)
-    }
-}
-
-impl<const N: usize> Default for Carry<N> {
-    fn default() -> Self {
-        Self { bytes: [0; N], len: 0 }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::dat::DatEncoder;
+    use crate::encoder::Encoder;
+    use crate::evt2::Evt2Encoder;
+    use crate::geometry::Geometry;
     use crate::sink::{ColumnSink, GeometryFilter, Slots, VecSink};
     use crate::synth::{Synth, SynthConfig};
-    use crate::{DatEncoder, Encoder, Evt2Encoder, Geometry};
+    use crate::testing::pieces;
 
     /// Streams of mostly event words, with time words, wraps and words of other types
     /// among them: what the fast loops take, and everything that makes them hand a block

@@ -6,77 +6,14 @@
 //! `geometry WxH` line, else the `system_ID` table, else a per-format default
 //! ([`GeometrySource::Default`]).
 
-use crate::aedat4::{Aedat4Layout, MAGIC as AEDAT4_MAGIC, detect_aedat4};
+use crate::aedat4::{MAGIC as AEDAT4_MAGIC, detect_aedat4};
+use crate::dat::DAT_RECORD_LEN;
 use crate::error::DetectError;
 use crate::evt21::WordOrder;
-use crate::header::HeaderLines;
-use crate::text::{Columns, detect_text};
-
-/// How many bytes of a file's head [`detect`] needs at most: headers longer than this are
-/// refused rather than read without bound.
-pub const MAX_HEADER_LEN: usize = 64 * 1024;
-
-/// The event formats evshm decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Format {
-    /// Prophesee DAT: 8-byte records, CD events.
-    Dat,
-    /// Prophesee EVT 2.0: 32-bit words.
-    Evt2,
-    /// Prophesee EVT 2.1: 64-bit vector words, in either half order.
-    Evt21(WordOrder),
-    /// Prophesee EVT 3.0: 16-bit words with vectorised x runs.
-    Evt3,
-    /// Text export: one `t x y p` event per line, in the given column order.
-    Text(Columns),
-    /// iniVation AEDAT 4.0: the polarity events of the first event stream.
-    Aedat4(Aedat4Layout),
-}
-
-impl Format {
-    /// The lowercase name used on the wire and in schema metadata: `dat`, `evt2`,
-    /// `evt21`, `evt3`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Dat => "dat",
-            Format::Evt2 => "evt2",
-            Format::Evt21(_) => "evt21",
-            Format::Evt3 => "evt3",
-            Format::Text(_) => "text",
-            Format::Aedat4(_) => "aedat4",
-        }
-    }
-
-    /// The geometry assumed when a file states none: the sensor most files of that format
-    /// come from (ATIS 304x240 for DAT as in N-CARS and Gen1, Gen3 640x480 for EVT2,
-    /// Gen4.1/IMX636 1280x720 for EVT2.1, EVT3 and text, DAVIS346 346x260 for AEDAT4).
-    pub fn default_geometry(self) -> Geometry {
-        match self {
-            Format::Dat => Geometry { width: 304, height: 240 },
-            Format::Evt2 => Geometry { width: 640, height: 480 },
-            Format::Evt21(_) | Format::Evt3 | Format::Text(_) => {
-                Geometry { width: 1280, height: 720 }
-            }
-            Format::Aedat4(_) => Geometry { width: 346, height: 260 },
-        }
-    }
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Sensor size in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Geometry {
-    /// Columns.
-    pub width: u32,
-    /// Rows.
-    pub height: u32,
-}
+use crate::format::Format;
+use crate::geometry::Geometry;
+use crate::header::{HeaderLines, MAX_HEADER_LEN};
+use crate::text::detect_text;
 
 /// Where a recording's [`Geometry`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,16 +83,16 @@ impl Detected {
 pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectError> {
     let head = &head[..head.len().min(MAX_HEADER_LEN)];
     if head.starts_with(AEDAT4_MAGIC) {
-        let found = detect_aedat4(head)?;
-        let format = Format::Aedat4(found.layout);
-        let (geometry, geometry_source) = match found.geometry {
+        let aedat4 = detect_aedat4(head)?;
+        let format = Format::Aedat4(aedat4.layout);
+        let (geometry, geometry_source) = match aedat4.geometry {
             Some(geometry) => (geometry, GeometrySource::Header),
             None => (format.default_geometry(), GeometrySource::Default),
         };
         let header = HeaderLines::default();
         return Ok(Detected {
             format,
-            data_offset: found.data_offset,
+            data_offset: aedat4.data_offset,
             geometry,
             geometry_source,
             header,
@@ -166,15 +103,15 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
         return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
     }
     if header.is_empty() {
-        if let Some(layout) = detect_text(head) {
-            let format = Format::Text(layout.columns);
-            let (geometry, geometry_source) = match layout.geometry {
+        if let Some(text) = detect_text(head) {
+            let format = Format::Text(text.columns);
+            let (geometry, geometry_source) = match text.geometry {
                 Some(geometry) => (geometry, GeometrySource::Header),
                 None => (format.default_geometry(), GeometrySource::Default),
             };
             return Ok(Detected {
                 format,
-                data_offset: layout.header_len,
+                data_offset: text.data_offset,
                 geometry,
                 geometry_source,
                 header,
@@ -315,8 +252,6 @@ fn system_id(value: &str) -> Option<Sensor> {
 const DAT_CD_TYPES: [u8; 2] = [0, 12];
 /// DAT event type of external-trigger files.
 const DAT_TRIGGER_TYPE: u8 = 14;
-/// Bytes per DAT record.
-pub(crate) const DAT_RECORD_LEN: u8 = 8;
 
 fn dat(head: &[u8], header: HeaderLines) -> Result<Detected, DetectError> {
     let unrecognized = |reason: String| Err(DetectError::Unrecognized { reason });

@@ -1,6 +1,6 @@
 //! What the encoders share: their error type and input checks.
 
-use crate::detect::Geometry;
+use crate::geometry::Geometry;
 use crate::sink::Event;
 
 /// Why an event stream could not be written in a format.
@@ -74,68 +74,4 @@ pub(crate) fn check_coordinates(
         return Err(EncodeError::BadPolarity { p: event.p });
     }
     Ok(())
-}
-
-/// An encoder for any format evshm writes, chosen at run time.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Encoder<W: std::io::Write> {
-    /// DAT.
-    Dat(crate::DatEncoder<W>),
-    /// EVT 2.0.
-    Evt2(crate::Evt2Encoder<W>),
-    /// EVT 2.1.
-    Evt21(crate::Evt21Encoder<W>),
-    /// EVT 3.0.
-    Evt3(crate::Evt3Encoder<W>),
-    /// Text (always written `t,x,y,p` with a geometry header).
-    Text(crate::TextEncoder<W>),
-}
-
-impl<W: std::io::Write> Encoder<W> {
-    /// Writes the header of `format` and returns an encoder for the events.
-    pub fn new(format: crate::Format, out: W, geometry: Geometry) -> Result<Self, EncodeError> {
-        use crate::Format;
-        Ok(match format {
-            Format::Dat => Encoder::Dat(crate::DatEncoder::new(out, geometry)?),
-            Format::Evt2 => Encoder::Evt2(crate::Evt2Encoder::new(out, geometry)?),
-            Format::Evt21(order) => Encoder::Evt21(crate::Evt21Encoder::new(out, geometry, order)?),
-            Format::Evt3 => Encoder::Evt3(crate::Evt3Encoder::new(out, geometry)?),
-            Format::Text(_) => Encoder::Text(crate::TextEncoder::new(out, geometry)?),
-            Format::Aedat4(_) => return Err(EncodeError::Unsupported { format: format.name() }),
-        })
-    }
-
-    /// Adds one event.
-    pub fn push(&mut self, event: &Event) -> Result<(), EncodeError> {
-        match self {
-            Encoder::Dat(e) => e.push(event),
-            Encoder::Evt2(e) => e.push(event),
-            Encoder::Evt21(e) => e.push(event),
-            Encoder::Evt3(e) => e.push(event),
-            Encoder::Text(e) => e.push(event),
-        }
-    }
-
-    /// Adds one external trigger; `false` if the format has no place for triggers (DAT
-    /// CD files, text), which then drop it.
-    pub fn push_trigger(&mut self, trigger: &crate::Trigger) -> Result<bool, EncodeError> {
-        match self {
-            Encoder::Evt2(e) => e.push_trigger(trigger).map(|()| true),
-            Encoder::Evt21(e) => e.push_trigger(trigger).map(|()| true),
-            Encoder::Evt3(e) => e.push_trigger(trigger).map(|()| true),
-            Encoder::Dat(_) | Encoder::Text(_) => Ok(false),
-        }
-    }
-
-    /// Writes what is pending and returns the writer.
-    pub fn finish(self) -> Result<W, EncodeError> {
-        match self {
-            Encoder::Dat(e) => e.finish(),
-            Encoder::Evt2(e) => e.finish(),
-            Encoder::Evt21(e) => e.finish(),
-            Encoder::Evt3(e) => e.finish(),
-            Encoder::Text(e) => e.finish(),
-        }
-    }
 }

@@ -7,11 +7,12 @@
 
 use std::io::Write;
 
+use crate::carry::Carry;
 use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
-use crate::decoder::{Carry, DecodeStats};
-use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
+use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink, Slots, Trigger};
+use crate::stats::DecodeStats;
 
 const CD_OFF: u32 = 0x0;
 const CD_ON: u32 = 0x1;
@@ -126,8 +127,9 @@ fn fast_block<S: EventSink>(clock: &Clock34, block: &[[u8; 4]], sink: &mut S) ->
     taken
 }
 
-/// Counts the CD words (types 0 and 1) and trigger words among whole EVT2 words.
-pub(crate) fn count_cd_words(bytes: &[u8]) -> (u64, u64) {
+/// Counts the events (CD words, types 0 and 1) and triggers of whole EVT2 words, for a
+/// decoder past its first TIME_HIGH.
+fn count_events(bytes: &[u8]) -> (u64, u64) {
     let words = bytes.as_chunks::<4>().0;
     let events = words.iter().map(|&w| u64::from(u32::from_le_bytes(w) >> 29 == 0)).sum();
     let kind = |&w: &[u8; 4]| u32::from_le_bytes(w) >> 28;
@@ -151,7 +153,7 @@ pub(crate) fn index_words(clock: &mut Clock34, bytes: &[u8], bound: &mut i64) ->
             }
         }
     }
-    count_cd_words(bytes)
+    count_events(bytes)
 }
 
 /// Writes EVT 2.0 files: a `% format EVT2;...` header, then one word per event and a

@@ -10,11 +10,12 @@
 
 use std::io::Write;
 
+use crate::carry::Carry;
 use crate::clock34::{Clock34, HighSteps, TIME_HIGH_MASK};
-use crate::decoder::{Carry, DecodeStats};
-use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
+use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink, Trigger};
+use crate::stats::DecodeStats;
 
 const EVT_NEG: u64 = 0x0;
 const EVT_POS: u64 = 0x1;
@@ -136,7 +137,7 @@ impl Evt21Decoder {
 
 /// Counts the events and triggers of whole EVT 2.1 words, for a decoder past its first
 /// TIME_HIGH.
-pub(crate) fn count_events(bytes: &[u8], order: WordOrder) -> (u64, u64) {
+fn count_events(bytes: &[u8], order: WordOrder) -> (u64, u64) {
     let (mut events, mut triggers) = (0, 0);
     for &w in bytes.as_chunks::<8>().0 {
         let word = order.word(w);

@@ -10,10 +10,11 @@
 
 use std::io::Write;
 
-use crate::decoder::{Carry, DecodeStats};
-use crate::detect::Geometry;
+use crate::carry::Carry;
 use crate::encode::{EncodeError, check_coordinates};
+use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink, Trigger};
+use crate::stats::DecodeStats;
 
 const ADDR_Y: u16 = 0x0;
 const ADDR_X: u16 = 0x2;
@@ -78,16 +79,6 @@ impl Evt3Decoder {
             unknown: self.state.unknown,
             trailing_bytes,
         }
-    }
-
-    /// Whether a row address has been seen since the first TIME_HIGH.
-    pub(crate) fn row_known(&self) -> bool {
-        self.state.row_known
-    }
-
-    /// Whether a VECT_BASE_X has been seen since the first TIME_HIGH.
-    pub(crate) fn vector_base_known(&self) -> bool {
-        self.state.base_known
     }
 
     /// The decoder's state at a word boundary, with fresh counts.
@@ -166,20 +157,17 @@ impl State {
 }
 
 /// Counts the events and triggers in whole EVT3 words, for a decoder past its first
-/// TIME_HIGH and ADDR_Y (so every ADDR_X is an event); vectors count once `vector_base`
-/// is set.
-pub(crate) fn count_events(bytes: &[u8], vector_base: &mut bool) -> (u64, u64) {
+/// TIME_HIGH and ADDR_Y (so every ADDR_X is an event); vectors count once a VECT_BASE_X
+/// is known (`base_known`, or one among these words).
+fn count_events(bytes: &[u8], base_known: bool) -> (u64, u64) {
     let (mut count, mut triggers) = (0u64, 0u64);
     let mut words = bytes.as_chunks::<2>().0.iter();
-    if !*vector_base {
+    if !base_known {
         for &word in words.by_ref() {
             match u16::from_le_bytes(word) >> 12 {
                 ADDR_X => count += 1,
                 EXT_TRIGGER => triggers += 1,
-                VECT_BASE_X => {
-                    *vector_base = true;
-                    break;
-                }
+                VECT_BASE_X => break,
                 _ => {}
             }
         }
@@ -215,8 +203,8 @@ fn count_words(words: &[[u8; 2]]) -> (u32, u32) {
 /// of these words can have.
 pub(crate) fn index_words(state: &mut State, bytes: &[u8], bound: &mut i64) -> (u64, u64) {
     let words = bytes.as_chunks::<2>().0;
-    // The backward scan below finds the VECT_BASE_X that `count_events` would note.
-    let counts = count_events(bytes, &mut { state.base_known });
+    // The backward scan below finds the VECT_BASE_X that `count_events` looks for.
+    let counts = count_events(bytes, state.base_known);
     let mut last_change = None;
     for (g, group) in words.chunks(32).enumerate() {
         // Branch-free test of a whole group first: most groups hold no TIME_HIGH.

@@ -1,4 +1,9 @@
-//! The `% key value` text header that opens Prophesee RAW and DAT files.
+//! The `% key value` text header that opens Prophesee RAW and DAT files, and the bound on
+//! the header of any format.
+
+/// How many bytes of a file's head [`crate::detect`] needs at most: headers longer than
+/// this (a `% ` header, an AEDAT 4.0 header) are refused rather than read without bound.
+pub const MAX_HEADER_LEN: usize = 64 * 1024;
 
 /// The lines of a `% ` header, without the `% ` prefix and line ending.
 ///

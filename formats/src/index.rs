@@ -5,17 +5,22 @@
 //! as chunks decoded on their own. Starting a decoder mid-file needs the state the
 //! stream has there (EVT3: time high, clock loops, time low, row, vector base; EVT2 and
 //! EVT2.1: time high and loops; DAT: last time and wraps). The [`Indexer`] keeps that
-//! state at 64 KiB steps without running the per-word state machine: counts come from the
-//! branch-free counting loops, time words (rare) are applied in order, and the rest of
-//! the state is read off the last words of each kind (see `evt3::index_words`). Until
-//! the state no longer depends on the beginning of the stream (before the first time word
-//! and, for EVT3, the first row) it decodes, as the [`crate::Counter`] does.
+//! state at 64 KiB steps without running the per-word state machine: each format's
+//! `index_words` (`index_records` for DAT) counts with branch-free loops, applies the
+//! time words (rare) in order, and reads the rest of the state off the last words of each
+//! kind (see `evt3::index_words`). Until the state no longer depends on the beginning of
+//! the stream (before the first time word and, for EVT3, the first row) it decodes.
+//!
+//! The index is also how a stream's events are counted: a caller that wants only the
+//! counts asks for one chunk ([`ChunkLimits::events`] of `u64::MAX`) and reads its
+//! [`Chunk::events`] and [`Chunk::triggers`].
 //!
 //! AEDAT4 and text files are one chunk: compressed packets and lines of varying length
 //! cannot be entered mid-file.
 
+use crate::carry::Carry;
 use crate::decoder::Decoder;
-use crate::detect::Format;
+use crate::format::Format;
 use crate::sink::{EventSink, Trigger};
 
 /// When a chunk is full, and where it may end.
@@ -73,12 +78,13 @@ pub struct Indexer {
     limits: ChunkLimits,
     /// The stream's state at `pos`.
     decoder: Decoder,
-    /// Whether the state is kept by summaries (see the module docs) rather than decoding.
-    fast: bool,
+    /// Whether the state is still kept by running the decoder, rather than by the format's
+    /// `index_words` (see the module docs).
+    decoding: bool,
     /// Bytes per word; `None` for formats read as one chunk.
     word_len: Option<usize>,
     /// A word split across `feed` calls.
-    carry: Vec<u8>,
+    carry: Carry<8>,
     /// Bytes of whole words consumed.
     pos: u64,
     chunks: Vec<Chunk>,
@@ -113,14 +119,15 @@ impl Indexer {
             time_bound: i64::MIN,
             decoder: decoder.clone(),
         };
-        let fast = matches!(format, Format::Dat);
+        // A DAT record holds its whole time: no state comes from the start of the stream.
+        let decoding = !matches!(format, Format::Dat);
         let chunks = Vec::new();
         Self {
             limits,
             decoder,
-            fast,
+            decoding,
             word_len,
-            carry: Vec::new(),
+            carry: Carry::default(),
             pos: 0,
             chunks,
             current,
@@ -131,16 +138,17 @@ impl Indexer {
     /// Indexes `bytes`, the continuation of what was fed before.
     pub fn feed(&mut self, bytes: &[u8]) {
         let Some(word_len) = self.word_len else {
-            self.slow(bytes);
+            self.decode(bytes);
             return;
         };
-        let mut carry = std::mem::take(&mut self.carry);
-        crate::decoder::whole_words(&mut carry, word_len, bytes, |mut words| {
+        // A copy, so that the closure may borrow `self`.
+        let mut carry = self.carry;
+        carry.whole_words(word_len, bytes, |mut words| {
             // Pieces that end at steps, where a chunk may end.
             while !words.is_empty() {
                 let to_step = (self.limits.step - self.pos % self.limits.step) as usize;
                 let (piece, rest) = words.split_at(to_step.min(words.len()));
-                self.words(piece);
+                self.step_words(piece);
                 words = rest;
             }
         });
@@ -176,17 +184,18 @@ impl Indexer {
     }
 
     /// Takes whole words that do not cross a step.
-    fn words(&mut self, words: &[u8]) {
-        if self.fast {
-            self.summarise(words);
+    fn step_words(&mut self, words: &[u8]) {
+        if self.decoding {
+            self.decode(words);
         } else {
-            self.slow(words);
+            self.index_words(words);
         }
         if self.word_len.is_some() && self.pos.is_multiple_of(self.limits.step) {
-            if !self.fast && self.stateless() {
-                // Summaries raise the bound at time words only: start from the current
-                // time. Switching at steps only keeps the chunks independent of the split.
-                self.fast = true;
+            if self.decoding && self.independent_of_start() {
+                // `index_words` raises the bound at time words only: start from the
+                // current time. Switching at steps only keeps the chunks independent of
+                // the split.
+                self.decoding = false;
                 self.raise_bound(self.decoder.time_bound().unwrap_or(i64::MIN));
             }
             // Looked at only at steps, so that the chunks do not depend on the split.
@@ -200,7 +209,7 @@ impl Indexer {
     }
 
     /// Decodes into a sink that only counts and bounds time.
-    fn slow(&mut self, bytes: &[u8]) {
+    fn decode(&mut self, bytes: &[u8]) {
         let mut sink = BoundSink::default();
         self.decoder.feed(bytes, &mut sink);
         self.pos += bytes.len() as u64;
@@ -214,8 +223,8 @@ impl Indexer {
     }
 
     /// Whether the state from here on no longer depends on what came before the first
-    /// time word (and, for EVT3, the first row): then summaries keep it exactly.
-    fn stateless(&self) -> bool {
+    /// time word (and, for EVT3, the first row): then `index_words` keeps it exactly.
+    fn independent_of_start(&self) -> bool {
         match &self.decoder {
             Decoder::Dat(_) => true,
             Decoder::Evt2(d) => d.time_known(),
@@ -225,7 +234,8 @@ impl Indexer {
         }
     }
 
-    fn summarise(&mut self, words: &[u8]) {
+    /// Counts whole words and advances the state over them without decoding.
+    fn index_words(&mut self, words: &[u8]) {
         // The current time is in the bound already: raised when it was reached.
         let mut bound = i64::MIN;
         let (events, triggers) = match &mut self.decoder {
@@ -236,7 +246,7 @@ impl Indexer {
                 crate::evt21::index_words(&mut d.clock, order, words, &mut bound)
             }
             Decoder::Evt3(d) => crate::evt3::index_words(&mut d.state, words, &mut bound),
-            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("never summarised"),
+            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("always decoded"),
         };
         self.pos += words.len() as u64;
         self.current.events += events;
@@ -305,9 +315,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::decoder::{arbitrary_words, pieces};
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
+    use crate::testing::{arbitrary_words, pieces};
 
     /// The chunks of `bytes` fed in pieces cut at `splits`, taking the completed ones after
     /// each piece.

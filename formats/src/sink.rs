@@ -1,5 +1,7 @@
 //! Where decoded events go.
 
+use crate::geometry::Geometry;
+
 /// One change-detection ("CD") event: a pixel saw its brightness go up (`p = 1`) or down
 /// (`p = 0`) at time `t`, in microseconds of sensor time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -138,7 +140,7 @@ pub struct GeometryFilter<S> {
 
 impl<S> GeometryFilter<S> {
     /// A filter for a sensor of the given size (or none) in front of `inner`.
-    pub fn new(inner: S, geometry: Option<crate::Geometry>) -> Self {
+    pub fn new(inner: S, geometry: Option<Geometry>) -> Self {
         let (width, height) = geometry.map_or((u32::MAX, u32::MAX), |g| (g.width, g.height));
         Self { inner, width, height, dropped: 0 }
     }
@@ -170,8 +172,8 @@ impl<S: EventSink> EventSink for GeometryFilter<S> {
     }
 }
 
-/// Counts CD events and triggers without storing them: what a counting pass decodes
-/// into until its fast loops can take over.
+/// Counts CD events and triggers without storing them: for checking what a decode yields,
+/// or timing a decoder without the cost of storing events.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CountingSink {
     /// CD events seen.

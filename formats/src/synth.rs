@@ -3,7 +3,7 @@
 //! timestamp (what EVT3 vectors compress), both polarities, and an event rate that swells
 //! and ebbs once a second. Deterministic for a given seed.
 
-use crate::detect::Geometry;
+use crate::geometry::Geometry;
 use crate::sink::Event;
 
 /// What to generate.

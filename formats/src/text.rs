@@ -10,10 +10,10 @@
 
 use std::io::Write;
 
-use crate::decoder::DecodeStats;
-use crate::detect::Geometry;
 use crate::encode::{EncodeError, check_coordinates};
+use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink};
+use crate::stats::DecodeStats;
 
 /// Longest line the decoder reads; longer ones are malformed (and cannot make it buffer
 /// without bound).
@@ -37,17 +37,18 @@ impl Columns {
     pub const XYTP: Columns = Columns { t: 2, x: 0, y: 1, p: 3 };
 }
 
-/// What detection learned of a text file.
+/// What the head of a text export tells: the column order, where the events start, the
+/// sensor size if the header line states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct TextLayout {
+pub(crate) struct TextHead {
     pub(crate) columns: Columns,
-    /// Bytes of the header line, if any.
-    pub(crate) header_len: usize,
+    /// Bytes up to the first event line: the header line, if any, and what precedes it.
+    pub(crate) data_offset: usize,
     pub(crate) geometry: Option<Geometry>,
 }
 
 /// Recognises a text export from the head of a file: `None` if it is not one.
-pub(crate) fn detect_text(head: &[u8]) -> Option<TextLayout> {
+pub(crate) fn detect_text(head: &[u8]) -> Option<TextHead> {
     let text = std::str::from_utf8(head).ok().or_else(|| {
         // The head may end inside a multi-byte character; anything else is binary.
         let valid = std::str::from_utf8(head).err()?.valid_up_to();
@@ -62,7 +63,7 @@ pub(crate) fn detect_text(head: &[u8]) -> Option<TextLayout> {
         offset += l.len();
         !skipped(l.as_bytes())
     })?;
-    let (columns, geometry, header_len) = if first.bytes().any(|b| b.is_ascii_alphabetic()) {
+    let (columns, geometry, data_offset) = if first.bytes().any(|b| b.is_ascii_alphabetic()) {
         let (columns, geometry) = parse_header(first)?;
         (Some(columns), geometry, offset)
     } else {
@@ -74,14 +75,14 @@ pub(crate) fn detect_text(head: &[u8]) -> Option<TextLayout> {
     let sample: Vec<[f64; 4]> = candidates.iter().filter_map(|l| numbers(l.as_bytes())).collect();
     // Most lines must be events: a stray malformed line is tolerated, prose is not.
     let mostly_events = sample.len() * 2 > candidates.len();
-    if !(mostly_events || candidates.is_empty() && header_len > 0) {
+    if !(mostly_events || candidates.is_empty() && data_offset > 0) {
         return None;
     }
     let columns = columns.unwrap_or_else(|| {
         let rising = |i: usize| sample.windows(2).all(|w| w[0][i] <= w[1][i]);
         if !rising(0) && rising(2) { Columns::XYTP } else { Columns::TXYP }
     });
-    Some(TextLayout { columns, header_len, geometry })
+    Some(TextHead { columns, data_offset, geometry })
 }
 
 fn skipped(line: &[u8]) -> bool {
@@ -274,13 +275,13 @@ mod tests {
     use super::*;
     use crate::sink::VecSink;
 
-    fn decode(text: &str) -> (Vec<Event>, DecodeStats, TextLayout) {
-        let layout = detect_text(text.as_bytes()).expect("a text export");
-        let mut decoder = TextDecoder::new(layout.columns);
+    fn decode(text: &str) -> (Vec<Event>, DecodeStats, TextHead) {
+        let head = detect_text(text.as_bytes()).expect("a text export");
+        let mut decoder = TextDecoder::new(head.columns);
         let mut sink = VecSink::default();
-        decoder.feed(&text.as_bytes()[layout.header_len..], &mut sink);
+        decoder.feed(&text.as_bytes()[head.data_offset..], &mut sink);
         decoder.finish(&mut sink);
-        (sink.events, decoder.stats(), layout)
+        (sink.events, decoder.stats(), head)
     }
 
     fn ev(t: i64, x: u16, y: u16, p: u8) -> Event {
@@ -289,16 +290,16 @@ mod tests {
 
     #[test]
     fn header_gives_order_and_geometry() {
-        let (events, _, layout) = decode("x@320,y@240,on,t\n3,4,1,100\n5,6,0,101");
+        let (events, _, head) = decode("x@320,y@240,on,t\n3,4,1,100\n5,6,0,101");
         assert_eq!(events, [ev(100, 3, 4, 1), ev(101, 5, 6, 0)]);
-        assert_eq!(layout.geometry, Some(Geometry { width: 320, height: 240 }));
+        assert_eq!(head.geometry, Some(Geometry { width: 320, height: 240 }));
     }
 
     #[test]
     fn seconds_and_spaces_without_header() {
-        let (events, _, layout) = decode("# comment\n0.000001 10 20 1\n\n1.5 11 21 -1\n");
+        let (events, _, head) = decode("# comment\n0.000001 10 20 1\n\n1.5 11 21 -1\n");
         assert_eq!(events, [ev(1, 10, 20, 1), ev(1_500_000, 11, 21, 0)]);
-        assert_eq!((layout.columns, layout.geometry), (Columns::TXYP, None));
+        assert_eq!((head.columns, head.geometry), (Columns::TXYP, None));
     }
 
     #[test]
@@ -318,9 +319,9 @@ mod tests {
 
     #[test]
     fn header_after_comments() {
-        let (events, _, layout) = decode("# t,x,y,p\n# more\nx,y,t,p\n1,2,3,0\n");
+        let (events, _, head) = decode("# t,x,y,p\n# more\nx,y,t,p\n1,2,3,0\n");
         assert_eq!(events, [ev(3, 1, 2, 0)]);
-        assert_eq!(layout.header_len, 25);
+        assert_eq!(head.data_offset, 25);
     }
 
     #[test]
@@ -338,12 +339,12 @@ mod tests {
         let mut encoder = TextEncoder::new(Vec::new(), geometry).unwrap();
         events.iter().for_each(|e| encoder.push(e).unwrap());
         let file = encoder.finish().unwrap();
-        let layout = detect_text(&file).unwrap();
-        assert_eq!(layout.geometry, Some(geometry));
+        let head = detect_text(&file).unwrap();
+        assert_eq!(head.geometry, Some(geometry));
         for chunk in [1, 2, 7, 1000] {
-            let mut decoder = TextDecoder::new(layout.columns);
+            let mut decoder = TextDecoder::new(head.columns);
             let mut sink = VecSink::default();
-            file[layout.header_len..].chunks(chunk).for_each(|c| decoder.feed(c, &mut sink));
+            file[head.data_offset..].chunks(chunk).for_each(|c| decoder.feed(c, &mut sink));
             decoder.finish(&mut sink);
             assert_eq!(sink.events, events);
         }

@@ -7,7 +7,9 @@ mod real;
 
 use std::path::PathBuf;
 
-use evshm_formats::{Counter, Decoder, Format, Geometry, GeometrySource, VecSink, detect};
+use evshm_formats::{
+    ChunkLimits, Decoder, Format, Geometry, GeometrySource, Indexer, VecSink, detect,
+};
 use real::{Row, read_ipc_file, rows};
 
 fn fixture(name: &str) -> PathBuf {
@@ -24,11 +26,11 @@ fn decode(name: &str, chunk: usize) -> (Vec<Row>, Geometry, evshm_formats::Decod
     let mut sink = VecSink::default();
     data.chunks(chunk).for_each(|piece| decoder.feed(piece, &mut sink));
     decoder.finish(&mut sink);
-    let mut counter = Counter::new(detected.format);
-    data.chunks(chunk + 1).for_each(|piece| counter.feed(piece));
-    counter.finish();
+    let mut indexer = Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
+    data.chunks(chunk + 1).for_each(|piece| indexer.feed(piece));
+    let counted = indexer.finish().iter().map(|c| c.events).sum();
     let got = sink.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
-    (got, detected.geometry, decoder.stats(), counter.events())
+    (got, detected.geometry, decoder.stats(), counted)
 }
 
 #[test]

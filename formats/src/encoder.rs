@@ -1,0 +1,77 @@
+//! One encoder type over every format evshm writes, for callers that pick the format at
+//! run time.
+
+use std::io::Write;
+
+use crate::dat::DatEncoder;
+use crate::encode::EncodeError;
+use crate::evt2::Evt2Encoder;
+use crate::evt3::Evt3Encoder;
+use crate::evt21::Evt21Encoder;
+use crate::format::Format;
+use crate::geometry::Geometry;
+use crate::sink::{Event, Trigger};
+use crate::text::TextEncoder;
+
+/// An encoder for any format evshm writes, chosen at run time.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Encoder<W: Write> {
+    /// DAT.
+    Dat(DatEncoder<W>),
+    /// EVT 2.0.
+    Evt2(Evt2Encoder<W>),
+    /// EVT 2.1.
+    Evt21(Evt21Encoder<W>),
+    /// EVT 3.0.
+    Evt3(Evt3Encoder<W>),
+    /// Text (always written `t,x,y,p` with a geometry header).
+    Text(TextEncoder<W>),
+}
+
+impl<W: Write> Encoder<W> {
+    /// Writes the header of `format` and returns an encoder for the events.
+    pub fn new(format: Format, out: W, geometry: Geometry) -> Result<Self, EncodeError> {
+        Ok(match format {
+            Format::Dat => Encoder::Dat(DatEncoder::new(out, geometry)?),
+            Format::Evt2 => Encoder::Evt2(Evt2Encoder::new(out, geometry)?),
+            Format::Evt21(order) => Encoder::Evt21(Evt21Encoder::new(out, geometry, order)?),
+            Format::Evt3 => Encoder::Evt3(Evt3Encoder::new(out, geometry)?),
+            Format::Text(_) => Encoder::Text(TextEncoder::new(out, geometry)?),
+            Format::Aedat4(_) => return Err(EncodeError::Unsupported { format: format.name() }),
+        })
+    }
+
+    /// Adds one event.
+    pub fn push(&mut self, event: &Event) -> Result<(), EncodeError> {
+        match self {
+            Encoder::Dat(e) => e.push(event),
+            Encoder::Evt2(e) => e.push(event),
+            Encoder::Evt21(e) => e.push(event),
+            Encoder::Evt3(e) => e.push(event),
+            Encoder::Text(e) => e.push(event),
+        }
+    }
+
+    /// Adds one external trigger; `false` if the format has no place for triggers (DAT
+    /// CD files, text), which then drop it.
+    pub fn push_trigger(&mut self, trigger: &Trigger) -> Result<bool, EncodeError> {
+        match self {
+            Encoder::Evt2(e) => e.push_trigger(trigger).map(|()| true),
+            Encoder::Evt21(e) => e.push_trigger(trigger).map(|()| true),
+            Encoder::Evt3(e) => e.push_trigger(trigger).map(|()| true),
+            Encoder::Dat(_) | Encoder::Text(_) => Ok(false),
+        }
+    }
+
+    /// Writes what is pending and returns the writer.
+    pub fn finish(self) -> Result<W, EncodeError> {
+        match self {
+            Encoder::Dat(e) => e.finish(),
+            Encoder::Evt2(e) => e.finish(),
+            Encoder::Evt21(e) => e.finish(),
+            Encoder::Evt3(e) => e.finish(),
+            Encoder::Text(e) => e.finish(),
+        }
+    }
+}
