@@ -91,7 +91,7 @@ pub struct Cache {
 
 #[derive(Debug)]
 enum Entry {
-    Decoding(Arc<Slot>),
+    Decoding(Arc<PendingDecode>),
     Ready(Arc<Resident>),
 }
 
@@ -100,12 +100,12 @@ pub type DecodeResult = Result<Arc<Resident>, Arc<IngestError>>;
 
 /// Where waiters find the result of a decode in progress.
 #[derive(Debug, Default)]
-struct Slot {
+struct PendingDecode {
     result: Mutex<Option<DecodeResult>>,
     done: Condvar,
 }
 
-impl Slot {
+impl PendingDecode {
     fn wait(&self) -> DecodeResult {
         let mut result = self.result.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -144,7 +144,7 @@ impl Cache {
                 }
                 // Absent, or an older generation: leases keep that one alive until released.
                 _ => {
-                    let slot = Arc::new(Slot::default());
+                    let slot = Arc::new(PendingDecode::default());
                     entries.insert(key.clone(), Entry::Decoding(Arc::clone(&slot)));
                     break slot;
                 }
@@ -258,7 +258,7 @@ impl Cache {
 struct Pending<'c> {
     cache: &'c Cache,
     key: &'c Key,
-    slot: Arc<Slot>,
+    slot: Arc<PendingDecode>,
     finished: bool,
 }
 

@@ -130,18 +130,18 @@ impl RecordingIndex {
 /// The indexes of the recordings opened so far, one per file, replaced when the file
 /// changes.
 #[derive(Debug, Default)]
-pub struct RecordingIndexes {
-    entries: Mutex<HashMap<PathBuf, Arc<IndexSlot>>>,
+pub struct IndexCache {
+    entries: Mutex<HashMap<PathBuf, Arc<IndexEntry>>>,
 }
 
 /// One file's index, built by the first request that needs it while the others wait.
 #[derive(Debug)]
-struct IndexSlot {
+struct IndexEntry {
     identity: FileIdentity,
     index: Mutex<Option<Arc<RecordingIndex>>>,
 }
 
-impl RecordingIndexes {
+impl IndexCache {
     /// The index of `file` at version `identity`, built with `build` unless another
     /// request built it already (or is building it: then this one waits). A failed build
     /// is not kept: the next request tries again.
@@ -156,7 +156,7 @@ impl RecordingIndexes {
             match entries.get(file) {
                 Some(slot) if slot.identity == identity => Arc::clone(slot),
                 _ => {
-                    let slot = Arc::new(IndexSlot { identity, index: Mutex::new(None) });
+                    let slot = Arc::new(IndexEntry { identity, index: Mutex::new(None) });
                     entries.insert(file.to_owned(), Arc::clone(&slot));
                     slot
                 }
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn built_once_per_version_and_failures_are_retried() {
-        let indexes = RecordingIndexes::default();
+        let indexes = IndexCache::default();
         let file = Path::new("/recordings/a.raw");
         let (v1, v2) = (identity(1), identity(2));
         let mut builds = 0;

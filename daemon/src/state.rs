@@ -10,7 +10,7 @@ use evshm_formats::ChunkLimits;
 use crate::access::AccessPolicy;
 use crate::budget::Budget;
 use crate::cache::Cache;
-use crate::recording::RecordingIndexes;
+use crate::recording::IndexCache;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
 use crate::stats::{Clients, Stats};
@@ -23,7 +23,7 @@ pub struct Daemon {
     /// Where segments are created.
     pub shm: Arc<ShmDir>,
     /// The chunk indexes of the recordings opened so far.
-    pub indexes: RecordingIndexes,
+    pub indexes: IndexCache,
     /// The resident chunks.
     pub cache: Cache,
     /// How many bytes of segments may exist.
@@ -68,7 +68,7 @@ impl Daemon {
         Arc::new(Daemon {
             roots,
             shm,
-            indexes: RecordingIndexes::default(),
+            indexes: IndexCache::default(),
             cache: Cache::default(),
             budget,
             access,
