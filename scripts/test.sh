@@ -15,6 +15,23 @@ echo "== cargo test"
 cargo build --workspace --quiet
 EVSHM_PYTHON="$PY" cargo test --workspace
 
+echo "== ruff / mypy"
+# Both configured in python_client/pyproject.toml: ruff on the client and every Python test
+# file; mypy strict on the evshm package, then on each test suite (separately: both have a
+# conftest), where test functions need not be annotated and evshm is not re-reported. The
+# mypy caches live beside the virtualenv (outside the checkout, kept between CI runs).
+export RUFF_CACHE_DIR="$PWD/target/ruff-cache"
+"$PY" -m ruff check --config python_client/pyproject.toml \
+    python_client tests/python tests/support/py_reader.py
+mypy_tests=(--allow-untyped-defs --allow-incomplete-defs --allow-untyped-calls
+            --allow-any-generics --no-warn-return-any --follow-imports=silent)
+(cd python_client && MYPY_CACHE_DIR="$venv.mypy/package" "$PY" -m mypy)
+(cd python_client && MYPYPATH=src:tests MYPY_CACHE_DIR="$venv.mypy/client-tests" \
+    "$PY" -m mypy "${mypy_tests[@]}" tests)
+(cd tests/python && MYPYPATH=../../python_client/src:. MYPY_CACHE_DIR="$venv.mypy/tests-python" \
+    "$PY" -m mypy --config-file ../../python_client/pyproject.toml "${mypy_tests[@]}" \
+    . ../support/py_reader.py)
+
 echo "== pytest"
 # -rs lists every skipped test with its reason. With CI set, the conftests fail the run
 # when an optional dependency (numpy, polars, torch) is missing instead of skipping its tests.

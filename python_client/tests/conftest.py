@@ -5,12 +5,14 @@ from __future__ import annotations
 import gc
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from fakes import FakeDaemon  # first: it puts src/ on the path
+
+# isort: split
 from evshm import _client
 
 #: The optional dependencies whose tests skip without them, except in CI (``$CI`` set, not

@@ -17,7 +17,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,7 @@ import pyarrow.ipc
 # runs from elsewhere (e.g. the repository root).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import evshm  # noqa: E402
+import evshm
 
 #: Schema metadata of the fake recordings, as the daemon writes it.
 METADATA = {"evshm.format": "evt3", "evshm.geometry": "header", "evshm.height": "480",
@@ -47,8 +47,9 @@ def events_table(rows: int = 1000) -> pa.Table:
 
 def with_daemon_schema(table: pa.Table) -> pa.Table:
     """``table`` with non-nullable fields and :data:`METADATA`, as evshmd declares them."""
+    metadata: dict[bytes | str, bytes | str] = {k: v for k, v in METADATA.items()}
     schema = pa.schema([field.with_nullable(False) for field in table.schema],
-                       metadata=METADATA)
+                       metadata=metadata)
     return table.cast(schema)
 
 
@@ -72,10 +73,10 @@ class FakeChunk:
     path: str
     size: int
     rows: int
-    memfd: Optional[int] = None  # sealed mode: the daemon's own descriptor
+    memfd: int | None = None  # sealed mode: the daemon's own descriptor
 
 
-def window_rows(t: List[int], t0: int, t1: int) -> Tuple[int, int]:
+def window_rows(t: list[int], t0: int, t1: int) -> tuple[int, int]:
     """The documented rule, spelled out: the first rows whose running maximum reaches
     ``t0`` and ``t1``."""
     lo = hi = len(t)
@@ -119,22 +120,22 @@ class FakeSocket:
     """Just enough of a socket: replies come back at most ``chunk`` bytes per recv,
     with at most ``fds_per_recv`` of the reply's descriptors (sealed mode)."""
 
-    def __init__(self, daemon: "FakeDaemon", chunk: int = 5) -> None:
+    def __init__(self, daemon: FakeDaemon, chunk: int = 5) -> None:
         self.daemon = daemon
         self.chunk = chunk
         self.fds_per_recv = 2
         self.inbox = bytearray()
         self.outbox = bytearray()
-        self.out_fds: List[int] = []
-        self.requests: List[Dict[str, Any]] = []
+        self.out_fds: list[int] = []
+        self.requests: list[dict[str, Any]] = []
         self.closed = False
         self.shutdown_called = False
-        self.leases: set = set()
-        self.on_recv: Optional[Callable[[], None]] = None  # run once, mid-request
-        self.recv_error: Optional[BaseException] = None
+        self.leases: set[int] = set()
+        self.on_recv: Callable[[], None] | None = None  # run once, mid-request
+        self.recv_error: BaseException | None = None
         self.recv_flags = 0
 
-    def settimeout(self, timeout: Optional[float]) -> None:
+    def settimeout(self, timeout: float | None) -> None:
         pass
 
     def sendall(self, data: bytes) -> None:
@@ -151,7 +152,8 @@ class FakeSocket:
             # What SCM_RIGHTS does: the receiver gets descriptors of its own.
             self.out_fds += [os.dup(fd) for fd in fds]
 
-    def recvmsg(self, size: int, ancbufsize: int = 0) -> Tuple[bytes, list, int, None]:
+    def recvmsg(self, size: int, ancbufsize: int = 0,
+                ) -> tuple[bytes, list[tuple[int, int, bytes]], int, None]:
         """What ``socket.recv_fds`` calls: the bytes of ``recv`` and some descriptors."""
         data = self.recv(size)
         fds, self.out_fds = (self.out_fds[:self.fds_per_recv],
@@ -181,7 +183,7 @@ class FakeSocket:
     def shutdown(self, how: int) -> None:
         self.shutdown_called = True
 
-    def ops(self) -> List[str]:
+    def ops(self) -> list[str]:
         return [r["op"] for r in self.requests]
 
 
@@ -191,16 +193,16 @@ class FakeDaemon:
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
-        self.sockets: List[FakeSocket] = []
+        self.sockets: list[FakeSocket] = []
         self.next_lease = 1
-        self.overrides: Dict[str, bytes] = {}  # op -> raw reply line(s)
+        self.overrides: dict[str, bytes] = {}  # op -> raw reply line(s)
         self.sealed = False
         self.served = 0
         self.table = events_table()
-        self.chunks: List[FakeChunk] = []
+        self.chunks: list[FakeChunk] = []
         self.serve(self.table)
 
-    def serve(self, table: pa.Table, chunk_rows: Optional[int] = None,
+    def serve(self, table: pa.Table, chunk_rows: int | None = None,
               sealed: bool = False) -> None:
         """Serve ``table`` in chunks of ``chunk_rows`` rows (one chunk by default) for
         every later open, from files, or sealed memfds if ``sealed``.
@@ -226,7 +228,7 @@ class FakeDaemon:
             self.chunks.append(chunk)
 
     @property
-    def segments(self) -> List[str]:
+    def segments(self) -> list[str]:
         """The segment files of the chunks (empty in sealed mode)."""
         return [chunk.path for chunk in self.chunks if chunk.memfd is None]
 
@@ -236,7 +238,7 @@ class FakeDaemon:
                 os.close(chunk.memfd)
                 chunk.memfd = None
 
-    def connect(self, path: str, timeout: Optional[float]) -> FakeSocket:
+    def connect(self, path: str, timeout: float | None) -> FakeSocket:
         sock = FakeSocket(self)
         self.sockets.append(sock)
         return sock
@@ -248,14 +250,15 @@ class FakeDaemon:
     def leases(self) -> int:
         return sum(len(s.leases) for s in self.sockets if not s.closed)
 
-    def open_reply(self, request: Dict[str, Any], lease: int) -> Tuple[Dict[str, Any], List[int]]:
+    def open_reply(self, request: dict[str, Any], lease: int) -> tuple[dict[str, Any], list[int]]:
         """The reply to an ``open`` of the served recording, and its descriptors."""
         window = request.get("window")
         selected = []
         if window is None:
             selected = [(number, 0, chunk.rows) for number, chunk in enumerate(self.chunks)]
         else:
-            lo, hi = window_rows(self.table.column("t").to_pylist(), *window)
+            times: list[int] = self.table.column("t").to_numpy().tolist()
+            lo, hi = window_rows(times, *window)
             first = 0
             for number, chunk in enumerate(self.chunks):
                 start, end = max(lo - first, 0), min(hi - first, chunk.rows)
@@ -265,12 +268,12 @@ class FakeDaemon:
         chunks = []
         for number, start, end in selected:
             chunk = self.chunks[number]
-            segment: Dict[str, Any] = {"name": chunk.name, "size": chunk.size}
+            segment: dict[str, Any] = {"name": chunk.name, "size": chunk.size}
             if chunk.memfd is None:
                 segment["path"] = chunk.path
             chunks.append({"index": number, "segment": segment, "rows": chunk.rows,
                            "start": start, "end": end})
-        reply: Dict[str, Any] = {
+        reply: dict[str, Any] = {
             "ok": True, "lease": lease, "path": request["path"],
             "table": request.get("table", "events"), "chunks": chunks,
             "rows": sum(end - start for _, start, end in selected),
@@ -282,13 +285,13 @@ class FakeDaemon:
         memfds = (self.chunks[number].memfd for number, _, _ in selected)
         return reply, [fd for fd in memfds if fd is not None]
 
-    def answer(self, sock: FakeSocket, request: Dict[str, Any]) -> Tuple[bytes, List[int]]:
+    def answer(self, sock: FakeSocket, request: dict[str, Any]) -> tuple[bytes, list[int]]:
         op = request["op"]
         if op in self.overrides:
             return self.overrides[op], []
-        fds: List[int] = []
+        fds: list[int] = []
         if op == "hello":
-            reply: Dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1"}
+            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1"}
         elif op == "open":
             if request["path"] == "missing.raw":
                 reply = {"ok": False, "error": {"code": "not_found",

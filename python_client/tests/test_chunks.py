@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import pytest
@@ -144,7 +144,7 @@ def test_time_windows_and_tiling_over_several_chunks(fake: FakeDaemon):
                               rec.numpy()["x"])
 
 
-def reference(t: np.ndarray, t0: int, t1: int) -> Tuple[int, int]:
+def reference(t: np.ndarray, t0: int, t1: int) -> tuple[int, int]:
     """The documented window rule, with numpy (independent of the fake's own loop)."""
     running = np.maximum.accumulate(t)
     lo, hi = np.searchsorted(running, [t0, t1])
@@ -269,7 +269,7 @@ def test_a_reply_for_another_window_is_malformed(fake: FakeDaemon, monkeypatch):
     served(fake)
     original = fake.open_reply
 
-    def shifted(request: Dict[str, Any], lease: int) -> Tuple[Dict[str, Any], List[int]]:
+    def shifted(request: dict[str, Any], lease: int) -> tuple[dict[str, Any], list[int]]:
         reply, fds = original(request, lease)
         reply["window"] = [request["window"][0], request["window"][1] + 1]
         return reply, fds

@@ -9,7 +9,6 @@ import socket
 import pytest
 
 import evshm
-from evshm import _client
 
 
 def test_hello_is_the_first_request(fake):
@@ -44,7 +43,7 @@ def test_open_maps_the_segment_and_reads_in_place(fake):
         base, size = buffer.address, buffer.size
         for column in rec.table.columns:
             assert column.num_chunks == 1
-            for buf in column.chunk(0).buffers():
+            for buf in column.chunks[0].buffers():
                 if buf is not None:
                     assert base <= buf.address and buf.address + buf.size <= base + size
         assert rec.table.column("t").to_pylist()[:3] == [0, 1, 2]
@@ -96,6 +95,7 @@ def test_finalizer_in_the_middle_of_a_request_is_deferred(fake):
 def test_queued_release_is_flushed_before_the_next_request(fake):
     client = evshm.Client("/fake.sock")
     conn = client._slot.conn
+    assert conn is not None
     table = client.open("a.raw").table
     with conn.lock:  # as if another request were in flight
         del table
@@ -206,7 +206,7 @@ def test_fork_detection_opens_a_new_connection(fake, monkeypatch):
     client = evshm.Client("/fake.sock")
     parent_sock = fake.sockets[0]
     table = client.open("a.raw").table
-    monkeypatch.setattr(_client.os, "getpid", lambda: -42)  # we are "the child" now
+    monkeypatch.setattr(os, "getpid", lambda: -42)  # we are "the child" now
     assert client.stats()["segments"] == 1
     child_sock = fake.sockets[1]
     assert parent_sock.closed and not parent_sock.shutdown_called

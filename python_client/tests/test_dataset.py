@@ -7,12 +7,13 @@ from __future__ import annotations
 import gc
 import pathlib
 import pickle
-from typing import Any, Dict, List
+from typing import Any
 
 import numpy as np
 import pytest
 
 import evshm
+from evshm._dataset import WindowArg
 from fakes import FakeDaemon, jittery_table, window_rows
 
 CHUNK = 700  # rows per chunk of the 3000-row jittery table: 4 chunks and a short one
@@ -25,7 +26,7 @@ def served(fake: FakeDaemon) -> np.ndarray:
     return table.column("t").to_numpy()
 
 
-def opens(fake: FakeDaemon) -> List[Dict[str, Any]]:
+def opens(fake: FakeDaemon) -> list[dict[str, Any]]:
     return [r for sock in fake.sockets for r in sock.requests if r["op"] == "open"]
 
 
@@ -36,11 +37,11 @@ def opens(fake: FakeDaemon) -> List[Dict[str, Any]]:
     ({"stride": 10}, "stride="),
     ({"drop_last": True}, "drop_last="),
 ])
-def test_given_windows_exclude_the_other_mode(fake: FakeDaemon, kwargs: Dict[str, Any],
+def test_given_windows_exclude_the_other_mode(fake: FakeDaemon, kwargs: dict[str, Any],
                                               named: str):
     with pytest.raises(ValueError, match=f"cannot be combined with {named}"):
         evshm.EventWindows(windows=[("a.raw", 0, 10)], socket_path="/fake.sock", **kwargs)
-    with pytest.raises(ValueError, match="exactly one of duration= .* or windows="):
+    with pytest.raises(ValueError, match=r"exactly one of duration= .* or windows="):
         evshm.EventWindows(["a.raw"], socket_path="/fake.sock")
     assert fake.sockets == []  # refused before connecting
 
@@ -69,7 +70,7 @@ def test_each_item_is_the_daemons_window_and_nothing_whole_is_opened(fake: FakeD
     t = served(fake)
     first, last = int(t[0]), int(np.maximum.accumulate(t)[-1])
     labels = [first + 5, first + 700, first + 2000, last - 3]
-    given = [("a.raw", np.int64(label - 40), label + 40) for label in labels]
+    given: list[WindowArg] = [("a.raw", np.int64(label - 40), label + 40) for label in labels]
     given += [(b"b.raw", first, first + 1000), (pathlib.Path("a.raw"), first - 100, first),
               ("a.raw", last + 1, last + 100), ("b.raw", first, first)]
     windows = evshm.EventWindows(windows=given, socket_path="/fake.sock")

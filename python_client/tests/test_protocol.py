@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
@@ -30,9 +30,10 @@ def test_encode_request_with_newline_in_a_string_stays_one_line():
 
 
 def test_hello_names_version_and_client():
-    assert proto.PROTOCOL_VERSION == evshm.PROTOCOL_VERSION == 2
+    # The version itself is held to the Rust protocol crate by test_protocol_fixtures.py.
+    assert proto.PROTOCOL_VERSION == evshm.PROTOCOL_VERSION
     assert proto.hello_request("evshm-python/0.1.0") == {
-        "op": "hello", "version": 2, "client": "evshm-python/0.1.0"}
+        "op": "hello", "version": proto.PROTOCOL_VERSION, "client": "evshm-python/0.1.0"}
 
 
 def test_encode_request_refuses_a_missing_op():
@@ -56,7 +57,7 @@ def test_encode_request_refuses_a_line_over_the_limit():
     assert info.value.code == "frame_too_large"
 
 
-REPLIES = [
+REPLIES: list[dict[str, Any]] = [
     {"ok": True, "version": 2, "server": "evshmd/0.1.0"},
     {"ok": True, "recordings": [{"path": "dé/x.raw", "format": "evt3", "size": 3,
                                  "decoded": False}]},
@@ -178,7 +179,7 @@ def test_exception_names_do_not_shadow_builtins():
         assert not hasattr(builtins, name), name
 
 
-def _chunk(index: int, rows: int, start: int, end: int) -> Dict[str, Any]:
+def _chunk(index: int, rows: int, start: int, end: int) -> dict[str, Any]:
     name = f"evshm-v1-4242-{index:04x}"
     return {"index": index, "segment": {"name": name, "path": f"/dev/shm/{name}",
                                         "size": 13 * rows + 1000},
@@ -190,7 +191,7 @@ METADATA = {"evshm.format": "evt3", "evshm.geometry": "header", "evshm.height": 
 SCHEMA = [{"name": "t", "type": "int64"}, {"name": "x", "type": "int16"},
           {"name": "y", "type": "int16"}, {"name": "p", "type": "int8"}]
 #: The windowed reply of docs/PROTOCOL.md.
-OPEN_REPLY: Dict[str, Any] = {
+OPEN_REPLY: dict[str, Any] = {
     "ok": True, "lease": 7, "path": "day1/cam0.raw", "table": "events",
     "window": [2000000, 2050000],
     "chunks": [_chunk(3, 4194310, 4021881, 4194310), _chunk(4, 4194296, 0, 301122)],
@@ -198,7 +199,7 @@ OPEN_REPLY: Dict[str, Any] = {
     "schema": SCHEMA, "metadata": METADATA, "cached": False, "dropped": 0,
 }
 #: A whole-recording reply: every chunk, every row.
-WHOLE_REPLY: Dict[str, Any] = {
+WHOLE_REPLY: dict[str, Any] = {
     **OPEN_REPLY, "window": None, "rows": 30,
     "chunks": [_chunk(0, 10, 0, 10), _chunk(1, 15, 0, 15), _chunk(2, 5, 0, 5)],
 }
@@ -242,7 +243,7 @@ def test_parse_whole_sealed_and_empty_open_replies():
     assert proto.parse_open_reply(bare).metadata == {}
 
 
-def _with_chunk(number: int, **change: Any) -> Dict[str, Any]:
+def _with_chunk(number: int, **change: Any) -> dict[str, Any]:
     chunks = [dict(chunk) for chunk in OPEN_REPLY["chunks"]]
     chunks[number].update(change)
     return {"chunks": chunks}

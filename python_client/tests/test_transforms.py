@@ -17,7 +17,7 @@ def random_events(seed: int, n: int = 400) -> Events:
     rng = np.random.default_rng(seed)
     t = np.sort(rng.integers(1_000, 2_000, n)).astype(np.int64)
     t[::17] -= 3  # a few backward steps, as in real EVT3 data
-    arrays = dict(t=t, x=rng.integers(0, W, n).astype(np.int16),
+    arrays: dict[str, np.ndarray] = dict(t=t, x=rng.integers(0, W, n).astype(np.int16),
                   y=rng.integers(0, H, n).astype(np.int16),
                   p=rng.integers(0, 2, n).astype(np.int8))
     for array in arrays.values():

@@ -15,11 +15,12 @@ from fakes import assert_inside, jittery_table, mappings_of
 
 try:
     import torch
+    HAVE_TORCH = True
 except ImportError:
-    torch = None
+    HAVE_TORCH = False
 
 needs_torch = pytest.mark.skipif(
-    torch is None, reason="torch is not installed (pip install 'evshm[torch]'): "
+    not HAVE_TORCH, reason="torch is not installed (pip install 'evshm[torch]'): "
                           "the torch views are not tested here")
 
 
@@ -78,7 +79,7 @@ def test_missing_extra_names_what_to_install(fake, monkeypatch):
 def test_each_view_holds_the_lease_until_it_dies(fake, kind: str):
     if kind == "polars":
         pytest.importorskip("polars")
-    if kind == "torch" and torch is None:
+    if kind == "torch" and not HAVE_TORCH:
         pytest.skip("torch is not installed (pip install 'evshm[torch]')")
     with evshm.Client("/fake.sock") as client:
         rec = client.open("a.raw")
@@ -198,6 +199,7 @@ def test_windows_tile_the_recording(fake):
         assert sum(w.rows for w in by_time) == rec.rows
         for before, after in zip(by_time, by_time[1:]):
             assert before.start + before.rows == after.start
+            assert before.window is not None and after.window is not None
             assert before.window[1] == after.window[0]
         by_count = list(rec.windows(events=1000))
         assert [w.rows for w in by_count] == [1000, 1000, 1000]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import numpy as np
 import pytest
 
 from evshm._windows import TimeIndex, event_window_starts, time_window_starts
 
 
-def reference_rows(t: np.ndarray, t0: int, t1: int) -> Tuple[int, int]:
+def reference_rows(t: np.ndarray, t0: int, t1: int) -> tuple[int, int]:
     """The documented definition, materialised: first rows whose running max reaches
     t0 and t1."""
     running = np.maximum.accumulate(t)
@@ -45,8 +43,9 @@ def test_back_to_back_windows_partition_the_rows():
     rng = np.random.default_rng(7)
     t = jittery_times(rng, 20_000, back=50)
     index = TimeIndex(t, block=128)
+    assert index.bounds is not None
     first, last = index.bounds
-    edges = list(range(first, last + 1, 333)) + [last + 1]
+    edges = [*range(first, last + 1, 333), last + 1]
     ranges = [index.rows(a, b) for a, b in zip(edges, edges[1:])]
     assert ranges[0][0] == 0 and ranges[-1][1] == len(t)
     for (_, hi), (lo, _) in zip(ranges, ranges[1:]):

@@ -7,8 +7,8 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 
@@ -52,13 +52,13 @@ _require_in_ci()
 
 
 @pytest.fixture
-def daemon_args() -> List[str]:
+def daemon_args() -> list[str]:
     """Extra evshmd arguments; a test module overrides this fixture to change them."""
     return []
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, daemon_args: List[str]) -> Iterator[Daemon]:
+def daemon(tmp_path: Path, daemon_args: list[str]) -> Iterator[Daemon]:
     """A fresh evshmd serving ``tmp_path/root``.
 
     The root holds copies of the real recordings (when available) at its top level, one

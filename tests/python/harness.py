@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -62,12 +62,12 @@ def generate(out: Path, events: int, *, width: int = 1280, height: int = 720,
     return out
 
 
-def real_data_dir() -> Optional[Path]:
+def real_data_dir() -> Path | None:
     path = Path(os.environ.get("EVSHM_REAL_DATA") or REPO.parent / "shared" / "data" / "real")
     return path if (path / "MANIFEST.json").is_file() else None
 
 
-def real_manifest() -> List[Dict[str, Any]]:
+def real_manifest() -> list[dict[str, Any]]:
     folder = real_data_dir()
     if folder is None:
         return []
@@ -82,7 +82,7 @@ class Daemon:
     root: Path
     socket: str
     log: Path
-    real: Optional[Path]  # the real-data folder the root was filled from, if any
+    real: Path | None  # the real-data folder the root was filled from, if any
 
     @property
     def pid(self) -> int:
@@ -95,13 +95,13 @@ class Daemon:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def segments(self) -> List[str]:
+    def segments(self) -> list[str]:
         return glob.glob(f"/dev/shm/evshm-v1-{self.pid}-*")
 
 
 def wait_until_answering(daemon: Daemon) -> None:
     deadline = time.monotonic() + START_DEADLINE
-    last: Optional[BaseException] = None
+    last: BaseException | None = None
     while time.monotonic() < deadline:
         if daemon.proc.poll() is not None:
             pytest.fail(f"evshmd exited with {daemon.proc.returncode} at startup:\n"
@@ -128,7 +128,7 @@ def wait_for(predicate: Callable[[], bool], what: str, deadline: float = 30.0) -
         time.sleep(0.02)
 
 
-def python_env(socket_path: Optional[str] = None) -> Dict[str, str]:
+def python_env(socket_path: str | None = None) -> dict[str, str]:
     """Environment for a ``python -m evshm`` subprocess that imports this working tree."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -143,11 +143,24 @@ def decode_whole(recording: Path, out: Path) -> pa.Table:
     (no daemon, no chunks): the reference a chunked decode must equal."""
     subprocess.run([str(evshm_cli_binary()), "convert", str(recording), str(out)],
                    check=True, capture_output=True, timeout=120)
-    with pa.ipc.open_file(out) as reader:
+    with pa.ipc.open_file(str(out)) as reader:
         return reader.read_all()
 
 
-def mapped_ranges(rec: evshm.Recording) -> List[List[Tuple[int, int]]]:
+def segment_file(segment: evshm.SegmentInfo) -> str:
+    """The file of ``segment``: it has one unless evshmd runs sealed (test_sealed.py)."""
+    assert segment.path is not None, f"segment {segment.name} came as a descriptor"
+    return segment.path
+
+
+def time_bounds(rec: evshm.Recording) -> tuple[int, int]:
+    """``rec.time_bounds`` of a recording that has events."""
+    bounds = rec.time_bounds
+    assert bounds is not None, "the recording has no events"
+    return bounds
+
+
+def mapped_ranges(rec: evshm.Recording) -> list[list[tuple[int, int]]]:
     """The address ranges of the mappings of each of ``rec``'s segments, in chunk order,
     read back from /proc/self/maps (a file by its path, a sealed memfd by its name): at
     least one each (more when other recordings of this process map the same segment),

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import warnings
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,6 +21,8 @@ from harness import (
     decode_whole,
     mapped_ranges,
     real_manifest,
+    segment_file,
+    time_bounds,
 )
 
 #: Events per chunk: chunks then end at the first 64 KiB step of input, so the real
@@ -33,7 +34,7 @@ REAL = ["evt3_sample.raw", "evt2_sample.raw"]
 
 
 @pytest.fixture
-def daemon_args() -> List[str]:
+def daemon_args() -> list[str]:
     return ["--chunk-events", str(CHUNK_EVENTS)]
 
 
@@ -51,12 +52,12 @@ def assert_same_rows(table: pa.Table, expected: pa.Table) -> None:
         assert table.column(name).equals(expected.column(name)), name
 
 
-def chunk_starts(rec: evshm.Recording) -> List[int]:
+def chunk_starts(rec: evshm.Recording) -> list[int]:
     """The first row of each of a whole recording's chunks, and the row count."""
     return [int(v) for v in np.cumsum([0] + [chunk.rows for chunk in rec.chunks])]
 
 
-def window_rows(running: np.ndarray, t0: int, t1: int) -> Tuple[int, int]:
+def window_rows(running: np.ndarray, t0: int, t1: int) -> tuple[int, int]:
     """The documented rule: rows from the first whose running maximum reaches ``t0`` up
     to the first whose running maximum reaches ``t1``."""
     lo, hi = np.searchsorted(running, [t0, t1], side="left")
@@ -157,7 +158,7 @@ def test_views_of_a_window_inside_one_chunk_are_zero_copy(daemon: Daemon, real: 
         with client.open(name, window=(t0, t1)) as rec:
             assert rec.zero_copy and [c.index for c in rec.chunks] == [3]
             [[(start, end)]] = mapped_ranges(rec)
-            views: Dict[str, np.ndarray] = rec.numpy()
+            views: dict[str, np.ndarray] = rec.numpy()
             for array in views.values():
                 assert start <= address(array) and address(array) + array.nbytes <= end
                 assert not array.flags.writeable
@@ -183,7 +184,7 @@ def test_the_lease_follows_every_mapping(daemon: Daemon, real: Path):
     name = "evt2_sample.raw"
     with daemon.client() as client:
         rec = client.open(name)
-        paths = [chunk.segment.path for chunk in rec.chunks]
+        paths = [segment_file(chunk.segment) for chunk in rec.chunks]
         starts = chunk_starts(rec)
         kept = rec.slice(starts[3] + 10, starts[3] + 110).numpy()["x"]  # inside chunk 3
         rec.close()
@@ -203,8 +204,8 @@ def test_thousands_of_window_opens_leave_no_mapping(synthetic: Daemon):
     pl = pytest.importorskip("polars")
     client = synthetic.client()
     with client.open("small.raw") as rec:
-        paths = [chunk.segment.path for chunk in rec.chunks]
-        first, last = rec.time_bounds
+        paths = [segment_file(chunk.segment) for chunk in rec.chunks]
+        first, last = time_bounds(rec)
     cycles = 2000
     step = (last - first) // cycles
     total = 0

@@ -7,9 +7,9 @@ import os
 import socket
 from pathlib import Path
 
-import evshm
 import pytest
 
+import evshm
 from harness import Daemon, wait_for
 
 
@@ -135,6 +135,7 @@ def test_unknown_op_and_unknown_lease(daemon: Daemon):
 def test_unknown_lease_through_the_client_api(daemon: Daemon, real):
     with daemon.client() as client:
         conn = client._slot.conn
+        assert conn is not None
         with pytest.raises(evshm.UnknownLease):
             conn.request({"op": "release", "lease": 12345}, lambda reply: reply)
         assert client.stats()["leases"] == 0

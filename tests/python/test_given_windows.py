@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import multiprocessing
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +33,7 @@ LOADER_TIMEOUT = 120  # s: DataLoader raises instead of hanging on a stuck worke
 
 
 @pytest.fixture
-def daemon_args() -> List[str]:
+def daemon_args() -> list[str]:
     return ["--chunk-events", str(CHUNK_EVENTS), "--memory-budget", str(BUDGET),
             "--budget-wait", "10"]
 
@@ -66,7 +66,7 @@ def assert_rows(rec: evshm.Recording, expected: pa.Table) -> None:
 
 
 def labelled(table: pa.Table, path: str, count: int, seed: int,
-             half: int = HALF) -> List[Tuple[str, int, int]]:
+             half: int = HALF) -> list[tuple[str, int, int]]:
     """``count`` windows ``[label - half, label + half)`` around distinct labels drawn
     over the recording's time span (and a little beyond both ends)."""
     t = table.column("t").to_numpy()
@@ -76,16 +76,16 @@ def labelled(table: pa.Table, path: str, count: int, seed: int,
     return [(path, int(label) - half, int(label) + half) for label in labels]
 
 
-def back_to_back(table: pa.Table, path: str, step: int) -> List[Tuple[str, int, int]]:
+def back_to_back(table: pa.Table, path: str, step: int) -> list[tuple[str, int, int]]:
     t = table.column("t").to_numpy()
-    edges = list(range(int(t[0]), int(t.max()) + 1, step)) + [int(t.max()) + 1]
+    edges = [*range(int(t[0]), int(t.max()) + 1, step), int(t.max()) + 1]
     return [(path, a, b) for a, b in zip(edges, edges[1:])]
 
 
-def checksum(table: pa.Table) -> Tuple[int, ...]:
+def checksum(table: pa.Table) -> tuple[int, ...]:
     """What workers.checksum gives for a recording of these rows."""
-    return (table.num_rows,) + tuple(
-        int(table.column(c).to_numpy().sum(dtype=np.int64)) for c in "txyp")
+    return (table.num_rows,
+            *(int(table.column(c).to_numpy().sum(dtype=np.int64)) for c in "txyp"))
 
 
 @pytest.mark.parametrize("name", ["evt3_sample.raw", "evt2_sample.raw"])
@@ -123,7 +123,7 @@ def test_a_recording_eight_times_the_budget_read_through_given_windows(synthetic
         assert refused.value.code == "over_budget"
         given = back_to_back(big, "big.raw", 2 * HALF)
         windows = evshm.EventWindows(windows=given, socket_path=synthetic.socket)
-        parts: Dict[str, List[np.ndarray]] = {name: [] for name in "txyp"}
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in "txyp"}
         straddling = 0
         for i in range(len(windows)):
             rec = windows[i]
@@ -166,7 +166,9 @@ def test_reader_processes_over_given_windows_stay_within_the_budget(synthetic: D
     expected = {i: checksum(rule(big, t0, t1)) for i, (_, t0, t1) in enumerate(given)}
     ctx = multiprocessing.get_context(method)
     results = ctx.Queue()
-    procs = [ctx.Process(target=workers.read_given_windows, args=(windows, n, 2, results))
+    # typeshed: get_context(str) is a BaseContext, whose subclasses alone have Process.
+    procs = [ctx.Process(target=workers.read_given_windows,  # type: ignore[attr-defined]
+                         args=(windows, n, 2, results))
              for n in range(2)]
     for proc in procs:
         proc.start()
@@ -179,7 +181,7 @@ def test_reader_processes_over_given_windows_stay_within_the_budget(synthetic: D
                 proc.kill()
                 proc.join()
     assert [proc.exitcode for proc in procs] == [0, 0]
-    seen: Dict[int, Tuple[int, ...]] = {}
+    seen: dict[int, tuple[int, ...]] = {}
     for _pid, sums, resident, budget in reports:
         assert 0 < resident <= budget == BUDGET
         seen.update(sums)
@@ -232,7 +234,7 @@ def test_dataloader_workers_over_given_windows_stay_within_the_budget(synthetic:
     given = labelled(big, "big.raw", 40, seed=8)  # distinct labels: distinct starts
     dataset = EventWindowDataset(windows=given, transform=workers.WindowProbe(),
                                  socket_path=synthetic.socket)
-    by_t0: Dict[int, Dict[str, Any]] = {}
+    by_t0: dict[int, dict[str, Any]] = {}
     for _, t0, t1 in given:
         rows = rule(big, t0, t1)
         cols = {name: rows.column(name).to_numpy() for name in "txyp"}
@@ -243,7 +245,7 @@ def test_dataloader_workers_over_given_windows_stay_within_the_budget(synthetic:
     loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2,
                         multiprocessing_context=method, timeout=LOADER_TIMEOUT,
                         generator=torch.Generator().manual_seed(0))
-    seen: List[int] = []
+    seen: list[int] = []
     pids = set()
     with synthetic.client() as observer:
         for batch in loader:

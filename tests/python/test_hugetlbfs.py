@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List
 
 import pytest
 
@@ -37,7 +37,7 @@ def hugetlbfs(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def daemon_args(hugetlbfs: Path) -> List[str]:
+def daemon_args(hugetlbfs: Path) -> list[str]:
     return ["--shm-dir", str(hugetlbfs)]
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from harness import Daemon, python_env, real_manifest
+from harness import Daemon, python_env, real_manifest, segment_file
 
 MANIFEST = real_manifest()
 FILES = [entry["file"] for entry in MANIFEST] or ["(no real data)"]
@@ -72,17 +72,17 @@ def test_columns_point_into_the_read_only_mapping(daemon: Daemon, real: Path, na
     with daemon.client() as client:
         with client.open(name) as rec:
             [chunk] = rec.chunks  # a small recording: one chunk
-            segment = chunk.segment.path
+            segment = segment_file(chunk.segment)
             [buffer] = rec.segment_buffers
             base, size = buffer.address, buffer.size
             assert size == chunk.segment.size == os.stat(segment).st_size
             for column in rec.table.columns:
                 assert column.num_chunks == 1  # one record batch per segment
-                chunk = column.chunk(0)
-                for buf in chunk.buffers():
+                array = column.chunks[0]
+                for buf in array.buffers():
                     if buf is not None:
                         assert base <= buf.address and buf.address + buf.size <= base + size
-                view = chunk.to_numpy(zero_copy_only=True)
+                view = array.to_numpy(zero_copy_only=True)
                 address = view.__array_interface__["data"][0]
                 assert base <= address < base + size
                 assert not view.flags.writeable
@@ -130,7 +130,7 @@ def test_second_open_is_cached_and_shares_the_segment(daemon: Daemon, real: Path
         [segment] = [chunk.segment for chunk in first.chunks]
         assert [chunk.segment for chunk in second.chunks] == [segment]
         assert first.lease != second.lease
-        assert segment.name == os.path.basename(segment.path)
+        assert segment.name == os.path.basename(segment_file(segment))
         assert segment.name.startswith(f"evshm-v1-{daemon.pid}-")
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 1 and stats["opens"] == 2

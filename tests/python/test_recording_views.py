@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import warnings
 from pathlib import Path
-from typing import Tuple
 
 import numpy as np
 import pyarrow as pa
@@ -14,10 +13,10 @@ import pyarrow.ipc
 import pytest
 
 import workers
-from harness import Daemon, real_manifest
+from harness import Daemon, real_manifest, segment_file
 
 
-def segment_range(path: str) -> Tuple[int, int]:
+def segment_range(path: str) -> tuple[int, int]:
     """Start and end address of the one read-only shared mapping of ``path``."""
     with open("/proc/self/maps") as maps:
         lines = [line.split() for line in maps if line.rstrip("\n").endswith(path)]
@@ -27,7 +26,7 @@ def segment_range(path: str) -> Tuple[int, int]:
     return start, end
 
 
-def assert_in(bounds: Tuple[int, int], address: int, nbytes: int) -> None:
+def assert_in(bounds: tuple[int, int], address: int, nbytes: int) -> None:
     assert bounds[0] <= address and address + nbytes <= bounds[1]
 
 
@@ -35,7 +34,7 @@ def test_every_view_lies_inside_the_mapping(synthetic: Daemon):
     pl = pytest.importorskip("polars")
     with synthetic.client() as client, client.open("small.raw") as rec:
         [chunk] = rec.chunks
-        bounds = segment_range(chunk.segment.path)
+        bounds = segment_range(segment_file(chunk.segment))
         cols = rec.numpy()
         for array in cols.values():
             assert_in(bounds, array.__array_interface__["data"][0], array.nbytes)
@@ -66,7 +65,7 @@ def test_thousands_of_open_and_drop_cycles_leave_nothing_behind(synthetic: Daemo
     pl = pytest.importorskip("polars")
     client = synthetic.client()
     with client.open("small.raw") as rec:
-        [segment] = [chunk.segment.path for chunk in rec.chunks]
+        [segment] = [segment_file(chunk.segment) for chunk in rec.chunks]
         expected_x = int(rec.numpy()["x"].sum(dtype=np.int64))
     cycles = 2000
     for i in range(cycles):

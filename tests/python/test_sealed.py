@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import os
 from pathlib import Path
-from typing import List
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ CHUNK_EVENTS = 1000
 
 
 @pytest.fixture
-def daemon_args() -> List[str]:
+def daemon_args() -> list[str]:
     return ["--sealed", "--chunk-events", str(CHUNK_EVENTS)]
 
 

@@ -7,13 +7,12 @@ import gc
 import multiprocessing
 import os
 import pickle
-from typing import Dict
 
 import pytest
 
 import evshm
 import workers
-from harness import Daemon, wait_for
+from harness import Daemon, segment_file, time_bounds, wait_for
 
 READERS = 2
 DURATION = 2_000  # µs: tens of windows over big.raw, a few over small.raw
@@ -24,7 +23,7 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
     paths = ["big.raw", "small.raw"]
     windows = evshm.EventWindows(paths, duration=DURATION, socket_path=synthetic.socket)
     for path in paths:
-        first, last = windows.recording(path).time_bounds
+        first, last = time_bounds(windows.recording(path))
         count = sum(1 for i in range(len(windows)) if windows.window(i)[0] == path)
         assert count == len(range(first, last + 1, DURATION)) > 1
     # The parent reads too, and keeps its attachments: forked readers inherit them and
@@ -32,14 +31,15 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
     expected = {i: workers.checksum(windows[i]) for i in range(len(windows))}
     whole = {p: workers.checksum(windows.recording(p)) for p in paths}
     [chunk] = windows.recording("big.raw").chunks  # 3 M events: one chunk by default
-    segment, size = chunk.segment.path, chunk.segment.size
+    segment, size = segment_file(chunk.segment), chunk.segment.size
     assert sum(rows for i, (rows, *_) in expected.items()
                if windows.window(i)[0] == "big.raw") == whole["big.raw"][0]
 
     ctx = multiprocessing.get_context(method)
     results = ctx.Queue()
     done = ctx.Event()
-    procs = [ctx.Process(target=workers.read_share,
+    # typeshed: get_context(str) is a BaseContext, whose subclasses alone have Process.
+    procs = [ctx.Process(target=workers.read_share,  # type: ignore[attr-defined]
                          args=(windows, n, READERS, results, done)) for n in range(READERS)]
     for proc in procs:
         proc.start()
@@ -64,7 +64,7 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
                 proc.join()
     assert [proc.exitcode for proc in procs] == [0] * READERS
 
-    seen: Dict[int, tuple] = {}
+    seen: dict[int, tuple] = {}
     for pid, sums, their_whole, segments in reports:
         assert pid != os.getpid()
         assert their_whole == whole

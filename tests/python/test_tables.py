@@ -43,7 +43,7 @@ def test_triggers_are_a_second_table_from_the_same_decode(daemon: Daemon):
         [buffer] = triggers.segment_buffers
         base, size = buffer.address, buffer.size
         for column in triggers.table.columns:
-            for buf in column.chunk(0).buffers():
+            for buf in column.chunks[0].buffers():
                 if buf is not None:
                     assert base <= buf.address and buf.address + buf.size <= base + size
         with pytest.raises(ValueError):

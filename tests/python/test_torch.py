@@ -7,32 +7,33 @@ import gc
 import os
 import pickle
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip(
+pytest.importorskip(
     "torch", reason="torch is not installed, so evshm.torch is not tested here "
                     "(pip install 'evshm[torch]'); the numpy and polars paths are")
 
-from torch.utils.data import DataLoader  # noqa: E402
+import torch
+from torch.utils.data import DataLoader
 
-import evshm  # noqa: E402
-import workers  # noqa: E402
-from evshm.torch import (  # noqa: E402
+import evshm
+import workers
+from evshm.torch import (
     EventWindowDataset,
     EventWindowIterableDataset,
     collate_events,
 )
-from evshm.transforms import EventHistogram  # noqa: E402
-from harness import Daemon, wait_for  # noqa: E402
+from evshm.transforms import EventHistogram
+from harness import Daemon, segment_file, time_bounds, wait_for
 
 DURATION = 2_000  # µs
 LOADER_TIMEOUT = 120  # s: DataLoader raises instead of hanging on a stuck worker
 
 
-def reference_windows(daemon: Daemon, dataset: Any) -> List[Tuple[str, Any]]:
+def reference_windows(daemon: Daemon, dataset: Any) -> list[tuple[str, Any]]:
     """Each window of ``dataset`` read directly (not through the dataset), as numpy."""
     out = []
     with daemon.client() as client:
@@ -50,7 +51,7 @@ def test_items_are_zero_copy_tensors_of_the_windows(synthetic: Daemon):
                                  socket_path=synthetic.socket)
     expected = reference_windows(synthetic, dataset)
     rec = dataset.recording("small.raw")
-    first, last = rec.time_bounds
+    first, last = time_bounds(rec)
     assert len(dataset) == len(range(first, last + 1, DURATION))
     [buffer] = rec.segment_buffers  # one chunk by default
     base = buffer.address
@@ -118,7 +119,7 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
     dataset = EventWindowDataset(paths, duration=DURATION, transform=workers.WindowProbe(),
                                  socket_path=synthetic.socket)
     # What each window must hold, read here through a connection of the test's own.
-    by_t0: Dict[int, Dict[str, Any]] = {}
+    by_t0: dict[int, dict[str, Any]] = {}
     for i, (_path, cols) in enumerate(reference_windows(synthetic, dataset)):
         t0 = dataset.window(i)[1]
         events = evshm.Events(**cols, width=160, height=120, t0=t0, t1=t0 + DURATION)
@@ -128,7 +129,7 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
     assert len(by_t0) == len(dataset)  # small.raw starts at 10 s: no t0 is shared
     with synthetic.client() as client, client.open("big.raw") as rec:
         [chunk] = rec.chunks
-        segment, size = chunk.segment.path, chunk.segment.size
+        segment, size = segment_file(chunk.segment), chunk.segment.size
     gc.collect()
     assert workers.mappings_of(segment) == 0  # the test process maps nothing now
 
@@ -139,7 +140,7 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
     torch.manual_seed(0)
     model = TinyModel()
     optimiser = torch.optim.SGD(model.parameters(), lr=1e-3)
-    seen: List[int] = []
+    seen: list[int] = []
     pids = set()
     losses = []
     for batch in loader:
@@ -190,8 +191,10 @@ def test_iterable_dataset_with_raw_events_and_shuffling(synthetic: Daemon):
     expected = sorted(
         (len(cols["t"]), int(cols["t"][0]), int(cols["t"].sum()), int(cols["x"].sum()))
         for _, cols in reference_windows(synthetic, dataset))
-    orders = {epoch: (dataset.set_epoch(epoch), dataset.order().tolist())[1]
-              for epoch in (0, 1)}
+    orders = {}
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        orders[epoch] = dataset.order().tolist()
     assert orders[0] != orders[1] and sorted(orders[0]) == list(range(len(dataset)))
     dataset.set_epoch(0)
     assert dataset.order().tolist() == orders[0]  # the same seed and epoch, the same order

@@ -8,7 +8,7 @@ helpers import it when called, in processes where it is installed.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +17,8 @@ import evshm
 # ----------------------------------------------------------------------- /proc
 
 
-def _kb_fields(lines: List[str]) -> Dict[str, int]:
-    fields: Dict[str, int] = {}
+def _kb_fields(lines: list[str]) -> dict[str, int]:
+    fields: dict[str, int] = {}
     for line in lines:
         parts = line.split()
         if len(parts) == 3 and parts[2] == "kB":
@@ -26,12 +26,12 @@ def _kb_fields(lines: List[str]) -> Dict[str, int]:
     return fields
 
 
-def mapping_memory(pid: int, path: str) -> Dict[str, int]:
+def mapping_memory(pid: int, path: str) -> dict[str, int]:
     """The ``/proc/PID/smaps`` counters (kB) of the mappings of ``path``, summed; empty
     when ``pid`` does not map it."""
-    totals: Dict[str, int] = {}
+    totals: dict[str, int] = {}
     with open(f"/proc/{pid}/smaps") as smaps:
-        block: List[str] = []
+        block: list[str] = []
         inside = False
         for line in smaps:
             head = line.split(maxsplit=5)
@@ -49,7 +49,7 @@ def mapping_memory(pid: int, path: str) -> Dict[str, int]:
     return totals
 
 
-def rollup(pid: int) -> Dict[str, int]:
+def rollup(pid: int) -> dict[str, int]:
     """``/proc/PID/smaps_rollup``: the process's memory counters (kB)."""
     with open(f"/proc/{pid}/smaps_rollup") as f:
         return _kb_fields(f.readlines())
@@ -61,9 +61,9 @@ def mappings_of(path: str, pid: str = "self") -> int:
         return sum(1 for line in maps if line.rstrip("\n").endswith(path))
 
 
-def assert_one_copy(size: int, readers: Dict[int, Dict[str, int]],
-                    others: Dict[int, Dict[str, int]],
-                    rollups: Dict[int, Dict[str, int]], slack: int = 1 << 20) -> None:
+def assert_one_copy(size: int, readers: dict[int, dict[str, int]],
+                    others: dict[int, dict[str, int]],
+                    rollups: dict[int, dict[str, int]], slack: int = 1 << 20) -> None:
     """The memory test: ``readers`` and ``others`` hold the /proc/PID/smaps counters of
     the segment's mapping in the readers and in the other processes that may map it,
     ``rollups`` the readers' /proc/PID/smaps_rollup, all taken while the readers held
@@ -98,10 +98,11 @@ def assert_one_copy(size: int, readers: Dict[int, Dict[str, int]],
 # ----------------------------------------------------------------------- checksums
 
 
-def checksum(rec: evshm.Recording) -> Tuple[int, int, int, int, int]:
+def checksum(rec: evshm.Recording) -> tuple[int, int, int, int, int]:
     """Rows and the sum of each column: enough to tell two reads of a window apart."""
     cols = rec.numpy()
-    return (rec.rows,) + tuple(int(cols[c].sum(dtype=np.int64)) for c in "txyp")  # type: ignore[return-value]
+    t, x, y, p = (int(cols[c].sum(dtype=np.int64)) for c in "txyp")
+    return rec.rows, t, x, y, p
 
 
 def read_share(windows: evshm.EventWindows, worker: int, workers: int, results: Any,
@@ -140,7 +141,7 @@ class WindowProbe:
     """A transform for DataLoader tests: the histogram of a window, plus what the test
     checks the window against (its start, size and column sums, and the worker pid)."""
 
-    def __call__(self, events: evshm.Events) -> Dict[str, Any]:
+    def __call__(self, events: evshm.Events) -> dict[str, Any]:
         import torch
 
         from evshm.transforms import EventHistogram

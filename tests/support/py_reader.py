@@ -1,8 +1,9 @@
 """Reads one recording through the evshm Python client, for the Rust cross-process tests.
 
 Usage: py_reader.py SOCKET PATH OUT.arrow
-Writes the table it read to OUT.arrow (Arrow IPC file) and prints the name of its (first) segment, so the
-Rust test can check that both readers attached the same segment and saw the same values.
+Writes the table it read to OUT.arrow (Arrow IPC file) and prints the name of its (first)
+segment, so the Rust test can check that both readers attached the same segment and saw the
+same values.
 """
 
 import sys

@@ -23,8 +23,10 @@ the wire protocol and ``docs/PYTHON.md`` for a guide.
 """
 
 from ._client import Client, default_socket_path
+from ._dataset import EventWindows
 from ._errors import (
     MALFORMED_REPLY,
+    AccessDenied,
     ConnectionLost,
     CorruptRecording,
     DaemonError,
@@ -34,12 +36,10 @@ from ._errors import (
     RecordingNotFound,
     SegmentError,
     ShmFull,
-    AccessDenied,
     TooManyLeases,
     UnknownLease,
     UnsupportedFormat,
 )
-from ._dataset import EventWindows
 from ._events import Events
 from ._protocol import PROTOCOL_VERSION, ChunkInfo, RecordingInfo, SegmentInfo
 from ._recording import Recording

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 import pyarrow.compute as pc
 
@@ -45,7 +45,7 @@ def _print_table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> None:
 
 
 def _ls(client: Client) -> None:
-    rows: List[List[str]] = [["PATH", "FORMAT", "SIZE", "DECODED"]]
+    rows: list[list[str]] = [["PATH", "FORMAT", "SIZE", "DECODED"]]
     for info in client.list():
         rows.append([info.path, info.format, str(info.size), "yes" if info.decoded else "no"])
     _print_table(rows, right=[False, False, True, False])
@@ -90,7 +90,7 @@ def _segments(rec: Recording) -> str:
     return f"{where} ({sum(s.size for s in segments)} bytes, {state})"
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)

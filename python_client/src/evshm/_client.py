@@ -26,13 +26,14 @@ parent's leases are never touched (redis-py's ``_checkpid``).
 
 from __future__ import annotations
 
+import builtins
 import collections
 import os
 import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 from ._errors import (
     MALFORMED_REPLY,
@@ -115,7 +116,7 @@ def _daemon_status(socket_path: str) -> str:
         probe.close()
 
 
-def _connect(socket_path: str, timeout: Optional[float]) -> socket.socket:
+def _connect(socket_path: str, timeout: float | None) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC by default
     try:
         sock.settimeout(timeout)
@@ -157,20 +158,20 @@ def _path_arg(path: PathArg) -> str:
 class _Connection:
     """One socket to evshmd: its lock, its reply buffer and the leases taken on it."""
 
-    def __init__(self, socket_path: str, timeout: Optional[float]) -> None:
+    def __init__(self, socket_path: str, timeout: float | None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self.pid = os.getpid()
         self.lock = threading.Lock()
         # Leases whose mapping is gone, waiting for the lock to send `release`.
-        self.pending: Deque[int] = collections.deque()
+        self.pending: collections.deque[int] = collections.deque()
         # Leases whose mapping may still be alive (not released yet).
-        self.live: Set[int] = set()
+        self.live: set[int] = set()
         self.closing = False  # close as soon as no lease is live
         self.closed = False
         self._lines = LineBuffer()
         # Descriptors passed with the reply being read (a sealed segment, SCM_RIGHTS).
-        self._fds: List[int] = []
+        self._fds: list[int] = []
         self._sock = _connect(socket_path, timeout)
         try:
             self.server = self.request(hello_request(_client_name()), parse_hello_reply)
@@ -180,7 +181,7 @@ class _Connection:
 
     # ----------------------------------------------------------------- requests
 
-    def request(self, req: Dict[str, Any], parse: Callable[[Dict[str, Any]], _T]) -> _T:
+    def request(self, req: dict[str, Any], parse: Callable[[dict[str, Any]], _T]) -> _T:
         """Send ``req``, read its reply and return ``parse(reply)``."""
         self.lock.acquire()
         try:
@@ -191,11 +192,11 @@ class _Connection:
             self._maintain()  # releases queued by finalizers while we held the lock
 
     def open(self, path: str, table: str = "events",
-             geometry: Optional[Tuple[int, int]] = None,
-             window: Optional[Tuple[int, int]] = None) -> Tuple[OpenReply, List[int]]:
+             geometry: tuple[int, int] | None = None,
+             window: tuple[int, int] | None = None) -> tuple[OpenReply, list[int]]:
         """Send ``open`` and register the lease of the reply as live; also return the
         descriptors passed with the reply (the caller owns them)."""
-        def parse(reply: Dict[str, Any]) -> Tuple[OpenReply, List[int]]:
+        def parse(reply: dict[str, Any]) -> tuple[OpenReply, list[int]]:
             result = parse_open_reply(reply)
             if result.window != window:
                 raise ProtocolError(MALFORMED_REPLY,
@@ -207,8 +208,8 @@ class _Connection:
 
         return self.request(open_request(path, table, geometry, window), parse)
 
-    def _roundtrip_locked(self, req: Dict[str, Any],
-                          parse: Callable[[Dict[str, Any]], _T]) -> _T:
+    def _roundtrip_locked(self, req: dict[str, Any],
+                          parse: Callable[[dict[str, Any]], _T]) -> _T:
         if self.closed:
             raise ConnectionLost(f"the connection to evshmd at {self.socket_path} is closed")
         line = encode_request(req)  # may raise before any I/O: the stream stays in sync
@@ -298,7 +299,7 @@ class _Connection:
                 self._flush_locked()
                 if self.closing and not self.live:
                     self._close_locked()
-            except Exception:  # noqa: BLE001 - a failed release closes the connection
+            except Exception:  # a failed release closes the connection
                 pass
             finally:
                 self.lock.release()
@@ -365,7 +366,7 @@ class _Slot:
     """The client's current connection, shared with the client's finalizer."""
 
     def __init__(self) -> None:
-        self.conn: Optional[_Connection] = None
+        self.conn: _Connection | None = None
 
     def close(self) -> None:
         conn, self.conn = self.conn, None
@@ -397,15 +398,15 @@ class Client:
                 first_ms = rec.time_window(t[0], t[0] + 1_000)  # a zero-copy window
     """
 
-    def __init__(self, socket_path: Union[str, "os.PathLike[str]", None] = None, *,
-                 timeout: Optional[float] = 30.0) -> None:
+    def __init__(self, socket_path: str | os.PathLike[str] | None = None, *,
+                 timeout: float | None = 30.0) -> None:
         path = default_socket_path() if socket_path is None else os.fspath(socket_path)
         self._setup(os.fsdecode(path), timeout)
         self._slot.conn = _Connection(self.socket_path, timeout)
 
-    def _setup(self, socket_path: str, timeout: Optional[float]) -> None:
+    def _setup(self, socket_path: str, timeout: float | None) -> None:
         self.socket_path: str = socket_path
-        self.timeout: Optional[float] = timeout
+        self.timeout: float | None = timeout
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
@@ -413,11 +414,11 @@ class Client:
         self._finalizer = weakref.finalize(self, self._slot.close)
         self._finalizer.atexit = False
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         """Pickle the address only (e.g. to a spawned DataLoader worker)."""
         return {"socket_path": self.socket_path, "timeout": self.timeout}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """An unpickled client connects on its first request, with its own connection."""
         self._setup(state["socket_path"], state["timeout"])
 
@@ -449,9 +450,9 @@ class Client:
     # ----------------------------------------------------------------- requests
 
     def open(self, path: PathArg, *,
-             window: Optional[Tuple[int, int]] = None,
+             window: tuple[int, int] | None = None,
              table: str = "events",
-             geometry: Optional[Tuple[int, int]] = None) -> Recording:
+             geometry: tuple[int, int] | None = None) -> Recording:
         """Open a recording, or a time window of it, and map it (the daemon decodes first
         what no segment holds yet).
 
@@ -477,9 +478,9 @@ class Client:
         return self._open_timed(path, table, geometry, checked)[0]
 
     def _open_timed(self, path: PathArg, table: str = "events",
-                    geometry: Optional[Tuple[int, int]] = None,
-                    window: Optional[Tuple[int, int]] = None,
-                    ) -> Tuple[Recording, float, float]:
+                    geometry: tuple[int, int] | None = None,
+                    window: tuple[int, int] | None = None,
+                    ) -> tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""
         text = _path_arg(path)
         conn = self._connection()
@@ -488,7 +489,7 @@ class Client:
         requested = time.perf_counter()
         lease = reply.lease
         try:
-            mappings: List[Any] = []
+            mappings: list[Any] = []
             for chunk in reply.chunks:
                 segment = chunk.segment
                 if segment.path is not None:
@@ -528,11 +529,11 @@ class Client:
         rec = Recording(reply, reply.chunks, mappings, rows, window=reply.window)
         return rec, requested - start, attached - requested
 
-    def list(self) -> List[RecordingInfo]:
+    def list(self) -> builtins.list[RecordingInfo]:
         """List the recordings under the served roots, in the daemon's order."""
         return self._connection().request(list_request(), parse_list_reply)
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> dict[str, int]:
         """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
         return self._connection().request(stats_request(), parse_stats_reply)
 
@@ -549,7 +550,7 @@ class Client:
             self._closed = True
         self._finalizer()  # runs _slot.close once
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

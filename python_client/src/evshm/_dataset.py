@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple,
-                    Union)
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._client import Client, PathArg, default_socket_path
 from ._optional import require
@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["EventWindows"]
 
 #: A window given explicitly: ``(path, t_start, t_end)``, microseconds ``[t_start, t_end)``.
-WindowArg = Tuple[PathArg, int, int]
+WindowArg = tuple[PathArg, int, int]
 
 
 class _Attachments:
     """This process's connection to evshmd and the recordings it attached."""
 
-    def __init__(self, socket_path: str, timeout: Optional[float]) -> None:
+    def __init__(self, socket_path: str, timeout: float | None) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self._reset()
@@ -42,10 +42,10 @@ class _Attachments:
     def _reset(self) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()  # a parent thread may have held the old one
-        self._client: Optional[Client] = None
+        self._client: Client | None = None
         # In a forked child the parent's objects are just dropped: their finalizers see
         # a foreign pid and leave the parent's connection and leases alone.
-        self._recordings: Dict[str, Recording] = {}
+        self._recordings: dict[str, Recording] = {}
 
     def _client_locked(self) -> Client:
         if self._client is None:
@@ -62,7 +62,7 @@ class _Attachments:
                 rec = self._recordings[path] = self._client_locked().open(path)
             return rec
 
-    def open_window(self, path: str, window: Tuple[int, int]) -> Recording:
+    def open_window(self, path: str, window: tuple[int, int]) -> Recording:
         """The time window ``window`` of ``path``, served by the daemon and not kept: its
         lease ends once the caller holds nothing of it, so that the daemon may evict its
         chunks (a long pass over a recording larger than the budget stays within it)."""
@@ -83,10 +83,10 @@ class _Attachments:
                 self._client.close()
                 self._client = None
 
-    def __getstate__(self) -> Dict[str, Any]:
+    def __getstate__(self) -> dict[str, Any]:
         return {"socket_path": self.socket_path, "timeout": self.timeout}
 
-    def __setstate__(self, state: Dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.socket_path = state["socket_path"]
         self.timeout = state["timeout"]
         self._reset()
@@ -135,12 +135,12 @@ class EventWindows:
     daemon's chunks (see :attr:`~evshm.Recording.zero_copy`). Needs numpy.
     """
 
-    def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
-                 duration: Optional[int] = None, events: Optional[int] = None,
-                 stride: Optional[int] = None, drop_last: bool = False,
-                 windows: Optional[Iterable[WindowArg]] = None,
-                 socket_path: Union[str, "os.PathLike[str]", None] = None,
-                 timeout: Optional[float] = 60.0) -> None:
+    def __init__(self, paths: Sequence[PathArg] | None = None, *,
+                 duration: int | None = None, events: int | None = None,
+                 stride: int | None = None, drop_last: bool = False,
+                 windows: Iterable[WindowArg] | None = None,
+                 socket_path: str | os.PathLike[str] | None = None,
+                 timeout: float | None = 60.0) -> None:
         if windows is not None:
             mixed = [name for name, value in (("paths", paths), ("duration", duration),
                                               ("events", events), ("stride", stride))
@@ -160,9 +160,13 @@ class EventWindows:
         #: Whether windows are time windows (else windows of a fixed number of events).
         self.by_time: bool = windows is not None or duration is not None
         #: Window length, microseconds or events; ``None`` for given windows.
-        self.length: Optional[int] = None
+        self.length: int | None = None
         #: The recordings, in the order of their first window.
-        self.paths: List[str]
+        self.paths: list[str]
+        # Each window's recording number, start and end: lists when given, arrays when cut.
+        owner: Sequence[int] | np.ndarray
+        start: Sequence[int] | np.ndarray
+        stop: Sequence[int] | np.ndarray
         if windows is not None:
             self.paths, owner, start, stop = _given_windows(windows)
         else:
@@ -171,13 +175,13 @@ class EventWindows:
             self.length = int(length)
             self.paths, owner, start = self._cut(paths, stride, drop_last, timeout)
             stop = start + self.length
-        self._owner: "np.ndarray" = numpy.asarray(owner, dtype=numpy.int32)
-        self._start: "np.ndarray" = numpy.asarray(start, dtype=numpy.int64)
-        self._stop: "np.ndarray" = numpy.asarray(stop, dtype=numpy.int64)
+        self._owner: np.ndarray = numpy.asarray(owner, dtype=numpy.int32)
+        self._start: np.ndarray = numpy.asarray(start, dtype=numpy.int64)
+        self._stop: np.ndarray = numpy.asarray(stop, dtype=numpy.int64)
 
-    def _cut(self, paths: Optional[Sequence[PathArg]], stride: Optional[int],
-             drop_last: bool, timeout: Optional[float],
-             ) -> "Tuple[List[str], np.ndarray, np.ndarray]":
+    def _cut(self, paths: Sequence[PathArg] | None, stride: int | None,
+             drop_last: bool, timeout: float | None,
+             ) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Open each recording once and list its windows: the recordings, and for each
         window its recording's number and its start."""
         import numpy
@@ -185,8 +189,8 @@ class EventWindows:
         from ._windows import event_window_starts, time_window_starts
 
         assert self.length is not None
-        owners: "List[np.ndarray]" = [numpy.empty(0, numpy.int32)]
-        starts: "List[np.ndarray]" = [numpy.empty(0, numpy.int64)]
+        owners: list[np.ndarray] = [numpy.empty(0, numpy.int32)]
+        starts: list[np.ndarray] = [numpy.empty(0, numpy.int64)]
         with Client(self.socket_path, timeout=timeout) as client:
             names = ([info.path for info in client.list()] if paths is None
                      else [os.fsdecode(p) for p in paths])
@@ -210,7 +214,7 @@ class EventWindows:
     def __len__(self) -> int:
         return len(self._start)
 
-    def window(self, index: int) -> Tuple[str, int, int]:
+    def window(self, index: int) -> tuple[str, int, int]:
         """``(path, start, stop)`` of window ``index``: microseconds ``[start, stop)``
         for time windows, rows ``start:stop`` for event-count windows (``stop`` may pass
         the recording's last row: its final window is then shorter)."""
@@ -249,17 +253,17 @@ class EventWindows:
 
 
 def _given_windows(windows: Iterable[WindowArg],
-                   ) -> Tuple[List[str], List[int], List[int], List[int]]:
+                   ) -> tuple[list[str], list[int], list[int], list[int]]:
     """Check windows given as ``(path, t_start, t_end)``; return the recordings in the
     order of their first window, and each window's recording number, start and end.
 
     Raises :class:`TypeError` or :class:`ValueError` naming the first bad window, so that
     a mistake shows when the dataset is built rather than in a worker mid-epoch.
     """
-    numbers: Dict[str, int] = {}
-    owner: List[int] = []
-    start: List[int] = []
-    stop: List[int] = []
+    numbers: dict[str, int] = {}
+    owner: list[int] = []
+    start: list[int] = []
+    stop: list[int] = []
     for position, item in enumerate(windows):
         where = f"windows[{position}] = {item!r}"
         try:

@@ -8,8 +8,6 @@ know yet becomes a plain :class:`DaemonError`, so newer daemons stay usable.
 
 from __future__ import annotations
 
-from typing import Dict, Type
-
 __all__ = [
     "EvshmError",
     "ConnectionLost",
@@ -119,7 +117,7 @@ class TooManyLeases(DaemonError):
     (``too_many_leases``): release some first."""
 
 
-_ERRORS_BY_CODE: Dict[str, Type[DaemonError]] = {
+_ERRORS_BY_CODE: dict[str, type[DaemonError]] = {
     "bad_request": ProtocolError,
     "frame_too_large": ProtocolError,
     "hello_required": ProtocolError,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,14 +28,14 @@ class Events:
             when they were not selected by time (a whole recording, a count window).
     """
 
-    t: "np.ndarray"
-    x: "np.ndarray"
-    y: "np.ndarray"
-    p: "np.ndarray"
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
     width: int
     height: int
-    t0: Optional[int] = None
-    t1: Optional[int] = None
+    t0: int | None = None
+    t1: int | None = None
 
     def __len__(self) -> int:
         return len(self.t)

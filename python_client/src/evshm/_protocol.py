@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, TypeVar
 
 from ._errors import MALFORMED_REPLY, ProtocolError, error_for_code
 
@@ -83,7 +84,7 @@ def encode_request(request: Mapping[str, Any]) -> bytes:
     return line
 
 
-def hello_request(client: str) -> Dict[str, Any]:
+def hello_request(client: str) -> dict[str, Any]:
     """The ``hello`` request for :data:`PROTOCOL_VERSION`; ``client`` is free text."""
     return {"op": "hello", "version": PROTOCOL_VERSION, "client": client}
 
@@ -94,7 +95,7 @@ TABLES = ("events", "triggers")
 _I64 = (-(1 << 63), (1 << 63) - 1)
 
 
-def check_window(window: Tuple[Any, Any]) -> Tuple[int, int]:
+def check_window(window: tuple[Any, Any]) -> tuple[int, int]:
     """Check a time window ``(t0, t1)`` and return it as two Python ints.
 
     Both must be integers (Python or numpy; not floats, which would silently lose
@@ -120,8 +121,8 @@ def check_window(window: Tuple[Any, Any]) -> Tuple[int, int]:
 
 
 def open_request(path: str, table: str = "events",
-                 geometry: Optional[Tuple[int, int]] = None,
-                 window: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+                 geometry: tuple[int, int] | None = None,
+                 window: tuple[int, int] | None = None) -> dict[str, Any]:
     """The ``open`` request for a path relative to a served root (or absolute inside one).
 
     ``table`` is ``"events"`` (CD events) or ``"triggers"`` (external triggers);
@@ -131,7 +132,7 @@ def open_request(path: str, table: str = "events",
     """
     if table not in TABLES:
         raise ValueError(f"table must be one of {TABLES}, not {table!r}")
-    request: Dict[str, Any] = {"op": "open", "path": path, "table": table}
+    request: dict[str, Any] = {"op": "open", "path": path, "table": table}
     if geometry is not None:
         width, height = (int(v) for v in geometry)
         request.update(width=width, height=height)
@@ -140,17 +141,17 @@ def open_request(path: str, table: str = "events",
     return request
 
 
-def release_request(lease: int) -> Dict[str, Any]:
+def release_request(lease: int) -> dict[str, Any]:
     """The ``release`` request that ends ``lease``."""
     return {"op": "release", "lease": lease}
 
 
-def list_request() -> Dict[str, Any]:
+def list_request() -> dict[str, Any]:
     """The ``list`` request."""
     return {"op": "list"}
 
 
-def stats_request() -> Dict[str, Any]:
+def stats_request() -> dict[str, Any]:
     """The ``stats`` request."""
     return {"op": "stats"}
 
@@ -174,10 +175,10 @@ class LineBuffer:
         self._buf = bytearray()
         self._scanned = 0  # bytes of _buf known to hold no newline
 
-    def feed(self, data: bytes) -> List[bytes]:
+    def feed(self, data: bytes) -> list[bytes]:
         """Add ``data`` and return the lines it completed (possibly none)."""
         self._buf += data
-        lines: List[bytes] = []
+        lines: list[bytes] = []
         start = 0
         while True:
             end = self._buf.find(b"\n", max(start, self._scanned))
@@ -208,7 +209,7 @@ class LineBuffer:
 # --------------------------------------------------------------------------- replies
 
 
-def parse_reply(line: bytes) -> Dict[str, Any]:
+def parse_reply(line: bytes) -> dict[str, Any]:
     """Decode one reply line (without its newline).
 
     Returns the reply object when ``ok`` is true. Raises the :class:`~evshm.DaemonError`
@@ -241,7 +242,10 @@ def _excerpt(line: bytes, limit: int = 200) -> str:
     return text + ("..." if len(line) > limit else "")
 
 
-def _field(reply: Mapping[str, Any], name: str, kind: type, what: str = "reply") -> Any:
+_T = TypeVar("_T")
+
+
+def _field(reply: Mapping[str, Any], name: str, kind: type[_T], what: str = "reply") -> _T:
     value = reply.get(name)
     # bool is a subclass of int: do not let true/false pass for a number.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -249,18 +253,17 @@ def _field(reply: Mapping[str, Any], name: str, kind: type, what: str = "reply")
     return value
 
 
-def _optional_str(reply: Mapping[str, Any], name: str) -> Optional[str]:
+def _optional_str(reply: Mapping[str, Any], name: str) -> str | None:
     value = reply.get(name)
     if value is None or isinstance(value, str):
         return value
     raise _malformed(f"field {name!r} should be a string, got {value!r}")
 
 
-def _optional_int(reply: Mapping[str, Any], name: str) -> Optional[int]:
+def _optional_int(reply: Mapping[str, Any], name: str) -> int | None:
     if reply.get(name) is None:
         return None
-    value: int = _field(reply, name, int, "open reply")
-    return value
+    return _field(reply, name, int, "open reply")
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ class SegmentInfo:
     """
 
     name: str
-    path: Optional[str]
+    path: str | None
     size: int
 
 
@@ -330,14 +333,14 @@ class OpenReply:
     lease: int
     path: str
     table: str
-    window: Optional[Tuple[int, int]]
-    chunks: Tuple[ChunkInfo, ...]
+    window: tuple[int, int] | None
+    chunks: tuple[ChunkInfo, ...]
     rows: int
     format: str
-    width: Optional[int]
-    height: Optional[int]
-    schema: Tuple[Tuple[str, str], ...]
-    metadata: Dict[str, str]
+    width: int | None
+    height: int | None
+    schema: tuple[tuple[str, str], ...]
+    metadata: dict[str, str]
     cached: bool
     dropped: int = 0
 
@@ -384,7 +387,7 @@ def _parse_chunk(entry: Any, number: int) -> ChunkInfo:
     return info
 
 
-def _parse_chunks(reply: Mapping[str, Any], whole: bool) -> Tuple[ChunkInfo, ...]:
+def _parse_chunks(reply: Mapping[str, Any], whole: bool) -> tuple[ChunkInfo, ...]:
     """The ``chunks`` of an open reply, checked to be one run of rows in recording order
     (every row of every chunk when ``whole``, i.e. no window was asked for)."""
     entries = reply.get("chunks")
@@ -406,7 +409,7 @@ def _parse_chunks(reply: Mapping[str, Any], whole: bool) -> Tuple[ChunkInfo, ...
     return chunks
 
 
-def _parse_window(reply: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
+def _parse_window(reply: Mapping[str, Any]) -> tuple[int, int] | None:
     window = reply.get("window")
     if window is None:
         return None
@@ -418,7 +421,7 @@ def _parse_window(reply: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
     return window[0], window[1]
 
 
-def _parse_schema(reply: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
+def _parse_schema(reply: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     fields = reply.get("schema")
     if not isinstance(fields, list) or not fields:
         raise _malformed(f"open reply field 'schema' should be a list of fields, "
@@ -427,7 +430,7 @@ def _parse_schema(reply: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
                   _field(field, "type", str, "schema field")) for field in fields)
 
 
-def _parse_metadata(reply: Mapping[str, Any]) -> Dict[str, str]:
+def _parse_metadata(reply: Mapping[str, Any]) -> dict[str, str]:
     metadata = reply.get("metadata", {})
     if not isinstance(metadata, dict) or not all(
             isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()):
@@ -463,12 +466,12 @@ def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
     return result
 
 
-def parse_list_reply(reply: Mapping[str, Any]) -> List[RecordingInfo]:
+def parse_list_reply(reply: Mapping[str, Any]) -> list[RecordingInfo]:
     """Check a ``list`` reply and return its recordings, in the daemon's order."""
     entries = reply.get("recordings")
     if not isinstance(entries, list):
         raise _malformed(f"list reply field 'recordings' should be a list, got {entries!r}")
-    infos: List[RecordingInfo] = []
+    infos: list[RecordingInfo] = []
     for entry in entries:
         if not isinstance(entry, dict):
             raise _malformed(f"list entry should be an object, got {entry!r}")
@@ -481,7 +484,7 @@ def parse_list_reply(reply: Mapping[str, Any]) -> List[RecordingInfo]:
     return infos
 
 
-def parse_stats_reply(reply: Mapping[str, Any]) -> Dict[str, int]:
+def parse_stats_reply(reply: Mapping[str, Any]) -> dict[str, int]:
     """Return the integer counters of a ``stats`` reply, in the daemon's order.
 
     Fields that are not integers (``ok``, or anything a newer daemon adds) are left out.

@@ -10,7 +10,8 @@ the same kind of object.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -68,23 +69,23 @@ class Recording:
 
     def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], mappings: Sequence[Any],
                  table: pa.Table, *, start: int = 0,
-                 window: Optional[Tuple[int, int]] = None) -> None:
+                 window: tuple[int, int] | None = None) -> None:
         self.path: str = reply.path
         self.rows: int = table.num_rows
         self.start: int = start
-        self.window: Optional[Tuple[int, int]] = window
+        self.window: tuple[int, int] | None = window
         self.format: str = reply.format
-        self.width: Optional[int] = reply.width
-        self.height: Optional[int] = reply.height
+        self.width: int | None = reply.width
+        self.height: int | None = reply.height
         self.lease: int = reply.lease
-        self.chunks: Tuple[ChunkInfo, ...] = tuple(chunks)
+        self.chunks: tuple[ChunkInfo, ...] = tuple(chunks)
         self.cached: bool = reply.cached
         self.table_name: str = reply.table
         self.dropped: int = reply.dropped
         self._reply = reply
-        self._mappings: Optional[Tuple[Any, ...]] = tuple(mappings)  # one per chunk
-        self._table: Optional[pa.Table] = table
-        self._index: Optional["TimeIndex"] = None
+        self._mappings: tuple[Any, ...] | None = tuple(mappings)  # one per chunk
+        self._table: pa.Table | None = table
+        self._index: TimeIndex | None = None
 
     # ----------------------------------------------------------------- data
 
@@ -97,7 +98,7 @@ class Recording:
         return self._table
 
     @property
-    def segment_buffers(self) -> Tuple[pa.Buffer, ...]:
+    def segment_buffers(self) -> tuple[pa.Buffer, ...]:
         """The segment of each of :attr:`chunks` (a whole Arrow IPC stream) as a
         read-only, zero-copy buffer, in the same order.
 
@@ -115,7 +116,7 @@ class Recording:
         rather than copies. (:attr:`table` and :meth:`polars` never copy.)"""
         return sum(1 for chunk in self.chunks if chunk.end > chunk.start) <= 1
 
-    def numpy(self) -> "Dict[str, np.ndarray]":
+    def numpy(self) -> dict[str, np.ndarray]:
         """One read-only numpy array per column (``t``, ``x``, ``y``, ``p``).
 
         Zero-copy when :attr:`zero_copy` (the rows lie in one segment: a window inside a
@@ -125,7 +126,7 @@ class Recording:
         """
         return numpy_columns(self.table)
 
-    def polars(self) -> "pl.DataFrame":
+    def polars(self) -> pl.DataFrame:
         """A polars DataFrame over the same memory (no copy, however many segments:
         polars columns are chunked like the table's; ``.rechunk()`` makes them
         contiguous, by copying).
@@ -136,7 +137,7 @@ class Recording:
         """
         return polars_frame(self.table)
 
-    def torch(self) -> "Dict[str, torch.Tensor]":
+    def torch(self) -> dict[str, torch.Tensor]:
         """One CPU tensor per column, zero-copy when :attr:`zero_copy` (else a copy, as
         with :meth:`numpy`), without warnings.
 
@@ -161,7 +162,7 @@ class Recording:
 
     # ----------------------------------------------------------------- windows
 
-    def _time_index(self) -> "TimeIndex":
+    def _time_index(self) -> TimeIndex:
         if self._index is None:
             require("numpy", "numpy", "time windows")
             from ._windows import TimeIndex
@@ -172,7 +173,7 @@ class Recording:
         return self._index
 
     @property
-    def time_bounds(self) -> Optional[Tuple[int, int]]:
+    def time_bounds(self) -> tuple[int, int] | None:
         """``(first, last)``: the first event's timestamp and the largest one, ``None``
         when there are no events; ``time_window(first, last + 1)`` holds every event.
 
@@ -180,7 +181,7 @@ class Recording:
         """
         return self._time_index().bounds
 
-    def time_window(self, t0: int, t1: int) -> "Recording":
+    def time_window(self, t0: int, t1: int) -> Recording:
         """The events of the time window ``[t0, t1)`` (microseconds), without copying.
 
         Exactly: with ``m[i] = max(t[0..i])`` the running maximum of this object's
@@ -195,16 +196,16 @@ class Recording:
         lo, hi = self._time_index().rows(t0, t1)
         return self._derive(lo, hi, (t0, t1))
 
-    def slice(self, start: int, stop: Optional[int] = None) -> "Recording":
+    def slice(self, start: int, stop: int | None = None) -> Recording:
         """Events ``start`` to ``stop`` (exclusive, default: the end) of this object, by
         position, like ``list[start:stop]`` without a step: a zero-copy window of a fixed
         number of events. Negative indices count from the end."""
         lo, hi, _ = slice(start, stop).indices(self.rows)
         return self._derive(lo, max(lo, hi), None)
 
-    def windows(self, *, duration: Optional[int] = None, events: Optional[int] = None,
-                stride: Optional[int] = None,
-                drop_last: bool = False) -> Iterator["Recording"]:
+    def windows(self, *, duration: int | None = None, events: int | None = None,
+                stride: int | None = None,
+                drop_last: bool = False) -> Iterator[Recording]:
         """Cut this object into consecutive windows, each a zero-copy :class:`Recording`.
 
         Give exactly one of ``duration`` (microseconds: :meth:`time_window` ``[s, s +
@@ -226,12 +227,12 @@ class Recording:
             return (self.slice(s, s + length) for s in starts.tolist())
         raise ValueError("give exactly one of duration= and events=")
 
-    def _derive(self, lo: int, hi: int, window: Optional[Tuple[int, int]]) -> "Recording":
+    def _derive(self, lo: int, hi: int, window: tuple[int, int] | None) -> Recording:
         table = self.table  # raises once released
         assert self._mappings is not None
         # The chunks (and their mappings) that rows lo..hi of this object come from.
-        chunks: List[ChunkInfo] = []
-        mappings: List[Any] = []
+        chunks: list[ChunkInfo] = []
+        mappings: list[Any] = []
         offset = 0
         for chunk, mapping in zip(self.chunks, self._mappings):
             first = chunk.start + max(lo - offset, 0)
@@ -265,7 +266,7 @@ class Recording:
         """Same as :meth:`release`."""
         self.release()
 
-    def __enter__(self) -> "Recording":
+    def __enter__(self) -> Recording:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

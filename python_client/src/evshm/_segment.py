@@ -15,13 +15,13 @@ Contract (see the product brief, "Zero-copy reading, Python"):
   mapped, because a hugetlbfs mapping can only be unmapped in whole huge pages (mapping
   just the reply's size would leak the rest of the last page); only the first ``size``
   bytes, the Arrow IPC stream, are read.
-- ``pa.ipc.open_stream(memoryview(mapping)).read_all()`` builds the table with buffers
-  that point into the mapping: no copy. Every Arrow buffer keeps the ``mmap`` object
-  alive through the memoryview, so the mapping lives exactly as long as its data is
-  reachable. (Before Python 3.13 the ``mmap`` object also holds a close-on-exec dup of the
-  descriptor while it lives; from 3.13 on it is mapped with ``trackfd=False`` and holds
-  none.) ``mmap.close()`` is never called (it raises ``BufferError`` while buffers
-  point into it); reference counting unmaps.
+- ``pa.ipc.open_stream(pa.py_buffer(memoryview(mapping)[:size])).read_all()`` builds the
+  table with buffers that point into the mapping: no copy. Every Arrow buffer keeps the
+  ``mmap`` object alive through the memoryview, so the mapping lives exactly as long as
+  its data is reachable. (Before Python 3.13 the ``mmap`` object also holds a
+  close-on-exec dup of the descriptor while it lives; from 3.13 on it is mapped with
+  ``trackfd=False`` and holds none.) ``mmap.close()`` is never called (it raises
+  ``BufferError`` while buffers point into it); reference counting unmaps.
 - A recording comes as chunks, one segment each. :func:`chunk_rows` slices the rows asked
   for out of a chunk's stream and :func:`join_chunks` puts the slices of all chunks in one
   table: both only make new views of the same buffers (``Table.slice``,
@@ -35,7 +35,8 @@ import mmap
 import os
 import stat
 import sys
-from typing import Any, Dict, Mapping, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -49,7 +50,7 @@ _REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
 
 # CPython's mmap keeps a dup() of the descriptor (close-on-exec) for size()/resize(), so on
 # Python < 3.13 every live mapping also holds one descriptor. 3.13 can opt out.
-_NO_TRACKFD: Dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+_NO_TRACKFD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
 
 
 def map_segment(path: str, size: int) -> mmap.mmap:
@@ -120,7 +121,8 @@ def read_table(mapping: mmap.mmap, size: int) -> pa.Table:
     :class:`~evshm.SegmentError` when the bytes are not an Arrow IPC stream.
     """
     try:
-        return pa.ipc.open_stream(memoryview(mapping)[:size]).read_all()
+        # What open_stream does with any buffer-like source (as_buffer), said explicitly.
+        return pa.ipc.open_stream(pa.py_buffer(memoryview(mapping)[:size])).read_all()
     except pa.ArrowException as exc:
         raise SegmentError(f"segment is not a readable Arrow IPC stream: {exc}") from None
 
@@ -139,8 +141,8 @@ def chunk_rows(mapping: mmap.mmap, chunk: ChunkInfo) -> pa.Table:
     return table.slice(chunk.start, chunk.end - chunk.start)
 
 
-def join_chunks(parts: Sequence[Tuple[ChunkInfo, pa.Table]],
-                fields: Sequence[Tuple[str, str]], metadata: Mapping[str, str]) -> pa.Table:
+def join_chunks(parts: Sequence[tuple[ChunkInfo, pa.Table]],
+                fields: Sequence[tuple[str, str]], metadata: Mapping[str, str]) -> pa.Table:
     """One table of the rows of ``parts`` (``(chunk, rows)`` from :func:`chunk_rows`), in
     order, without copying: a column has one Arrow chunk per part that holds rows.
 
@@ -154,11 +156,14 @@ def join_chunks(parts: Sequence[Tuple[ChunkInfo, pa.Table]],
             raise SegmentError(f"segment {chunk.segment.name} holds columns {columns} but "
                                f"evshmd announced {tuple(fields)}")
     if not parts:
+        schema_metadata: dict[bytes | str, bytes | str] = {k: v for k, v in metadata.items()}
         try:
             # The daemon declares its columns non-nullable; so does the empty table, so
-            # that its schema equals the schema of any non-empty one.
-            schema = pa.schema([pa.field(name, pa.type_for_alias(kind), nullable=False)
-                                for name, kind in fields], metadata=dict(metadata))
+            # that its schema equals the schema of any non-empty one. (pyarrow-stubs type
+            # type_for_alias for literal aliases only; it takes any str, raising ValueError.)
+            schema = pa.schema([pa.field(name, pa.type_for_alias(kind),  # type: ignore[call-overload]
+                                         nullable=False)
+                                for name, kind in fields], metadata=schema_metadata)
         except ValueError as exc:
             raise SegmentError(f"cannot build an empty table of columns {tuple(fields)}: "
                                f"{exc}") from None

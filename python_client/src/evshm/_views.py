@@ -23,7 +23,7 @@ read-only: an in-place write to such a tensor kills the process with SIGSEGV, so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["column_array", "numpy_columns", "polars_frame", "torch_columns"]
 
 
-def column_array(table: pa.Table, name: str) -> pa.Array:
+def column_array(table: pa.Table, name: str) -> pa.Array[Any]:
     """Column ``name`` as one Arrow array: its only non-empty chunk (no copy), an empty
     array, or the concatenation of its chunks (a copy) when its rows span several."""
     column = table.column(name)
@@ -45,15 +45,16 @@ def column_array(table: pa.Table, name: str) -> pa.Array:
     if len(chunks) == 1:
         return chunks[0]
     if not chunks:
-        return pa.array([], type=column.type)
+        empty: pa.Array[Any] = pa.array([], type=column.type)  # stubs: Any for this type
+        return empty
     return pa.concat_arrays(chunks)
 
 
-def numpy_columns(table: pa.Table) -> "Dict[str, np.ndarray]":
+def numpy_columns(table: pa.Table) -> dict[str, np.ndarray]:
     """One read-only numpy array per column (see the module docstring for when the
     arrays are views of the segments and when copies)."""
     require("numpy", "numpy", "Recording.numpy()")
-    arrays: Dict[str, Any] = {}
+    arrays: dict[str, Any] = {}
     for name in table.column_names:
         array = column_array(table, name).to_numpy(zero_copy_only=True)
         # Read-only from Arrow already; a concatenated copy is made read-only too, so
@@ -63,18 +64,18 @@ def numpy_columns(table: pa.Table) -> "Dict[str, np.ndarray]":
     return arrays
 
 
-def polars_frame(table: pa.Table) -> "pl.DataFrame":
+def polars_frame(table: pa.Table) -> pl.DataFrame:
     """A polars DataFrame over the table's buffers (``rechunk=False``: no copy)."""
     polars = require("polars", "polars", "Recording.polars()")
-    frame: "pl.DataFrame" = polars.from_arrow(table, rechunk=False)
+    frame: pl.DataFrame = polars.from_arrow(table, rechunk=False)
     return frame
 
 
-def torch_columns(table: pa.Table) -> "Dict[str, torch.Tensor]":
+def torch_columns(table: pa.Table) -> dict[str, torch.Tensor]:
     """One CPU tensor per column, made through DLPack (views of the segments or copies,
     like :func:`numpy_columns`)."""
     torch_module = require("torch", "torch", "Recording.torch()")
-    tensors: Dict[str, Any] = {}
+    tensors: dict[str, Any] = {}
     for name in table.column_names:
         array = column_array(table, name)
         if not hasattr(array, "__dlpack__"):

@@ -24,8 +24,6 @@ that one block.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import numpy as np
 
 __all__ = ["BLOCK", "TimeIndex", "time_window_starts", "event_window_starts"]
@@ -76,7 +74,7 @@ class TimeIndex:
         return self._rows
 
     @property
-    def bounds(self) -> Optional[Tuple[int, int]]:
+    def bounds(self) -> tuple[int, int] | None:
         """``(t[0], max(t))``: the running maximum's first and last values, ``None``
         without rows. The window ``[first, last + 1)`` holds every row."""
         if not self._parts:
@@ -96,7 +94,7 @@ class TimeIndex:
         local = np.maximum.accumulate(self._parts[number][offset:offset + self._block])
         return start + int(np.searchsorted(local, value, side="left"))
 
-    def rows(self, t0: int, t1: int) -> Tuple[int, int]:
+    def rows(self, t0: int, t1: int) -> tuple[int, int]:
         """The row range ``(lo, hi)`` of the window ``[t0, t1)``; ``t1 >= t0``."""
         if t1 < t0:
             raise ValueError(f"window [{t0}, {t1}) ends before it starts")
@@ -109,8 +107,8 @@ def _check_positive(name: str, value: int) -> int:
     return int(value)
 
 
-def time_window_starts(bounds: Optional[Tuple[int, int]], duration: int,
-                       stride: Optional[int] = None, drop_last: bool = False) -> np.ndarray:
+def time_window_starts(bounds: tuple[int, int] | None, duration: int,
+                       stride: int | None = None, drop_last: bool = False) -> np.ndarray:
     """Start times of the windows ``[s, s + duration)`` that cover a recording.
 
     ``bounds`` is :attr:`TimeIndex.bounds` ``(first, last)``. Windows start at
@@ -130,7 +128,7 @@ def time_window_starts(bounds: Optional[Tuple[int, int]], duration: int,
     return np.arange(first, end + 1, stride, dtype=np.int64)
 
 
-def event_window_starts(rows: int, count: int, stride: Optional[int] = None,
+def event_window_starts(rows: int, count: int, stride: int | None = None,
                         drop_last: bool = False) -> np.ndarray:
     """First rows of the windows of ``count`` consecutive events that cover ``rows``.
 

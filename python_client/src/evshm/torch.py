@@ -39,8 +39,8 @@ Needs torch, numpy and pyarrow >= 15 (``pip install 'evshm[torch]'``).
 from __future__ import annotations
 
 import os
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple,
-                    Union)
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Callable
 
 from ._optional import require
 
@@ -63,12 +63,12 @@ Transform = Callable[[Events], Any]
 class _WindowItems:
     """What both datasets share: the windows, the transform, and how an item is made."""
 
-    def __init__(self, paths: Optional[Sequence[PathArg]], *, duration: Optional[int],
-                 events: Optional[int], stride: Optional[int], drop_last: bool,
-                 windows: Optional[Iterable[WindowArg]],
-                 transform: Optional[Transform],
-                 socket_path: Union[str, "os.PathLike[str]", None],
-                 timeout: Optional[float]) -> None:
+    def __init__(self, paths: Sequence[PathArg] | None, *, duration: int | None,
+                 events: int | None, stride: int | None, drop_last: bool,
+                 windows: Iterable[WindowArg] | None,
+                 transform: Transform | None,
+                 socket_path: str | os.PathLike[str] | None,
+                 timeout: float | None) -> None:
         #: The windows (a torch-free :class:`~evshm.EventWindows`).
         self.windows = EventWindows(paths, duration=duration, events=events,
                                     stride=stride, drop_last=drop_last, windows=windows,
@@ -77,14 +77,14 @@ class _WindowItems:
         self.transform = transform
 
     @property
-    def paths(self) -> List[str]:
+    def paths(self) -> list[str]:
         """The recordings, in the order their windows are numbered."""
         return self.windows.paths
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def window(self, index: int) -> Tuple[str, int, int]:
+    def window(self, index: int) -> tuple[str, int, int]:
         """``(path, start, stop)`` of item ``index``: microseconds ``[start, stop)`` for
         time windows, rows ``start:stop`` for event-count windows (``stop`` may pass the
         recording's last row: its final window is then shorter)."""
@@ -112,7 +112,7 @@ class _WindowItems:
         return out
 
 
-class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
+class EventWindowDataset(_WindowItems, Dataset[Any]):
     """A map-style dataset of event windows over recordings served by evshmd:
     item ``i`` is window ``i`` (see :class:`~evshm.EventWindows`).
 
@@ -144,13 +144,13 @@ class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
     Either way items are read over each process's own connection, opened on first use.
     """
 
-    def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
-                 duration: Optional[int] = None, events: Optional[int] = None,
-                 stride: Optional[int] = None, drop_last: bool = False,
-                 windows: Optional[Iterable[WindowArg]] = None,
-                 transform: Optional[Transform] = None,
-                 socket_path: Union[str, "os.PathLike[str]", None] = None,
-                 timeout: Optional[float] = 60.0) -> None:
+    def __init__(self, paths: Sequence[PathArg] | None = None, *,
+                 duration: int | None = None, events: int | None = None,
+                 stride: int | None = None, drop_last: bool = False,
+                 windows: Iterable[WindowArg] | None = None,
+                 transform: Transform | None = None,
+                 socket_path: str | os.PathLike[str] | None = None,
+                 timeout: float | None = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
                               stride=stride, drop_last=drop_last, windows=windows,
                               transform=transform, socket_path=socket_path,
@@ -160,7 +160,7 @@ class EventWindowDataset(_WindowItems, Dataset):  # type: ignore[type-arg]
         return self._item(index)
 
 
-class EventWindowIterableDataset(_WindowItems, IterableDataset):  # type: ignore[type-arg]
+class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
     """An iterable dataset of the same windows as :class:`EventWindowDataset`.
 
     Takes the same arguments (``windows=`` included), plus ``shuffle`` (yield the
@@ -171,13 +171,13 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset):  # type: ignore
     the dataset had when they started, so not with ``persistent_workers``).
     """
 
-    def __init__(self, paths: Optional[Sequence[PathArg]] = None, *,
-                 duration: Optional[int] = None, events: Optional[int] = None,
-                 stride: Optional[int] = None, drop_last: bool = False,
-                 windows: Optional[Iterable[WindowArg]] = None,
-                 transform: Optional[Transform] = None, shuffle: bool = False,
-                 seed: int = 0, socket_path: Union[str, "os.PathLike[str]", None] = None,
-                 timeout: Optional[float] = 60.0) -> None:
+    def __init__(self, paths: Sequence[PathArg] | None = None, *,
+                 duration: int | None = None, events: int | None = None,
+                 stride: int | None = None, drop_last: bool = False,
+                 windows: Iterable[WindowArg] | None = None,
+                 transform: Transform | None = None, shuffle: bool = False,
+                 seed: int = 0, socket_path: str | os.PathLike[str] | None = None,
+                 timeout: float | None = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
                               stride=stride, drop_last=drop_last, windows=windows,
                               transform=transform, socket_path=socket_path,
@@ -205,7 +205,7 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset):  # type: ignore
             yield self._item(index)
 
 
-def collate_events(batch: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+def collate_events(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Batch windows of different lengths (items without ``transform``).
 
     Returns the columns ``t, x, y, p`` of all windows concatenated, and ``lengths``
@@ -217,7 +217,7 @@ def collate_events(batch: Sequence[Dict[str, torch.Tensor]]) -> Dict[str, torch.
     if not batch:
         raise ValueError("cannot collate an empty batch")
     in_worker = get_worker_info() is not None
-    out: Dict[str, torch.Tensor] = {}
+    out: dict[str, torch.Tensor] = {}
     for name in batch[0]:
         parts = [item[name] for item in batch]
         total = torch.empty(sum(len(part) for part in parts), dtype=parts[0].dtype)

@@ -33,21 +33,18 @@ bins around ``tau_i``; an event at ``tau_i == b`` counts wholly in bin ``b``.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
-
 from ._events import Events
 from ._optional import require
 
 require("numpy", "numpy", "evshm.transforms")
 import numpy as np  # noqa: E402 - after the friendly check above
+from numpy.typing import DTypeLike  # noqa: E402
 
 __all__ = ["event_histogram", "voxel_grid", "EventHistogram", "VoxelGrid"]
 
-DTypeLike = Any  # numpy's own alias moved between versions
-
 
 def _on_sensor(x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int,
-               height: int) -> Optional[np.ndarray]:
+               height: int) -> np.ndarray | None:
     """The mask of events to keep, or ``None`` when all are kept (the usual case)."""
     keep = (x >= 0) & (x < width) & (y >= 0) & (y < height) & ((p == 0) | (p == 1))
     return None if keep.all() else keep
@@ -77,7 +74,7 @@ def event_histogram(x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int, hei
 
 
 def voxel_grid(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int,
-               height: int, bins: int, *, t_range: Optional[Tuple[int, int]] = None,
+               height: int, bins: int, *, t_range: tuple[int, int] | None = None,
                dtype: DTypeLike = np.float32) -> np.ndarray:
     """Signed polarity spread bilinearly over ``bins`` time bins: shape
     ``(bins, height, width)``, as defined in the module doc.
@@ -152,7 +149,7 @@ class VoxelGrid:
         self.dtype = np.dtype(dtype)
 
     def __call__(self, events: Events) -> np.ndarray:
-        t_range: Optional[Tuple[int, int]] = None
+        t_range: tuple[int, int] | None = None
         if self.time_range == "window":
             if events.t0 is None or events.t1 is None:
                 raise ValueError("VoxelGrid(time_range='window') needs events selected by "
