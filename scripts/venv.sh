@@ -20,13 +20,13 @@ mkdir -p "$(dirname "$venv")"
         && [ ! -e "$venv/.creating" ]; then
         : # a virtualenv made by hand and named by $EVSHM_VENV: used as it is
     elif [ ! -e "$venv/.complete" ]; then
-        echo "== creating $venv from $_evshm_requirements (torch: minutes)" >&2
-        started=$SECONDS
         if [ -e "$venv" ] && [ ! -e "$venv/.creating" ] && [ -n "$(ls -A "$venv")" ]; then
             echo "scripts/venv.sh: $venv is not a virtualenv that it was making:" \
                 "remove it, or name another one with EVSHM_VENV" >&2
             exit 1
         fi
+        echo "== creating $venv from $_evshm_requirements (torch: minutes)" >&2
+        started=$SECONDS
         rm -rf "$venv"
         mkdir "$venv"
         touch "$venv/.creating"
