@@ -255,3 +255,42 @@ impl Drop for Session<'_> {
         self.daemon.budget.notify_released();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::testing::{TempDir, daemon};
+
+    #[test]
+    fn hello_first_then_requests_and_errors_keep_the_connection() {
+        let dir = TempDir::new("session");
+        let daemon = daemon(&dir, 1 << 20, u64::MAX);
+        let (client, server) = UnixStream::pair().unwrap();
+        let serving = std::thread::spawn(move || serve_connection(&daemon, server));
+        let mut lines = BufReader::new(client.try_clone().unwrap()).lines();
+        let ask = |lines: &mut std::io::Lines<_>, request: &str| {
+            (&client).write_all(format!("{request}\n").as_bytes()).unwrap();
+            let reply: serde_json::Value =
+                serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+            reply
+        };
+        assert_eq!(ask(&mut lines, r#"{"op":"stats"}"#)["error"]["code"], "hello_required");
+        assert_eq!(ask(&mut lines, r#"{"op":"hello","version":2}"#)["ok"], true);
+        assert_eq!(ask(&mut lines, r#"{"op":"list"}"#)["recordings"], serde_json::json!([]));
+        assert_eq!(
+            ask(&mut lines, r#"{"op":"open","path":"none.raw"}"#)["error"]["code"],
+            "not_found"
+        );
+        assert_eq!(
+            ask(&mut lines, r#"{"op":"release","lease":9}"#)["error"]["code"],
+            "unknown_lease"
+        );
+        assert_eq!(ask(&mut lines, r#"{"op":"stats"}"#)["errors"], 3, "each error counted");
+        // Both descriptors of the client's end closed: the session ends.
+        drop((lines, client));
+        serving.join().unwrap();
+    }
+}
