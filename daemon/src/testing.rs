@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use evshm_formats::ChunkLimits;
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{ChunkLimits, Evt3Encoder, Geometry};
 
 use crate::access::AccessPolicy;
 use crate::budget::Budget;
@@ -38,19 +38,13 @@ impl Drop for TempDir {
 
 /// The events of a synthetic recording of `events` events on a 1280x720 sensor.
 pub fn synthetic(events: u64) -> Synth {
-    let geometry = Geometry { width: 1280, height: 720 };
-    Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() })
+    Synth::new(SynthConfig::events(events))
 }
 
 /// Writes the EVT3 recording of [`synthetic`]`(events)` to `path`.
 pub fn write_evt3(path: &Path, events: u64) {
-    let geometry = Geometry { width: 1280, height: 720 };
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut encoder = Evt3Encoder::new(file, geometry).unwrap();
-    for event in synthetic(events) {
-        encoder.push(&event).unwrap();
-    }
-    encoder.finish().unwrap();
+    evshm_formats::synth::write_evt3(SynthConfig::events(events), file).unwrap();
 }
 
 /// A daemon serving `dir/root`, segments in `dir/shm`, recordings in chunks of about

@@ -3,6 +3,10 @@
 //! timestamp (what EVT3 vectors compress), both polarities, and an event rate that swells
 //! and ebbs once a second. Deterministic for a given seed.
 
+use std::io::Write;
+
+use crate::encode::EncodeError;
+use crate::evt3::Evt3Encoder;
 use crate::geometry::Geometry;
 use crate::sink::Event;
 
@@ -31,6 +35,22 @@ impl Default for SynthConfig {
             seed: 1,
         }
     }
+}
+
+impl SynthConfig {
+    /// `events` events, every other setting at its default (a 1280x720 sensor).
+    pub fn events(events: u64) -> Self {
+        Self { events, ..Self::default() }
+    }
+}
+
+/// Writes the events of `config` to `out` as an EVT3 recording, and returns `out`.
+pub fn write_evt3<W: Write>(config: SynthConfig, out: W) -> Result<W, EncodeError> {
+    let mut encoder = Evt3Encoder::new(out, config.geometry)?;
+    for event in Synth::new(config) {
+        encoder.push(&event)?;
+    }
+    encoder.finish()
 }
 
 /// An iterator over the events of a [`SynthConfig`].

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use evshm_formats::synth::{Synth, SynthConfig};
-use evshm_formats::{Evt3Encoder, Geometry};
 
 /// The shared-memory directory the daemon uses by default.
 pub const SHM_DIR: &str = "/dev/shm";
@@ -252,17 +251,11 @@ pub fn evshm_cli() -> PathBuf {
 
 /// The synthetic events the recordings of these tests hold.
 pub fn synthetic(events: u64) -> Synth {
-    let geometry = Geometry { width: 1280, height: 720 };
-    Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() })
+    Synth::new(SynthConfig::events(events))
 }
 
 /// Writes a synthetic EVT3 recording of `events` events.
 pub fn write_evt3(path: &Path, events: u64) {
-    let geometry = Geometry { width: 1280, height: 720 };
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut encoder = Evt3Encoder::new(file, geometry).unwrap();
-    for event in synthetic(events) {
-        encoder.push(&event).unwrap();
-    }
-    encoder.finish().unwrap();
+    evshm_formats::synth::write_evt3(SynthConfig::events(events), file).unwrap();
 }
