@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import signal
@@ -29,26 +28,6 @@ BIG_EVENTS = 3_000_000
 #: Geometry of the synthetic recordings: small, so that histograms and voxel grids of a
 #: batch stay small next to the segment.
 WIDTH, HEIGHT = 160, 120
-
-#: The optional dependencies whose tests skip without them, except in CI (``$CI`` set, not
-#: ``false`` or ``0``), where scripts/venv.sh installs them: there a missing or broken one
-#: stops the run here, instead of passing with its tests skipped.
-REQUIRED_IN_CI = ("numpy", "polars", "torch")
-
-
-def _require_in_ci() -> None:
-    if os.environ.get("CI", "").lower() in ("", "0", "false"):
-        return
-    for module in REQUIRED_IN_CI:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"CI is set, and {module} cannot be imported ({exc}): its tests "
-                              "would be skipped. CI installs it with scripts/venv.sh "
-                              "(scripts/requirements-test.txt).") from exc
-
-
-_require_in_ci()
 
 
 @pytest.fixture
