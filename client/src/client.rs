@@ -18,8 +18,9 @@ use crate::recording::{Lease, Recording};
 /// A connection to evshmd.
 ///
 /// Cheap to share between threads (requests are serialised on the one connection).
-/// Leases taken through it end when their [`Recording`] is dropped, or all at once when
-/// the last handle to the connection goes.
+/// A lease taken through it ends when its [`Recording`] and every buffer sliced from it
+/// are dropped; until then it keeps the connection open, even after the last `Client`
+/// handle is gone.
 #[derive(Debug, Clone)]
 pub struct Client {
     connection: Arc<Mutex<Connection>>,

@@ -207,12 +207,12 @@ impl<'d> Session<'d> {
         })
     }
 
-    /// Opens what `request` asks for and takes a lease on its chunks: the reply line, and
-    /// the descriptors of sealed segments to pass with it.
+    /// Opens what `request` asks for and takes a lease on its chunks: the reply line (the
+    /// descriptors of sealed segments go to `passing`, to be sent with it).
     fn open(&mut self, request: &OpenRequest<'_>) -> Result<Vec<u8>, ErrorReply> {
         let daemon = self.daemon;
+        Stats::bump(&daemon.stats.opens);
         if self.leases.len() >= daemon.settings.max_leases {
-            Stats::bump(&daemon.stats.opens);
             return Err(ErrorReply::new(
                 ErrorCode::TooManyLeases,
                 format!(

@@ -65,7 +65,6 @@ pub fn open(
     request: &OpenRequest<'_>,
     position: &mut ReadPosition,
 ) -> Result<Opened, OpenError> {
-    Stats::bump(&daemon.stats.opens);
     let OpenRequest { path, table, geometry, window } = *request;
     if let Some(w) = window.filter(|w| w.start > w.end) {
         return Err(OpenError::BadWindow(w));
@@ -78,7 +77,7 @@ pub fn open(
         let needed = target.bytes_needed(likely.clone())?;
         let limit = daemon.budget.limit();
         if needed > limit {
-            return Err(OpenError::OverBudget { path: target.source.clone(), needed, limit });
+            return Err(OpenError::OverBudget { name: target.name.clone(), needed, limit });
         }
         prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
     }
@@ -90,7 +89,7 @@ pub fn open(
             let (resident, outcome) = early
                 .and_then(Option::take)
                 .unwrap_or_else(|| target.fetch(chunk, daemon.budget.wait()));
-            let resident = resident.map_err(|e| OpenError::ingest(&target.source, e))?;
+            let resident = resident.map_err(|e| OpenError::ingest(&target.name, e))?;
             Ok::<_, OpenError>(ChunkTable { resident, table, outcome })
         },
     )?;
@@ -117,7 +116,7 @@ fn target(
     geometry: Option<Geometry>,
 ) -> Result<Target, OpenError> {
     let resolved = daemon.roots.resolve(path)?;
-    let source = resolved.relative;
+    let name = resolved.name;
     let metadata = std::fs::metadata(&resolved.file)
         .map_err(|source| OpenError::Gone { path: path.to_owned(), source })?;
     let identity = FileIdentity::of(&metadata);
@@ -126,19 +125,19 @@ fn target(
             let detected = detect_file(&resolved.file)?;
             let limits = daemon.settings.chunk_limits;
             let file = resolved.file.clone();
-            Ok(RecordingIndex::new(identity, detected, file, source.clone(), limits))
+            Ok(RecordingIndex::new(identity, detected, file, name.clone(), limits))
         })
-        .map_err(|e: IngestError| OpenError::ingest(&source, e))?;
+        .map_err(|e: IngestError| OpenError::ingest(&name, e))?;
     let detected = match geometry {
         None => recording.detected.clone(),
         Some(given) => recording.detected.clone().with_geometry(given).map_err(|stated| {
             let conflict =
                 IngestError::GeometryConflict { path: resolved.file.clone(), stated, given };
-            OpenError::ingest(&source, conflict)
+            OpenError::ingest(&name, conflict)
         })?,
     };
     let daemon = Arc::clone(daemon);
-    Ok(Target { daemon, file: resolved.file, source, geometry, identity, recording, detected })
+    Ok(Target { daemon, file: resolved.file, name, geometry, identity, recording, detected })
 }
 
 /// One table of a resident chunk, held for a reply (and then by its lease).
