@@ -176,21 +176,21 @@ pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
         .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
 }
 
-/// Decodes one chunk of the recording at `path` (shown to clients as `source`) into new
+/// Decodes one chunk of the recording in `file` (named `name` by clients) into new
 /// segments. `make_room` is asked for the segments' exact size before they are made, and
 /// what it returns is held until they exist.
 pub fn ingest_chunk<R>(
-    path: &Path,
-    source: &str,
+    file: &Path,
+    name: &str,
     detected: &Detected,
     chunk: &Chunk,
     shm: &Arc<ShmDir>,
     make_room: impl FnOnce(u64) -> Result<R, IngestError>,
 ) -> Result<DecodedChunk, IngestError> {
     let (rows, trigger_rows) = (chunk.events, chunk.triggers);
-    let layout_error = |detail: String| IngestError::Layout { path: path.to_owned(), detail };
+    let layout_error = |detail: String| IngestError::Layout { path: file.to_owned(), detail };
     let (event_layout, trigger_layout) =
-        chunk_layouts(detected, source, chunk).map_err(|e| layout_error(e.to_string()))?;
+        chunk_layouts(detected, name, chunk).map_err(|e| layout_error(e.to_string()))?;
     let needed = shm.footprint(event_layout.total_len() as u64)
         + shm.footprint(trigger_layout.total_len() as u64);
     let _room = make_room(needed)?;
@@ -214,12 +214,12 @@ pub fn ingest_chunk<R>(
     let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = chunk.decoder();
     let start = detected.data_offset as u64 + chunk.start;
-    read_range(path, start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
+    read_range(file, start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);
     let (kept, dropped, trigger_len) =
         (sink.inner.events_len, sink.dropped, sink.inner.triggers_len);
     if kept as u64 + dropped != rows || trigger_len as u64 != trigger_rows {
-        return Err(IngestError::Changed { path: path.to_owned(), counted: rows });
+        return Err(IngestError::Changed { path: file.to_owned(), counted: rows });
     }
     let event_times = TimeColumn::new(&sink.inner.events.t[..kept], offsets.0);
     let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_len], offsets.1);
@@ -242,10 +242,10 @@ pub fn ingest_chunk<R>(
 /// The layouts of a chunk's two tables, sized for the events its index entry counts.
 pub fn chunk_layouts(
     detected: &Detected,
-    source: &str,
+    name: &str,
     chunk: &Chunk,
 ) -> Result<(StreamLayout, StreamLayout), arrow_schema::ArrowError> {
-    let meta = metadata(detected, source);
+    let meta = metadata(detected, name);
     let events = StreamLayout::new(
         &evshm_protocol::schema::event_schema(meta.clone()),
         chunk.events as usize,
@@ -255,14 +255,14 @@ pub fn chunk_layouts(
     Ok((events, triggers))
 }
 
-/// The metadata of a chunk's schema: geometry, format, source and where the geometry
-/// came from.
-pub fn metadata(detected: &Detected, source: &str) -> HashMap<String, String> {
+/// The metadata of a chunk's schema: geometry, format, the recording's name (as
+/// `evshm.source`) and where the geometry came from.
+pub fn metadata(detected: &Detected, name: &str) -> HashMap<String, String> {
     HashMap::from([
         (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
         (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
         (META_FORMAT.to_owned(), detected.format.name().to_owned()),
-        (META_SOURCE.to_owned(), source.to_owned()),
+        (META_SOURCE.to_owned(), name.to_owned()),
         (META_GEOMETRY.to_owned(), detected.geometry_source.name().to_owned()),
     ])
 }

@@ -8,8 +8,8 @@ use crate::state::Daemon;
 /// A recording under the roots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
-    /// Its path relative to its root, as clients name it.
-    pub path: String,
+    /// Its name: its path relative to its root, as clients give it.
+    pub name: String,
     /// Its format's name.
     pub format: &'static str,
     /// The file's size in bytes.
@@ -19,16 +19,16 @@ pub struct Listed {
 }
 
 /// The recordings under the daemon's roots (files whose content is recognised), sorted by
-/// path.
+/// name.
 pub fn list(daemon: &Daemon) -> Vec<Listed> {
     (daemon.roots.files().into_iter())
-        .filter_map(|(path, file)| {
+        .filter_map(|(name, file)| {
             let detected = detect_file(&file).ok()?;
             let metadata = std::fs::metadata(&file).ok()?;
             let key = Key { file: file.clone(), geometry: None, chunk: 0 };
             let decoded = daemon.cache.is_resident(&key, FileIdentity::of(&metadata));
             let format = detected.format.name();
-            Some(Listed { path, format, size: metadata.len(), decoded })
+            Some(Listed { name, format, size: metadata.len(), decoded })
         })
         .collect()
 }

@@ -25,9 +25,10 @@ pub struct RecordingIndex {
     pub identity: FileIdentity,
     /// Format, geometry and where the event data starts.
     pub detected: Detected,
-    /// The file, as the daemon opens it, and as clients name it.
+    /// The file, as the daemon opens it.
     file: PathBuf,
-    source: String,
+    /// The recording's name, as clients give it (for the log).
+    name: String,
     progress: Mutex<Progress>,
 }
 
@@ -43,17 +44,17 @@ struct Progress {
 }
 
 impl RecordingIndex {
-    /// The index of `file` (shown to clients as `source`), nothing of it built yet.
+    /// The index of `file` (named `name` by clients), nothing of it built yet.
     pub fn new(
         identity: FileIdentity,
         detected: Detected,
         file: PathBuf,
-        source: String,
+        name: String,
         limits: ChunkLimits,
     ) -> Self {
         let indexer = Some(Indexer::new(detected.format, limits));
         let progress = Progress { chunks: Vec::new(), indexer, fed: 0 };
-        Self { identity, detected, file, source, progress: Mutex::new(progress) }
+        Self { identity, detected, file, name, progress: Mutex::new(progress) }
     }
 
     /// Chunk `chunk`, or `None` past the last one, indexing further into the file as
@@ -114,7 +115,7 @@ impl RecordingIndex {
             let complete = if progress.indexer.is_none() { ", complete" } else { "" };
             log::info!(
                 "indexed {} ({}, {} events in {} chunks) in {:.1} ms: bytes {}..{} of its events{complete}",
-                self.source,
+                self.name,
                 self.detected.format,
                 progress.chunks.iter().map(|c| c.events).sum::<u64>(),
                 progress.chunks.len(),
@@ -196,8 +197,8 @@ mod tests {
     fn index(identity: FileIdentity) -> RecordingIndex {
         let text = b"1 2 3 1\n";
         let detected = evshm_formats::detect(text, Some("txt")).unwrap();
-        let (file, source) = ("/nowhere".into(), "nowhere".into());
-        RecordingIndex::new(identity, detected, file, source, ChunkLimits::events(10))
+        let (file, name) = ("/nowhere".into(), "nowhere".into());
+        RecordingIndex::new(identity, detected, file, name, ChunkLimits::events(10))
     }
 
     #[test]

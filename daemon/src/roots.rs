@@ -46,8 +46,9 @@ pub enum PathError {
 pub struct Resolved {
     /// The file, with every symbolic link resolved.
     pub file: PathBuf,
-    /// The path relative to its root, `/`-separated: how clients name it.
-    pub relative: String,
+    /// The recording's name: its path relative to its root, `/`-separated, as clients
+    /// name it.
+    pub name: String,
 }
 
 impl Roots {
@@ -115,7 +116,7 @@ impl Roots {
             if !file.is_file() {
                 return Err(not_found(format!("{shown} is not a regular file")));
             }
-            return Ok(Resolved { file, relative: shown });
+            return Ok(Resolved { file, name: shown });
         }
         Err(not_found(format!("no file {shown} under the served roots {}", self.describe())))
     }
@@ -190,10 +191,10 @@ mod tests {
             PathError::OutsideRoots { .. } => "outside",
             PathError::NotFound { .. } => "not found",
         };
-        assert_eq!(roots.resolve("sub/a.raw").unwrap().relative, "sub/a.raw");
-        assert_eq!(roots.resolve("./sub//a.raw").unwrap().relative, "sub/a.raw");
+        assert_eq!(roots.resolve("sub/a.raw").unwrap().name, "sub/a.raw");
+        assert_eq!(roots.resolve("./sub//a.raw").unwrap().name, "sub/a.raw");
         let absolute = base.join("root/sub/a.raw");
-        assert_eq!(roots.resolve(absolute.to_str().unwrap()).unwrap().relative, "sub/a.raw");
+        assert_eq!(roots.resolve(absolute.to_str().unwrap()).unwrap().name, "sub/a.raw");
         assert_eq!(code("sub/../sub/a.raw"), "malformed");
         assert_eq!(code(""), "malformed");
         assert_eq!(code(base.join("secret.raw").to_str().unwrap()), "outside");

@@ -55,9 +55,9 @@ pub fn open_error(error: &OpenError) -> ErrorReply {
     };
     let message = match error {
         // Detection's message names the file by its canonical path: name it as asked.
-        OpenError::Ingest { path, error } => match &**error {
-            IngestError::Unrecognized { source, .. } => format!("{path}: {source}"),
-            other => format!("{path}: {other}"),
+        OpenError::Ingest { name, error } => match &**error {
+            IngestError::Unrecognized { source, .. } => format!("{name}: {source}"),
+            other => format!("{name}: {other}"),
         },
         other => other.to_string(),
     };
@@ -94,7 +94,7 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
     };
     OpenReply {
         lease,
-        path: target.source.clone(),
+        path: target.name.clone(),
         table: *table,
         window: *window,
         rows: chunks.iter().map(|s| s.end - s.start).sum(),
@@ -123,7 +123,7 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
                 data_type: ty.to_string().to_lowercase(),
             })
             .collect(),
-        metadata: metadata(&target.detected, &target.source).into_iter().collect(),
+        metadata: metadata(&target.detected, &target.name).into_iter().collect(),
         cached: *cached,
         dropped: chunks.iter().map(|s| s.table.resident.decoded.report.outside_geometry).sum(),
     }
@@ -131,8 +131,8 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
 
 /// A recording of `list`.
 pub fn recording_entry(listed: Listed) -> RecordingEntry {
-    let Listed { path, format, size, decoded } = listed;
-    RecordingEntry { path, format: format.to_owned(), size, decoded }
+    let Listed { name, format, size, decoded } = listed;
+    RecordingEntry { path: name, format: format.to_owned(), size, decoded }
 }
 
 /// The reply to `stats`.
@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(code_and_message(OpenError::Path(outside)).0, ErrorCode::OutsideRoots);
         let window = evshm_protocol::Window { start: 2, end: 1 };
         assert_eq!(code_and_message(OpenError::BadWindow(window)).0, ErrorCode::BadRequest);
-        let over = OpenError::OverBudget { path: "a.raw".into(), needed: 2, limit: 1 };
+        let over = OpenError::OverBudget { name: "a.raw".into(), needed: 2, limit: 1 };
         assert_eq!(code_and_message(over).0, ErrorCode::OverBudget);
 
         let unrecognized = IngestError::Unrecognized {
@@ -201,7 +201,7 @@ mod tests {
         assert!(!message.contains("/srv/root"), "not by the daemon's path: {message}");
         let aborted = Arc::new(IngestError::Aborted { path: "/srv/root/a.raw".into() });
         let (code, _) =
-            code_and_message(OpenError::Ingest { path: "a.raw".into(), error: aborted });
+            code_and_message(OpenError::Ingest { name: "a.raw".into(), error: aborted });
         assert_eq!(code, ErrorCode::Internal);
     }
 

@@ -28,21 +28,21 @@ pub enum OpenError {
     BadWindow(Window),
     /// Indexing or decoding the recording failed (shared by every request that waited
     /// for the same decode).
-    #[error("{path}: {error}")]
+    #[error("{name}: {error}")]
     Ingest {
-        /// The path as the client named it.
-        path: String,
+        /// The recording's name, as the client gave it.
+        name: String,
         /// What failed.
         error: Arc<IngestError>,
     },
     /// The chunks asked for need more memory than the whole budget.
     #[error(
-        "{path}: the chunks asked for need {needed} bytes decoded, more than the memory \
+        "{name}: the chunks asked for need {needed} bytes decoded, more than the memory \
          budget of {limit} bytes; open it by time windows, or raise --memory-budget"
     )]
     OverBudget {
-        /// The path as the client named it.
-        path: String,
+        /// The recording's name, as the client gave it.
+        name: String,
         /// Bytes the chunks' segments need.
         needed: u64,
         /// The budget.
@@ -59,8 +59,8 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// An indexing or decoding failure of the recording the client calls `path`.
-    pub fn ingest(path: &str, error: impl Into<Arc<IngestError>>) -> Self {
-        OpenError::Ingest { path: path.to_owned(), error: error.into() }
+    /// An indexing or decoding failure of the recording the client calls `name`.
+    pub fn ingest(name: &str, error: impl Into<Arc<IngestError>>) -> Self {
+        OpenError::Ingest { name: name.to_owned(), error: error.into() }
     }
 }

@@ -28,8 +28,8 @@ pub struct Target {
     pub daemon: Arc<Daemon>,
     /// The canonical path.
     pub file: PathBuf,
-    /// The path as clients name it.
-    pub source: String,
+    /// The recording's name, as clients give it.
+    pub name: String,
     /// The geometry the request gave, if any.
     pub geometry: Option<Geometry>,
     /// The file's version.
@@ -54,7 +54,7 @@ impl Target {
     /// further into the file as needed.
     pub fn bound(&self, chunk: usize) -> Result<Option<i64>, OpenError> {
         let indexed = |bytes| self.count_indexed(bytes);
-        (self.recording.bound(chunk, indexed)).map_err(|e| OpenError::ingest(&self.source, e))
+        (self.recording.bound(chunk, indexed)).map_err(|e| OpenError::ingest(&self.name, e))
     }
 
     /// Chunk `chunk` of the index, which the caller knows to exist.
@@ -74,8 +74,8 @@ impl Target {
         let shm = &self.daemon.shm;
         let mut needed = 0;
         for chunk in range {
-            let chunk = self.chunk(chunk).map_err(|e| OpenError::ingest(&self.source, e))?;
-            if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.source, &chunk) {
+            let chunk = self.chunk(chunk).map_err(|e| OpenError::ingest(&self.name, e))?;
+            if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.name, &chunk) {
                 needed += shm.footprint(events.total_len() as u64)
                     + shm.footprint(triggers.total_len() as u64);
             }
@@ -100,7 +100,7 @@ impl Target {
             let index = self.chunk(chunk)?;
             let decoded = ingest_chunk(
                 &self.file,
-                &self.source,
+                &self.name,
                 &self.detected,
                 &index,
                 &daemon.shm,
@@ -108,7 +108,7 @@ impl Target {
             )?;
             log::info!(
                 "decoded {} chunk {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
-                self.source,
+                self.name,
                 chunk + 1,
                 self.detected.format,
                 decoded.events.rows,
@@ -118,7 +118,7 @@ impl Target {
                 started.elapsed().as_secs_f64() * 1e3
             );
             if !decoded.report.is_clean() {
-                log::warn!("{} chunk {}: {}", self.source, chunk + 1, decoded.report);
+                log::warn!("{} chunk {}: {}", self.name, chunk + 1, decoded.report);
             }
             Ok(Resident::new(decoded, self.identity))
         };
@@ -180,7 +180,7 @@ impl Target {
                     return;
                 }
                 if let (Err(e), _) = target.fetch(chunk, Duration::ZERO) {
-                    log::debug!("read-ahead of {} chunk {} stopped: {e}", target.source, chunk + 1);
+                    log::debug!("read-ahead of {} chunk {} stopped: {e}", target.name, chunk + 1);
                     return;
                 }
             }
