@@ -59,6 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     os.chdir(REPO)
     started = time.time()
+    touched = touch_memory()
     loadavg_start = loadavg()
     results_dir = os.path.join(REPO, "target", "bench-results")
     shutil.rmtree(results_dir, ignore_errors=True)
@@ -217,6 +218,7 @@ def main() -> None:
         "total_s": time.time() - started,
         "loadavg_start": loadavg_start,
         "loadavg_end": loadavg(),
+        "memory_touched": touched,
         "steps": steps,
         "machine": machine(),
         "versions": versions(),
@@ -237,6 +239,33 @@ def main() -> None:
 def generate(release: str, path: str, fmt: str, events: int) -> None:
     subprocess.run([os.path.join(release, "evshm"), "generate", path, "--format", fmt,
                     "--events", str(events)], check=True, stderr=subprocess.DEVNULL)
+
+
+def touch_memory() -> Dict[str, float]:
+    """Writes most of the machine's available memory once, through a file in /dev/shm
+    removed right after, and says how much and how long it took.
+
+    A virtual machine whose host backs guest memory lazily makes the first touch of a
+    page several times dearer than the next one (docs/PAGES.md): without this, whichever
+    bench first touches a page pays for it, and runs right after boot differ from later
+    ones.
+    """
+    with open("/proc/meminfo") as f:
+        available = next(int(line.split()[1]) for line in f
+                         if line.startswith("MemAvailable")) * 1024
+    size = min(int(available * 0.75), shutil.disk_usage("/dev/shm").free * 3 // 4)
+    path = f"/dev/shm/evshm-bench-touch-{os.getpid()}"
+    block = b"\1" * (64 << 20)
+    began = time.monotonic()
+    try:
+        with open(path, "wb", buffering=0) as f:
+            for _ in range(size // len(block)):
+                f.write(block)
+    finally:
+        os.unlink(path)
+    took = time.monotonic() - began
+    print(f"== touched {size / 2**30:.1f} GiB of memory in {took:.1f} s", flush=True)
+    return {"bytes": size // len(block) * len(block), "seconds": took}
 
 
 def loadavg() -> str:

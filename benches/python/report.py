@@ -834,6 +834,11 @@ class Report:
             f"- **Machine**: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
             f"{m.get('mem_gib', '?')} GiB RAM, /dev/shm {m.get('shm', 0) / 2**30:.0f} GiB; "
             f"`{m.get('uname', '?')}`.",
+            f"- **Memory**: {self.meta.get('memory_touched', {}).get('bytes', 0) / 2**30:.1f} "
+            "GiB of the machine's memory written once before the run (a file in /dev/shm, "
+            "removed at once), since this VM backs guest memory lazily and a page's first "
+            "touch costs several times its next (docs/PAGES.md). Each section says which "
+            "evshmd serves it and what that daemon holds.",
             f"- **Load average** (1, 5, 15 min) at the start: {self.meta.get('loadavg_start', '?')}; "
             f"at the end: {self.meta.get('loadavg_end', '?')} (other work on the machine "
             "shows here; the benches do not pin or isolate anything).",
