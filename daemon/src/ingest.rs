@@ -240,7 +240,7 @@ pub fn ingest_chunk<R>(
 }
 
 /// The layouts of a chunk's two tables, sized for the events its index entry counts.
-pub fn chunk_layouts(
+pub(crate) fn chunk_layouts(
     detected: &Detected,
     name: &str,
     chunk: &Chunk,
@@ -257,7 +257,7 @@ pub fn chunk_layouts(
 
 /// The metadata of a chunk's schema: geometry, format, the recording's name (as
 /// `evshm.source`) and where the geometry came from.
-pub fn metadata(detected: &Detected, name: &str) -> HashMap<String, String> {
+pub(crate) fn metadata(detected: &Detected, name: &str) -> HashMap<String, String> {
     HashMap::from([
         (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
         (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),

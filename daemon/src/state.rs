@@ -19,25 +19,25 @@ use crate::stats::{Clients, Stats};
 #[derive(Debug)]
 pub struct Daemon {
     /// The served directories.
-    pub roots: Roots,
+    pub(crate) roots: Roots,
     /// Where segments are created.
-    pub shm: Arc<ShmDir>,
+    pub(crate) shm: Arc<ShmDir>,
     /// The chunk indexes of the recordings opened so far.
-    pub indexes: IndexCache,
+    pub(crate) indexes: IndexCache,
     /// The resident chunks.
-    pub cache: Cache,
+    pub(crate) cache: Cache,
     /// How many bytes of segments may exist.
-    pub budget: Budget,
+    pub(crate) budget: Budget,
     /// Which users are served.
-    pub access: AccessPolicy,
+    pub(crate) access: AccessPolicy,
     /// Tunables.
-    pub settings: Settings,
+    pub(crate) settings: Settings,
     /// Counters.
-    pub stats: Stats,
+    pub(crate) stats: Stats,
     /// The connected clients.
-    pub clients: Clients,
+    pub(crate) clients: Clients,
     /// The next lease id (unique across connections).
-    pub next_lease: AtomicU64,
+    pub(crate) next_lease: AtomicU64,
 }
 
 /// The daemon's tunables.

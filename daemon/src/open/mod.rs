@@ -125,7 +125,7 @@ fn target(
             let detected = detect_file(&resolved.file)?;
             let limits = daemon.settings.chunk_limits;
             let file = resolved.file.clone();
-            Ok(RecordingIndex::new(identity, detected, file, name.clone(), limits))
+            Ok(RecordingIndex::new(detected, file, name.clone(), limits))
         })
         .map_err(|e: IngestError| OpenError::ingest(&name, e))?;
     let detected = match geometry {
