@@ -1,6 +1,9 @@
 //! Bad input and bad clients: hostile files, malformed or stalled requests, lease
 //! limits and misuse, a storm of connections.
 
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 #[test]
@@ -121,6 +124,30 @@ fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
     assert!(stalled.reply().is_none(), "then the connection is closed");
     assert_eq!(silent.reply().expect("an error before closing")["error"]["code"], "hello_required");
     assert!(silent.reply().is_none());
+
+    // A line that trickles in, a byte every half frame timeout: each read is in time,
+    // the line is not, and it is cut off while the drip is still going.
+    let mut dripping = daemon.raw();
+    assert_eq!(dripping.request(r#"{"op":"hello","version":2}"#)["ok"], true);
+    let mut tap = dripping.writer();
+    let dripped = Arc::new(AtomicBool::new(false));
+    let drip = std::thread::spawn({
+        let dripped = Arc::clone(&dripped);
+        move || {
+            let _ = tap.write_all(b"{");
+            for _ in 0..40 {
+                std::thread::sleep(Duration::from_millis(150));
+                if tap.write_all(b" ").is_err() {
+                    return;
+                }
+            }
+            dripped.store(true, Ordering::SeqCst);
+        }
+    });
+    let reply = dripping.reply().expect("an error before closing");
+    assert!(!dripped.load(Ordering::SeqCst), "cut off only when the drip stopped");
+    assert_eq!(reply["error"]["code"], "bad_request");
+    drip.join().unwrap();
 
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(idle.request(r#"{"op":"stats"}"#)["ok"], true, "idle between requests is fine");

@@ -1,9 +1,11 @@
 //! Request framing: newline-terminated lines, bounded in length and in time.
 //!
 //! A line may be at most [`MAX_REQUEST_LINE`] bytes. Once a line has begun it must end
-//! within the frame timeout (the socket's read timeout), and a new connection must send
-//! its first line (`hello`) within it too; between requests a greeted connection may stay
-//! idle as long as it likes, since clients hold leases for hours.
+//! within the frame timeout, counted from its first byte however the rest trickles in (a
+//! client sending a byte now and then cannot hold a connection thread), and a new
+//! connection must send its first line (`hello`) within it too; between requests a
+//! greeted connection may stay idle as long as it likes, since clients hold leases for
+//! hours.
 
 use std::io::{BufRead, BufReader, ErrorKind, IoSlice, Read, Write};
 use std::mem::MaybeUninit;
@@ -11,7 +13,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use evshm_protocol::MAX_REQUEST_LINE;
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
@@ -29,37 +31,75 @@ pub(crate) enum FrameError {
     Io(std::io::Error),
 }
 
+/// A stream whose reads can be given a time limit.
+pub(crate) trait ReadTimeout: Read {
+    /// Limits each later read to `timeout` (`None`: no limit).
+    fn set_read_limit(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl ReadTimeout for UnixStream {
+    fn set_read_limit(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        self.set_read_timeout(timeout)
+    }
+}
+
 /// Reads one line without its newline; `None` at end of stream (a final line without
 /// newline is dropped: the client left mid-request). `greeted` tells whether the
-/// connection may idle when the read times out.
-pub(crate) fn read_request_line(
-    reader: &mut impl BufRead,
+/// connection may idle when a read times out. Once the line's first byte is in, the rest
+/// must come within `limit`; the stream's read timeout (`limit` too, set when the
+/// connection is accepted) is shortened to what is left, and restored after.
+pub(crate) fn read_request_line<R: ReadTimeout>(
+    reader: &mut BufReader<R>,
     greeted: bool,
+    limit: Duration,
 ) -> Result<Option<Vec<u8>>, FrameError> {
     let mut line = Vec::new();
-    loop {
-        let room = (MAX_REQUEST_LINE - line.len()) as u64;
-        // On an error, read_until keeps what it read so far in `line`.
-        match reader.take(room).read_until(b'\n', &mut line) {
-            Ok(_) => {
-                return match line.pop() {
-                    Some(b'\n') => Ok(Some(line)),
-                    _ if line.len() + 1 >= MAX_REQUEST_LINE => Err(FrameError::TooLarge),
-                    _ => Ok(None),
-                };
+    let mut deadline: Option<Instant> = None;
+    let result = loop {
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(FrameError::Stalled);
             }
+            if let Err(e) = reader.get_ref().set_read_limit(Some(left)) {
+                break Err(FrameError::Io(e));
+            }
+        }
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if !line.is_empty() {
-                    return Err(FrameError::Stalled);
+                    break Err(FrameError::Stalled);
                 }
                 if !greeted {
-                    return Err(FrameError::NoHello);
+                    break Err(FrameError::NoHello);
                 }
+                continue;
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => break Err(FrameError::Io(e)),
+        };
+        if available.is_empty() {
+            break Ok(None);
         }
+        let newline = available.iter().position(|&b| b == b'\n');
+        let take = newline.map_or(available.len(), |at| at + 1);
+        if line.len() + take > MAX_REQUEST_LINE {
+            break Err(FrameError::TooLarge);
+        }
+        line.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if newline.is_some() {
+            line.pop();
+            break Ok(Some(line));
+        }
+        deadline.get_or_insert_with(|| Instant::now() + limit);
+    };
+    // Only a line that came in pieces shortened the timeout: the common one costs nothing.
+    if deadline.is_some() {
+        reader.get_ref().set_read_limit(Some(limit)).map_err(FrameError::Io)?;
     }
+    result
 }
 
 /// How long a connection thread polls for the next request before it sleeps in `read`.
@@ -82,7 +122,7 @@ pub(crate) fn await_request(reader: &BufReader<UnixStream>) {
         Some(spinner) => spinner,
         None => return,
     };
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut probe = [MaybeUninit::uninit()];
     let flags = RecvFlags::PEEK | RecvFlags::DONTWAIT;
     while started.elapsed() < REQUEST_SPIN {
@@ -149,18 +189,22 @@ pub(crate) fn write_reply(
     writer.write_all(&line[sent..])
 }
 
-/// Most bytes, and longest wait, spent consuming the tail of an oversized request.
+/// Most bytes, and longest wait in all, spent consuming the tail of a refused request.
 const DISCARD_LIMIT: u64 = 16 * 1024 * 1024;
 const DISCARD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Consumes the rest of the current line, within limits: closing a socket with unread
 /// input resets the connection and can destroy the reply sent just before.
 pub(crate) fn discard_line(reader: &mut BufReader<UnixStream>) {
-    if reader.get_ref().set_read_timeout(Some(DISCARD_TIMEOUT)).is_err() {
-        return;
-    }
+    // A deadline for the whole discard, not each read: a client that drips bytes cannot
+    // hold the thread.
+    let deadline = Instant::now() + DISCARD_TIMEOUT;
     let mut left = DISCARD_LIMIT;
     while left > 0 {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || reader.get_ref().set_read_timeout(Some(remaining)).is_err() {
+            return;
+        }
         let Ok(buffer) = reader.fill_buf() else { return };
         if buffer.is_empty() {
             return;
@@ -181,11 +225,13 @@ mod tests {
 
     use super::*;
 
-    /// A reader that hands out the given pieces, then times out (`None` pieces too).
-    struct Stalling(VecDeque<Option<&'static [u8]>>);
+    /// A reader that hands out the given pieces, then times out (`None` pieces too),
+    /// waiting `pause` before each.
+    struct Stalling(VecDeque<Option<&'static [u8]>>, Duration);
 
     impl Read for Stalling {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            std::thread::sleep(self.1);
             match self.0.pop_front() {
                 Some(Some(piece)) => {
                     buf[..piece.len()].copy_from_slice(piece);
@@ -196,9 +242,23 @@ mod tests {
         }
     }
 
-    fn stalling(pieces: &[Option<&'static [u8]>]) -> BufReader<Stalling> {
-        BufReader::new(Stalling(pieces.iter().copied().collect()))
+    impl ReadTimeout for Stalling {
+        fn set_read_limit(&self, _: Option<Duration>) -> std::io::Result<()> {
+            Ok(())
+        }
     }
+
+    impl ReadTimeout for &[u8] {
+        fn set_read_limit(&self, _: Option<Duration>) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn stalling(pieces: &[Option<&'static [u8]>]) -> BufReader<Stalling> {
+        BufReader::new(Stalling(pieces.iter().copied().collect(), Duration::ZERO))
+    }
+
+    const LIMIT: Duration = Duration::from_secs(10);
 
     #[test]
     fn at_most_limit_threads_spin_and_a_refused_one_counts_nothing() {
@@ -213,17 +273,19 @@ mod tests {
 
     #[test]
     fn lines_are_bounded_in_length() {
-        let mut input: &[u8] = b"{\"op\":\"list\"}\n{\"op\"";
+        let mut input = BufReader::new(&b"{\"op\":\"list\"}\n{\"op\""[..]);
         assert_eq!(
-            read_request_line(&mut input, true).ok().flatten().unwrap(),
+            read_request_line(&mut input, true, LIMIT).ok().flatten().unwrap(),
             b"{\"op\":\"list\"}"
         );
-        assert!(matches!(read_request_line(&mut input, true), Ok(None)));
+        assert!(matches!(read_request_line(&mut input, true, LIMIT), Ok(None)));
         let long = vec![b'x'; MAX_REQUEST_LINE + 10];
-        assert!(matches!(read_request_line(&mut &long[..], true), Err(FrameError::TooLarge)));
+        let mut long = BufReader::new(&long[..]);
+        assert!(matches!(read_request_line(&mut long, true, LIMIT), Err(FrameError::TooLarge)));
         let mut exact = vec![b'x'; MAX_REQUEST_LINE - 1];
         exact.push(b'\n');
-        let line = read_request_line(&mut &exact[..], true).ok().flatten().unwrap();
+        let mut exact = BufReader::new(&exact[..]);
+        let line = read_request_line(&mut exact, true, LIMIT).ok().flatten().unwrap();
         assert_eq!(line.len(), MAX_REQUEST_LINE - 1);
     }
 
@@ -231,16 +293,28 @@ mod tests {
     fn lines_are_bounded_in_time() {
         let half: &[u8] = b"{\"op\":";
         let mut reader = stalling(&[Some(half), None]);
-        assert!(matches!(read_request_line(&mut reader, true), Err(FrameError::Stalled)));
+        assert!(matches!(read_request_line(&mut reader, true, LIMIT), Err(FrameError::Stalled)));
         assert!(matches!(
-            read_request_line(&mut stalling(&[None]), false),
+            read_request_line(&mut stalling(&[None]), false, LIMIT),
             Err(FrameError::NoHello)
         ));
         // A greeted connection may idle between requests, then finish a line in pieces.
         let mut idle = stalling(&[None, None, Some(b"{\"op\""), Some(b":\"stats\"}\n")]);
         assert_eq!(
-            read_request_line(&mut idle, true).ok().flatten().unwrap(),
+            read_request_line(&mut idle, true, LIMIT).ok().flatten().unwrap(),
             b"{\"op\":\"stats\"}"
         );
+    }
+
+    #[test]
+    fn a_line_that_trickles_in_is_cut_off_at_the_limit_however_often_bytes_come() {
+        let drip = [Some(&b"{"[..])].into_iter().chain([Some(&b" "[..]); 100]);
+        let mut reader = BufReader::new(Stalling(drip.collect(), Duration::from_millis(10)));
+        let started = Instant::now();
+        let limit = Duration::from_millis(100);
+        assert!(matches!(read_request_line(&mut reader, true, limit), Err(FrameError::Stalled)));
+        let took = started.elapsed();
+        assert!(took >= limit, "cut off at {took:?}, before the limit");
+        assert!(reader.get_ref().0.len() > 50, "not after reading the whole drip");
     }
 }

@@ -44,7 +44,7 @@ pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
         Err(refusal) => {
             log::warn!("refused a connection: {}", refusal.message);
             // Answer the first request, so the refusal is read rather than lost.
-            let _ = read_request_line(&mut reader, false);
+            let _ = read_request_line(&mut reader, false, frame_timeout);
             let _ = writer.write_all(&session.error(refusal));
             return;
         }
@@ -53,27 +53,28 @@ pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
         if session.greeted {
             await_request(&reader);
         }
-        let (reply, keep_going) = match read_request_line(&mut reader, session.greeted) {
-            Ok(Some(line)) => (session.handle(&line), true),
-            Ok(None) => return,
-            Err(FrameError::TooLarge) => {
-                let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
-                (session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)), false)
-            }
-            Err(FrameError::Stalled) => {
-                let message =
-                    format!("request line not finished within {frame_timeout:?}; closing");
-                (session.error(ErrorReply::new(ErrorCode::BadRequest, message)), false)
-            }
-            Err(FrameError::NoHello) => {
-                let message = format!("no hello within {frame_timeout:?}; closing");
-                (session.error(ErrorReply::new(ErrorCode::HelloRequired, message)), false)
-            }
-            Err(FrameError::Io(e)) => {
-                log::debug!("connection read failed: {e}");
-                return;
-            }
-        };
+        let (reply, keep_going) =
+            match read_request_line(&mut reader, session.greeted, frame_timeout) {
+                Ok(Some(line)) => (session.handle(&line), true),
+                Ok(None) => return,
+                Err(FrameError::TooLarge) => {
+                    let message = format!("request line longer than {MAX_REQUEST_LINE} bytes");
+                    (session.error(ErrorReply::new(ErrorCode::FrameTooLarge, message)), false)
+                }
+                Err(FrameError::Stalled) => {
+                    let message =
+                        format!("request line not finished within {frame_timeout:?}; closing");
+                    (session.error(ErrorReply::new(ErrorCode::BadRequest, message)), false)
+                }
+                Err(FrameError::NoHello) => {
+                    let message = format!("no hello within {frame_timeout:?}; closing");
+                    (session.error(ErrorReply::new(ErrorCode::HelloRequired, message)), false)
+                }
+                Err(FrameError::Io(e)) => {
+                    log::debug!("connection read failed: {e}");
+                    return;
+                }
+            };
         if let Err(e) = write_reply(&writer, &reply, std::mem::take(&mut session.passing)) {
             log::debug!("connection write failed: {e}");
             return;

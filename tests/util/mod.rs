@@ -226,6 +226,11 @@ impl RawConnection {
         self.send(format!("{json}\n").as_bytes());
         self.reply().expect("a reply")
     }
+
+    /// Another handle to write on the connection, for a thread of its own.
+    pub fn writer(&self) -> UnixStream {
+        self.writer.try_clone().unwrap()
+    }
 }
 
 /// A Python interpreter with the evshm package and pyarrow: `$EVSHM_PYTHON` (the test
