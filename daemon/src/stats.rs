@@ -30,7 +30,7 @@ pub struct Stats {
 /// A connected client, as `stats` reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientEntry {
-    /// Its process id, from the kernel.
+    /// Its process id, from the kernel (0 for a client outside the daemon's pid namespace).
     pub pid: i32,
     /// Its user id, from the kernel.
     pub uid: u32,

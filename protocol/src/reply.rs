@@ -273,7 +273,7 @@ pub struct StatsReply {
 /// One connected client, in a [`StatsReply`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ClientStats {
-    /// Its process id, from the kernel.
+    /// Its process id, from the kernel (0 for a client outside the daemon's pid namespace).
     pub pid: i32,
     /// Its user id, from the kernel.
     pub uid: u32,
