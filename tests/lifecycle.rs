@@ -51,11 +51,13 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
 }
 
-/// Not a test on its own: run by `killed_readers_lose_their_leases_and_no_one_else_does`
-/// as a separate reader process, which opens a recording, says so and waits to be killed.
+/// Not a test on its own (so ignored, and shown as such): run by
+/// `killed_readers_lose_their_leases_and_no_one_else_does` as a separate reader process,
+/// which opens a recording, says so and waits to be killed.
 #[test]
+#[ignore = "a reader process of killed_readers_lose_their_leases_and_no_one_else_does"]
 fn reader_process() {
-    let Some(socket) = std::env::var_os("EVSHM_TEST_READER_SOCKET") else { return };
+    let socket = std::env::var_os("EVSHM_TEST_READER_SOCKET").expect("run by its parent test");
     let client = evshm::Client::connect(socket).unwrap();
     let recording = client.open("a.raw").unwrap();
     assert_eq!(recording.rows(), 20_000);
@@ -80,7 +82,8 @@ fn killed_readers_lose_their_leases_and_no_one_else_does() {
 
     let mut readers = vec![
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "lifecycle::reader_process", "--nocapture", "--test-threads", "1"])
+            .args(["--exact", "lifecycle::reader_process", "--ignored", "--nocapture"])
+            .args(["--test-threads", "1"])
             .env("EVSHM_TEST_READER_SOCKET", &daemon.socket)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -137,4 +140,78 @@ fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
     assert!(stale.exists());
     let replacement = Daemon::start_at(Some(&stale), |_| {});
     assert!(replacement.client().list().unwrap().is_empty());
+}
+
+/// Regression: a client outside the daemon's pid namespace (a daemon in a container, a
+/// client on the host) was refused with `internal: no peer credentials`, since the kernel
+/// reports its pid as 0.
+#[test]
+fn a_daemon_in_its_own_pid_namespace_serves_clients_outside_it() {
+    let dir = TempDir::new("pidns");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    write_evt3(&root.join("a.raw"), 5_000);
+    let socket = dir.path().join("evshmd.sock");
+    // --kill-child: should the test die, the daemon goes with unshare.
+    let spawned = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child"])
+        .arg(env!("CARGO_BIN_EXE_evshmd"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "warn"])
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut unshare = match spawned {
+        Ok(child) => KillOnDrop(child),
+        Err(e) => return util::skip::skip(&format!("cannot run unshare: {e}")),
+    };
+    let unshare = &mut unshare.0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        if let Some(status) = unshare.try_wait().unwrap() {
+            let mut why = String::new();
+            let _ = std::io::Read::read_to_string(unshare.stderr.as_mut().unwrap(), &mut why);
+            return util::skip::skip(&format!(
+                "no daemon in a new pid namespace ({status}): {why}"
+            ));
+        }
+        assert!(Instant::now() < deadline, "evshmd did not start in its pid namespace");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let client = evshm::Client::connect(&socket).expect("served across pid namespaces");
+    let recording = client.open("a.raw").unwrap();
+    assert_eq!(recording.rows(), 5_000);
+    let stats = client.stats().unwrap();
+    assert_eq!(stats.clients.len(), 1);
+    assert_eq!(stats.clients[0].pid, 0, "the kernel reports a pid outside the namespace as 0");
+    assert_eq!(stats.clients[0].uid, rustix::process::getuid().as_raw());
+    drop((recording, client));
+
+    // unshare ignores SIGTERM while it waits: stop the daemon, its child, which unshare
+    // then follows.
+    let children = format!("/proc/{0}/task/{0}/children", unshare.id());
+    let daemon: i32 = std::fs::read_to_string(children).unwrap().trim().parse().unwrap();
+    let daemon = rustix::process::Pid::from_raw(daemon).unwrap();
+    rustix::process::kill_process(daemon, rustix::process::Signal::TERM).unwrap();
+    assert!(unshare.wait().unwrap().success(), "evshmd stopped cleanly");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "evshmd did not stop cleanly");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A child killed if the test fails before it ends (unshare's `--kill-child` then takes
+/// the daemon with it): a daemon left behind would hold the test's output open.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

@@ -127,8 +127,8 @@ impl TinyTmpfs {
         if status.is_ok_and(|s| s.success()) {
             Some(TinyTmpfs(dir))
         } else {
-            eprintln!(
-                "SKIPPED: cannot mount a tmpfs here (the memory-budget test covers a full budget)"
+            util::skip::skip(
+                "cannot mount a tmpfs here (the memory-budget test covers a full budget)",
             );
             None
         }
@@ -188,7 +188,7 @@ impl HugeTlbFs {
                 .is_ok_and(|s| s.success());
         if !mounted {
             let _ = std::fs::write(Self::PAGES, &previous_pages);
-            eprintln!("SKIPPED: cannot reserve huge pages and mount a hugetlbfs here");
+            util::skip::skip("cannot reserve huge pages and mount a hugetlbfs here");
             return None;
         }
         Some(HugeTlbFs { dir, previous_pages })

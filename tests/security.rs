@@ -9,7 +9,7 @@ fn cli_as_nobody(socket: &Path, args: &[&str]) -> Option<(bool, String)> {
     let root = rustix::process::getuid().is_root();
     let setpriv = Path::new("/usr/bin/setpriv");
     if !root || !setpriv.exists() {
-        eprintln!("SKIPPED: needs root and setpriv to run a client as another user");
+        util::skip::skip("needs root and setpriv to run a client as another user");
         return None;
     }
     let output = Command::new(setpriv)
@@ -68,7 +68,7 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
         format!("rm -f {segment}"),
     ];
     if !rustix::process::getuid().is_root() {
-        eprintln!("SKIPPED: needs root to run the attempts as another user");
+        util::skip::skip("needs root to run the attempts as another user");
         return;
     }
     for attempt in attempts {

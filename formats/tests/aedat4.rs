@@ -4,6 +4,8 @@
 #[path = "../../tests/util/real.rs"]
 #[expect(dead_code, reason = "a shared module; these tests need only its IPC reader")]
 mod real;
+#[path = "../../tests/util/skip.rs"]
+mod skip;
 
 use std::path::PathBuf;
 

@@ -4,6 +4,8 @@
 
 #[path = "../../tests/util/real.rs"]
 mod real;
+#[path = "../../tests/util/skip.rs"]
+mod skip;
 
 use evshm_formats::{
     ChunkLimits, Decoder, Format, Geometry, GeometrySource, Indexer, VecSink, detect,

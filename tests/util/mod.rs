@@ -2,6 +2,7 @@
 //! socket, with a watchdog, and checks of what it leaves behind.
 
 pub mod real;
+pub mod skip;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -90,14 +91,15 @@ impl Daemon {
             .stdin(Stdio::null())
             .spawn()
             .expect("evshmd starts");
-        let pid = child.id();
+        // The watchdog holds a pidfd, opened before anything can reap the child: it names
+        // this very process, so a kill after the test reaped it fails (ESRCH) instead of
+        // hitting whatever process reused the pid.
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .expect("pidfd_open (Linux 5.3 or later)");
         std::thread::spawn(move || {
             std::thread::sleep(WATCHDOG);
-            // The pid may be reused only after the test reaped the child; by then the
-            // test is over and the process would have ended long before the watchdog.
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
+            let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
         });
         let daemon = Daemon { child, socket, dir, killed: false };
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -239,9 +241,7 @@ pub fn python() -> Option<PathBuf> {
     match std::env::var_os("EVSHM_PYTHON") {
         Some(python) => Some(PathBuf::from(python)),
         None => {
-            eprintln!(
-                "SKIPPED: Python reader (set EVSHM_PYTHON to a python with evshm and pyarrow)"
-            );
+            skip::skip("Python reader (set EVSHM_PYTHON to a python with evshm and pyarrow)");
             None
         }
     }

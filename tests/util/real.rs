@@ -18,7 +18,8 @@ pub fn real_data() -> Option<PathBuf> {
     if dir.join("MANIFEST.json").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: no real recordings at {} (set EVSHM_REAL_DATA)", dir.display());
+        let reason = format!("no real recordings at {} (set EVSHM_REAL_DATA)", dir.display());
+        super::skip::skip(&reason);
         None
     }
 }
