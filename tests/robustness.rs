@@ -223,3 +223,42 @@ fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
     let grown = rss_after.saturating_sub(rss);
     assert!(grown < 16 << 20, "RSS grew by {grown} bytes over 10,000 connections");
 }
+
+/// Regression: about 510 idle connections after `hello` exhausted a daemon under
+/// `ulimit -n 1024`; new clients were reset and opens on live connections failed with
+/// `internal: Too many open files`.
+#[test]
+fn connections_beyond_the_cap_are_refused_and_the_served_keep_working() {
+    // 256 open files: --max-connections defaults to (256 - 128) / 4 = 32.
+    let daemon = Daemon::start_under(&["prlimit", "--nofile=256:256"], None, &[], |root| {
+        write_evt3(&root.join("a.raw"), 1000);
+    });
+    let client = daemon.client();
+    let mut idle: Vec<util::RawConnection> = Vec::new();
+    let refused = loop {
+        let mut raw = daemon.raw();
+        let reply = raw.request(r#"{"op":"hello","version":2}"#);
+        if reply["ok"] == true {
+            idle.push(raw);
+            assert!(idle.len() < 200, "no cap on connections");
+            continue;
+        }
+        break (reply, raw);
+    };
+    assert_eq!(idle.len() + 1, 32, "the client and the idle ones make the cap");
+    assert_eq!(refused.0["error"]["code"], "too_many_connections");
+    assert!(refused.0["error"]["message"].as_str().unwrap().contains("--max-connections"));
+    let (_, mut refused) = refused;
+    assert!(refused.reply().is_none(), "then closed");
+    // Those served keep everything they need: descriptors for decodes, opens, releases.
+    for _ in 0..100 {
+        assert_eq!(client.open("a.raw").unwrap().rows(), 1000);
+    }
+    idle.truncate(20);
+    // The daemon counts a connection out once it sees it closed: soon, not at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.raw().request(r#"{"op":"hello","version":2}"#)["ok"] != true {
+        assert!(Instant::now() < deadline, "closed connections make no room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

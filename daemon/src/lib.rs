@@ -11,6 +11,7 @@
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
 //! - [`budget`]: the memory budget;
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
+//! - [`limits`]: the descriptor limit, and how many connections it allows;
 //! - [`state`]: what every connection shares, and the daemon's settings;
 //! - [`server`]: the listening socket.
 //!
@@ -27,6 +28,7 @@ mod framing;
 pub mod ingest;
 pub mod instance;
 mod ipc;
+pub mod limits;
 mod listing;
 mod open;
 mod recording;

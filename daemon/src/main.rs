@@ -9,6 +9,7 @@ use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
+use evshmd::limits::{default_max_connections, raise_descriptor_limit};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
 use evshmd::server::{bind_socket, serve};
@@ -56,6 +57,11 @@ struct Args {
     /// Most leases one connection may hold at once.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     max_leases: usize,
+    /// Most client connections served at once; more are refused with
+    /// too_many_connections [default: a quarter of the open-file limit, less a reserve,
+    /// at most 4096].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: Option<u64>,
     /// Seconds a request line may take once begun, and a new connection may wait before
     /// its hello (an idle connection between requests is never closed).
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
@@ -160,8 +166,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let chunk_limits =
         ChunkLimits { events: args.chunk_events, span: args.chunk_span, step: ChunkLimits::STEP };
+    let descriptors = raise_descriptor_limit();
+    let max_connections =
+        args.max_connections.map_or_else(|| default_max_connections(descriptors), |n| n as usize);
+    log::info!("at most {max_connections} connections ({descriptors} open files allowed)");
     let settings = Settings {
         max_leases: args.max_leases,
+        max_connections,
         frame_timeout,
         chunk_limits,
         read_ahead: args.read_ahead,

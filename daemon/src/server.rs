@@ -3,32 +3,59 @@
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustix::fs::Mode;
 
 use crate::session::serve_connection;
 use crate::state::Daemon;
+use crate::wire;
 
-/// Accepts connections forever, one thread each.
+/// Accepts connections forever, one thread each, and refuses those beyond
+/// `--max-connections` with `too_many_connections` (answered on a short-lived thread of
+/// their own, so that the accept loop never waits on a client).
 pub fn serve(daemon: &Arc<Daemon>, listener: UnixListener) {
+    let live = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => {
-                let daemon = Arc::clone(daemon);
-                let spawned = std::thread::Builder::new()
-                    .name("evshmd-conn".into())
-                    .spawn(move || serve_connection(&daemon, stream));
-                if let Err(e) = spawned {
-                    log::warn!("cannot start a connection thread: {e}");
-                }
-            }
+        let stream = match stream {
+            Ok(stream) => stream,
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
                 log::warn!("accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
+                continue;
             }
+        };
+        let limit = daemon.settings.max_connections;
+        let counted = Connection::count(&live, limit);
+        let refusal = counted.is_none().then(|| wire::too_many_connections(limit));
+        let daemon = Arc::clone(daemon);
+        let spawned = std::thread::Builder::new().name("evshmd-conn".into()).spawn(move || {
+            let _counted = counted;
+            serve_connection(&daemon, stream, refusal);
+        });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a connection thread: {e}");
         }
+    }
+}
+
+/// One of the `live` connections that count against `--max-connections`, while it lasts.
+struct Connection(Arc<AtomicUsize>);
+
+impl Connection {
+    /// Counts a connection in, unless `limit` are live already.
+    fn count(live: &Arc<AtomicUsize>, limit: usize) -> Option<Connection> {
+        let admitted = live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1));
+        admitted.is_ok().then(|| Connection(Arc::clone(live)))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use evshm_protocol::{
     ErrorCode, ErrorReply, HelloReply, ListReply, MAX_REQUEST_LINE, PROTOCOL_VERSION, ReleaseReply,
@@ -20,8 +21,13 @@ use crate::state::Daemon;
 use crate::stats::{ClientEntry, Stats};
 use crate::wire;
 
-/// Serves one connection until the client closes it or breaks the framing.
-pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
+/// How long a refused connection is given to send its first request, which is then
+/// answered with the refusal (so that the client reads why, rather than a reset).
+const REFUSAL_WAIT: Duration = Duration::from_secs(1);
+
+/// Serves one connection until the client closes it or breaks the framing; or, given a
+/// `refusal`, answers its first request with it and closes it.
+pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream, refusal: Option<ErrorReply>) {
     // Declared first, so dropped last: the connection stops counting once its socket is
     // closed, not before.
     let mut session = Session::new(daemon);
@@ -34,17 +40,25 @@ pub fn serve_connection(daemon: &Arc<Daemon>, stream: UnixStream) {
     };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
-    let admitted = Peer::of(&writer)
-        .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("no peer credentials: {e}")))
-        .and_then(|peer| {
-            daemon.access.check(&peer).map(|()| peer).map_err(|denied| wire::access_denied(&denied))
-        });
+    let admitted = match refusal {
+        Some(refusal) => Err(refusal),
+        None => Peer::of(&writer)
+            .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("no peer credentials: {e}")))
+            .and_then(|peer| {
+                let checked = daemon.access.check(&peer);
+                checked.map(|()| peer).map_err(|denied| wire::access_denied(&denied))
+            }),
+    };
     match admitted {
         Ok(peer) => session.admit(peer),
         Err(refusal) => {
             log::warn!("refused a connection: {}", refusal.message);
-            // Answer the first request, so the refusal is read rather than lost.
-            let _ = read_request_line(&mut reader, false, frame_timeout);
+            // Answer the first request, so the refusal is read rather than lost; a
+            // refused connection holds its descriptors briefly.
+            let wait = REFUSAL_WAIT.min(frame_timeout);
+            if reader.get_ref().set_read_timeout(Some(wait)).is_ok() {
+                let _ = read_request_line(&mut reader, false, wait);
+            }
             let _ = writer.write_all(&session.error(refusal));
             return;
         }
@@ -270,7 +284,7 @@ mod tests {
         let dir = TempDir::new("session");
         let daemon = daemon(&dir, 1 << 20, u64::MAX);
         let (client, server) = UnixStream::pair().unwrap();
-        let serving = std::thread::spawn(move || serve_connection(&daemon, server));
+        let serving = std::thread::spawn(move || serve_connection(&daemon, server, None));
         let mut lines = BufReader::new(client.try_clone().unwrap()).lines();
         let ask = |lines: &mut std::io::Lines<_>, request: &str| {
             (&client).write_all(format!("{request}\n").as_bytes()).unwrap();

@@ -45,6 +45,8 @@ pub struct Daemon {
 pub struct Settings {
     /// Most leases one connection may hold at once.
     pub max_leases: usize,
+    /// Most connections served at once; more are refused.
+    pub max_connections: usize,
     /// How long a request line may take once begun, a new connection may wait before its
     /// hello, and a reply may take to be written.
     pub frame_timeout: Duration,

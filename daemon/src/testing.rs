@@ -55,6 +55,7 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
     std::fs::create_dir_all(&shm).unwrap();
     let settings = Settings {
         max_leases: 16,
+        max_connections: 16,
         frame_timeout: Duration::from_secs(5),
         chunk_limits: ChunkLimits::events(chunk_events),
         read_ahead: 0,

@@ -79,6 +79,17 @@ fn ingest_code(error: &IngestError) -> ErrorCode {
     }
 }
 
+/// The reply to a connection beyond `--max-connections`.
+pub fn too_many_connections(limit: usize) -> ErrorReply {
+    ErrorReply::new(
+        ErrorCode::TooManyConnections,
+        format!(
+            "evshmd serves {limit} connections, the most it allows (--max-connections); close \
+             idle clients or raise the limit"
+        ),
+    )
+}
+
 /// The reply to a connection the allow-lists refuse.
 pub fn access_denied(denied: &AccessDenied) -> ErrorReply {
     ErrorReply::new(ErrorCode::AccessDenied, denied.to_string())

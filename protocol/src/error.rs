@@ -38,6 +38,9 @@ pub enum ErrorCode {
     AccessDenied,
     /// The connection holds as many leases as a connection may (`--max-leases`).
     TooManyLeases,
+    /// The daemon serves as many connections as it may (`--max-connections`); the
+    /// connection is closed after this reply.
+    TooManyConnections,
     /// Anything else.
     Internal,
     /// A code from a newer daemon that this client does not know.
@@ -47,7 +50,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code a daemon of this protocol version sends.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::FrameTooLarge,
         ErrorCode::HelloRequired,
@@ -63,6 +66,7 @@ impl ErrorCode {
         ErrorCode::UnknownLease,
         ErrorCode::AccessDenied,
         ErrorCode::TooManyLeases,
+        ErrorCode::TooManyConnections,
         ErrorCode::Internal,
     ];
 
@@ -84,6 +88,7 @@ impl ErrorCode {
             ErrorCode::UnknownLease => "unknown_lease",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::TooManyLeases => "too_many_leases",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

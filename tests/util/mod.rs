@@ -75,12 +75,29 @@ impl Daemon {
         args: &[&str],
         populate: impl FnOnce(&Path),
     ) -> Daemon {
+        Daemon::start_under(&[], socket, args, populate)
+    }
+
+    /// Starts evshmd under `wrapper` (a command that execs the rest of its arguments,
+    /// like `prlimit --nofile=256:256`, so that the daemon keeps its pid).
+    pub fn start_under(
+        wrapper: &[&str],
+        socket: Option<&Path>,
+        args: &[&str],
+        populate: impl FnOnce(&Path),
+    ) -> Daemon {
         let dir = TempDir::new("daemon");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).unwrap();
         populate(&root);
         let socket = socket.map_or_else(|| dir.path().join("evshmd.sock"), Path::to_owned);
-        let child = Command::new(env!("CARGO_BIN_EXE_evshmd"))
+        let evshmd = env!("CARGO_BIN_EXE_evshmd");
+        let (program, wrapped) = match wrapper {
+            [program, rest @ ..] => (*program, [rest, &[evshmd]].concat()),
+            [] => (evshmd, Vec::new()),
+        };
+        let child = Command::new(program)
+            .args(wrapped)
             .arg("--root")
             .arg(&root)
             .arg("--socket")

@@ -36,6 +36,7 @@ from ._errors import (
     RecordingNotFound,
     SegmentError,
     ShmFull,
+    TooManyConnections,
     TooManyLeases,
     UnknownLease,
     UnsupportedFormat,
@@ -69,6 +70,7 @@ __all__ = [
     "ShmFull",
     "AccessDenied",
     "TooManyLeases",
+    "TooManyConnections",
     "UnknownLease",
     "MALFORMED_REPLY",
 ]

@@ -117,6 +117,12 @@ class TooManyLeases(DaemonError):
     (``too_many_leases``): release some first."""
 
 
+class TooManyConnections(DaemonError):
+    """The daemon serves as many connections as it may (``too_many_connections``,
+    ``evshmd --max-connections``); it closed this one. Close idle clients, or raise the
+    limit."""
+
+
 _ERRORS_BY_CODE: dict[str, type[DaemonError]] = {
     "bad_request": ProtocolError,
     "frame_too_large": ProtocolError,
@@ -134,6 +140,7 @@ _ERRORS_BY_CODE: dict[str, type[DaemonError]] = {
     "unknown_lease": UnknownLease,
     "access_denied": AccessDenied,
     "too_many_leases": TooManyLeases,
+    "too_many_connections": TooManyConnections,
 }
 
 
