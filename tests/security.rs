@@ -43,7 +43,13 @@ fn other_users_need_the_group_and_the_allow_list() {
     let listed = Daemon::start_with(None, &["--group", "65534", "--allow-uid", "4242"], populate);
     let (ok, text) = cli_as_nobody(&listed.socket, &["stats"]).unwrap();
     assert!(!ok && text.contains("may not use this evshmd"), "not on the allow list: {text}");
-    assert!(listed.client().stats().is_ok(), "the daemon's own user is always served");
+    let own = listed.client();
+    assert!(own.stats().is_ok(), "the daemon's own user is always served");
+    // Regression: members of --group who were not allowed could map every segment file.
+    let opened = own.open("a.raw").unwrap();
+    assert!(opened.info().chunks[0].segment.path.is_none(), "an allow list implies --sealed");
+    assert!(listed.segments().is_empty(), "no segment file anyone could open");
+    drop(opened);
     let by_group =
         Daemon::start_with(None, &["--group", "65534", "--allow-gid", "nogroup"], populate);
     assert!(cli_as_nobody(&by_group.socket, &["stats"]).unwrap().0, "allowed by group");

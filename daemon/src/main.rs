@@ -120,7 +120,14 @@ fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("{warning}");
     }
     let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
-    let shm = ShmDir::new(&args.shm_dir, args.group, args.sealed);
+    // Allow-lists are checked at the socket; a segment file in the shm directory would be
+    // readable by every member of --group all the same. Sealed segments exist only as
+    // descriptors passed to admitted clients.
+    let allow_listed = !args.allow_uids.is_empty() || !args.allow_gids.is_empty();
+    if allow_listed && !args.sealed {
+        log::info!("--allow-uid/--allow-gid given: segments are sealed memfds (--sealed)");
+    }
+    let shm = ShmDir::new(&args.shm_dir, args.group, args.sealed || allow_listed);
     let socket = args.socket.unwrap_or_else(evshm_protocol::default_socket_path);
     let _lock = InstanceLock::acquire(&socket)?;
     let stale = remove_stale_segments(&args.shm_dir);
