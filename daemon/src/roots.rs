@@ -133,7 +133,8 @@ impl Roots {
         dirs.join(", ")
     }
 
-    /// Every regular file under the roots, as (relative path, canonical file), sorted by
+    /// Every regular file under the roots whose name is UTF-8 (others are logged and left
+    /// out: no request can name them), as (relative path, canonical file), sorted by
     /// relative path; where two roots hold the same relative path, the first root's file
     /// wins. Symbolic links to directories are not followed, and links that resolve
     /// outside the roots are left out.
@@ -158,7 +159,17 @@ impl Roots {
                         };
                         if file.is_file() && self.dirs.iter().any(|r| file.starts_with(r)) {
                             let relative = path.strip_prefix(root).unwrap_or(&path);
-                            found.entry(relative.to_string_lossy().into_owned()).or_insert(file);
+                            // The protocol names files by UTF-8 strings: a name that is
+                            // not one could be listed but never opened.
+                            let Some(name) = relative.to_str() else {
+                                log::warn!(
+                                    "not listed: {} (its name is not UTF-8, which clients \
+                                     cannot send)",
+                                    path.display()
+                                );
+                                continue;
+                            };
+                            found.entry(name.to_owned()).or_insert(file);
                         }
                     }
                 }
@@ -202,6 +213,11 @@ mod tests {
         assert_eq!(code("escape.raw"), "outside");
         assert_eq!(code("missing.raw"), "not found");
         assert_eq!(code("sub"), "not found");
+        // Regression: a name that is not UTF-8 was listed with a replacement character,
+        // and no request could open it.
+        use std::os::unix::ffi::OsStrExt;
+        let latin1 = std::ffi::OsStr::from_bytes(b"sub/caf\xe9.raw");
+        std::fs::write(base.join("root").join(latin1), b"x").unwrap();
         let files: Vec<String> = roots.files().into_iter().map(|(r, _)| r).collect();
         assert_eq!(files, ["sub/a.raw"]);
         std::fs::remove_dir_all(&base).unwrap();
