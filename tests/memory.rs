@@ -230,3 +230,38 @@ fn segments_can_live_on_hugetlbfs() {
     let left = maps.lines().filter(|l| l.contains(huge.dir.path().to_str().unwrap())).count();
     assert_eq!(left, 0, "every hugetlbfs mapping was unmapped (whole huge pages)");
 }
+
+/// Regression: every cached segment held a descriptor, and under `ulimit -n 256`, 1,078
+/// of 1,200 distinct small recordings opened and released one after another failed with
+/// `internal: Too many open files` while the memory budget was nearly empty. Segments
+/// now count against a limit derived from the open-file limit, and unleased ones are
+/// evicted past it like past the memory budget.
+#[test]
+fn distinct_recordings_opened_one_after_another_never_run_out_of_descriptors() {
+    const RECORDINGS: usize = 1200;
+    let limited = ["prlimit", "--nofile=256:256"];
+    let daemon = Daemon::start_under(&limited, None, &["--budget-wait", "0"], |root| {
+        for i in 0..RECORDINGS {
+            write_evt3(&root.join(format!("{i:04}.raw")), 10);
+        }
+    });
+    let client = daemon.client();
+    for i in 0..RECORDINGS {
+        let recording = client.open(&format!("{i:04}.raw"));
+        assert_eq!(recording.unwrap_or_else(|e| panic!("recording {i}: {e}")).rows(), 10);
+    }
+    let stats = client.stats().unwrap();
+    assert!(stats.segments <= 64, "{} segments held under 256 open files", stats.segments);
+    assert!(stats.evictions > 0);
+    // Leased chunks are never evicted: holding more than the limit allows is refused
+    // with a clear error, not a failure to open a file.
+    let held: Vec<_> = (0..40).map_while(|i| client.open(&format!("{i:04}.raw")).ok()).collect();
+    assert!(held.len() < 40, "held {} recordings of 2 segments under a limit of 64", held.len());
+    match client.open("0100.raw").unwrap_err() {
+        ClientError::Daemon { code, message } => {
+            assert_eq!(code, ErrorCode::OverBudget);
+            assert!(message.contains("open-file limit"), "{message}");
+        }
+        other => panic!("{other}"),
+    }
+}

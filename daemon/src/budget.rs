@@ -1,4 +1,5 @@
-//! The memory budget: how many bytes of segments may exist at once.
+//! The memory budget: how many bytes of segments may exist at once, and how many
+//! segments (each holds a descriptor while it is cached, and descriptors are limited).
 //!
 //! A decode reserves its segments' exact size before creating them. When the segments
 //! that exist plus those being made would exceed the budget, the cache evicts resident
@@ -16,19 +17,31 @@ const DEFAULT_SHARE: f64 = 0.75;
 /// Below this size a shared-memory filesystem is too small for real recordings.
 const SMALL_SHM: u64 = 256 << 20;
 
-/// The budget and the bytes reserved by decodes in progress.
+/// The budget, and the bytes and segments reserved by decodes in progress.
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
+    segment_limit: u64,
     wait: Duration,
-    reserved: Mutex<u64>,
+    reserved: Mutex<Usage>,
     released: Condvar,
 }
 
+/// Bytes and segments, existing or reserved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Bytes of segments.
+    pub bytes: u64,
+    /// Segments.
+    pub segments: u64,
+}
+
 impl Budget {
-    /// A budget of `limit` bytes; opens wait at most `wait` for room.
-    pub fn new(limit: u64, wait: Duration) -> Budget {
-        Budget { limit, wait, reserved: Mutex::new(0), released: Condvar::new() }
+    /// A budget of `limit` bytes and `segment_limit` segments; opens wait at most `wait`
+    /// for room.
+    pub fn new(limit: u64, segment_limit: u64, wait: Duration) -> Budget {
+        let reserved = Mutex::new(Usage::default());
+        Budget { limit, segment_limit, wait, reserved, released: Condvar::new() }
     }
 
     /// The budget in bytes.
@@ -36,20 +49,28 @@ impl Budget {
         self.limit
     }
 
+    /// The most segments that may exist at once.
+    pub fn segment_limit(&self) -> u64 {
+        self.segment_limit
+    }
+
     /// How long an open waits for room.
     pub fn wait(&self) -> Duration {
         self.wait
     }
 
-    /// Reserves `needed` bytes if `in_use` (bytes of existing segments) plus what is
-    /// reserved leaves room for them.
-    pub fn try_reserve(&self, needed: u64, in_use: u64) -> Option<Reservation<'_>> {
+    /// Reserves `needed` if `in_use` (existing segments) plus what is reserved leaves
+    /// room for it, in bytes and in segments.
+    pub fn try_reserve(&self, needed: Usage, in_use: Usage) -> Option<Reservation<'_>> {
         let mut reserved = self.lock();
-        if in_use.saturating_add(*reserved).saturating_add(needed) > self.limit {
+        let bytes = in_use.bytes.saturating_add(reserved.bytes).saturating_add(needed.bytes);
+        let segments = in_use.segments + reserved.segments + needed.segments;
+        if bytes > self.limit || segments > self.segment_limit {
             return None;
         }
-        *reserved += needed;
-        Some(Reservation { budget: self, bytes: needed })
+        reserved.bytes += needed.bytes;
+        reserved.segments += needed.segments;
+        Some(Reservation { budget: self, usage: needed })
     }
 
     /// Waits until something may have freed room, or until `deadline`; `false` when the
@@ -67,22 +88,26 @@ impl Budget {
         self.released.notify_all();
     }
 
-    fn lock(&self) -> MutexGuard<'_, u64> {
-        // A plain counter: no panic can leave it half-updated.
+    fn lock(&self) -> MutexGuard<'_, Usage> {
+        // Plain counters: no panic can leave them half-updated.
         self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Bytes set aside for a decode until its segments exist (then they count themselves).
+/// Bytes and segments set aside for a decode until its segments exist (then they count
+/// themselves).
 #[derive(Debug)]
 pub struct Reservation<'b> {
     budget: &'b Budget,
-    bytes: u64,
+    usage: Usage,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        *self.budget.lock() -= self.bytes;
+        let mut reserved = self.budget.lock();
+        reserved.bytes -= self.usage.bytes;
+        reserved.segments -= self.usage.segments;
+        drop(reserved);
         self.budget.notify_released();
     }
 }
@@ -142,12 +167,35 @@ mod tests {
         assert!(parse_size("3X").is_err() && parse_size("-1").is_err() && parse_size("").is_err());
     }
 
+    fn usage(bytes: u64, segments: u64) -> Usage {
+        Usage { bytes, segments }
+    }
+
     #[test]
     fn reservations_count_until_dropped() {
-        let budget = Budget::new(100, Duration::ZERO);
-        let first = budget.try_reserve(60, 20).unwrap();
-        assert!(budget.try_reserve(30, 20).is_none(), "20 in use + 60 reserved + 30 > 100");
+        let budget = Budget::new(100, 10, Duration::ZERO);
+        let first = budget.try_reserve(usage(60, 2), usage(20, 2)).unwrap();
+        let more = budget.try_reserve(usage(30, 2), usage(20, 2));
+        assert!(more.is_none(), "20 in use + 60 reserved + 30 > 100");
         drop(first);
-        assert!(budget.try_reserve(80, 20).is_some());
+        assert!(budget.try_reserve(usage(80, 2), usage(20, 2)).is_some());
+    }
+
+    #[test]
+    fn segments_are_counted_like_bytes() {
+        let budget = Budget::new(u64::MAX, 6, Duration::ZERO);
+        let first = budget.try_reserve(usage(1, 2), usage(0, 2)).unwrap();
+        assert!(budget.try_reserve(usage(1, 2), usage(0, 3)).is_none(), "3 + 2 + 2 > 6");
+        drop(first);
+        assert!(budget.try_reserve(usage(1, 2), usage(0, 4)).is_some(), "4 + 2 = 6");
+    }
+
+    #[test]
+    fn the_small_shm_warning_is_one_line_of_words() {
+        let stat = rustix::fs::statvfs("/dev/shm").unwrap();
+        let small = StatVfs { f_blocks: 1, f_frsize: 64 << 20, ..stat };
+        let warning = default_limit(&small).1.expect("a 64 MiB filesystem is small");
+        assert!(warning.starts_with("the shared-memory filesystem holds only 64 MiB;"));
+        assert!(!warning.contains('\\') && !warning.contains('\n') && !warning.contains("  "));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use evshm_formats::Geometry;
 
-use crate::budget::{Budget, Reservation};
+use crate::budget::{Budget, Reservation, Usage};
 use crate::ingest::{DecodedChunk, IngestError};
 
 /// What identifies one version of a file: when any of it changes, the file is decoded
@@ -198,15 +198,15 @@ impl Cache {
         }
     }
 
-    /// Makes room for a decode of `needed` bytes within `budget`, evicting unleased
-    /// chunks and then waiting up to `wait` for releases; `in_use` says how many bytes of
-    /// segments exist. Each eviction is passed to `evicted`.
+    /// Makes room for a decode of `needed` within `budget`, evicting unleased chunks and
+    /// then waiting up to `wait` for releases; `in_use` says what segments exist. Each
+    /// eviction is passed to `evicted`.
     pub fn make_room<'b>(
         &self,
-        needed: u64,
+        needed: Usage,
         budget: &'b Budget,
         wait: std::time::Duration,
-        in_use: impl Fn() -> u64,
+        in_use: impl Fn() -> Usage,
         mut evicted: impl FnMut(u64),
     ) -> Result<Reservation<'b>, IngestError> {
         let started = Instant::now();
@@ -215,19 +215,21 @@ impl Cache {
             if let Some(reservation) = budget.try_reserve(needed, in_use()) {
                 return Ok(reservation);
             }
-            if needed <= budget.limit()
-                && let Some(bytes) = self.evict_lru()
-            {
+            let possible =
+                needed.bytes <= budget.limit() && needed.segments <= budget.segment_limit();
+            if possible && let Some(bytes) = self.evict_lru() {
                 evicted(bytes);
                 continue;
             }
-            if needed > budget.limit() || !budget.wait_for_room(deadline) {
-                return Err(IngestError::OverBudget {
-                    needed,
-                    limit: budget.limit(),
-                    in_use: in_use(),
-                    waited: started.elapsed(),
-                });
+            if !possible || !budget.wait_for_room(deadline) {
+                let in_use = in_use();
+                let waited = started.elapsed();
+                if in_use.segments + needed.segments > budget.segment_limit() {
+                    let limit = budget.segment_limit();
+                    return Err(IngestError::TooManySegments { limit, waited });
+                }
+                let (needed, limit, in_use) = (needed.bytes, budget.limit(), in_use.bytes);
+                return Err(IngestError::OverBudget { needed, limit, in_use, waited });
             }
         }
     }

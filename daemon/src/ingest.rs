@@ -22,6 +22,9 @@ use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
 use crate::segment::{Segment, SegmentCreateError, ShmDir};
 use crate::times::TimeColumn;
 
+/// Segments a decoded chunk is made of: its events and its triggers.
+pub const SEGMENTS_PER_CHUNK: u64 = 2;
+
 /// Bytes read from the file at a time.
 const READ_SIZE: usize = 1 << 20;
 
@@ -148,6 +151,18 @@ pub enum IngestError {
         path: PathBuf,
         /// Position of the chunk asked for.
         chunk: usize,
+    },
+    /// As many segments exist as the daemon's open-file limit allows, every one of them
+    /// leased, even after waiting for releases.
+    #[error(
+        "evshmd holds {limit} segments, the most its open-file limit allows, all in use by \
+         clients (waited {waited:?}); release recordings, or raise the limit (ulimit -n)"
+    )]
+    TooManySegments {
+        /// The most segments at once.
+        limit: u64,
+        /// How long the open waited.
+        waited: std::time::Duration,
     },
     /// No segment could be made.
     #[error(transparent)]

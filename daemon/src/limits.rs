@@ -31,6 +31,15 @@ pub fn default_max_connections(descriptors: u64) -> usize {
     share.clamp(1, MOST_CONNECTIONS) as usize
 }
 
+/// The most segments that may exist at once under a limit of `descriptors` open files
+/// with `connections` connections (each of those holds two): what the reserve and the
+/// connections leave. A cached segment holds a descriptor, so past this many the least
+/// recently used unleased chunks are evicted, as past the memory budget.
+pub fn segment_limit(descriptors: u64, connections: usize) -> u64 {
+    let left = descriptors.saturating_sub(RESERVED + 2 * connections as u64);
+    left.max(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +50,11 @@ mod tests {
         assert_eq!(default_max_connections(1024), 224);
         assert_eq!(default_max_connections(64), 1, "always at least one");
         assert_eq!(default_max_connections(1 << 20), 4096, "a thread each: capped");
+    }
+
+    #[test]
+    fn segments_get_what_the_reserve_and_the_connections_leave() {
+        assert_eq!(segment_limit(256, 32), 64);
+        assert_eq!(segment_limit(256, 100), 2, "never fewer than one chunk's");
     }
 }

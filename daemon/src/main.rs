@@ -9,7 +9,7 @@ use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{InstanceLock, remove_stale_segments};
-use evshmd::limits::{default_max_connections, raise_descriptor_limit};
+use evshmd::limits::{default_max_connections, raise_descriptor_limit, segment_limit};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
 use evshmd::server::{bind_socket, serve};
@@ -119,7 +119,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(warning) = small {
         log::warn!("{warning}");
     }
-    let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
+    let descriptors = raise_descriptor_limit();
+    let max_connections =
+        args.max_connections.map_or_else(|| default_max_connections(descriptors), |n| n as usize);
+    log::info!("at most {max_connections} connections ({descriptors} open files allowed)");
+    let segments = segment_limit(descriptors, max_connections);
+    log::info!("at most {segments} segments at once");
+    let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), segments, budget_wait);
     // Allow-lists are checked at the socket; a segment file in the shm directory would be
     // readable by every member of --group all the same. Sealed segments exist only as
     // descriptors passed to admitted clients.
@@ -173,10 +179,6 @@ fn run(args: Args) -> anyhow::Result<()> {
     );
     let chunk_limits =
         ChunkLimits { events: args.chunk_events, span: args.chunk_span, step: ChunkLimits::STEP };
-    let descriptors = raise_descriptor_limit();
-    let max_connections =
-        args.max_connections.map_or_else(|| default_max_connections(descriptors), |n| n as usize);
-    log::info!("at most {max_connections} connections ({descriptors} open files allowed)");
     let settings = Settings {
         max_leases: args.max_leases,
         max_connections,

@@ -64,7 +64,7 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
     Daemon::new(
         Roots::new(&[root]).unwrap(),
         ShmDir::new(&shm, None, false),
-        Budget::new(budget, Duration::ZERO),
+        Budget::new(budget, u64::MAX, Duration::ZERO),
         AccessPolicy::default(),
         settings,
     )

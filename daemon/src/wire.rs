@@ -74,7 +74,9 @@ fn ingest_code(error: &IngestError) -> ErrorCode {
         | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
         IngestError::Segment(SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
-        IngestError::OverBudget { .. } => ErrorCode::OverBudget,
+        IngestError::OverBudget { .. } | IngestError::TooManySegments { .. } => {
+            ErrorCode::OverBudget
+        }
         _ => ErrorCode::Internal,
     }
 }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use evshm_formats::{Chunk, Detected, Geometry};
 
 use super::OpenError;
+use crate::budget::Usage;
 use crate::cache::{DecodeResult, FileIdentity, Key, Outcome, Resident};
-use crate::ingest::{IngestError, chunk_layouts, ingest_chunk};
+use crate::ingest::{IngestError, SEGMENTS_PER_CHUNK, chunk_layouts, ingest_chunk};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
 use crate::stats::Stats;
@@ -89,8 +90,12 @@ impl Target {
         let daemon = &self.daemon;
         let decode = || {
             let started = Instant::now();
-            let make_room = |needed| {
-                let in_use = || daemon.shm.usage().1;
+            let make_room = |bytes| {
+                let needed = Usage { bytes, segments: SEGMENTS_PER_CHUNK };
+                let in_use = || {
+                    let (segments, bytes) = daemon.shm.usage();
+                    Usage { bytes, segments }
+                };
                 daemon.cache.make_room(needed, &daemon.budget, wait, in_use, |bytes| {
                     Stats::bump(&daemon.stats.evictions);
                     daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
