@@ -1,6 +1,8 @@
 //! Who may read and who may write: groups and allow lists with a client running as
 //! another user, permission bits, and sealed segments that not even root can change.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::*;
 
 /// Runs the `evshm` CLI as `nobody` with no supplementary group, or `None` where this
@@ -161,4 +163,65 @@ fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
     }
     assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
     assert_eq!(client.open("a.raw").unwrap().rows(), 5000);
+}
+
+/// Regression: the path was checked once, then reopened by name for detection, indexing
+/// and every decode, so a client opening `race.raw` while another process swapped it with
+/// a link to a file outside the roots was served the outside file's events (1,409 `ok`
+/// replies in 30 s), and a swap with a FIFO blocked connection threads in `open()`.
+#[test]
+fn a_path_swapped_for_a_link_or_a_fifo_never_serves_anything_else() {
+    use rustix::fs::{CWD, FileType, Mode, RenameFlags};
+    let outside = TempDir::new("outside");
+    let secret = outside.path().join("secret.raw");
+    write_evt3(&secret, 2_000);
+    let daemon = Daemon::start(|root| {
+        write_evt3(&root.join("race.raw"), 1_000);
+        std::os::unix::fs::symlink(&secret, root.join("link.raw")).unwrap();
+        rustix::fs::mknodat(CWD, root.join("fifo.raw"), FileType::Fifo, Mode::RUSR, 0).unwrap();
+    });
+    let root = daemon.root();
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = std::thread::spawn({
+        let (root, stop) = (root.clone(), Arc::clone(&stop));
+        move || {
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for other in ["link.raw", "fifo.raw"] {
+                    let (race, other) = (root.join("race.raw"), root.join(other));
+                    // Swapped and back: race.raw is the link (or the FIFO) in between.
+                    for _ in 0..2 {
+                        rustix::fs::renameat_with(CWD, &race, CWD, &other, RenameFlags::EXCHANGE)
+                            .unwrap();
+                        swaps += 1;
+                    }
+                }
+            }
+            swaps
+        }
+    });
+    let client = daemon.client();
+    let (mut served, mut refused) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        match client.open("race.raw") {
+            Ok(recording) => {
+                served += 1;
+                assert_eq!(recording.rows(), 1_000, "served another file's events");
+            }
+            Err(ClientError::Daemon { code, message }) => {
+                refused += 1;
+                let expected = [ErrorCode::OutsideRoots, ErrorCode::NotFound];
+                assert!(expected.contains(&code), "{code:?}: {message}");
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(
+        swaps > 1000 && served > 0 && refused > 0,
+        "{swaps} swaps, {served} ok, {refused} refused"
+    );
+    assert_eq!(client.open("race.raw").unwrap().rows(), 1_000, "still serving");
 }

@@ -143,12 +143,13 @@ fn ingest_whole(
     file: &Path,
     shm: &Arc<ShmDir>,
 ) -> Result<evshmd::ingest::DecodedChunk, evshmd::ingest::IngestError> {
-    let detected = evshmd::ingest::detect_file(file)?;
+    let file = evshmd::file::RecordingFile::open(file)?;
+    let detected = file.detect()?;
     let mut indexer = Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
     let data = detected.data_offset as u64;
-    evshmd::ingest::read_range(file, data, u64::MAX, |bytes| indexer.feed(bytes))?;
+    file.read_range(data, u64::MAX, |bytes| indexer.feed(bytes))?;
     let chunks = indexer.finish();
-    evshmd::ingest::ingest_chunk(file, "bench", &detected, &chunks[0], shm, no_room)
+    evshmd::ingest::ingest_chunk(&file, "bench", &detected, &chunks[0], shm, no_room)
 }
 
 /// evshmd's ingest of one file, run in-process through the daemon's library, and its

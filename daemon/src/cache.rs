@@ -1,7 +1,6 @@
 //! Resident chunks of recordings, each decoded once however many clients ask for it at once.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -10,30 +9,8 @@ use std::time::Instant;
 use evshm_formats::Geometry;
 
 use crate::budget::{Budget, Reservation, Usage};
+use crate::file::FileIdentity;
 use crate::ingest::{DecodedChunk, IngestError};
-
-/// What identifies one version of a file: when any of it changes, the file is decoded
-/// anew (a new generation) on its next open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileIdentity {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl FileIdentity {
-    /// The identity of the file `metadata` describes.
-    pub fn of(metadata: &std::fs::Metadata) -> Self {
-        Self {
-            dev: metadata.dev(),
-            ino: metadata.ino(),
-            len: metadata.len(),
-            mtime_ns: i128::from(metadata.mtime()) * 1_000_000_000
-                + i128::from(metadata.mtime_nsec()),
-        }
-    }
-}
 
 /// A decoded chunk of a recording and the version of the file it was decoded from.
 #[derive(Debug)]

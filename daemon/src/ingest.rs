@@ -3,30 +3,25 @@
 //! A pass over the file builds its chunk index (evshmd's `recording` module): where each
 //! chunk starts, the decoder state there and how many events it holds, counted without
 //! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of
-//! segments sized exactly from those counts. The file is read rather than mapped, so a
-//! file truncated by someone else while it is read is an error, not a SIGBUS in the daemon.
+//! segments sized exactly from those counts. The file is read (through the one descriptor
+//! of a [`RecordingFile`]) rather than mapped, so a file truncated by someone else while it
+//! is read is an error, not a SIGBUS in the daemon.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use evshm_formats::{
-    Chunk, DetectError, Detected, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, Slots,
-    Trigger,
-};
+use evshm_formats::{Chunk, Detected, EventSink, GeometryFilter, Slots, Trigger};
 use evshm_protocol::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 
+pub use crate::ingest_error::IngestError;
+
+use crate::file::RecordingFile;
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
-use crate::segment::{Segment, SegmentCreateError, ShmDir};
+use crate::segment::{Segment, ShmDir};
 use crate::times::TimeColumn;
 
 /// Segments a decoded chunk is made of: its events and its triggers.
 pub const SEGMENTS_PER_CHUNK: u64 = 2;
-
-/// Bytes read from the file at a time.
-const READ_SIZE: usize = 1 << 20;
 
 /// A decoded chunk of a recording in its segments.
 #[derive(Debug)]
@@ -83,119 +78,11 @@ impl std::fmt::Display for DecodeReport {
     }
 }
 
-/// Why a recording could not be published.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum IngestError {
-    /// Reading the file failed.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The recording.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file is not a recording evshmd reads.
-    #[error("{path}: {source}")]
-    Unrecognized {
-        /// The recording.
-        path: PathBuf,
-        /// What detection found.
-        source: DetectError,
-    },
-    /// The file changed between indexing and decoding.
-    #[error("{path} changed while it was being decoded (had {counted} events, then others); retry")]
-    Changed {
-        /// The recording.
-        path: PathBuf,
-        /// Events the index counted in the chunk.
-        counted: u64,
-    },
-    /// The caller gave a geometry that differs from the one the file states.
-    #[error("{path} states a {}x{} sensor, not the {}x{} the request gives", stated.width, stated.height, given.width, given.height)]
-    GeometryConflict {
-        /// The recording.
-        path: PathBuf,
-        /// What the file states.
-        stated: Geometry,
-        /// What the caller gave.
-        given: Geometry,
-    },
-    /// The memory budget has no room for the segments, even after evicting every
-    /// recording no client holds and waiting for releases.
-    #[error(
-        "no room in the memory budget: the recording needs {needed} bytes, the budget is \
-         {limit} bytes and {in_use} are in segments clients hold (waited {waited:?}); \
-         release recordings or raise --memory-budget"
-    )]
-    OverBudget {
-        /// Bytes the segments need.
-        needed: u64,
-        /// The budget.
-        limit: u64,
-        /// Bytes of existing segments.
-        in_use: u64,
-        /// How long the open waited.
-        waited: std::time::Duration,
-    },
-    /// The decode stopped without a result (it panicked): a bug, logged by the panic.
-    #[error("decoding {path} failed unexpectedly")]
-    Aborted {
-        /// The recording.
-        path: PathBuf,
-    },
-    /// The index has no such chunk: a bug.
-    #[error("{path} has no chunk {}", chunk + 1)]
-    NoChunk {
-        /// The recording.
-        path: PathBuf,
-        /// Position of the chunk asked for.
-        chunk: usize,
-    },
-    /// As many segments exist as the daemon's open-file limit allows, every one of them
-    /// leased, even after waiting for releases.
-    #[error(
-        "evshmd holds {limit} segments, the most its open-file limit allows, all in use by \
-         clients (waited {waited:?}); release recordings, or raise the limit (ulimit -n)"
-    )]
-    TooManySegments {
-        /// The most segments at once.
-        limit: u64,
-        /// How long the open waited.
-        waited: std::time::Duration,
-    },
-    /// No segment could be made.
-    #[error(transparent)]
-    Segment(#[from] SegmentCreateError),
-    /// Mapping or laying out the segment failed.
-    #[error("cannot lay out the segment for {path}: {detail}")]
-    Layout {
-        /// The recording.
-        path: PathBuf,
-        /// What failed.
-        detail: String,
-    },
-}
-
-/// Reads the head of a file and recognises its format.
-pub fn detect_file(path: &Path) -> Result<Detected, IngestError> {
-    let read_error = |source| IngestError::Read { path: path.to_owned(), source };
-    let mut head = Vec::with_capacity(4096);
-    File::open(path)
-        .map_err(read_error)?
-        .take(MAX_HEADER_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(read_error)?;
-    let extension = path.extension().and_then(|e| e.to_str());
-    evshm_formats::detect(&head, extension)
-        .map_err(|source| IngestError::Unrecognized { path: path.to_owned(), source })
-}
-
-/// Decodes one chunk of the recording in `file` (named `name` by clients) into new
+/// Decodes one chunk of the recording open as `file` (named `name` by clients) into new
 /// segments. `make_room` is asked for the segments' exact size before they are made, and
 /// what it returns is held until they exist.
 pub fn ingest_chunk<R>(
-    file: &Path,
+    file: &RecordingFile,
     name: &str,
     detected: &Detected,
     chunk: &Chunk,
@@ -203,7 +90,8 @@ pub fn ingest_chunk<R>(
     make_room: impl FnOnce(u64) -> Result<R, IngestError>,
 ) -> Result<DecodedChunk, IngestError> {
     let (rows, trigger_rows) = (chunk.events, chunk.triggers);
-    let layout_error = |detail: String| IngestError::Layout { path: file.to_owned(), detail };
+    let layout_error =
+        |detail: String| IngestError::Layout { path: file.path().to_owned(), detail };
     let (event_layout, trigger_layout) =
         chunk_layouts(detected, name, chunk).map_err(|e| layout_error(e.to_string()))?;
     let needed = shm.footprint(event_layout.total_len() as u64)
@@ -229,12 +117,12 @@ pub fn ingest_chunk<R>(
     let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = chunk.decoder();
     let start = detected.data_offset as u64 + chunk.start;
-    read_range(file, start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
+    file.read_range(start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);
     let (kept, dropped, trigger_len) =
         (sink.inner.events_len, sink.dropped, sink.inner.triggers_len);
     if kept as u64 + dropped != rows || trigger_len as u64 != trigger_rows {
-        return Err(IngestError::Changed { path: file.to_owned(), counted: rows });
+        return Err(IngestError::Changed { path: file.path().to_owned(), counted: rows });
     }
     let event_times = TimeColumn::new(&sink.inner.events.t[..kept], offsets.0);
     let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_len], offsets.1);
@@ -280,28 +168,6 @@ pub(crate) fn metadata(detected: &Detected, name: &str) -> HashMap<String, Strin
         (META_SOURCE.to_owned(), name.to_owned()),
         (META_GEOMETRY.to_owned(), detected.geometry_source.name().to_owned()),
     ])
-}
-
-/// Reads `len` bytes of the file (or up to its end) from `offset` on, in pieces.
-pub fn read_range(
-    path: &Path,
-    offset: u64,
-    len: u64,
-    mut consume: impl FnMut(&[u8]),
-) -> Result<(), IngestError> {
-    let read_error = |source| IngestError::Read { path: path.to_owned(), source };
-    let mut file = File::open(path).map_err(read_error)?;
-    file.seek(SeekFrom::Start(offset)).map_err(read_error)?;
-    let mut file = file.take(len);
-    let mut buffer = vec![0u8; READ_SIZE];
-    loop {
-        match file.read(&mut buffer) {
-            Ok(0) => return Ok(()),
-            Ok(n) => consume(&buffer[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(read_error(e)),
-        }
-    }
 }
 
 /// Writes events and triggers into their tables' columns; counts (and drops) any beyond
@@ -368,14 +234,16 @@ mod tests {
     fn a_file_that_changed_after_indexing_is_an_error_not_a_wrong_table() {
         let dir = TempDir::new("ingest-changed");
         let shm = ShmDir::new(&dir.0, None, false);
-        let file = dir.0.join("a.raw");
-        write_evt3(&file, 5_000);
-        let detected = detect_file(&file).unwrap();
+        let path = dir.0.join("a.raw");
+        write_evt3(&path, 5_000);
+        let file = RecordingFile::open(&path).unwrap();
+        let detected = file.detect().unwrap();
         let limits = evshm_formats::ChunkLimits::events(u64::MAX);
         let mut indexer = evshm_formats::Indexer::new(detected.format, limits);
-        read_range(&file, detected.data_offset as u64, u64::MAX, |b| indexer.feed(b)).unwrap();
+        file.read_range(detected.data_offset as u64, u64::MAX, |b| indexer.feed(b)).unwrap();
         let chunks = indexer.finish();
-        write_evt3(&file, 4_000);
+        // Rewritten in place: the open descriptor reads the new content.
+        write_evt3(&path, 4_000);
         let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], &shm, |_| Ok(()));
         assert!(matches!(result, Err(IngestError::Changed { counted: 5_000, .. })), "{result:?}");
         assert_eq!(shm.usage(), (0, 0), "nothing of it is left");

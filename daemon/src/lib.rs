@@ -7,7 +7,8 @@
 //!
 //! - [`roots`]: which files may be served, and path confinement;
 //! - [`access`]: who may connect and be served (socket group, peer credentials);
-//! - [`ingest`]: a chunk decoded into its segments (and reading files, detecting formats);
+//! - [`file`](mod@file): a recording file opened once per version, safely, and read through that;
+//! - [`ingest`]: a chunk decoded into its segments;
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
 //! - [`budget`]: the memory budget;
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
@@ -24,8 +25,10 @@
 pub mod access;
 pub mod budget;
 mod cache;
+pub mod file;
 mod framing;
 pub mod ingest;
+mod ingest_error;
 pub mod instance;
 mod ipc;
 pub mod limits;

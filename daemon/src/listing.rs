@@ -1,8 +1,8 @@
 //! What `list` shows: every recording under the roots, its format and whether its first
 //! chunk is resident.
 
-use crate::cache::{FileIdentity, Key};
-use crate::ingest::detect_file;
+use crate::cache::Key;
+use crate::file::RecordingFile;
 use crate::state::Daemon;
 
 /// A recording under the roots.
@@ -23,12 +23,11 @@ pub struct Listed {
 pub fn list(daemon: &Daemon) -> Vec<Listed> {
     (daemon.roots.files().into_iter())
         .filter_map(|(name, file)| {
-            let detected = detect_file(&file).ok()?;
-            let metadata = std::fs::metadata(&file).ok()?;
-            let key = Key { file: file.clone(), geometry: None, chunk: 0 };
-            let decoded = daemon.cache.is_resident(&key, FileIdentity::of(&metadata));
-            let format = detected.format.name();
-            Some(Listed { name, format, size: metadata.len(), decoded })
+            let opened = RecordingFile::open(&file).ok()?;
+            let format = opened.detect().ok()?.format.name();
+            let key = Key { file, geometry: None, chunk: 0 };
+            let decoded = daemon.cache.is_resident(&key, opened.identity());
+            Some(Listed { name, format, size: opened.size(), decoded })
         })
         .collect()
 }

@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use evshm_formats::{Chunk, ChunkLimits, Detected, Indexer};
 
-use crate::cache::FileIdentity;
-use crate::ingest::{IngestError, read_range};
+use crate::file::{FileIdentity, RecordingFile};
+use crate::ingest::IngestError;
 
 /// Bytes of event data indexed at a time, when a request needs more of the index.
 const INDEX_STEP: u64 = 8 << 20;
@@ -23,8 +24,8 @@ const INDEX_STEP: u64 = 8 << 20;
 pub struct RecordingIndex {
     /// Format, geometry and where the event data starts.
     pub detected: Detected,
-    /// The file, as the daemon opens it.
-    file: PathBuf,
+    /// The file, open: every read of this version goes through it.
+    file: Arc<RecordingFile>,
     /// The recording's name, as clients give it (for the log).
     name: String,
     progress: Mutex<Progress>,
@@ -43,7 +44,12 @@ struct Progress {
 
 impl RecordingIndex {
     /// The index of `file` (named `name` by clients), nothing of it built yet.
-    pub fn new(detected: Detected, file: PathBuf, name: String, limits: ChunkLimits) -> Self {
+    pub fn new(
+        detected: Detected,
+        file: Arc<RecordingFile>,
+        name: String,
+        limits: ChunkLimits,
+    ) -> Self {
         let indexer = Some(Indexer::new(detected.format, limits));
         let progress = Progress { chunks: Vec::new(), indexer, fed: 0 };
         Self { detected, file, name, progress: Mutex::new(progress) }
@@ -71,6 +77,11 @@ impl RecordingIndex {
         Ok(progress.chunks.get(chunk).map(|c| c.time_bound))
     }
 
+    /// The file, open: what every decode of this version reads.
+    pub fn file(&self) -> &RecordingFile {
+        &self.file
+    }
+
     /// How many chunks the recording has, if the index reached the end of the file.
     pub fn chunks_if_complete(&self) -> Option<usize> {
         let progress = lock(&self.progress);
@@ -91,7 +102,7 @@ impl RecordingIndex {
             let Some(pass) = indexer else { break };
             let offset = self.detected.data_offset as u64 + *fed;
             let mut read = 0;
-            read_range(&self.file, offset, INDEX_STEP, |bytes| {
+            self.file.read_range(offset, INDEX_STEP, |bytes| {
                 read += bytes.len() as u64;
                 pass.feed(bytes);
             })?;
@@ -120,11 +131,19 @@ impl RecordingIndex {
     }
 }
 
-/// The indexes of the recordings opened so far, one per file, replaced when the file
+/// Most indexes kept at once. Each holds its file open (a descriptor, part of the
+/// reserve `limits` keeps out of the connections' and segments' share); past this many
+/// the least recently used is dropped, and built again, lazily, when next needed (its
+/// chunks come out the same, so resident chunks stay valid).
+const MOST_INDEXES: usize = 64;
+
+/// The indexes of the recordings opened lately, one per file, replaced when the file
 /// changes.
 #[derive(Debug, Default)]
 pub struct IndexCache {
     entries: Mutex<HashMap<PathBuf, Arc<IndexEntry>>>,
+    /// A clock that advances on every use, for least-recently-used dropping.
+    ticks: AtomicU64,
 }
 
 /// One file's index, built by the first request that needs it while the others wait.
@@ -132,6 +151,7 @@ pub struct IndexCache {
 struct IndexEntry {
     identity: FileIdentity,
     index: Mutex<Option<Arc<RecordingIndex>>>,
+    last_used: AtomicU64,
 }
 
 impl IndexCache {
@@ -144,17 +164,27 @@ impl IndexCache {
         identity: FileIdentity,
         build: impl FnOnce() -> Result<RecordingIndex, E>,
     ) -> Result<Arc<RecordingIndex>, E> {
+        let now = self.ticks.fetch_add(1, Ordering::Relaxed);
         let slot = {
             let mut entries = lock(&self.entries);
             match entries.get(file) {
                 Some(slot) if slot.identity == identity => Arc::clone(slot),
                 _ => {
-                    let slot = Arc::new(IndexEntry { identity, index: Mutex::new(None) });
+                    if entries.len() >= MOST_INDEXES && !entries.contains_key(file) {
+                        let oldest = (entries.iter())
+                            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                            .map(|(path, _)| path.clone());
+                        // Requests using it keep their `Arc`; its file closes after them.
+                        oldest.map(|path| entries.remove(&path));
+                    }
+                    let index = Mutex::new(None);
+                    let slot = Arc::new(IndexEntry { identity, index, last_used: 0.into() });
                     entries.insert(file.to_owned(), Arc::clone(&slot));
                     slot
                 }
             }
         };
+        slot.last_used.store(now, Ordering::Relaxed);
         let mut index = lock(&slot.index);
         if let Some(index) = index.as_ref() {
             return Ok(Arc::clone(index));
@@ -173,31 +203,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
 
-    fn identity(len: u64) -> FileIdentity {
-        let dir = std::env::temp_dir();
-        let file = tempfile_with_len(&dir, len);
-        FileIdentity::of(&std::fs::metadata(&file).unwrap())
+    /// A file of `len` bytes, open.
+    fn open_file(dir: &TempDir, len: usize) -> Arc<RecordingFile> {
+        let path = dir.0.join(format!("{len}.txt"));
+        std::fs::write(&path, vec![b'0'; len]).unwrap();
+        Arc::new(RecordingFile::open(&path).unwrap())
     }
 
-    fn tempfile_with_len(dir: &Path, len: u64) -> PathBuf {
-        let path = dir.join(format!("evshmd-index-test-{}-{len}", std::process::id()));
-        std::fs::write(&path, vec![0u8; len as usize]).unwrap();
-        path
-    }
-
-    fn index() -> RecordingIndex {
+    fn index(file: &Arc<RecordingFile>) -> RecordingIndex {
         let text = b"1 2 3 1\n";
         let detected = evshm_formats::detect(text, Some("txt")).unwrap();
-        let (file, name) = ("/nowhere".into(), "nowhere".into());
-        RecordingIndex::new(detected, file, name, ChunkLimits::events(10))
+        RecordingIndex::new(detected, Arc::clone(file), "nowhere".into(), ChunkLimits::events(10))
     }
 
     #[test]
     fn built_once_per_version_and_failures_are_retried() {
         let indexes = IndexCache::default();
         let file = Path::new("/recordings/a.raw");
-        let (v1, v2) = (identity(1), identity(2));
+        let dir = TempDir::new("index");
+        let (f1, f2) = (open_file(&dir, 1), open_file(&dir, 2));
+        let (v1, v2) = (f1.identity(), f2.identity());
         let mut builds = 0;
         let failed: Result<_, &str> = indexes.get(file, v1, || Err("unreadable"));
         assert!(failed.is_err());
@@ -205,13 +232,36 @@ mod tests {
             indexes
                 .get(file, v1, || {
                     builds += 1;
-                    Ok::<_, ()>(index())
+                    Ok::<_, ()>(index(&f1))
                 })
                 .unwrap();
         }
         assert_eq!(builds, 1, "built again after a failure, then kept");
-        let older = indexes.get(file, v1, || Ok::<_, ()>(index())).unwrap();
-        let newer = indexes.get(file, v2, || Ok::<_, ()>(index())).unwrap();
+        let older = indexes.get(file, v1, || Ok::<_, ()>(index(&f1))).unwrap();
+        let newer = indexes.get(file, v2, || Ok::<_, ()>(index(&f2))).unwrap();
         assert!(!Arc::ptr_eq(&older, &newer), "a changed file gets a new index");
+    }
+
+    #[test]
+    fn at_most_so_many_indexes_hold_their_files_open() {
+        let dir = TempDir::new("index-cap");
+        let indexes = IndexCache::default();
+        let f = open_file(&dir, 1);
+        let first = Path::new("/recordings/first.raw");
+        indexes.get(first, f.identity(), || Ok::<_, ()>(index(&f))).unwrap();
+        for i in 0..MOST_INDEXES {
+            let path = PathBuf::from(format!("/recordings/{i}.raw"));
+            indexes.get(&path, f.identity(), || Ok::<_, ()>(index(&f))).unwrap();
+        }
+        assert_eq!(lock(&indexes.entries).len(), MOST_INDEXES);
+        let mut rebuilt = false;
+        indexes
+            .get(first, f.identity(), || {
+                rebuilt = true;
+                Ok::<_, ()>(index(&f))
+            })
+            .unwrap();
+        assert!(rebuilt, "the least recently used index was dropped, and is built again");
+        assert_eq!(Arc::strong_count(&f), 1 + MOST_INDEXES, "the dropped ones let go of it");
     }
 }

@@ -73,12 +73,14 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
 /// A recording of `events` events written to `dir`, decoded whole into segments of `shm`
 /// (what evshmd does on a first open of a one-chunk recording).
 pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::ingest::DecodedChunk {
-    use crate::ingest::{detect_file, ingest_chunk, read_range};
-    let file = dir.0.join(format!("decoded-{events}.raw"));
-    write_evt3(&file, events);
-    let detected = detect_file(&file).unwrap();
+    use crate::file::RecordingFile;
+    use crate::ingest::ingest_chunk;
+    let path = dir.0.join(format!("decoded-{events}.raw"));
+    write_evt3(&path, events);
+    let file = RecordingFile::open(&path).unwrap();
+    let detected = file.detect().unwrap();
     let mut indexer = evshm_formats::Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
-    read_range(&file, detected.data_offset as u64, u64::MAX, |bytes| indexer.feed(bytes)).unwrap();
+    file.read_range(detected.data_offset as u64, u64::MAX, |bytes| indexer.feed(bytes)).unwrap();
     let chunks = indexer.finish();
     ingest_chunk(&file, "test", &detected, &chunks[0], shm, |_| Ok(())).unwrap()
 }

@@ -47,7 +47,7 @@ pub fn open_error(error: &OpenError) -> ErrorReply {
     let code = match error {
         OpenError::Path(PathError::Malformed { .. }) => ErrorCode::BadPath,
         OpenError::Path(PathError::OutsideRoots { .. }) => ErrorCode::OutsideRoots,
-        OpenError::Path(PathError::NotFound { .. }) | OpenError::Gone { .. } => ErrorCode::NotFound,
+        OpenError::Path(PathError::NotFound { .. }) => ErrorCode::NotFound,
         OpenError::BadWindow(_) => ErrorCode::BadRequest,
         OpenError::OverBudget { .. } => ErrorCode::OverBudget,
         OpenError::Ingest { error, .. } => ingest_code(error),
@@ -69,6 +69,8 @@ fn ingest_code(error: &IngestError) -> ErrorCode {
         IngestError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             ErrorCode::NotFound
         }
+        IngestError::NotRegular { .. } => ErrorCode::NotFound,
+        IngestError::LinkInPath { .. } => ErrorCode::OutsideRoots,
         IngestError::GeometryConflict { .. } => ErrorCode::BadRequest,
         IngestError::Unrecognized { source: DetectError::BadGeometry { .. }, .. }
         | IngestError::Changed { .. } => ErrorCode::CorruptRecording,

@@ -15,14 +15,6 @@ pub enum OpenError {
     /// The path names no file that may be served.
     #[error(transparent)]
     Path(#[from] PathError),
-    /// The file went away, or cannot be inspected, after the path was resolved.
-    #[error("cannot open {path}: {source}")]
-    Gone {
-        /// The path as the client named it.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// The window ends before it starts.
     #[error("window [{}, {}) ends before it starts", .0.start, .0.end)]
     BadWindow(Window),

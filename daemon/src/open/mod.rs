@@ -17,8 +17,9 @@ use evshm_protocol::{Table, Window};
 pub use error::OpenError;
 pub use target::Target;
 
-use crate::cache::{FileIdentity, Outcome, Resident};
-use crate::ingest::{IngestError, TableSegment, detect_file};
+use crate::cache::{Outcome, Resident};
+use crate::file::RecordingFile;
+use crate::ingest::{IngestError, TableSegment};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
 use crate::stats::Stats;
@@ -117,15 +118,14 @@ fn target(
 ) -> Result<Target, OpenError> {
     let resolved = daemon.roots.resolve(path)?;
     let name = resolved.name;
-    let metadata = std::fs::metadata(&resolved.file)
-        .map_err(|source| OpenError::Gone { path: path.to_owned(), source })?;
-    let identity = FileIdentity::of(&metadata);
+    // Opened once, here: the index and every decode of this version read through it.
+    let file = RecordingFile::open(&resolved.file).map_err(|e| OpenError::ingest(&name, e))?;
+    let identity = file.identity();
     let recording = (daemon.indexes)
         .get(&resolved.file, identity, || {
-            let detected = detect_file(&resolved.file)?;
+            let detected = file.detect()?;
             let limits = daemon.settings.chunk_limits;
-            let file = resolved.file.clone();
-            Ok(RecordingIndex::new(detected, file, name.clone(), limits))
+            Ok(RecordingIndex::new(detected, Arc::new(file), name.clone(), limits))
         })
         .map_err(|e: IngestError| OpenError::ingest(&name, e))?;
     let detected = match geometry {

@@ -12,7 +12,8 @@ use evshm_formats::{Chunk, Detected, Geometry};
 
 use super::OpenError;
 use crate::budget::Usage;
-use crate::cache::{DecodeResult, FileIdentity, Key, Outcome, Resident};
+use crate::cache::{DecodeResult, Key, Outcome, Resident};
+use crate::file::FileIdentity;
 use crate::ingest::{IngestError, SEGMENTS_PER_CHUNK, chunk_layouts, ingest_chunk};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
@@ -104,7 +105,7 @@ impl Target {
             };
             let index = self.chunk(chunk)?;
             let decoded = ingest_chunk(
-                &self.file,
+                self.recording.file(),
                 &self.name,
                 &self.detected,
                 &index,
