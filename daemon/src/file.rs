@@ -29,6 +29,14 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
+    /// The version of the file at `path` now, the last component not followed if it is a
+    /// link (then this is the link's, which no index has).
+    pub fn look(path: &Path) -> Result<Self, IngestError> {
+        let metadata = std::fs::symlink_metadata(path)
+            .map_err(|source| IngestError::Read { path: path.to_owned(), source })?;
+        Ok(Self::of(&metadata))
+    }
+
     /// The identity of the file `metadata` describes.
     pub fn of(metadata: &std::fs::Metadata) -> Self {
         Self {

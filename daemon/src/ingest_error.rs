@@ -40,6 +40,12 @@ pub enum IngestError {
         /// What detection found.
         source: DetectError,
     },
+    /// The file was replaced between the look at its version and its opening.
+    #[error("{path} was replaced while it was being opened; retry")]
+    Replaced {
+        /// The recording.
+        path: PathBuf,
+    },
     /// The file changed between indexing and decoding.
     #[error("{path} changed while it was being decoded (had {counted} events, then others); retry")]
     Changed {

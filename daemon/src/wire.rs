@@ -73,7 +73,8 @@ fn ingest_code(error: &IngestError) -> ErrorCode {
         IngestError::LinkInPath { .. } => ErrorCode::OutsideRoots,
         IngestError::GeometryConflict { .. } => ErrorCode::BadRequest,
         IngestError::Unrecognized { source: DetectError::BadGeometry { .. }, .. }
-        | IngestError::Changed { .. } => ErrorCode::CorruptRecording,
+        | IngestError::Changed { .. }
+        | IngestError::Replaced { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
         IngestError::Segment(SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
         IngestError::OverBudget { .. } | IngestError::TooManySegments { .. } => {

@@ -18,7 +18,7 @@ pub use error::OpenError;
 pub use target::Target;
 
 use crate::cache::{Outcome, Resident};
-use crate::file::RecordingFile;
+use crate::file::{FileIdentity, RecordingFile};
 use crate::ingest::{IngestError, TableSegment};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
@@ -118,11 +118,17 @@ fn target(
 ) -> Result<Target, OpenError> {
     let resolved = daemon.roots.resolve(path)?;
     let name = resolved.name;
-    // Opened once, here: the index and every decode of this version read through it.
-    let file = RecordingFile::open(&resolved.file).map_err(|e| OpenError::ingest(&name, e))?;
-    let identity = file.identity();
+    // Which version is there now, without following a link: a warm open costs this one
+    // call. Whatever this says, bytes are only ever read through the descriptor of an
+    // index, opened safely once per version, whose identity is this one.
+    let identity = FileIdentity::look(&resolved.file).map_err(|e| OpenError::ingest(&name, e))?;
     let recording = (daemon.indexes)
         .get(&resolved.file, identity, || {
+            let file = RecordingFile::open(&resolved.file)?;
+            if file.identity() != identity {
+                // Replaced between the look and the open: this version is gone already.
+                return Err(IngestError::Replaced { path: resolved.file.clone() });
+            }
             let detected = file.detect()?;
             let limits = daemon.settings.chunk_limits;
             Ok(RecordingIndex::new(detected, Arc::new(file), name.clone(), limits))
