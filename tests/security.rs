@@ -228,3 +228,35 @@ fn a_path_swapped_for_a_link_or_a_fifo_never_serves_anything_else() {
     );
     assert_eq!(client.open("race.raw").unwrap().rows(), 1_000, "still serving");
 }
+
+/// Regression: a process of the daemon's own uid could `chmod` a segment and rewrite it,
+/// or truncate it (readers then die of SIGBUS), and the daemon kept serving it to every
+/// later open. A segment changed so is now decoded anew instead.
+#[test]
+fn a_segment_changed_by_the_daemons_own_uid_is_not_served_again() {
+    let daemon = Daemon::start(|root| {
+        write_evt3(&root.join("a.raw"), 3_000);
+        write_evt3(&root.join("b.raw"), 3_000);
+    });
+    let client = daemon.client();
+    let path_of = |recording: &evshm::Recording| {
+        recording.info().chunks[0].segment.path.clone().expect("a named segment")
+    };
+    for (name, change) in [("a.raw", "chmod"), ("b.raw", "truncate")] {
+        let first = client.open(name).unwrap();
+        let segment = path_of(&first);
+        drop(first);
+        let again = client.open(name).unwrap();
+        assert!(again.info().cached && path_of(&again) == segment, "unchanged: served as is");
+        drop(again);
+        match change {
+            "chmod" => std::fs::set_permissions(&segment, PermissionsExt::from_mode(0o666)),
+            _ => std::fs::OpenOptions::new().write(true).open(&segment).and_then(|f| f.set_len(0)),
+        }
+        .unwrap();
+        let fresh = client.open(name).unwrap();
+        assert!(!fresh.info().cached, "{change}: decoded anew");
+        assert_ne!(path_of(&fresh), segment, "{change}: not the changed segment");
+        assert_eq!(fresh.rows(), 3_000);
+    }
+}

@@ -29,6 +29,13 @@ impl Resident {
         Self { decoded, identity, last_used: AtomicU64::new(0) }
     }
 
+    /// Whether its segments are as published (see [`Segment::is_intact`]).
+    ///
+    /// [`Segment::is_intact`]: crate::segment::Segment::is_intact
+    pub fn is_intact(&self) -> bool {
+        self.decoded.events.segment.is_intact() && self.decoded.triggers.segment.is_intact()
+    }
+
     /// Bytes of its segments.
     pub fn bytes(&self) -> u64 {
         self.decoded.events.segment.len() + self.decoded.triggers.segment.len()
@@ -108,8 +115,21 @@ impl Cache {
             let mut entries = self.lock();
             match entries.get(key) {
                 Some(Entry::Ready(resident)) if resident.identity == identity => {
-                    self.touch(resident);
-                    return (Ok(Arc::clone(resident)), Outcome::Hit);
+                    if resident.is_intact() {
+                        self.touch(resident);
+                        return (Ok(Arc::clone(resident)), Outcome::Hit);
+                    }
+                    // Changed by a process of the daemon's uid: never served again
+                    // (leases keep it until released), decoded anew below.
+                    log::warn!(
+                        "{}: a segment of chunk {} was changed (mode, size or file), \
+                         decoding it anew",
+                        key.file.display(),
+                        key.chunk + 1
+                    );
+                    let slot = Arc::new(PendingDecode::default());
+                    entries.insert(key.clone(), Entry::Decoding(Arc::clone(&slot)));
+                    break slot;
                 }
                 Some(Entry::Decoding(slot)) => {
                     let slot = Arc::clone(slot);

@@ -141,12 +141,16 @@ impl ShmDir {
             File::from(fd)
         };
         // From here on, dropping `segment` unlinks the file.
-        let segment = Segment { dir: Arc::clone(self), name, path, len, file };
+        let segment = Segment { dir: Arc::clone(self), name, path, len, file, made: (0, 0, 0) };
         if let (Some(gid), Some(path)) = (self.group, &segment.path) {
             rustix::fs::fchown(&segment.file, None, Some(rustix::fs::Gid::from_raw(gid)))
                 .map_err(|e| self.io_error(path, e))?;
         }
         segment.allocate()?;
+        let mut segment = segment;
+        let made =
+            rustix::fs::fstat(&segment.file).map_err(|e| self.io_error(segment.shown(), e))?;
+        segment.made = (made.st_dev, made.st_ino, made.st_mode & 0o7777);
         Ok(segment)
     }
 
@@ -203,6 +207,9 @@ pub struct Segment {
     path: Option<PathBuf>,
     len: u64,
     file: File,
+    /// Device, inode and permission bits (0440 less the umask) as made, to tell the file
+    /// at its path from a replaced or `chmod`ed one.
+    made: (u64, u64, u32),
 }
 
 impl Segment {
@@ -224,6 +231,20 @@ impl Segment {
             rustix::fs::fcntl_add_seals(&self.file, seals)?;
         }
         Ok(())
+    }
+
+    /// Whether readers mapping it by its path get what was published: the path still
+    /// names this file, with the mode and at least the length it was made with. Only a process
+    /// of the daemon's own uid (or root) can break that, by `chmod`, truncating or
+    /// replacing the file; a segment found so is not served again. Sealed memfds cannot
+    /// change and have no path: always intact.
+    pub fn is_intact(&self) -> bool {
+        let Some(path) = &self.path else { return true };
+        // One call: the path's file must be the one made, with its mode and length.
+        rustix::fs::stat(path).is_ok_and(|named| {
+            (named.st_dev, named.st_ino, named.st_mode & 0o7777) == self.made
+                && named.st_size as u64 >= self.len
+        })
     }
 
     /// A new descriptor of the segment, to pass to a client.
