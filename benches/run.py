@@ -209,7 +209,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     # Every Evshmd checks on stop that it left no segment; this is the byte-copy server's.
     left = [n for n in os.listdir("/dev/shm")
-            if daemon is not None and n.startswith(f"evshm-v1-{daemon.proc.pid}-")]
+            if daemon is not None and n.startswith(daemon.segment_prefix)]
 
     meta = {
         "command": "benches/run.sh" + (" --quick" if args.quick else ""),

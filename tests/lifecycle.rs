@@ -19,9 +19,10 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
         assert_eq!(mode & 0o777, 0o440, "segments are read-only and not world-readable");
     }
     let before = rows(a.batches());
-    let pid = daemon.pid();
+    let instance = daemon.instance().to_owned();
     assert!(daemon.terminate().success());
-    assert!(segments_of(pid).is_empty(), "no segment left in /dev/shm");
+    assert!(segments_of(&instance).is_empty(), "no segment left in /dev/shm");
+    assert!(!util::liveness_of(&instance).exists(), "no liveness file left in /dev/shm");
     assert!(!daemon.socket.exists(), "socket removed");
     assert_eq!(rows(a.batches()), before, "a reader's mapping outlives the daemon");
     assert_eq!(b.batches()[0].num_rows(), 20_000);
@@ -47,6 +48,8 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
 
     let second = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
     assert!(leftovers.iter().all(|s| !s.exists()), "the restarted daemon removed them");
+    assert!(!util::liveness_of(first.instance()).exists(), "and the dead one's liveness file");
+    assert_ne!(first.instance(), second.instance());
     assert_eq!(rows(recording.batches()), before, "removing a mapped segment unmaps nothing");
     assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
 }
@@ -152,34 +155,7 @@ fn a_daemon_in_its_own_pid_namespace_serves_clients_outside_it() {
     std::fs::create_dir(&root).unwrap();
     write_evt3(&root.join("a.raw"), 5_000);
     let socket = dir.path().join("evshmd.sock");
-    // --kill-child: should the test die, the daemon goes with unshare.
-    let spawned = Command::new("unshare")
-        .args(["--pid", "--fork", "--kill-child"])
-        .arg(env!("CARGO_BIN_EXE_evshmd"))
-        .arg("--root")
-        .arg(&root)
-        .arg("--socket")
-        .arg(&socket)
-        .args(["--log-level", "warn"])
-        .stderr(std::process::Stdio::piped())
-        .spawn();
-    let mut unshare = match spawned {
-        Ok(child) => KillOnDrop(child),
-        Err(e) => return util::skip::skip(&format!("cannot run unshare: {e}")),
-    };
-    let unshare = &mut unshare.0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        if let Some(status) = unshare.try_wait().unwrap() {
-            let mut why = String::new();
-            let _ = std::io::Read::read_to_string(unshare.stderr.as_mut().unwrap(), &mut why);
-            return util::skip::skip(&format!(
-                "no daemon in a new pid namespace ({status}): {why}"
-            ));
-        }
-        assert!(Instant::now() < deadline, "evshmd did not start in its pid namespace");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let Some(mut namespace) = PidNamespaceDaemon::start(&root, &socket) else { return };
     let client = evshm::Client::connect(&socket).expect("served across pid namespaces");
     let recording = client.open("a.raw").unwrap();
     assert_eq!(recording.rows(), 5_000);
@@ -188,18 +164,99 @@ fn a_daemon_in_its_own_pid_namespace_serves_clients_outside_it() {
     assert_eq!(stats.clients[0].pid, 0, "the kernel reports a pid outside the namespace as 0");
     assert_eq!(stats.clients[0].uid, rustix::process::getuid().as_raw());
     drop((recording, client));
+    namespace.stop();
+}
 
-    // unshare ignores SIGTERM while it waits: stop the daemon, its child, which unshare
-    // then follows.
-    let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-    let daemon: i32 = std::fs::read_to_string(children).unwrap().trim().parse().unwrap();
-    let daemon = rustix::process::Pid::from_raw(daemon).unwrap();
-    rustix::process::kill_process(daemon, rustix::process::Signal::TERM).unwrap();
-    assert!(unshare.wait().unwrap().success(), "evshmd stopped cleanly");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while socket.exists() {
-        assert!(Instant::now() < deadline, "evshmd did not stop cleanly");
-        std::thread::sleep(Duration::from_millis(10));
+/// Regression: a daemon that is PID 1 of its pid namespace (as in a container) never
+/// removed what a killed predecessor left, since their segment names carried the same pid.
+#[test]
+fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
+    let dir = TempDir::new("pidns-restart");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    write_evt3(&root.join("a.raw"), 5_000);
+    let socket = dir.path().join("evshmd.sock");
+    let Some(mut first) = PidNamespaceDaemon::start(&root, &socket) else { return };
+    let client = evshm::Client::connect(&socket).unwrap();
+    let recording = client.open("a.raw").unwrap();
+    let instance = util::instance_at(&socket);
+    let leftovers = segments_of(&instance);
+    assert_eq!(leftovers.len(), 2, "an event and a trigger table");
+    first.kill();
+    assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
+
+    let mut second = PidNamespaceDaemon::start(&root, &socket).expect("it started once");
+    assert!(leftovers.iter().all(|s| !s.exists()), "the new PID 1 removed them");
+    assert!(!util::liveness_of(&instance).exists());
+    assert_eq!(recording.rows(), 5_000, "a reader's mapping outlives the removal");
+    let again = evshm::Client::connect(&socket).unwrap().open("a.raw").unwrap();
+    assert_eq!(again.rows(), 5_000);
+    let serving = util::instance_at(&socket);
+    drop(again);
+    second.stop();
+    assert!(segments_of(&serving).is_empty() && !util::liveness_of(&serving).exists());
+}
+
+/// evshmd as PID 1 of a new pid namespace (`unshare --pid --fork`), as in a container.
+struct PidNamespaceDaemon {
+    unshare: KillOnDrop,
+    socket: PathBuf,
+}
+
+impl PidNamespaceDaemon {
+    /// Starts it, or skips the test (`None`) where pid namespaces cannot be made.
+    fn start(root: &Path, socket: &Path) -> Option<PidNamespaceDaemon> {
+        // --kill-child: should the test die, the daemon goes with unshare.
+        let spawned = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child"])
+            .arg(env!("CARGO_BIN_EXE_evshmd"))
+            .arg("--root")
+            .arg(root)
+            .arg("--socket")
+            .arg(socket)
+            .args(["--log-level", "warn"])
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut unshare = match spawned {
+            Ok(child) => KillOnDrop(child),
+            Err(e) => {
+                util::skip::skip(&format!("cannot run unshare: {e}"));
+                return None;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            if let Some(status) = unshare.0.try_wait().unwrap() {
+                let mut why = String::new();
+                let _ = std::io::Read::read_to_string(unshare.0.stderr.as_mut().unwrap(), &mut why);
+                util::skip::skip(&format!("no daemon in a new pid namespace ({status}): {why}"));
+                return None;
+            }
+            assert!(Instant::now() < deadline, "evshmd did not start in its pid namespace");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(PidNamespaceDaemon { unshare, socket: socket.to_owned() })
+    }
+
+    /// The daemon, seen from here: unshare's only child.
+    fn daemon(&self) -> rustix::process::Pid {
+        let children = format!("/proc/{0}/task/{0}/children", self.unshare.0.id());
+        let pid: i32 = std::fs::read_to_string(children).unwrap().trim().parse().unwrap();
+        rustix::process::Pid::from_raw(pid).unwrap()
+    }
+
+    /// Stops it with SIGTERM (unshare ignores SIGTERM while it waits, then follows its
+    /// child) and checks that it stopped cleanly.
+    fn stop(&mut self) {
+        rustix::process::kill_process(self.daemon(), rustix::process::Signal::TERM).unwrap();
+        assert!(self.unshare.0.wait().unwrap().success(), "evshmd stopped cleanly");
+        assert!(!self.socket.exists(), "evshmd removed its socket");
+    }
+
+    /// Kills it with SIGKILL, as a crash would; its namespace ends with it.
+    fn kill(&mut self) {
+        rustix::process::kill_process(self.daemon(), rustix::process::Signal::KILL).unwrap();
+        assert!(!self.unshare.0.wait().unwrap().success());
     }
 }
 

@@ -5,26 +5,41 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 
-/// Runs the `evshm` CLI as `nobody` with no supplementary group, or `None` where this
-/// process cannot switch users (not root, or no `setpriv`).
-fn cli_as_nobody(socket: &Path, args: &[&str]) -> Option<(bool, String)> {
+/// `program` run as user `uid`, group `gid` and supplementary `groups` (`setpriv`), or
+/// `None` where this process cannot switch users (not root, or no `setpriv`).
+fn as_user(uid: u32, gid: u32, groups: &[u32], program: &Path) -> Option<Command> {
     let root = rustix::process::getuid().is_root();
     let setpriv = Path::new("/usr/bin/setpriv");
     if !root || !setpriv.exists() {
         util::skip::skip("needs root and setpriv to run a client as another user");
         return None;
     }
-    let output = Command::new(setpriv)
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(evshm_cli())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
+    let mut command = Command::new(setpriv);
+    command.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}"));
+    match groups {
+        [] => command.arg("--clear-groups"),
+        _ => command.arg(format!(
+            "--groups={}",
+            groups.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        )),
+    };
+    command.arg(program);
+    Some(command)
+}
+
+/// What a command printed, and whether it succeeded.
+fn outcome(command: &mut Command) -> (bool, String) {
+    let output = command.output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
-    Some((output.status.success(), text))
+    (output.status.success(), text)
+}
+
+/// Runs the `evshm` CLI as `nobody` with no supplementary group, or `None` where this
+/// process cannot switch users.
+fn cli_as_nobody(socket: &Path, args: &[&str]) -> Option<(bool, String)> {
+    let mut cli = as_user(65534, 65534, &[], &evshm_cli())?;
+    Some(outcome(cli.arg("--socket").arg(socket).args(args)))
 }
 
 #[test]
@@ -259,4 +274,175 @@ fn a_segment_changed_by_the_daemons_own_uid_is_not_served_again() {
         assert_ne!(path_of(&fresh), segment, "{change}: not the changed segment");
         assert_eq!(fresh.rows(), 3_000);
     }
+}
+
+/// A user id for a test of its own, unused on this machine, so that its fallback socket
+/// directory `/tmp/evshm-<uid>` is the test's alone.
+fn unused_uid(offset: u32) -> u32 {
+    40_000 + (std::process::id() % 10_000) * 4 + offset
+}
+
+/// The fallback directory of `uid`, gone when dropped.
+struct FallbackDir(PathBuf);
+
+impl FallbackDir {
+    fn of(uid: u32) -> FallbackDir {
+        let dir = PathBuf::from(format!("/tmp/evshm-{uid}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        FallbackDir(dir)
+    }
+}
+
+impl Drop for FallbackDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An evshmd started by a test as another user; stopped with SIGTERM when dropped.
+struct Served {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl Served {
+    /// evshmd, as `command` says (a `setpriv` wrapper), listening at `socket` once started.
+    fn start(command: &mut Command, socket: &Path) -> Served {
+        let child = command.args(["--log-level", "warn"]).spawn().unwrap();
+        let mut served = Served { child, socket: socket.to_owned() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            let exited = served.child.try_wait().unwrap();
+            assert!(exited.is_none(), "evshmd exited at start with {exited:?}");
+            assert!(Instant::now() < deadline, "evshmd did not start at {}", socket.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        served
+    }
+
+    /// Stops it and checks it stopped cleanly, leaving nothing behind.
+    fn stop(mut self) {
+        assert!(self.terminate().success(), "evshmd stopped cleanly");
+        assert!(!self.socket.exists(), "evshmd removed its socket");
+        let instance = util::instance_at(&self.socket);
+        assert!(segments_of(&instance).is_empty() && !util::liveness_of(&instance).exists());
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.terminate();
+        }
+    }
+}
+
+/// Regression: another user could listen first on the victim's fallback socket: the
+/// victim's evshmd would not start, and the victim's clients took the impostor's replies
+/// and mapped its files (dying of SIGBUS when it truncated them).
+#[test]
+fn a_squatted_fallback_socket_is_refused_by_clients_and_by_evshmd() {
+    let evshmd = Path::new(env!("CARGO_BIN_EXE_evshmd"));
+    let victim = unused_uid(0);
+    let fallback = FallbackDir::of(victim);
+    let socket = fallback.0.join("evshm.sock");
+    let files = TempDir::new("squat");
+    write_evt3(&files.path().join("a.raw"), 1000);
+    // The squatter (nobody) makes the victim's directory first and listens in it: a real
+    // evshmd, which would answer with segments of its own.
+    std::fs::create_dir(&fallback.0).unwrap();
+    std::fs::set_permissions(&fallback.0, PermissionsExt::from_mode(0o755)).unwrap();
+    rustix::fs::chown(&fallback.0, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+    let Some(mut impostor) = as_user(65534, 65534, &[], evshmd) else { return };
+    let squatted = Served::start(
+        impostor.arg("--root").arg(files.path()).arg("--socket").arg(&socket),
+        &socket,
+    );
+    let as_victim = |program: &Path| {
+        let mut command = as_user(victim, victim, &[], program).unwrap();
+        command.env_remove("EVSHM_SOCKET").env_remove("XDG_RUNTIME_DIR");
+        command.env_remove("EVSHM_DAEMON_UID");
+        command
+    };
+    let not_private = format!(
+        "/tmp/evshm-{victim} belongs to uid 65534, not to uid {victim}: another user may have \
+         made it to catch this user's connections"
+    );
+    let (ok, text) = outcome(as_victim(&evshm_cli()).args(["open", "a.raw"]));
+    let refused = format!("refusing evshmd at {}: {not_private}", socket.display());
+    assert!(!ok && text.contains(&refused), "the victim's client: {text}");
+    let (ok, text) = outcome(as_victim(evshmd).arg("--root").arg(files.path()));
+    let advice = "; remove it, or give --socket, $EVSHM_SOCKET or $XDG_RUNTIME_DIR";
+    assert!(!ok && text.contains(&format!("{not_private}{advice}")), "victim's evshmd: {text}");
+    squatted.stop();
+
+    // Given a squatter's socket by path, the victim's client still looks at who listens:
+    // besides itself and root, only a daemon user named in EVSHM_DAEMON_UID.
+    let public = TempDir::new("squat-public");
+    std::fs::set_permissions(public.path(), PermissionsExt::from_mode(0o1777)).unwrap();
+    let squat = public.path().join("squat.sock");
+    // Open to the victim, as a squatter would make it.
+    let Some(mut impostor) = as_user(65534, 65534, &[victim], evshmd) else { return };
+    let impostor = impostor.arg("--root").arg(files.path()).arg("--socket").arg(&squat);
+    let squatted = Served::start(impostor.args(["--group", &victim.to_string()]), &squat);
+    let mut stats = as_victim(&evshm_cli());
+    let (ok, text) = outcome(stats.arg("--socket").arg(&squat).arg("stats"));
+    let owner = "the socket file belongs to uid 65534, not one this client trusts";
+    assert!(!ok && text.contains(owner), "{text}");
+    let mut stats = as_victim(&evshm_cli());
+    let trusting = stats.env("EVSHM_DAEMON_UID", "65534").arg("--socket").arg(&squat);
+    let (ok, text) = outcome(trusting.arg("stats"));
+    assert!(ok, "a daemon user the client names is trusted: {text}");
+    squatted.stop();
+
+    // With the squatter's directory gone, the victim's evshmd makes its own, private.
+    std::fs::remove_dir_all(&fallback.0).unwrap();
+    let own = Served::start(as_victim(evshmd).arg("--root").arg(files.path()), &socket);
+    let meta = std::fs::symlink_metadata(&fallback.0).unwrap();
+    assert_eq!((meta.uid(), meta.permissions().mode() & 0o7777), (victim, 0o700));
+    let (ok, text) = outcome(as_victim(&evshm_cli()).args(["open", "a.raw"]));
+    assert!(ok && text.contains("rows      1000"), "the victim's own daemon: {text}");
+    own.stop();
+}
+
+/// A daemon run by a service account (neither root nor the reader) with a group of its
+/// own: a member of the group reads once it names the daemon's user; a reader outside the
+/// group cannot connect; a reader who does not name the daemon's user refuses it.
+#[test]
+fn a_service_account_daemon_serves_its_group_to_readers_who_trust_it() {
+    let evshmd = Path::new(env!("CARGO_BIN_EXE_evshmd"));
+    let (service, member, stranger) = (unused_uid(1), unused_uid(2), unused_uid(3));
+    let group = service;
+    let files = TempDir::new("service");
+    write_evt3(&files.path().join("a.raw"), 1000);
+    // The service's socket directory, as a service manager would make it.
+    let run = TempDir::new("service-run");
+    rustix::fs::chown(run.path(), Some(rustix::fs::Uid::from_raw(service)), None).unwrap();
+    std::fs::set_permissions(run.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let socket = run.path().join("evshm.sock");
+    let Some(mut daemon) = as_user(service, service, &[], evshmd) else { return };
+    let daemon = daemon.arg("--root").arg(files.path()).arg("--socket").arg(&socket);
+    let served = Served::start(daemon.args(["--group", &group.to_string()]), &socket);
+    let open = |uid: u32, groups: &[u32], trust: bool| {
+        let mut command = as_user(uid, uid, groups, &evshm_cli()).unwrap();
+        command.env_remove("EVSHM_DAEMON_UID");
+        if trust {
+            command.env("EVSHM_DAEMON_UID", service.to_string());
+        }
+        outcome(command.arg("--socket").arg(&socket).args(["open", "a.raw"]))
+    };
+    let (ok, text) = open(member, &[group], true);
+    assert!(ok && text.contains("rows      1000"), "a member who trusts the service: {text}");
+    let (ok, text) = open(member, &[group], false);
+    let owner = format!("the socket file belongs to uid {service}, not one this client trusts");
+    assert!(!ok && text.contains(&owner), "a member who does not: {text}");
+    let (ok, text) = open(stranger, &[], true);
+    assert!(!ok && text.contains("ermission denied"), "not in the group: {text}");
+    served.stop();
 }

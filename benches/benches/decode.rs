@@ -21,6 +21,7 @@ use evshm_formats::{
     ChunkLimits, ColumnSink, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
     Evt3Encoder, Format, Geometry, Indexer,
 };
+use evshmd::instance::InstanceId;
 use evshmd::segment::ShmDir;
 use serde_json::json;
 
@@ -161,7 +162,8 @@ fn bench_ingest(
     criterion: &mut Criterion,
     input: &DecodeInput,
 ) -> anyhow::Result<serde_json::Value> {
-    let shm = ShmDir::new(Path::new("/dev/shm"), None, false);
+    let instance = InstanceId::random()?;
+    let shm = ShmDir::new(Path::new("/dev/shm"), &instance, None, false);
     let len = ingest_whole(&input.file, &shm)?.events.segment.len();
     let mut group = criterion.benchmark_group(format!("ingest/{}", input.format));
     group.sampling_mode(SamplingMode::Flat).sample_size(10);

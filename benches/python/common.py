@@ -138,6 +138,9 @@ class Evshmd:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"evshmd did not start on {socket_path}")
             time.sleep(0.01)
+        # The daemon names its segments after its instance id, held in the socket's lock.
+        with open(f"{socket_path}.lock") as lock:
+            self.segment_prefix = f"evshm-v2-{lock.read().strip()}-"
 
     def __enter__(self) -> "Evshmd":
         return self
@@ -156,7 +159,7 @@ class Evshmd:
         if self._log is not subprocess.DEVNULL:
             self._log.close()
         left = [n for n in os.listdir(self.shm_dir)
-                if n.startswith(f"evshm-v1-{self.proc.pid}-")]
+                if n.startswith(self.segment_prefix)]
         if left:
             raise RuntimeError(f"evshmd left segments behind: {left}")
 

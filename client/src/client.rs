@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::recording::{Lease, Recording};
+use crate::trust;
 
 /// A connection to evshmd.
 ///
@@ -29,10 +30,14 @@ pub struct Client {
 
 impl Client {
     /// Connects to the daemon listening at `socket` and agrees on the protocol version.
+    /// The socket and its listener must belong to this user, root or
+    /// `$EVSHM_DAEMON_UID` ([`ClientError::Untrusted`] otherwise).
     pub fn connect(socket: impl AsRef<Path>) -> Result<Client, ClientError> {
         let path = socket.as_ref();
+        trust::check_socket(path)?;
         let stream = UnixStream::connect(path)
-            .map_err(|source| ClientError::Connect { path: path.to_owned(), source })?;
+            .map_err(|cause| ClientError::Connect { path: path.to_owned(), cause })?;
+        trust::check_peer(path, &stream)?;
         let mut connection = Connection::new(stream);
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
         let (hello, _): (HelloReply, _) = connection

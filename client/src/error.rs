@@ -12,12 +12,22 @@ use crate::mapping::MapError;
 #[non_exhaustive]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot connect to evshmd at {path}: {source} (is evshmd running?)")]
+    #[error("cannot connect to evshmd at {path}: {cause} (is evshmd running?)")]
     Connect {
         /// The socket path tried.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not a `source` that error chains would print
+        /// again).
+        cause: std::io::Error,
+    },
+    /// The socket, or the process listening on it, is not one this client takes for
+    /// evshmd (another user's: see [`evshm_protocol::DAEMON_UID_VARIABLE`]).
+    #[error("refusing evshmd at {path}: {reason}")]
+    Untrusted {
+        /// The socket path.
+        path: PathBuf,
+        /// Who it belongs to, and whom this client trusts.
+        reason: String,
     },
     /// The connection failed mid-request, or the daemon closed it.
     #[error("connection to evshmd lost: {0}")]

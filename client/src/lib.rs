@@ -30,6 +30,7 @@ mod connection;
 mod error;
 mod mapping;
 mod recording;
+mod trust;
 
 pub use client::{Client, OpenOptions};
 pub use error::ClientError;

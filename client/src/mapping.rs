@@ -26,12 +26,13 @@ use rustix::fs::SealFlags;
 #[non_exhaustive]
 pub enum MapError {
     /// Opening, inspecting or mapping the file failed.
-    #[error("cannot map segment {path}: {source}")]
+    #[error("cannot map segment {path}: {cause}")]
     Io {
         /// The segment file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not a `source` that error chains would print
+        /// again).
+        cause: std::io::Error,
     },
     /// A segment passed as a descriptor lacks the seals that make it immutable.
     #[error("segment {name} was passed without the seals against writing, growing and shrinking")]
@@ -65,7 +66,7 @@ pub(crate) fn map_segment_keeping<K: Send + 'static>(
     keep: K,
 ) -> Result<Buffer, MapError> {
     // std opens with O_CLOEXEC; read-only, so the mapping cannot be writable either.
-    let file = File::open(path).map_err(|source| MapError::Io { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|cause| MapError::Io { path: path.to_owned(), cause })?;
     map_file(&file, path, expected_len, keep)
 }
 
@@ -96,7 +97,7 @@ fn map_file<K: Send + 'static>(
     expected_len: u64,
     keep: K,
 ) -> Result<Buffer, MapError> {
-    let io = |source| MapError::Io { path: path.to_owned(), source };
+    let io = |cause| MapError::Io { path: path.to_owned(), cause };
     let actual = file.metadata().map_err(io)?.len();
     // A longer file is fine (hugetlbfs rounds files up to whole huge pages); a shorter one
     // would make the mapping's tail fault with SIGBUS.

@@ -8,57 +8,17 @@
 //! mode 0440 and carry the same group, so whoever may connect may read them, and nobody
 //! else.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+pub use evshm_protocol::Peer;
 
-/// The credentials of a connected client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// Its process id (at connect time), 0 when it runs outside the daemon's pid
-    /// namespace (a daemon in a container, a client on the host).
-    pub pid: i32,
-    /// Its user id.
-    pub uid: u32,
-    /// Its primary group id.
-    pub gid: u32,
-}
-
-impl Peer {
-    /// The credentials of the process at the other end of `stream`.
-    pub fn of(stream: &UnixStream) -> std::io::Result<Peer> {
-        // Not rustix's `socket_peercred`: its `UCred` holds the pid as a non-zero `Pid`,
-        // and the kernel reports 0 for a peer outside this pid namespace, who is to be
-        // served all the same (uid and gid still say who it is).
-        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-        let mut len = size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: `stream` keeps the descriptor open for the call, and the kernel writes at
-        // most `len` bytes into `cred`, a plain C struct of exactly that size.
-        let rc = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&raw mut cred).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Peer { pid: cred.pid, uid: cred.uid, gid: cred.gid })
+/// The supplementary groups of `peer`, read from `/proc`; empty if the process is gone or
+/// outside the daemon's pid namespace (then only its primary group counts).
+fn supplementary_groups(peer: &Peer) -> Vec<u32> {
+    if peer.pid == 0 {
+        return Vec::new();
     }
-
-    /// Its supplementary groups, read from `/proc`; empty if the process is gone or
-    /// outside the daemon's pid namespace (then only its primary group counts).
-    fn groups(&self) -> Vec<u32> {
-        if self.pid == 0 {
-            return Vec::new();
-        }
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
-        line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
-    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid)).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:")).unwrap_or("");
+    line.split_whitespace().filter_map(|g| g.parse().ok()).collect()
 }
 
 /// Which users and groups are served, beyond who can open the socket.
@@ -80,7 +40,7 @@ impl AccessPolicy {
         if peer.uid == own || self.allow_uids.contains(&peer.uid) {
             return Ok(());
         }
-        let mut groups = peer.groups();
+        let mut groups = supplementary_groups(peer);
         groups.push(peer.gid);
         if groups.iter().any(|g| self.allow_gids.contains(g)) {
             return Ok(());

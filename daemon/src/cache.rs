@@ -290,6 +290,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::instance::InstanceId;
     use crate::segment::ShmDir;
     use crate::testing::{TempDir, decoded_chunk};
 
@@ -306,7 +307,7 @@ mod tests {
     #[test]
     fn concurrent_opens_decode_once_and_share_a_failure() {
         let dir = TempDir::new("cache");
-        let shm = ShmDir::new(&dir.0, None, false);
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let decodes = AtomicUsize::new(0);
         let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
@@ -340,7 +341,7 @@ mod tests {
     #[test]
     fn eviction_takes_the_least_recently_used_unleased_chunk() {
         let dir = TempDir::new("cache-evict");
-        let shm = ShmDir::new(&dir.0, None, false);
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let open = |chunk| {
             let (resident, _) = cache

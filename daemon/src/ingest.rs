@@ -217,12 +217,13 @@ impl EventSink for TableSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instance::InstanceId;
     use crate::testing::{TempDir, decoded_chunk, write_evt3};
 
     #[test]
     fn a_chunk_is_decoded_into_exactly_sized_segments() {
         let dir = TempDir::new("ingest");
-        let shm = ShmDir::new(&dir.0, None, false);
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
         let decoded = decoded_chunk(&dir, &shm, 5_000);
         assert_eq!(decoded.events.rows, 5_000);
         assert!(decoded.report.is_clean(), "{}", decoded.report);
@@ -233,7 +234,7 @@ mod tests {
     #[test]
     fn a_file_that_changed_after_indexing_is_an_error_not_a_wrong_table() {
         let dir = TempDir::new("ingest-changed");
-        let shm = ShmDir::new(&dir.0, None, false);
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
         let path = dir.0.join("a.raw");
         write_evt3(&path, 5_000);
         let file = RecordingFile::open(&path).unwrap();

@@ -8,11 +8,11 @@ use clap::Parser;
 use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
-use evshmd::instance::{InstanceLock, remove_stale_segments};
+use evshmd::instance::{Instance, remove_stale_segments};
 use evshmd::limits::{default_max_connections, raise_descriptor_limit, segment_limit};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
-use evshmd::server::{bind_socket, serve};
+use evshmd::server::{bind_socket, make_private_dir, serve};
 use evshmd::state::{Daemon, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -133,19 +133,24 @@ fn run(args: Args) -> anyhow::Result<()> {
     if allow_listed && !args.sealed {
         log::info!("--allow-uid/--allow-gid given: segments are sealed memfds (--sealed)");
     }
-    let shm = ShmDir::new(&args.shm_dir, args.group, args.sealed || allow_listed);
     let socket = args.socket.unwrap_or_else(evshm_protocol::default_socket_path);
-    let _lock = InstanceLock::acquire(&socket)?;
+    let fallback = evshm_protocol::fallback_socket_dir();
+    if socket.parent() == Some(fallback.as_path()) {
+        make_private_dir(&fallback)?;
+    }
+    let instance = Arc::new(Instance::start(&socket, &args.shm_dir)?);
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
-        log::info!("removed {stale} segments left by evshmd processes that are gone");
+        log::info!("removed {stale} segments left by evshmd instances that are gone");
     }
+    let sealed = args.sealed || allow_listed;
+    let shm = ShmDir::new(&args.shm_dir, instance.id(), args.group, sealed);
     let listener = bind_socket(&socket, args.group)?;
 
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
     let on_signal = {
-        let (shm, socket) = (Arc::clone(&shm), socket.clone());
+        let (shm, socket, instance) = (Arc::clone(&shm), socket.clone(), Arc::clone(&instance));
         move || {
             if let Some(signal) = signals.forever().next() {
                 log::info!("signal {signal}: shutting down");
@@ -153,6 +158,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                     log::warn!("cannot remove socket {}: {e}", socket.display());
                 }
                 let removed = shm.close();
+                instance.close();
                 log::info!("removed {removed} segments; bye");
                 std::process::exit(0);
             }
@@ -162,7 +168,8 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let dirs: Vec<String> = roots.dirs().iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "serving {} on {} (segments in {} as {}*)",
+        "instance {} serving {} on {} (segments in {} as {}*)",
+        instance.id(),
         dirs.join(", "),
         socket.display(),
         shm.dir().display(),

@@ -25,9 +25,7 @@ use std::sync::{Arc, Mutex};
 use rustix::fs::{FallocateFlags, MemfdFlags, Mode, OFlags, SealFlags};
 use rustix::io::Errno;
 
-/// How every segment name starts: the version of the segment content and naming, so that
-/// different versions never mistake each other's segments; then the creator's pid.
-pub(crate) const NAME_PREFIX: &str = "evshm-v1-";
+use crate::instance::InstanceId;
 
 /// Why a segment could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +76,11 @@ struct Registry {
 }
 
 impl ShmDir {
-    /// Segments in `dir`, named `evshm-v1-<pid>-<random>`, owned by `group` if given; or,
-    /// `sealed`, memfds of those names (whose pages still count against `dir`'s tmpfs
-    /// when it is `/dev/shm`).
-    pub fn new(dir: &Path, group: Option<u32>, sealed: bool) -> Arc<ShmDir> {
-        let prefix = format!("{NAME_PREFIX}{}-", std::process::id());
+    /// Segments in `dir`, named after the daemon's `instance` (`evshm-v2-<instance>-<random>`),
+    /// owned by `group` if given; or, `sealed`, memfds of those names (whose pages still
+    /// count against `dir`'s tmpfs when it is `/dev/shm`).
+    pub fn new(dir: &Path, instance: &InstanceId, group: Option<u32>, sealed: bool) -> Arc<ShmDir> {
+        let prefix = instance.segment_prefix();
         let state = Mutex::default();
         let unit = allocation_unit(dir, sealed);
         Arc::new(ShmDir { dir: dir.to_owned(), prefix, group, sealed, unit, state })
@@ -342,7 +340,7 @@ mod tests {
     #[test]
     fn created_read_only_for_others_and_unlinked_on_drop() {
         let dir = temp_dir("drop");
-        let shm = ShmDir::new(&dir, None, false);
+        let shm = ShmDir::new(&dir, &InstanceId::random().unwrap(), None, false);
         let segment = shm.create(4096).unwrap();
         let meta = std::fs::metadata(segment.path().unwrap()).unwrap();
         assert_eq!(meta.len(), 4096);
@@ -360,7 +358,7 @@ mod tests {
     #[test]
     fn close_unlinks_everything_and_refuses_more() {
         let dir = temp_dir("close");
-        let shm = ShmDir::new(&dir, None, false);
+        let shm = ShmDir::new(&dir, &InstanceId::random().unwrap(), None, false);
         let a = shm.create(10).unwrap();
         let b = shm.create(20).unwrap();
         assert_ne!(a.name(), b.name());
@@ -378,7 +376,7 @@ mod sealed_tests {
 
     #[test]
     fn a_sealed_segment_refuses_every_change() {
-        let shm = ShmDir::new(Path::new("/dev/shm"), None, true);
+        let shm = ShmDir::new(Path::new("/dev/shm"), &InstanceId::random().unwrap(), None, true);
         let segment = shm.create(8192).unwrap();
         assert!(segment.path().is_none());
         segment.map_mut().unwrap()[0] = 42;

@@ -59,6 +59,28 @@ impl Drop for Connection {
     }
 }
 
+/// Makes `dir`, the fallback socket's directory, with mode 0700, or checks that the one
+/// there is this user's and closed to others: anyone can make a directory of that name in
+/// `/tmp` first, to catch this user's connections.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    match rustix::fs::mkdir(dir, Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => {
+            let why = format!("cannot make {}: {e}", dir.display());
+            return Err(std::io::Error::new(std::io::Error::from(e).kind(), why));
+        }
+    }
+    evshm_protocol::check_private_dir(dir).map_err(|why| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{why}: another user may have made it to catch this user's connections; \
+                 remove it, or give --socket, $EVSHM_SOCKET or $XDG_RUNTIME_DIR"
+            ),
+        )
+    })
+}
+
 /// Binds the control socket with mode 0660 (and group `group`, if given), replacing a
 /// stale socket file left by a dead daemon but refusing to take over from a live one.
 pub fn bind_socket(path: &Path, group: Option<u32>) -> std::io::Result<UnixListener> {

@@ -10,6 +10,7 @@ use evshm_formats::synth::{Synth, SynthConfig};
 
 use crate::access::AccessPolicy;
 use crate::budget::Budget;
+use crate::instance::InstanceId;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
 use crate::state::{Daemon, Settings};
@@ -63,7 +64,7 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
     };
     Daemon::new(
         Roots::new(&[root]).unwrap(),
-        ShmDir::new(&shm, None, false),
+        ShmDir::new(&shm, &InstanceId::random().unwrap(), None, false),
         Budget::new(budget, u64::MAX, Duration::ZERO),
         AccessPolicy::default(),
         settings,

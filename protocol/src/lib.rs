@@ -10,7 +10,8 @@
 //! - [`request`]: what a client may ask;
 //! - [`reply`]: what the daemon answers, and reading and writing reply lines;
 //! - [`error`]: the stable error codes;
-//! - [`socket`]: where the socket is when no path is given;
+//! - [`socket`]: where the socket is when no path is given, who is at its other end, and
+//!   whom clients trust;
 //! - [`schema`]: the Arrow schemas of the tables in the segments.
 
 pub mod error;
@@ -25,7 +26,10 @@ pub use reply::{
     ReleaseReply, SegmentInfo, StatsReply, parse_reply, reply_line,
 };
 pub use request::{Request, Table, Window};
-pub use socket::default_socket_path;
+pub use socket::{
+    DAEMON_UID_VARIABLE, Peer, check_private_dir, default_socket_path, fallback_socket_dir,
+    trusted_daemon_uids,
+};
 
 /// The protocol version this crate speaks, agreed in [`Request::Hello`].
 pub const PROTOCOL_VERSION: u32 = 2;

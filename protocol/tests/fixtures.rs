@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use evshm_protocol::{
-    ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, MAX_REQUEST_LINE, OpenReply,
-    PROTOCOL_VERSION, ReleaseReply, ReplyError, Request, StatsReply, parse_reply,
+    DAEMON_UID_VARIABLE, ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, MAX_REQUEST_LINE,
+    OpenReply, PROTOCOL_VERSION, ReleaseReply, ReplyError, Request, StatsReply, parse_reply,
 };
 use serde_json::{Value, json};
 
@@ -150,8 +150,11 @@ fn fixtures_hold_what_the_rust_protocol_says() {
              "path": "/x/s.sock"},
             {"env": {"EVSHM_SOCKET": "", "XDG_RUNTIME_DIR": "/run/user/7"},
              "path": "/run/user/7/evshm.sock"},
-            {"env": {"EVSHM_SOCKET": "", "XDG_RUNTIME_DIR": ""}, "path": "/tmp/evshm-{uid}.sock"},
+            {"env": {"EVSHM_SOCKET": "", "XDG_RUNTIME_DIR": ""},
+             "path": "/tmp/evshm-{uid}/evshm.sock"},
         ],
+        "fallback_socket_dir": "/tmp/evshm-{uid}",
+        "daemon_uid_variable": DAEMON_UID_VARIABLE,
         "exchanges": exchanges,
         "malformed_open_replies": malformed_open_replies(&exchanges),
     });

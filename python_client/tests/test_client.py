@@ -288,7 +288,7 @@ def test_default_socket_path_chain(monkeypatch):
     monkeypatch.setenv("EVSHM_SOCKET", "")  # empty counts as unset
     assert evshm.default_socket_path() == "/run/user/1000/evshm.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert evshm.default_socket_path() == f"/tmp/evshm-{os.getuid()}.sock"
+    assert evshm.default_socket_path() == f"/tmp/evshm-{os.getuid()}/evshm.sock"
 
 
 def test_client_uses_the_default_path(fake, monkeypatch):

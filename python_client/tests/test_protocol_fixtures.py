@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from evshm import _client, _errors
+from evshm import _client, _errors, _trust
 from evshm import _protocol as proto
 from fakes import FakeDaemon, FakeSocket
 
@@ -49,6 +49,11 @@ def test_default_socket_chain(case: dict[str, Any], monkeypatch: pytest.MonkeyPa
     for name, value in case["env"].items():
         monkeypatch.setenv(name, value)
     assert _client.default_socket_path() == case["path"].format(uid=os.getuid())
+
+
+def test_whom_the_client_trusts() -> None:
+    assert _trust.fallback_socket_dir() == SPEC["fallback_socket_dir"].format(uid=os.getuid())
+    assert _trust.DAEMON_UID_VARIABLE == SPEC["daemon_uid_variable"]
 
 
 BUILDERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

@@ -88,6 +88,16 @@ class Daemon:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def instance(self) -> str:
+        """The daemon's instance id, which names its segments (held in its socket's lock
+        file, which stays after it stops)."""
+        return Path(f"{self.socket}.lock").read_text().strip()
+
+    @property
+    def segment_prefix(self) -> str:
+        return f"evshm-v2-{self.instance}-"
+
     def client(self, **kwargs: Any) -> evshm.Client:
         kwargs.setdefault("timeout", 60.0)
         return evshm.Client(self.socket, **kwargs)
@@ -96,7 +106,7 @@ class Daemon:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def segments(self) -> list[str]:
-        return glob.glob(f"/dev/shm/evshm-v1-{self.pid}-*")
+        return glob.glob(f"/dev/shm/{self.segment_prefix}*")
 
 
 def wait_until_answering(daemon: Daemon) -> None:

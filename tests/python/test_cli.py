@@ -36,7 +36,7 @@ def test_open(daemon: Daemon, real):
     assert lines[0] == "path      evt3_sample.raw"
     assert lines[1] == "format    evt3 1280x720"
     assert lines[2] == "rows      219596"
-    assert re.fullmatch(rf"segments  /dev/shm/evshm-v1-{daemon.pid}-\S+ "
+    assert re.fullmatch(rf"segments  /dev/shm/{daemon.segment_prefix}\S+ "
                         r"\(\d+ bytes, decoded now\)", lines[3]), lines[3]
     assert lines[4] == "schema    t: int64, x: int16, y: int16, p: int8"
     assert lines[5] == "time      11718656 .. 11727457 us"

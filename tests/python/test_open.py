@@ -131,7 +131,7 @@ def test_second_open_is_cached_and_shares_the_segment(daemon: Daemon, real: Path
         assert [chunk.segment for chunk in second.chunks] == [segment]
         assert first.lease != second.lease
         assert segment.name == os.path.basename(segment_file(segment))
-        assert segment.name.startswith(f"evshm-v1-{daemon.pid}-")
+        assert segment.name.startswith(daemon.segment_prefix)
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 1 and stats["opens"] == 2
         # One decode makes two segments: the event table and the trigger table.

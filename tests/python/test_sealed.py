@@ -41,7 +41,7 @@ def test_a_sealed_segment_is_passed_mapped_and_read_in_place(daemon: Daemon):
                 assert start <= address < end
             t = rec.table.column("t").to_numpy()
             assert len(t) == 20_000 and (t[1:] >= t[:-1]).all()
-    leftovers = [n for n in os.listdir("/dev/shm") if n.startswith(f"evshm-v1-{daemon.pid}-")]
+    leftovers = [n for n in os.listdir("/dev/shm") if n.startswith(daemon.segment_prefix)]
     assert leftovers == [], "sealed segments are no files"
 
 

@@ -54,6 +54,8 @@ pub struct Daemon {
     /// Its control socket.
     pub socket: PathBuf,
     dir: TempDir,
+    /// Its instance id, which names its segments.
+    instance: String,
     /// Killed with SIGKILL by the test, which then checks the clean-up itself.
     killed: bool,
 }
@@ -118,13 +120,13 @@ impl Daemon {
             std::thread::sleep(WATCHDOG);
             let _ = rustix::process::pidfd_send_signal(&pidfd, rustix::process::Signal::KILL);
         });
-        let daemon = Daemon { child, socket, dir, killed: false };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while UnixStream::connect(&daemon.socket).is_err() {
+        while UnixStream::connect(&socket).is_err() {
             assert!(Instant::now() < deadline, "evshmd did not start listening");
             std::thread::sleep(Duration::from_millis(10));
         }
-        daemon
+        let instance = instance_at(&socket);
+        Daemon { child, socket, dir, instance, killed: false }
     }
 
     /// The directory it serves.
@@ -135,6 +137,11 @@ impl Daemon {
     /// The daemon's pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The daemon's instance id, which names its segments.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// A connected client.
@@ -151,7 +158,7 @@ impl Daemon {
 
     /// The segment files this daemon has in the shared-memory directory.
     pub fn segments(&self) -> Vec<PathBuf> {
-        segments_of(self.pid())
+        segments_of(&self.instance)
     }
 
     /// Sends SIGTERM and waits for the exit, with a deadline.
@@ -200,16 +207,31 @@ impl Drop for Daemon {
         for path in &leaked {
             let _ = std::fs::remove_file(path);
         }
+        let liveness = liveness_of(&self.instance);
+        let _ = std::fs::remove_file(&liveness);
         if !std::thread::panicking() {
             assert!(leaked.is_empty(), "evshmd left segments behind: {leaked:?}");
             assert!(!self.socket.exists(), "evshmd left its socket behind");
+            assert!(!liveness.exists(), "evshmd left {} behind", liveness.display());
         }
     }
 }
 
-/// Segment files of the evshmd with this pid.
-pub fn segments_of(pid: u32) -> Vec<PathBuf> {
-    let prefix = format!("evshm-v1-{pid}-");
+/// The instance id of the evshmd holding the lock of `socket`.
+pub fn instance_at(socket: &Path) -> String {
+    let lock = format!("{}.lock", socket.display());
+    let id = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{lock}: {e}"));
+    id.trim_end().to_owned()
+}
+
+/// The file whose lock says that this instance is alive.
+pub fn liveness_of(instance: &str) -> PathBuf {
+    Path::new(SHM_DIR).join(format!("evshm-v2-{instance}.lock"))
+}
+
+/// Segment files of the evshmd instance with this id.
+pub fn segments_of(instance: &str) -> Vec<PathBuf> {
+    let prefix = format!("evshm-v2-{instance}-");
     std::fs::read_dir(SHM_DIR)
         .unwrap()
         .flatten()

@@ -40,6 +40,7 @@ from ._errors import (
     TooManyLeases,
     UnknownLease,
     UnsupportedFormat,
+    UntrustedDaemon,
 )
 from ._events import Events
 from ._protocol import PROTOCOL_VERSION, ChunkInfo, RecordingInfo, SegmentInfo
@@ -60,6 +61,7 @@ __all__ = [
     "default_socket_path",
     "EvshmError",
     "ConnectionLost",
+    "UntrustedDaemon",
     "SegmentError",
     "DaemonError",
     "ProtocolError",

@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--socket", metavar="PATH", default=None,
                         help="daemon socket (default: $EVSHM_SOCKET, "
-                             "$XDG_RUNTIME_DIR/evshm.sock, /tmp/evshm-$UID.sock)")
+                             "$XDG_RUNTIME_DIR/evshm.sock, /tmp/evshm-$UID/evshm.sock)")
     parser.add_argument("--timeout", metavar="SECONDS", type=float, default=30.0,
                         help="seconds to wait for the daemon (default: 30)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

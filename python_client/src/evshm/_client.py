@@ -62,6 +62,7 @@ from ._protocol import (
     stats_request,
 )
 from ._recording import Recording
+from ._trust import check_peer, check_socket, fallback_socket_dir
 from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
 
 __all__ = ["Client", "default_socket_path"]
@@ -79,7 +80,7 @@ def default_socket_path() -> str:
 
     1. ``$EVSHM_SOCKET``
     2. ``$XDG_RUNTIME_DIR/evshm.sock``
-    3. ``/tmp/evshm-$UID.sock``
+    3. ``/tmp/evshm-$UID/evshm.sock`` (a directory that must be this user's, mode 0700)
 
     An empty variable counts as unset.
     """
@@ -89,7 +90,7 @@ def default_socket_path() -> str:
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     if runtime_dir:
         return os.path.join(runtime_dir, "evshm.sock")
-    return f"/tmp/evshm-{os.getuid()}.sock"
+    return os.path.join(fallback_socket_dir(), "evshm.sock")
 
 
 def _client_name() -> str:
@@ -117,10 +118,12 @@ def _daemon_status(socket_path: str) -> str:
 
 
 def _connect(socket_path: str, timeout: float | None) -> socket.socket:
+    check_socket(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC by default
     try:
         sock.settimeout(timeout)
         sock.connect(socket_path)
+        check_peer(socket_path, sock)
     except BaseException as exc:
         sock.close()
         if isinstance(exc, FileNotFoundError):

@@ -43,6 +43,13 @@ class ConnectionLost(EvshmError):
     """
 
 
+class UntrustedDaemon(EvshmError):
+    """The socket, or the process listening on it, belongs to a user this client does not
+    take for evshmd (not this user, root or ``$EVSHM_DAEMON_UID``), or the fallback
+    socket's directory is not this user's private one. Nothing was sent or mapped.
+    """
+
+
 class SegmentError(EvshmError):
     """A shared-memory segment named by the daemon cannot be mapped safely.
 

@@ -18,7 +18,7 @@ use evshm::{Table, Window};
 #[command(version, about)]
 struct Cli {
     /// evshmd's socket [default: $EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, else
-    /// /tmp/evshm-$UID.sock].
+    /// /tmp/evshm-$UID/evshm.sock].
     #[arg(long, global = true, value_name = "PATH")]
     socket: Option<PathBuf>,
     #[command(subcommand)]
