@@ -266,3 +266,102 @@ fn distinct_recordings_opened_one_after_another_never_run_out_of_descriptors() {
         other => panic!("{other}"),
     }
 }
+
+/// Regression (issue 15): an AEDAT4 packet was decompressed whole before its events were
+/// read, up to 256 MiB however small the packet: these six files opened at once took the
+/// daemon 1,026 MB above its baseline (1.3 GB was reported). Packets are now read as they
+/// are decompressed, a piece at a time, and zstd windows beyond 8 MiB are refused: about
+/// 60 MB.
+#[test]
+fn aedat4_decompression_bombs_opened_at_once_keep_the_daemon_small() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use util::aedat4::{evts_head, lz4_bomb, packet, start_of, zstd_bomb};
+    const LEN: usize = 256 << 20;
+    let extra: Vec<Row> =
+        vec![(1_800_000_000_000_000, 7, 9, 1), (1_800_000_000_000_005, 345, 259, 0)];
+    // Every file: the first packet of a dv-processing file (1,000 events), then a bomb of
+    // 256 MiB, the most a packet may expand to.
+    let head = evts_head(&extra, LEN);
+    let (zstd, lz4) = (start_of("events_zstd.aedat4"), start_of("events_lz4.aedat4"));
+    let with = |start: &[u8], payload: &[u8]| [start, &packet(payload)[..]].concat();
+    let zstd_events = with(&zstd, &zstd_bomb(&head, LEN, 23));
+    let lz4_events = with(&lz4, &lz4_bomb(&head, LEN));
+    // Name, file, whether the bomb's two events are served.
+    let bombs = [
+        // Two events, then zeros, with an 8 MiB window: the largest accepted.
+        ("zstd_a.aedat4", zstd_events.clone(), true),
+        ("zstd_b.aedat4", zstd_events, true),
+        // Not an event packet: refused once its start is seen.
+        ("zstd_zeros.aedat4", with(&zstd, &zstd_bomb(&[], LEN, 20)), false),
+        // A 64 MiB window: refused before anything is allocated.
+        ("zstd_wide.aedat4", with(&zstd, &zstd_bomb(&head, LEN, 26)), false),
+        ("lz4_a.aedat4", lz4_events.clone(), true),
+        ("lz4_b.aedat4", lz4_events, true),
+    ];
+    assert!(bombs[0].1.len() < 16 << 10, "{} bytes", bombs[0].1.len());
+    let mut daemon = Daemon::start(|root| {
+        write_evt3(&root.join("good.raw"), 1000);
+        for (name, file, _) in &bombs {
+            std::fs::write(root.join(name), file).unwrap();
+        }
+    });
+    let first_packet =
+        &rows(&read_ipc_file(&util::aedat4::fixture("events.expected.arrow")))[..1000];
+    let observer = daemon.client();
+    assert_eq!(observer.open("good.raw").unwrap().rows(), 1000);
+    let before = status_bytes(daemon.pid(), "VmHWM:");
+
+    let barrier = Arc::new(Barrier::new(bombs.len() + 1));
+    let done = Arc::new(AtomicUsize::new(0));
+    let openers: Vec<_> = bombs
+        .iter()
+        .map(|(name, _, _)| {
+            let (client, barrier, done, name) =
+                (daemon.client(), Arc::clone(&barrier), Arc::clone(&done), name.to_string());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let got = client.open(&name).map(|r| rows(r.batches()));
+                done.fetch_add(1, Ordering::SeqCst);
+                got
+            })
+        })
+        .collect();
+    // Meanwhile another client keeps being served.
+    let (client, served, count) = (daemon.client(), Arc::clone(&barrier), bombs.len());
+    let other = std::thread::spawn(move || {
+        served.wait();
+        let mut opens = 0;
+        while done.load(Ordering::SeqCst) < count || opens == 0 {
+            assert_eq!(client.open("good.raw").unwrap().rows(), 1000);
+            opens += 1;
+        }
+        opens
+    });
+    let replies: Vec<_> = openers.into_iter().map(|t| t.join().unwrap()).collect();
+    assert!(other.join().unwrap() > 0);
+
+    let peak = status_bytes(daemon.pid(), "VmHWM:");
+    let grown = peak.saturating_sub(before);
+    eprintln!("peak RSS {peak} bytes, {grown} above the {before} before the bombs");
+    assert!(grown < 200 << 20, "peak RSS grew by {grown} bytes over six bombs at once");
+    for ((name, _, served), reply) in bombs.iter().zip(replies) {
+        let got = reply.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut expected = first_packet.to_vec();
+        if *served {
+            expected.extend_from_slice(&extra);
+        }
+        assert_eq!(got, expected, "{name}");
+    }
+
+    // The daemon lives on, serves, and holds nothing of the bombs but their segments,
+    // which go with it.
+    assert!(daemon.is_running());
+    assert_eq!(observer.open("good.raw").unwrap().rows(), 1000);
+    let stats = observer.stats().unwrap();
+    assert_eq!(stats.leases, 0);
+    assert_eq!(daemon.segments().len() as u64, stats.segments, "no segment outside the registry");
+    drop(observer);
+    assert!(daemon.terminate().success());
+    assert!(daemon.segments().is_empty());
+}

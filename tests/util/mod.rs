@@ -1,6 +1,7 @@
 //! Harness of the cross-process tests: a real `evshmd` child on a temporary root and
 //! socket, with a watchdog, and checks of what it leaves behind.
 
+pub mod aedat4;
 pub mod real;
 pub mod skip;
 
