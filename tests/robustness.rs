@@ -262,3 +262,96 @@ fn connections_beyond_the_cap_are_refused_and_the_served_keep_working() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `events` as a text export without a header, columns in `order` (letters of `txyp`),
+/// times in seconds with a decimal point if `seconds`.
+fn headerless_csv(events: &[Row], order: &str, seconds: bool) -> String {
+    let mut text = String::new();
+    for &(t, x, y, p) in events {
+        let fields: Vec<String> = (order.chars())
+            .map(|c| match c {
+                't' if seconds => format!("{:.6}", t as f64 / 1e6),
+                't' => t.to_string(),
+                'x' => x.to_string(),
+                'y' => y.to_string(),
+                _ => p.to_string(),
+            })
+            .collect();
+        text.push_str(&fields.join(","));
+        text.push('\n');
+    }
+    text
+}
+
+/// Issue 15: a header-less `t x y p` export could be read as `x y t p` and nearly every
+/// line skipped, with the client told nothing. Each order below decodes every line.
+#[test]
+fn headerless_csv_in_any_column_order_decodes_every_line() {
+    let events: Vec<Row> =
+        synthetic(100_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    let orders = [("txyp", false), ("xytp", false), ("txyp", true), ("ptxy", false)];
+    let daemon = Daemon::start(|root| {
+        for (order, seconds) in orders {
+            let name = format!("{order}{}.csv", if seconds { "-s" } else { "" });
+            std::fs::write(root.join(name), headerless_csv(&events, order, seconds)).unwrap();
+        }
+    });
+    let client = daemon.client();
+    for (order, seconds) in orders {
+        let name = format!("{order}{}.csv", if seconds { "-s" } else { "" });
+        let recording = client.open(&name).unwrap();
+        let info = recording.info();
+        assert_eq!((info.format.as_str(), info.skipped, info.dropped), ("text", 0, 0), "{name}");
+        assert_eq!(rows(recording.batches()), events, "{name}");
+    }
+}
+
+/// Malformed lines reach the client as `skipped`, and `evshm convert` warns of them; a
+/// window reports them all too (a text file is one chunk). The Python client's side is
+/// `tests/python/test_text.py`.
+#[test]
+fn malformed_csv_lines_are_reported_as_skipped() {
+    let events: Vec<Row> =
+        synthetic(10_000).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    let bad = [
+        "nope".to_owned(),
+        "1,2,3".to_owned(),
+        "1,2,3,1,5".to_owned(),
+        "1,2,3,7".to_owned(),
+        "1,-2,3,1".to_owned(),
+        "1,2.5,3,1".to_owned(),
+        "9".repeat(300),
+    ];
+    // Past the lines detection looks at, among the good ones; comments and empty lines
+    // are not events and not malformed.
+    let good = headerless_csv(&events, "txyp", false);
+    let mut text = String::from("# exported by hand\n\n");
+    for (i, line) in good.lines().enumerate() {
+        text.push_str(line);
+        text.push('\n');
+        if i >= 100 && i % 1_000 == 0 && i / 1_000 <= bad.len() {
+            text.push_str(&bad[i / 1_000 - 1]);
+            text.push('\n');
+        }
+    }
+    let daemon = Daemon::start(|root| std::fs::write(root.join("bad.csv"), &text).unwrap());
+    let client = daemon.client();
+    let recording = client.open("bad.csv").unwrap();
+    assert_eq!(rows(recording.batches()), events);
+    assert_eq!((recording.info().skipped, recording.info().dropped), (bad.len() as u64, 0));
+    let (t0, t1) = (events[1_000].0, events[2_000].0);
+    let window = client.open_window("bad.csv", t0, t1).unwrap();
+    assert!(window.rows() > 0);
+    assert_eq!(window.info().skipped, bad.len() as u64, "the chunk's, for any window");
+
+    let out = TempDir::new("bad-csv");
+    let converted = Command::new(evshm_cli())
+        .arg("convert")
+        .arg(daemon.root().join("bad.csv"))
+        .arg(out.path().join("good.csv"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&converted.stderr);
+    assert!(converted.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("warning: {} records skipped", bad.len())), "{stderr}");
+}

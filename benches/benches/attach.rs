@@ -265,5 +265,6 @@ fn wire_reply(opened: &evshm::Recording) -> OpenReply {
         metadata: schema.metadata().clone().into_iter().collect(),
         cached: info.cached,
         dropped: info.dropped,
+        skipped: info.skipped,
     }
 }

@@ -46,6 +46,10 @@ pub struct RecordingInfo {
     pub cached: bool,
     /// Events of these chunks dropped because they lie outside the sensor's geometry.
     pub dropped: u64,
+    /// Records of these chunks passed over instead of decoded: malformed text lines, words
+    /// of unknown type or before the first time word, unreadable packets, a truncated
+    /// final word (0 from a daemon that does not count them).
+    pub skipped: u64,
 }
 
 /// A decoded recording, or a time window of it, mapped read-only from the shared-memory
@@ -125,6 +129,7 @@ impl Recording {
             height: reply.height,
             cached: reply.cached,
             dropped: reply.dropped,
+            skipped: reply.skipped,
         };
         // An open with no chunk maps nothing: the lease ends here, as nothing can be read.
         Ok(Recording { info, rows, mappings, schema, batches, timings })

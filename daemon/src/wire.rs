@@ -142,6 +142,7 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
         metadata: metadata(&target.detected, &target.name).into_iter().collect(),
         cached: *cached,
         dropped: chunks.iter().map(|s| s.table.resident.decoded.report.outside_geometry).sum(),
+        skipped: chunks.iter().map(|s| s.table.resident.decoded.report.stats.skipped()).sum(),
     }
 }
 
@@ -219,6 +220,48 @@ mod tests {
         let (code, _) =
             code_and_message(OpenError::Ingest { name: "a.raw".into(), error: aborted });
         assert_eq!(code, ErrorCode::Internal);
+    }
+
+    /// The chunks of a whole-file open add up to what one decode of the file counts:
+    /// words before the first time word only in the first chunk, a truncated word only in
+    /// the last, unknown words once each wherever they fall.
+    #[test]
+    fn skipped_adds_up_over_the_chunks_to_a_whole_decode() {
+        use crate::open::{OpenRequest, ReadPosition, open};
+        use crate::testing::{TempDir, daemon, write_evt3};
+
+        let dir = TempDir::new("wire-skipped");
+        let daemon = daemon(&dir, 20_000, u64::MAX);
+        let path = dir.0.join("root/a.raw");
+        write_evt3(&path, 100_000);
+        let clean = std::fs::read(&path).unwrap();
+        let data_offset = evshm_formats::detect(&clean, None).unwrap().data_offset;
+        // Three ADDR_X words before the first TIME_HIGH, a word of the undefined type 1
+        // every 9,973 words, and half a word at the end.
+        let mut file = clean[..data_offset].to_vec();
+        file.extend([0x2005u16, 0x2006, 0x2007].iter().flat_map(|w| w.to_le_bytes()));
+        let mut unknown = 0;
+        for (i, word) in clean[data_offset..].chunks(2).enumerate() {
+            if i % 9_973 == 9_972 {
+                file.extend(0x1000u16.to_le_bytes());
+                unknown += 1;
+            }
+            file.extend(word);
+        }
+        file.push(0x80);
+        std::fs::write(&path, &file).unwrap();
+
+        let mut whole = evshm_formats::Decoder::new(evshm_formats::Format::Evt3);
+        whole.feed(&file[data_offset..], &mut evshm_formats::CountingSink::default());
+        assert_eq!(whole.stats().skipped(), 3 + unknown + 1);
+
+        let request =
+            OpenRequest { path: "a.raw", table: Table::Events, geometry: None, window: None };
+        let opened = open(&daemon, &request, &mut ReadPosition::default()).unwrap();
+        assert!(opened.chunks.len() > 3, "in chunks: {}", opened.chunks.len());
+        let reply = open_reply(&opened, 1);
+        assert_eq!(reply.skipped, whole.stats().skipped());
+        assert_eq!(reply.rows, 100_000, "the injected words change no event");
     }
 
     #[test]

@@ -341,14 +341,17 @@ mod tests {
         splits: &[usize],
     ) -> Result<(), TestCaseError> {
         let chunks = index(format, limits, bytes, splits);
-        let whole = {
+        let (whole, whole_stats) = {
             let mut decoder = Decoder::new(format);
             let mut sink = VecSink::default();
             decoder.feed(bytes, &mut sink);
             decoder.finish(&mut sink);
-            sink
+            (sink, decoder.stats())
         };
         let mut joined = VecSink::default();
+        // What evshmd adds up over the chunks of an open: no word is counted twice (a
+        // chunk starts with fresh counts) and none is left out.
+        let mut passed_over = (0, 0, 0, 0);
         let mut offset = 0;
         for (i, chunk) in chunks.iter().enumerate() {
             prop_assert_eq!(chunk.start, offset);
@@ -357,6 +360,11 @@ mod tests {
             let mut sink = VecSink::default();
             decoder.feed(&bytes[chunk.start as usize..chunk.end as usize], &mut sink);
             decoder.finish(&mut sink);
+            let stats = decoder.stats();
+            passed_over.0 += stats.before_first_time;
+            passed_over.1 += stats.unknown;
+            passed_over.2 += stats.trailing_bytes;
+            passed_over.3 += stats.skipped();
             prop_assert_eq!(
                 (chunk.events, chunk.triggers),
                 (sink.events.len() as u64, sink.triggers.len() as u64),
@@ -385,6 +393,13 @@ mod tests {
         }
         prop_assert_eq!(offset, bytes.len() as u64);
         prop_assert_eq!(joined, whole);
+        let expected = (
+            whole_stats.before_first_time,
+            whole_stats.unknown,
+            whole_stats.trailing_bytes,
+            whole_stats.skipped(),
+        );
+        prop_assert_eq!(passed_over, expected);
         let unsplit = index(format, limits, bytes, &[]);
         let ends = |chunks: &[Chunk]| {
             chunks.iter().map(|c| (c.start, c.end, c.events)).collect::<Vec<_>>()

@@ -2,11 +2,27 @@
 //!
 //! An optional first line names the columns, in any order: `t` (or `ts`, `time`,
 //! `timestamp`), `x`, `y`, `p` (or `pol`, `polarity`, `on`); `x@320` and `y@240` state
-//! the geometry. Without it the order is `t x y p`, unless the first lines show the third
-//! column non-decreasing and the first not, which is `x y t p`. A timestamp with a decimal
-//! point is in seconds, one without in microseconds. Polarity is 0 or 1 (-1 counts as 0).
-//! Empty lines and lines starting with `#` are skipped; other lines that are not an event
-//! are counted as malformed and skipped.
+//! the geometry. Without it the order is guessed from the first data lines (at most 64):
+//!
+//! - `p` is a column whose every value is a polarity (`0`, `1`, `-1`, `+1`); of several
+//!   (all-zero polarities, a sensor 2 pixels wide, times still at 0), the last, where
+//!   every common export puts it;
+//! - `t` is, of the other three, the one whose values cannot be coordinates (decimal
+//!   seconds, negative, or past 65535 µs), else the non-decreasing one of the largest range
+//!   (a constant column rises too, over no range);
+//! - `x` and `y` are the two left, in file order: `x` first.
+//!
+//! Where the lines do not tell (no column of polarities, no rising column, or two of the
+//! same range, as in a sample of one line), the columns left are `t x y` in file order: the
+//! default `t x y p` when polarity is last. Content cannot tell `x` from `y`, nor the time
+//! from a coordinate that rises while the time stands still (a burst along one row in the
+//! first 65 ms): a header line settles both.
+//!
+//! A timestamp with a decimal point is in seconds, one without in microseconds. Polarity is
+//! 0 or 1 (-1 counts as 0). Empty lines and lines starting with `#` are skipped; other lines
+//! that are not an event are counted as malformed and skipped.
+
+mod columns;
 
 use std::io::Write;
 
@@ -15,27 +31,13 @@ use crate::geometry::Geometry;
 use crate::sink::{Event, EventSink};
 use crate::stats::DecodeStats;
 
+pub use columns::Columns;
+
 /// Longest line the decoder reads; longer ones are malformed (and cannot make it buffer
 /// without bound).
 const MAX_LINE: usize = 256;
 /// Data lines looked at to choose the column order of a file without a header.
 const SAMPLE_LINES: usize = 64;
-
-/// Which field of a line holds each of `t`, `x`, `y`, `p`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Columns {
-    t: usize,
-    x: usize,
-    y: usize,
-    p: usize,
-}
-
-impl Columns {
-    /// `t x y p`.
-    pub const TXYP: Columns = Columns { t: 0, x: 1, y: 2, p: 3 };
-    /// `x y t p`.
-    pub const XYTP: Columns = Columns { t: 2, x: 0, y: 1, p: 3 };
-}
 
 /// What the head of a text export tells: the column order, where the events start, the
 /// sensor size if the header line states it.
@@ -64,7 +66,7 @@ pub(crate) fn detect_text(head: &[u8]) -> Option<TextHead> {
         !skipped(l.as_bytes())
     })?;
     let (columns, geometry, data_offset) = if first.bytes().any(|b| b.is_ascii_alphabetic()) {
-        let (columns, geometry) = parse_header(first)?;
+        let (columns, geometry) = columns::parse_header(first)?;
         (Some(columns), geometry, offset)
     } else {
         lines = text.split_inclusive('\n');
@@ -72,16 +74,16 @@ pub(crate) fn detect_text(head: &[u8]) -> Option<TextHead> {
     };
     let candidates: Vec<&str> =
         lines.filter(|l| !skipped(l.as_bytes()) && l.ends_with('\n')).take(SAMPLE_LINES).collect();
-    let sample: Vec<[f64; 4]> = candidates.iter().filter_map(|l| numbers(l.as_bytes())).collect();
+    let sample: Vec<[&[u8]; 4]> = (candidates.iter())
+        .filter_map(|l| four_fields(l.as_bytes()))
+        .filter(|fields| fields.iter().all(|f| number(f).is_some()))
+        .collect();
     // Most lines must be events: a stray malformed line is tolerated, prose is not.
     let mostly_events = sample.len() * 2 > candidates.len();
     if !(mostly_events || candidates.is_empty() && data_offset > 0) {
         return None;
     }
-    let columns = columns.unwrap_or_else(|| {
-        let rising = |i: usize| sample.windows(2).all(|w| w[0][i] <= w[1][i]);
-        if !rising(0) && rising(2) { Columns::XYTP } else { Columns::TXYP }
-    });
+    let columns = columns.unwrap_or_else(|| columns::guess(&sample));
     Some(TextHead { columns, data_offset, geometry })
 }
 
@@ -94,40 +96,34 @@ fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|&b| b == b',' || b.is_ascii_whitespace()).filter(|f| !f.is_empty())
 }
 
-/// The four numbers of a data line, for choosing the column order.
-fn numbers(line: &[u8]) -> Option<[f64; 4]> {
-    let mut values = [0.0; 4];
+/// The four fields of a line; `None` if it has more or fewer.
+fn four_fields(line: &[u8]) -> Option<[&[u8]; 4]> {
+    let mut values: [&[u8]; 4] = [&[]; 4];
     let mut n = 0;
     for field in fields(line) {
-        *values.get_mut(n)? = std::str::from_utf8(field).ok()?.parse().ok()?;
+        *values.get_mut(n)? = field;
         n += 1;
     }
     (n == 4).then_some(values)
 }
 
-fn parse_header(line: &str) -> Option<(Columns, Option<Geometry>)> {
-    let (mut t, mut x, mut y, mut p) = (None, None, None, None);
-    let (mut width, mut height) = (None, None);
-    for (i, field) in fields(line.as_bytes()).enumerate() {
-        let field = std::str::from_utf8(field).ok()?.to_ascii_lowercase();
-        let (name, size) = match field.split_once('@') {
-            Some((name, size)) => (name.to_owned(), Some(size.parse::<u32>().ok()?)),
-            None => (field, None),
-        };
-        match name.as_str() {
-            "t" | "ts" | "time" | "timestamp" => t = Some(i),
-            "x" => (x, width) = (Some(i), size),
-            "y" => (y, height) = (Some(i), size),
-            "p" | "pol" | "polarity" | "on" => p = Some(i),
-            _ => return None,
-        }
-    }
-    let columns = Columns { t: t?, x: x?, y: y?, p: p? };
-    let geometry = match (width, height) {
-        (Some(width), Some(height)) if width > 0 && height > 0 => Some(Geometry { width, height }),
+/// A field read as a number of any kind, to look at a column's values.
+fn number(field: &[u8]) -> Option<f64> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// A field read as `x` or `y`.
+fn coordinate(field: &[u8]) -> Option<u16> {
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// A field read as `p`: `1` or `+1` is on, `0` or `-1` off.
+fn polarity(field: &[u8]) -> Option<u8> {
+    match field {
+        b"1" | b"+1" => Some(1),
+        b"0" | b"-1" => Some(0),
         _ => None,
-    };
-    Some((columns, geometry))
+    }
 }
 
 /// Push decoder for the lines of a text export (the bytes after its header line).
@@ -209,25 +205,14 @@ impl TextDecoder {
     }
 
     fn parse(&self, line: &[u8]) -> Option<Event> {
-        let mut values: [&[u8]; 4] = [&[]; 4];
-        let mut n = 0;
-        for field in fields(line) {
-            *values.get_mut(n)? = field;
-            n += 1;
-        }
-        if n != 4 {
-            return None;
-        }
+        let values = four_fields(line)?;
         let c = self.columns;
-        let t = timestamp(values[c.t])?;
-        let x = std::str::from_utf8(values[c.x]).ok()?.parse().ok()?;
-        let y = std::str::from_utf8(values[c.y]).ok()?.parse().ok()?;
-        let p = match values[c.p] {
-            b"1" | b"+1" => 1,
-            b"0" | b"-1" => 0,
-            _ => return None,
-        };
-        Some(Event { t, x, y, p })
+        Some(Event {
+            t: timestamp(values[c.t])?,
+            x: coordinate(values[c.x])?,
+            y: coordinate(values[c.y])?,
+            p: polarity(values[c.p])?,
+        })
     }
 }
 
@@ -273,7 +258,10 @@ impl<W: Write> TextEncoder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::Format;
+    use crate::header::MAX_HEADER_LEN;
     use crate::sink::VecSink;
+    use crate::synth::{Synth, SynthConfig};
 
     fn decode(text: &str) -> (Vec<Event>, DecodeStats, TextHead) {
         let head = detect_text(text.as_bytes()).expect("a text export");
@@ -330,6 +318,65 @@ mod tests {
         assert!(detect_text(b"hello world\n").is_none());
         assert!(detect_text(b"1 2 3\n").is_none());
         assert!(detect_text(b"t x y p\n").is_some(), "a header alone is an empty recording");
+    }
+
+    /// `events` as a header-less export with the columns in `order` (letters of `txyp`),
+    /// `t` in seconds with a decimal point if `seconds`, else in microseconds.
+    fn export(events: &[Event], order: &str, seconds: bool) -> String {
+        let mut text = String::new();
+        for e in events {
+            let fields: Vec<String> = (order.chars())
+                .map(|c| match c {
+                    't' if seconds => format!("{:.6}", e.t as f64 / 1e6),
+                    't' => e.t.to_string(),
+                    'x' => e.x.to_string(),
+                    'y' => e.y.to_string(),
+                    _ => e.p.to_string(),
+                })
+                .collect();
+            text.push_str(&fields.join(","));
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Issue 15: a header-less export of 100,000 lines was read in one of two column
+    /// orders, and any other skipped nearly every line. Detection sees the file's head,
+    /// as evshmd's does.
+    #[test]
+    fn headerless_exports_decode_every_line_in_any_order() {
+        let camera: Vec<Event> = Synth::new(SynthConfig::events(100_000)).collect();
+        // Rows read out in turn, each pair of times swapped: y rises, the time does not.
+        let jittered: Vec<Event> = (0..100_000i64)
+            .map(|i| Event {
+                t: 1_000_000 + (i ^ 1),
+                x: (i * 7919 % 1280) as u16,
+                y: (i / 4 % 720) as u16,
+                p: (i % 2) as u8,
+            })
+            .collect();
+        let orders = [
+            ("txyp", false, &camera[..]),
+            ("xytp", false, &camera[..]),
+            ("txyp", true, &camera[..]),
+            ("ptxy", false, &camera[..]),
+            ("xypt", false, &camera[..]),
+            ("txyp", false, &jittered[..]),
+        ];
+        for (order, seconds, events) in orders {
+            let text = export(events, order, seconds);
+            let head = &text.as_bytes()[..text.len().min(MAX_HEADER_LEN)];
+            let Format::Text(columns) = crate::detect(head, Some("csv")).unwrap().format else {
+                panic!("{order}: not text");
+            };
+            let mut decoder = TextDecoder::new(columns);
+            let mut sink = VecSink::default();
+            decoder.feed(text.as_bytes(), &mut sink);
+            decoder.finish(&mut sink);
+            let skipped = decoder.stats().unknown;
+            assert_eq!(skipped, 0, "{order} (seconds: {seconds}): {skipped} lines skipped");
+            assert_eq!(sink.events, events, "{order} (seconds: {seconds})");
+        }
     }
 
     #[test]

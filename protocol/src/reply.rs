@@ -126,6 +126,11 @@ pub struct OpenReply {
     /// (corrupt data, or a header that states the wrong geometry).
     #[serde(default)]
     pub dropped: u64,
+    /// Records of these chunks passed over instead of decoded: malformed text lines, words
+    /// of unknown type, words before the first time word, unreadable packets, and a
+    /// truncated final word as one. Absent from replies of daemons that did not count them.
+    #[serde(default)]
+    pub skipped: u64,
 }
 
 impl OpenReply {

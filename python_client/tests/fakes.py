@@ -279,7 +279,8 @@ class FakeDaemon:
             "rows": sum(end - start for _, start, end in selected),
             "format": "evt3", "width": 640, "height": 480,
             "schema": [{"name": f.name, "type": str(f.type)} for f in self.table.schema],
-            "metadata": METADATA, "cached": lease > 1, "dropped": 0}
+            "metadata": METADATA, "cached": lease > 1, "dropped": 0,
+            "skipped": 0}
         if window is not None:
             reply["window"] = window
         memfds = (self.chunks[number].memfd for number, _, _ in selected)

@@ -197,6 +197,7 @@ OPEN_REPLY: dict[str, Any] = {
     "chunks": [_chunk(3, 4194310, 4021881, 4194310), _chunk(4, 4194296, 0, 301122)],
     "rows": 473551, "format": "evt3", "width": 1280, "height": 720,
     "schema": SCHEMA, "metadata": METADATA, "cached": False, "dropped": 0,
+    "skipped": 0,
 }
 #: A whole-recording reply: every chunk, every row.
 WHOLE_REPLY: dict[str, Any] = {
@@ -237,10 +238,15 @@ def test_parse_whole_sealed_and_empty_open_replies():
     assert [c.segment.path for c in proto.parse_open_reply(sealed).chunks] == [None] * 3
     empty = proto.parse_open_reply({**OPEN_REPLY, "window": [5, 5], "chunks": [], "rows": 0})
     assert (empty.chunks, empty.rows, empty.window) == ((), 0, (5, 5))
-    # `metadata` and `dropped` may be absent (the Rust side defaults them).
+    # `metadata`, `dropped` and `skipped` may be absent (the Rust side defaults them).
     bare = {key: value for key, value in OPEN_REPLY.items()
-            if key not in ("metadata", "dropped")}
-    assert proto.parse_open_reply(bare).metadata == {}
+            if key not in ("metadata", "dropped", "skipped")}
+    parsed = proto.parse_open_reply(bare)
+    assert (parsed.metadata, parsed.dropped, parsed.skipped) == ({}, 0, 0)
+    counted = proto.parse_open_reply({**OPEN_REPLY, "dropped": 2, "skipped": 3})
+    assert (counted.dropped, counted.skipped) == (2, 3)
+    with pytest.raises(evshm.ProtocolError):
+        proto.parse_open_reply({**OPEN_REPLY, "skipped": "3"})
 
 
 def _with_chunk(number: int, **change: Any) -> dict[str, Any]:

@@ -343,6 +343,7 @@ class OpenReply:
     metadata: dict[str, str]
     cached: bool
     dropped: int = 0
+    skipped: int = 0
 
 
 def parse_hello_reply(reply: Mapping[str, Any]) -> str:
@@ -456,6 +457,7 @@ def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
         metadata=_parse_metadata(reply),
         cached=_field(reply, "cached", bool, "open reply"),
         dropped=_optional_int(reply, "dropped") or 0,
+        skipped=_optional_int(reply, "skipped") or 0,
     )
     if result.table not in TABLES:
         raise _malformed(f"open reply names an unknown table {result.table!r}")

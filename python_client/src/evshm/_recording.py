@@ -65,6 +65,9 @@ class Recording:
         cached: whether every chunk was resident already (no decode for this open).
         table_name: ``"events"`` or ``"triggers"``, the table the segments hold.
         dropped: events of the opened chunks outside their stated sensor size, left out.
+        skipped: records of the opened chunks passed over instead of decoded (malformed
+            text lines, words of unknown type or before the first time word, unreadable
+            packets, a truncated final word); 0 from a daemon that does not count them.
     """
 
     def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], mappings: Sequence[Any],
@@ -82,6 +85,7 @@ class Recording:
         self.cached: bool = reply.cached
         self.table_name: str = reply.table
         self.dropped: int = reply.dropped
+        self.skipped: int = reply.skipped
         self._reply = reply
         self._mappings: tuple[Any, ...] | None = tuple(mappings)  # one per chunk
         self._table: pa.Table | None = table

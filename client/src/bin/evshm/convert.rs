@@ -73,7 +73,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         (META_GEOMETRY.to_owned(), detected.geometry_source.name().into()),
     ]);
     let output = Output::create(target, out, detected.geometry, metadata)?;
-    let sink = stream(&args.input, &detected, &head, input, size, output)?;
+    let (sink, skipped) = stream(&args.input, &detected, &head, input, size, output)?;
     let dropped = sink.dropped;
     let triggers_dropped = sink.inner.finish().map_err(|error| {
         let hint = match (&error, detected.stated_geometry()) {
@@ -85,11 +85,18 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
         };
         anyhow::anyhow!("cannot write {}: {error}{hint}", args.output.display())
     })?;
-    let summary = Summary { dropped, triggers_dropped };
+    let summary = Summary { dropped, skipped, triggers_dropped };
     if summary.dropped > 0 {
         eprintln!(
             "warning: {} events outside the {}x{} sensor were dropped",
             summary.dropped, detected.geometry.width, detected.geometry.height
+        );
+    }
+    if summary.skipped > 0 {
+        eprintln!(
+            "warning: {} records skipped: malformed lines, words of unknown type or before \
+             the first time word, unreadable packets or a truncated final word",
+            summary.skipped
         );
     }
     if summary.triggers_dropped > 0 {
@@ -104,11 +111,12 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
 
 struct Summary {
     dropped: u64,
+    skipped: u64,
     triggers_dropped: u64,
 }
 
 /// Decodes the input (whose first bytes are `head`) into `sink`, with a progress bar on
-/// large inputs.
+/// large inputs; returns the sink and the records the decoder skipped.
 fn stream<S: EventSink>(
     path: &Path,
     detected: &Detected,
@@ -116,7 +124,7 @@ fn stream<S: EventSink>(
     mut input: File,
     size: u64,
     sink: S,
-) -> anyhow::Result<GeometryFilter<S>> {
+) -> anyhow::Result<(GeometryFilter<S>, u64)> {
     let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = Decoder::new(detected.format);
     let progress = if size >= PROGRESS_FROM {
@@ -144,5 +152,5 @@ fn stream<S: EventSink>(
     }
     decoder.finish(&mut sink);
     progress.finish_and_clear();
-    Ok(sink)
+    Ok((sink, decoder.stats().skipped()))
 }
