@@ -62,8 +62,8 @@ from ._protocol import (
     stats_request,
 )
 from ._recording import Recording
-from ._trust import check_peer, check_socket, fallback_socket_dir
 from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
+from ._trust import check_peer, check_socket, fallback_socket_dir
 
 __all__ = ["Client", "default_socket_path"]
 
