@@ -236,19 +236,20 @@ fn segments_can_live_on_hugetlbfs() {
 /// of 1,200 distinct small recordings opened and released one after another failed with
 /// `internal: Too many open files` while the memory budget was nearly empty. Segments
 /// now count against a limit derived from the open-file limit, and unleased ones are
-/// evicted past it like past the memory budget.
+/// evicted past it like past the memory budget. Ten thousand recordings, as the issue
+/// asks: each one's index, file and segments come and go.
 #[test]
 fn distinct_recordings_opened_one_after_another_never_run_out_of_descriptors() {
-    const RECORDINGS: usize = 1200;
+    const RECORDINGS: usize = 10_000;
     let limited = ["prlimit", "--nofile=256:256"];
     let daemon = Daemon::start_under(&limited, None, &["--budget-wait", "0"], |root| {
         for i in 0..RECORDINGS {
-            write_evt3(&root.join(format!("{i:04}.raw")), 10);
+            write_evt3(&root.join(format!("{i:05}.raw")), 10);
         }
     });
     let client = daemon.client();
     for i in 0..RECORDINGS {
-        let recording = client.open(&format!("{i:04}.raw"));
+        let recording = client.open(&format!("{i:05}.raw"));
         assert_eq!(recording.unwrap_or_else(|e| panic!("recording {i}: {e}")).rows(), 10);
     }
     let stats = client.stats().unwrap();
@@ -256,9 +257,9 @@ fn distinct_recordings_opened_one_after_another_never_run_out_of_descriptors() {
     assert!(stats.evictions > 0);
     // Leased chunks are never evicted: holding more than the limit allows is refused
     // with a clear error, not a failure to open a file.
-    let held: Vec<_> = (0..40).map_while(|i| client.open(&format!("{i:04}.raw")).ok()).collect();
+    let held: Vec<_> = (0..40).map_while(|i| client.open(&format!("{i:05}.raw")).ok()).collect();
     assert!(held.len() < 40, "held {} recordings of 2 segments under a limit of 64", held.len());
-    match client.open("0100.raw").unwrap_err() {
+    match client.open("00100.raw").unwrap_err() {
         ClientError::Daemon { code, message } => {
             assert_eq!(code, ErrorCode::OverBudget);
             assert!(message.contains("open-file limit"), "{message}");
