@@ -74,28 +74,9 @@ pub(super) fn lz4(bytes: &[u8], block: lz4_flex::frame::BlockSize) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-/// One zstd frame of `prefix` then zeros up to `len` bytes, with a window of
-/// `2^window_log` bytes: the prefix in raw blocks, the zeros in RLE blocks of 128 KiB
-/// (4 bytes each; 256 MiB take 8 KiB).
-pub(super) fn zstd_bomb(prefix: &[u8], len: usize, window_log: u8) -> Vec<u8> {
-    const BLOCK: usize = 128 << 10;
-    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, (window_log - 10) << 3];
-    let mut block = |kind: u32, size: usize, content: &[u8], last: bool| {
-        let header = u32::from(last) | kind << 1 | u32::try_from(size).unwrap() << 3;
-        frame.extend_from_slice(&header.to_le_bytes()[..3]);
-        frame.extend_from_slice(content);
-    };
-    for piece in prefix.chunks(BLOCK) {
-        block(0, piece.len(), piece, false);
-    }
-    let mut zeros = len - prefix.len();
-    while zeros > 0 {
-        let size = zeros.min(BLOCK);
-        zeros -= size;
-        block(1, size, &[0], zeros == 0);
-    }
-    frame
-}
+#[path = "../../../tests/support/zstd_bomb.rs"]
+mod zstd_bomb;
+pub(super) use zstd_bomb::zstd_bomb;
 
 /// The events of a packet decompressed whole, as the decoder did before it read packets
 /// in pieces; `None` where it counted the packet as unknown.
