@@ -214,7 +214,7 @@ impl PidNamespaceDaemon {
             .arg(root)
             .arg("--socket")
             .arg(socket)
-            .args(["--log-level", "warn"])
+            .args(["--log-level", "warn", "--provision", "0"])
             .stderr(std::process::Stdio::piped())
             .spawn();
         let mut unshare = match spawned {

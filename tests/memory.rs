@@ -232,6 +232,55 @@ fn segments_can_live_on_hugetlbfs() {
     assert_eq!(left, 0, "every hugetlbfs mapping was unmapped (whole huge pages)");
 }
 
+/// A cold open writes its chunks into spare segments made ahead of need (`--provision`):
+/// allocated and mapped while the daemon was idle, taken by the decode and trimmed to the
+/// chunk. The data is what a decode into new segments gives, and the stats tell spares
+/// from resident chunks.
+#[test]
+fn cold_opens_write_into_spare_segments_made_ahead() {
+    let args = ["--chunk-events", "1000000", "--provision", "40M", "--memory-budget", "96M"];
+    let daemon = Daemon::start_with(None, &args, |root| write_evt3(&root.join("a.raw"), 2_000_000));
+    let client = daemon.client();
+    // Spares of 19.2 MB (a million events and one step's worst case, 13 bytes each, and
+    // the stream's messages): two fit the provision, within half the budget.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.stats().unwrap().spares < 2 {
+        assert!(Instant::now() < deadline, "no spares made: {:?}", client.stats().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = client.stats().unwrap();
+    assert_eq!((stats.spares, stats.segments, stats.bytes_resident), (2, 0, 0));
+    assert!(stats.bytes_provisioned > 2 * 19_000_000, "{stats:?}");
+    let spares: Vec<String> = daemon.segments().iter().map(|p| file_name(p)).collect();
+    assert_eq!(spares.len(), 2, "spares are segment files, unpublished");
+
+    let recording = client.open("a.raw").unwrap();
+    assert_eq!(recording.rows(), 2_000_000);
+    let expected: Vec<i64> = synthetic(2_000_000).map(|e| e.t).collect();
+    let times: Vec<i64> = recording
+        .batches()
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<arrow_array::types::Int64Type>().values().to_vec())
+        .collect();
+    assert!(times == expected, "the events decoded into spares are the recording's");
+    let chunks = &recording.info().chunks;
+    assert_eq!(chunks.len(), 2);
+    for chunk in chunks {
+        assert!(spares.contains(&chunk.segment.name), "chunk {} in a spare", chunk.index);
+        let path = chunk.segment.path.as_ref().unwrap();
+        let len = std::fs::metadata(path).unwrap().len();
+        assert_eq!(len, chunk.segment.size, "trimmed to the chunk's stream");
+    }
+    let stats = client.stats().unwrap();
+    assert_eq!(stats.segments, 4, "two chunks, each with its trigger table");
+    let resident: u64 = chunks.iter().map(|c| c.segment.size).sum();
+    assert!(stats.bytes_resident >= resident, "{stats:?}");
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().unwrap().to_str().unwrap().to_owned()
+}
+
 /// Regression: every cached segment held a descriptor, and under `ulimit -n 256`, 1,078
 /// of 1,200 distinct small recordings opened and released one after another failed with
 /// `internal: Too many open files` while the memory budget was nearly empty. Segments

@@ -308,7 +308,7 @@ struct Served {
 impl Served {
     /// evshmd, as `command` says (a `setpriv` wrapper), listening at `socket` once started.
     fn start(command: &mut Command, socket: &Path) -> Served {
-        let child = command.args(["--log-level", "warn"]).spawn().unwrap();
+        let child = command.args(["--log-level", "warn", "--provision", "0"]).spawn().unwrap();
         let mut served = Served { child, socket: socket.to_owned() };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::os::unix::net::UnixStream::connect(socket).is_err() {

@@ -150,7 +150,8 @@ fn ingest_whole(
     let data = detected.data_offset as u64;
     file.read_range(data, u64::MAX, |bytes| indexer.feed(bytes))?;
     let chunks = indexer.finish();
-    evshmd::ingest::ingest_chunk(&file, "bench", &detected, &chunks[0], shm, no_room)
+    let source = evshmd::ingest::SegmentSource { shm, spares: None };
+    evshmd::ingest::ingest_chunk(&file, "bench", &detected, &chunks[0], source, no_room)
 }
 
 /// evshmd's ingest of one file, run in-process through the daemon's library, and its
@@ -232,7 +233,7 @@ fn decode(input: &Input, sink: &mut impl EventSink) {
 }
 
 /// Makes no room before a segment is created (evshmd may evict resident recordings).
-fn no_room(_len: u64) -> Result<(), evshmd::ingest::IngestError> {
+fn no_room(_needed: evshmd::budget::Usage) -> Result<(), evshmd::ingest::IngestError> {
     Ok(())
 }
 

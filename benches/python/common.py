@@ -142,6 +142,21 @@ class Evshmd:
         with open(f"{socket_path}.lock") as lock:
             self.segment_prefix = f"evshm-v2-{lock.read().strip()}-"
 
+    def wait_provisioned(self, settle_s: float = 1.0, limit_s: float = 30.0) -> int:
+        """Wait until the daemon's spare segments (``--provision``) stop growing, as they
+        would for a daemon started a while before the open; return how many there are."""
+        import evshm
+
+        deadline = time.monotonic() + limit_s
+        with evshm.Client(self.socket) as client:
+            spares, since = client.stats().get("spares", 0), time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - since < settle_s:
+                time.sleep(0.05)
+                now = client.stats().get("spares", 0)
+                if now != spares:
+                    spares, since = now, time.monotonic()
+        return int(spares)
+
     def __enter__(self) -> "Evshmd":
         return self
 

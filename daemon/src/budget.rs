@@ -73,6 +73,16 @@ impl Budget {
         Some(Reservation { budget: self, usage: needed })
     }
 
+    /// Whether `extra` fits in the half of the budget, in bytes and in segments, that
+    /// `in_use` (existing segments) and what is reserved leave: room for something made
+    /// ahead of need (a spare), which may not crowd out decodes.
+    pub fn has_half_free_for(&self, extra: Usage, in_use: Usage) -> bool {
+        let reserved = *self.lock();
+        let bytes = in_use.bytes.saturating_add(reserved.bytes).saturating_add(extra.bytes);
+        let segments = in_use.segments + reserved.segments + extra.segments;
+        bytes <= self.limit / 2 && segments <= self.segment_limit / 2
+    }
+
     /// Waits until something may have freed room, or until `deadline`; `false` when the
     /// deadline has passed.
     pub fn wait_for_room(&self, deadline: Instant) -> bool {
@@ -153,6 +163,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok((value * scale as f64) as u64)
 }
 
+/// A size as [`parse_size`] reads it, or `0` for none.
+pub fn parse_size_or_zero(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" { Ok(0) } else { parse_size(text) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +194,23 @@ mod tests {
         assert!(more.is_none(), "20 in use + 60 reserved + 30 > 100");
         drop(first);
         assert!(budget.try_reserve(usage(80, 2), usage(20, 2)).is_some());
+    }
+
+    #[test]
+    fn zero_is_a_size_only_where_none_is_allowed() {
+        assert_eq!(parse_size_or_zero("0"), Ok(0));
+        assert_eq!(parse_size_or_zero("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn spares_get_only_the_half_of_the_budget_decodes_leave() {
+        let budget = Budget::new(1000, 10, Duration::ZERO);
+        assert!(budget.has_half_free_for(usage(400, 1), usage(100, 4)));
+        assert!(!budget.has_half_free_for(usage(401, 1), usage(100, 4)), "bytes");
+        assert!(!budget.has_half_free_for(usage(1, 2), usage(100, 4)), "segments");
+        let _decoding = budget.try_reserve(usage(300, 0), usage(0, 0)).unwrap();
+        assert!(!budget.has_half_free_for(usage(400, 1), usage(100, 4)), "reservations count");
     }
 
     #[test]

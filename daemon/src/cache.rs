@@ -195,15 +195,16 @@ impl Cache {
         }
     }
 
-    /// Makes room for a decode of `needed` within `budget`, evicting unleased chunks and
-    /// then waiting up to `wait` for releases; `in_use` says what segments exist. Each
-    /// eviction is passed to `evicted`.
+    /// Makes room for a decode of `needed` within `budget`, dropping spare segments
+    /// (`release_spare`), then evicting unleased chunks, then waiting up to `wait` for
+    /// releases; `in_use` says what segments exist. Each eviction is passed to `evicted`.
     pub fn make_room<'b>(
         &self,
         needed: Usage,
         budget: &'b Budget,
         wait: std::time::Duration,
         in_use: impl Fn() -> Usage,
+        mut release_spare: impl FnMut() -> Option<u64>,
         mut evicted: impl FnMut(u64),
     ) -> Result<Reservation<'b>, IngestError> {
         let started = Instant::now();
@@ -214,6 +215,9 @@ impl Cache {
             }
             let possible =
                 needed.bytes <= budget.limit() && needed.segments <= budget.segment_limit();
+            if possible && release_spare().is_some() {
+                continue;
+            }
             if possible && let Some(bytes) = self.evict_lru() {
                 evicted(bytes);
                 continue;
@@ -302,6 +306,28 @@ mod tests {
         let file = dir.0.join(format!("version-{len}"));
         std::fs::write(&file, vec![0; len]).unwrap();
         FileIdentity::of(&std::fs::metadata(&file).unwrap())
+    }
+
+    #[test]
+    fn spares_give_way_before_any_resident_chunk_is_evicted() {
+        let dir = TempDir::new("cache-spares");
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let (cache, v1) = (Cache::default(), identity(&dir, 1));
+        let resident =
+            cache.open(&key(0), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+        drop(resident);
+        let budget = Budget::new(900, 100, Duration::ZERO);
+        // 600 bytes in use: 500 of two spares, 100 of the resident chunk; 400 needed.
+        let spares = std::cell::Cell::new(2u64);
+        let in_use = || Usage { bytes: 100 + 250 * spares.get(), segments: 1 + spares.get() };
+        let release = || (spares.get() > 0).then(|| spares.set(spares.get() - 1)).map(|()| 250);
+        let needed = Usage { bytes: 400, segments: 1 };
+        let mut evictions = 0;
+        let room =
+            cache.make_room(needed, &budget, Duration::ZERO, in_use, release, |_| evictions += 1);
+        assert!(room.is_ok());
+        assert_eq!((spares.get(), evictions), (1, 0), "one spare dropped, nothing evicted");
+        assert!(cache.is_resident(&key(0), v1));
     }
 
     #[test]

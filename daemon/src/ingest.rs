@@ -15,9 +15,11 @@ use evshm_protocol::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURC
 
 pub use crate::ingest_error::IngestError;
 
+use crate::budget::Usage;
 use crate::file::RecordingFile;
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
 use crate::segment::{Segment, ShmDir};
+use crate::spares::Spares;
 use crate::times::TimeColumn;
 
 /// Segments a decoded chunk is made of: its events and its triggers.
@@ -77,31 +79,58 @@ impl std::fmt::Display for DecodeReport {
     }
 }
 
+/// Where a chunk's segments come from: `shm`, or for its event table a spare made ahead
+/// (`spares`) when one fits.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentSource<'a> {
+    /// The shared-memory directory.
+    pub shm: &'a Arc<ShmDir>,
+    /// The spares made ahead, if any are kept.
+    pub spares: Option<&'a Spares>,
+}
+
 /// Decodes one chunk of the recording open as `file` (named `name` by clients) into new
-/// segments. `make_room` is asked for the segments' exact size before they are made, and
-/// what it returns is held until they exist.
+/// segments. `make_room` is asked for the bytes and segments the decode adds (a spare
+/// taken is counted already) before they are made, and what it returns is held until they
+/// exist.
 pub fn ingest_chunk<R>(
     file: &RecordingFile,
     name: &str,
     detected: &Detected,
     chunk: &Chunk,
-    shm: &Arc<ShmDir>,
-    make_room: impl FnOnce(u64) -> Result<R, IngestError>,
+    source: SegmentSource<'_>,
+    make_room: impl FnOnce(Usage) -> Result<R, IngestError>,
 ) -> Result<DecodedChunk, IngestError> {
     let (rows, trigger_rows) = (chunk.events, chunk.triggers);
+    let shm = source.shm;
     let layout_error =
         |detail: String| IngestError::Layout { path: file.path().to_owned(), detail };
     let (event_layout, trigger_layout) =
         chunk_layouts(detected, name, chunk).map_err(|e| layout_error(e.to_string()))?;
-    let needed = shm.footprint(event_layout.total_len() as u64)
-        + shm.footprint(trigger_layout.total_len() as u64);
+    let (event_len, trigger_len) =
+        (event_layout.total_len() as u64, trigger_layout.total_len() as u64);
+    let spare = source.spares.and_then(|spares| spares.take(event_len));
+    let needed = match spare {
+        Some(_) => Usage { bytes: shm.footprint(trigger_len), segments: 1 },
+        None => Usage {
+            bytes: shm.footprint(event_len) + shm.footprint(trigger_len),
+            segments: SEGMENTS_PER_CHUNK,
+        },
+    };
     let _room = make_room(needed)?;
-    let events = shm.create(event_layout.total_len() as u64)?;
-    let triggers = shm.create(trigger_layout.total_len() as u64)?;
-    let mut event_map = events.map_mut().map_err(|e| layout_error(e.to_string()))?;
+    let (events, mut event_map) = match spare {
+        Some(spare) => spare.fit(event_len).map_err(|e| layout_error(e.to_string()))?,
+        None => {
+            let segment = shm.create(event_len)?;
+            let map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
+            (segment, map)
+        }
+    };
+    let triggers = shm.create(trigger_len)?;
     let mut trigger_map = triggers.map_mut().map_err(|e| layout_error(e.to_string()))?;
     let bases = (event_map.as_ptr() as usize, trigger_map.as_ptr() as usize);
-    let events_columns = event_layout.write(&mut event_map).and_then(EventColumns::new);
+    let event_bytes = &mut event_map[..event_len as usize];
+    let events_columns = event_layout.write(event_bytes).and_then(EventColumns::new);
     let trigger_columns = trigger_layout.write(&mut trigger_map).and_then(TriggerColumns::new);
     let sink = TableSink {
         events: events_columns.map_err(|e| layout_error(e.to_string()))?,
@@ -126,7 +155,8 @@ pub fn ingest_chunk<R>(
     let event_times = TimeColumn::new(&sink.inner.events.t[..kept], offsets.0);
     let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_len], offsets.1);
     if kept as u64 != rows {
-        event_layout.set_rows(&mut event_map, kept).map_err(|e| layout_error(e.to_string()))?;
+        let event_bytes = &mut event_map[..event_len as usize];
+        event_layout.set_rows(event_bytes, kept).map_err(|e| layout_error(e.to_string()))?;
     }
     // Sealing a memfd needs its writable mappings gone; both are complete now.
     drop((event_map, trigger_map));
@@ -244,7 +274,8 @@ mod tests {
         let chunks = indexer.finish();
         // Rewritten in place: the open descriptor reads the new content.
         write_evt3(&path, 4_000);
-        let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], &shm, |_| Ok(()));
+        let source = SegmentSource { shm: &shm, spares: None };
+        let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], source, |_| Ok(()));
         assert!(matches!(result, Err(IngestError::Changed { counted: 5_000, .. })), "{result:?}");
         assert_eq!(shm.usage(), (0, 0), "nothing of it is left");
     }

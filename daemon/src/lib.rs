@@ -10,6 +10,7 @@
 //! - [`file`](mod@file): a recording file opened once per version, safely, and read through that;
 //! - [`ingest`]: a chunk decoded into its segments;
 //! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
+//! - [`spares`]: segments made ahead of need, so that cold opens find memory in place;
 //! - [`budget`]: the memory budget;
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
 //! - [`limits`]: the descriptor limit, and how many connections it allows;
@@ -39,6 +40,7 @@ pub mod roots;
 pub mod segment;
 pub mod server;
 mod session;
+pub mod spares;
 pub mod state;
 mod stats;
 #[cfg(test)]

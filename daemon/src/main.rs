@@ -51,6 +51,12 @@ struct Args {
     /// least recently used first, to make room.
     #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size)]
     memory_budget: Option<u64>,
+    /// Bytes of spare segments kept ready, allocated and mapped, for the next cold opens,
+    /// e.g. 1G; 0 keeps none [default: 1 GiB, at most a quarter of the budget]. They are
+    /// made in the background while at most half the budget is in use, and dropped first
+    /// when a decode needs room.
+    #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size_or_zero)]
+    provision: Option<u64>,
     /// Seconds an open waits for clients to release leases when the budget is full.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     budget_wait: f64,
@@ -193,7 +199,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         chunk_limits,
         read_ahead: args.read_ahead,
         decode_threads,
+        provision: args.provision.unwrap_or((1 << 30).min(budget.limit() / 4)),
     };
-    serve(&Daemon::new(roots, shm, budget, access, settings), listener);
+    let daemon = Daemon::new(roots, shm, budget, access, settings);
+    daemon.start_provisioning()?;
+    serve(&daemon, listener);
     Ok(())
 }

@@ -276,6 +276,28 @@ impl Segment {
         unsafe { memmap2::MmapOptions::new().len(self.len as usize).map_mut(&self.file) }
     }
 
+    /// Maps the segment writable with every page table entry filled in now
+    /// (`MAP_POPULATE`), so that writing it later faults nothing: a spare's mapping.
+    pub fn map_populated(&self) -> std::io::Result<memmap2::MmapMut> {
+        // SAFETY: as for `map_mut`: only this process writes the mapping, and every page
+        // of `len` is allocated.
+        unsafe { memmap2::MmapOptions::new().len(self.len as usize).populate().map_mut(&self.file) }
+    }
+
+    /// Trims an unpublished segment to hold `len` bytes (no more than it holds): a spare
+    /// made for the largest chunk, fitted to the one it is taken for. Its pages beyond
+    /// go back to the system.
+    pub fn shrink(&mut self, len: u64) -> std::io::Result<()> {
+        assert!(len <= self.len, "a segment only shrinks");
+        let file_len = self.dir.footprint(len);
+        rustix::fs::ftruncate(self.file.as_fd(), file_len)?;
+        self.len = len;
+        if let Some(size) = self.dir.registry().live.get_mut(&self.name) {
+            *size = file_len;
+        }
+        Ok(())
+    }
+
     /// Sizes the file (to whole allocation units: readers map only the first `len`
     /// bytes) and allocates every page of it.
     fn allocate(&self) -> Result<(), SegmentCreateError> {

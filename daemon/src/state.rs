@@ -8,11 +8,12 @@ use std::time::Duration;
 use evshm_formats::ChunkLimits;
 
 use crate::access::AccessPolicy;
-use crate::budget::Budget;
+use crate::budget::{Budget, Usage};
 use crate::cache::Cache;
 use crate::recording::IndexCache;
 use crate::roots::Roots;
 use crate::segment::ShmDir;
+use crate::spares::Spares;
 use crate::stats::{Clients, Stats};
 
 /// Everything the connections share.
@@ -22,6 +23,8 @@ pub struct Daemon {
     pub(crate) roots: Roots,
     /// Where segments are created.
     pub(crate) shm: Arc<ShmDir>,
+    /// Segments made ahead of need.
+    pub(crate) spares: Arc<Spares>,
     /// The chunk indexes of the recordings opened so far.
     pub(crate) indexes: IndexCache,
     /// The resident chunks.
@@ -56,6 +59,9 @@ pub struct Settings {
     pub read_ahead: usize,
     /// Threads that decode the chunks of one request.
     pub decode_threads: usize,
+    /// Bytes of spare segments kept ready for cold opens (made by
+    /// [`Daemon::start_provisioning`]).
+    pub provision: u64,
 }
 
 impl Daemon {
@@ -67,9 +73,13 @@ impl Daemon {
         access: AccessPolicy,
         settings: Settings,
     ) -> Arc<Daemon> {
+        let limits = settings.chunk_limits;
+        let spares =
+            Arc::new(Spares::new(Arc::clone(&shm), limits.events, limits.step, settings.provision));
         Arc::new(Daemon {
             roots,
             shm,
+            spares,
             indexes: IndexCache::default(),
             cache: Cache::default(),
             budget,
@@ -79,5 +89,22 @@ impl Daemon {
             clients: Clients::default(),
             next_lease: AtomicU64::new(1),
         })
+    }
+
+    /// Starts the thread that keeps spare segments ready while the budget has room
+    /// (`src/spares.rs`); it ends with the daemon.
+    pub fn start_provisioning(self: &Arc<Self>) -> std::io::Result<()> {
+        let daemon = Arc::downgrade(self);
+        let spares = Arc::downgrade(&self.spares);
+        let room = move |capacity: u64| {
+            let Some(daemon) = daemon.upgrade() else { return false };
+            let (segments, bytes) = daemon.shm.usage();
+            let extra = Usage { bytes: daemon.shm.footprint(capacity), segments: 1 };
+            daemon.budget.has_half_free_for(extra, Usage { bytes, segments })
+        };
+        std::thread::Builder::new()
+            .name("evshmd-provision".into())
+            .spawn(move || Spares::provision(spares, room))
+            .map(drop)
     }
 }

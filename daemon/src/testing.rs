@@ -61,6 +61,7 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
         chunk_limits: ChunkLimits::events(chunk_events),
         read_ahead: 0,
         decode_threads: 2,
+        provision: 0,
     };
     Daemon::new(
         Roots::new(&[root]).unwrap(),
@@ -75,7 +76,7 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
 /// (what evshmd does on a first open of a one-chunk recording).
 pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::ingest::DecodedChunk {
     use crate::file::RecordingFile;
-    use crate::ingest::ingest_chunk;
+    use crate::ingest::{SegmentSource, ingest_chunk};
     let path = dir.0.join(format!("decoded-{events}.raw"));
     write_evt3(&path, events);
     let file = RecordingFile::open(&path).unwrap();
@@ -83,5 +84,6 @@ pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::in
     let mut indexer = evshm_formats::Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
     file.read_range(detected.data_offset as u64, u64::MAX, |bytes| indexer.feed(bytes)).unwrap();
     let chunks = indexer.finish();
-    ingest_chunk(&file, "test", &detected, &chunks[0], shm, |_| Ok(())).unwrap()
+    let source = SegmentSource { shm, spares: None };
+    ingest_chunk(&file, "test", &detected, &chunks[0], source, |_| Ok(())).unwrap()
 }

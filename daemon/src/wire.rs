@@ -155,7 +155,11 @@ pub fn recording_entry(listed: Listed) -> RecordingEntry {
 /// The reply to `stats`.
 pub fn stats_reply(daemon: &Daemon) -> StatsReply {
     let stats = &daemon.stats;
+    // Spares are live segments of the directory, but hold nothing yet.
+    let (spares, bytes_provisioned) = daemon.spares.provisioned();
     let (segments, bytes_resident) = daemon.shm.usage();
+    let (segments, bytes_resident) =
+        (segments.saturating_sub(spares as u64), bytes_resident.saturating_sub(bytes_provisioned));
     let bytes_evictable = daemon.cache.evictable_bytes().min(bytes_resident);
     let shm_free =
         rustix::fs::statvfs(daemon.shm.dir()).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
@@ -175,6 +179,8 @@ pub fn stats_reply(daemon: &Daemon) -> StatsReply {
         bytes_evicted: Stats::get(&stats.bytes_evicted),
         bytes_indexed: Stats::get(&stats.bytes_indexed),
         shm_free,
+        spares: spares as u64,
+        bytes_provisioned,
         clients: daemon.clients.list().into_iter().map(client_stats).collect(),
     }
 }

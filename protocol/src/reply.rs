@@ -270,6 +270,12 @@ pub struct StatsReply {
     /// Free bytes of the shared-memory filesystem.
     #[serde(default)]
     pub shm_free: u64,
+    /// Segments made ahead of need for the next cold opens (not in `segments`).
+    #[serde(default)]
+    pub spares: u64,
+    /// Bytes of those spares (not in `bytes_resident`, but counted in the budget).
+    #[serde(default)]
+    pub bytes_provisioned: u64,
     /// The connected clients and the leases each holds.
     #[serde(default)]
     pub clients: Vec<ClientStats>,

@@ -57,7 +57,10 @@ def daemon(tmp_path: Path, daemon_args: list[str]) -> Iterator[Daemon]:
     sock = str(tmp_path / "evshmd.sock")
     log = tmp_path / "evshmd.log"
     with open(log, "wb") as log_file:
-        proc = subprocess.Popen([str(binary), "--root", str(root), "--socket", sock, *daemon_args],
+        # No spare segments (--provision): they would be files of their own in /dev/shm,
+        # and memory held by every daemon of the suite.
+        proc = subprocess.Popen([str(binary), "--root", str(root), "--socket", sock,
+                                 "--provision", "0", *daemon_args],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                 env={**os.environ, "RUST_LOG": "debug"})
     d = Daemon(proc=proc, root=root, socket=sock, log=log, real=real)

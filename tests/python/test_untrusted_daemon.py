@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,10 +37,11 @@ def impostor() -> Iterator[str]:
     sock = str(public / "evshmd.sock")
     proc = subprocess.Popen([setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}",
                              "--clear-groups", str(evshmd_binary()), "--root", str(root),
-                             "--socket", sock, "--log-level", "warn"])
+                             "--socket", sock, "--log-level", "warn",
+                             "--provision", "0"])
     try:
         deadline = time.monotonic() + 30
-        while not os.path.exists(sock):
+        while not _accepts(sock):
             assert proc.poll() is None, f"the impostor exited with {proc.returncode}"
             assert time.monotonic() < deadline, "the impostor did not start"
             time.sleep(0.01)
@@ -48,6 +50,16 @@ def impostor() -> Iterator[str]:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         shutil.rmtree(public)
+
+
+def _accepts(path: str) -> bool:
+    """Whether something listens at ``path`` (the file exists before listen())."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
 
 
 def test_a_daemon_of_another_user_is_refused(impostor: str,

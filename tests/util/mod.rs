@@ -107,6 +107,9 @@ impl Daemon {
             .arg(&socket)
             .arg("--log-level")
             .arg("warn")
+            // No spares unless a test asks: they would be segment files of their own,
+            // and memory held by every daemon of the suite.
+            .args(if args.contains(&"--provision") { &[][..] } else { &["--provision", "0"] })
             .args(args)
             .stdin(Stdio::null())
             .spawn()

@@ -14,7 +14,7 @@ use super::OpenError;
 use crate::budget::Usage;
 use crate::cache::{DecodeResult, Key, Outcome, Resident};
 use crate::file::FileIdentity;
-use crate::ingest::{IngestError, SEGMENTS_PER_CHUNK, chunk_layouts, ingest_chunk};
+use crate::ingest::{IngestError, SegmentSource, chunk_layouts, ingest_chunk};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
 use crate::stats::Stats;
@@ -91,25 +91,26 @@ impl Target {
         let daemon = &self.daemon;
         let decode = || {
             let started = Instant::now();
-            let make_room = |bytes| {
-                let needed = Usage { bytes, segments: SEGMENTS_PER_CHUNK };
+            let make_room = |needed: Usage| {
                 let in_use = || {
                     let (segments, bytes) = daemon.shm.usage();
                     Usage { bytes, segments }
                 };
-                daemon.cache.make_room(needed, &daemon.budget, wait, in_use, |bytes| {
+                let spares = || daemon.spares.release_one();
+                daemon.cache.make_room(needed, &daemon.budget, wait, in_use, spares, |bytes| {
                     Stats::bump(&daemon.stats.evictions);
                     daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
                     log::info!("evicted an unleased chunk ({bytes} bytes) to make room");
                 })
             };
+            let source = SegmentSource { shm: &daemon.shm, spares: Some(&daemon.spares) };
             let index = self.chunk(chunk)?;
             let decoded = ingest_chunk(
                 self.recording.file(),
                 &self.name,
                 &self.detected,
                 &index,
-                &daemon.shm,
+                source,
                 make_room,
             )?;
             log::info!(
