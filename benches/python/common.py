@@ -116,6 +116,16 @@ class BytecopyClient:
         self.sock.close()
 
 
+def _accepts(path: str) -> bool:
+    """Whether something listens on the Unix socket at ``path``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+    return True
+
+
 class Evshmd:
     """An evshmd child on ``root`` (context manager); SIGTERM on exit, which removes its
     segments, and a check that none is left behind. ``args`` are more options
@@ -134,7 +144,8 @@ class Evshmd:
              *args],
             stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + 10
-        while not os.path.exists(socket_path):
+        # The socket file exists from bind(), before listen(): wait until it accepts.
+        while not _accepts(socket_path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"evshmd did not start on {socket_path}")
             time.sleep(0.01)
