@@ -4,8 +4,8 @@ How a lease follows the data
 ----------------------------
 ``Client.open`` gets one lease and maps the segment of every chunk of the reply. The lease
 must stay held while any Arrow buffer of the recording is alive, wherever that buffer went
-(a column kept in a list, a numpy view...). Every such buffer keeps its ``mmap`` object
-alive (see ``_segment``), so a ``weakref.finalize`` on each mmap object tells when it is
+(a column kept in a list, a numpy view...). Every such buffer keeps its ``Mapping`` object
+alive (see ``_segment``), so a ``weakref.finalize`` on each mapping tells when it is
 gone, and :class:`_LeaseRelease` sends ``release`` once the last of them is. (A reply
 without chunks, an empty window, leaves nothing to follow: its lease is released at once.)
 ``Recording.release()`` merely drops the recording's own references, and

@@ -110,7 +110,7 @@ class Recording:
         """
         if self._mappings is None:
             raise EvshmError(f"recording {self.path} was released")
-        return tuple(pa.py_buffer(memoryview(mapping)[:chunk.segment.size])
+        return tuple(mapping.buffer(chunk.segment.size)
                      for chunk, mapping in zip(self.chunks, self._mappings))
 
     @property

@@ -15,13 +15,15 @@ Contract (see the product brief, "Zero-copy reading, Python"):
   mapped, because a hugetlbfs mapping can only be unmapped in whole huge pages (mapping
   just the reply's size would leak the rest of the last page); only the first ``size``
   bytes, the Arrow IPC stream, are read.
-- ``pa.ipc.open_stream(pa.py_buffer(memoryview(mapping)[:size])).read_all()`` builds the
-  table with buffers that point into the mapping: no copy. Every Arrow buffer keeps the
-  ``mmap`` object alive through the memoryview, so the mapping lives exactly as long as
-  its data is reachable. (Before Python 3.13 the ``mmap`` object also holds a
-  close-on-exec dup of the descriptor while it lives; from 3.13 on it is mapped with
-  ``trackfd=False`` and holds none.) ``mmap.close()`` is never called (it raises
-  ``BufferError`` while buffers point into it); reference counting unmaps.
+- The mapping is made with libc's ``mmap`` (through :mod:`ctypes`) and held by a
+  :class:`Mapping`, which keeps no descriptor: CPython's :mod:`mmap` before 3.13 keeps a
+  dup of the descriptor for as long as the mapping lives, so a process holding thousands
+  of segments (a dataset of many small recordings) ran out of descriptors. The mapping is
+  unmapped when the :class:`Mapping` is garbage: when no Arrow buffer of it is left.
+- ``pa.ipc.open_stream(mapping.buffer(size)).read_all()`` builds the table with buffers
+  that point into the mapping: no copy. :meth:`Mapping.buffer` is a
+  ``pa.foreign_buffer`` whose base is the :class:`Mapping`, and every Arrow buffer sliced
+  from it (and every numpy view of those) keeps it alive.
 - A recording comes as chunks, one segment each. :func:`chunk_rows` slices the rows asked
   for out of a chunk's stream and :func:`join_chunks` puts the slices of all chunks in one
   table: both only make new views of the same buffers (``Table.slice``,
@@ -30,13 +32,14 @@ Contract (see the product brief, "Zero-copy reading, Python"):
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import mmap
 import os
 import stat
-import sys
-from collections.abc import Mapping, Sequence
-from typing import Any
+import weakref
+from collections.abc import Mapping as MappingType
+from collections.abc import Sequence
 
 import pyarrow as pa
 import pyarrow.ipc
@@ -44,16 +47,45 @@ import pyarrow.ipc
 from ._errors import SegmentError
 from ._protocol import ChunkInfo
 
-__all__ = ["map_segment", "map_sealed_segment", "read_table", "chunk_rows", "join_chunks"]
+__all__ = ["Mapping", "map_segment", "map_sealed_segment", "read_table", "chunk_rows",
+           "join_chunks"]
 
 _REQUIRED_SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK
 
-# CPython's mmap keeps a dup() of the descriptor (close-on-exec) for size()/resize(), so on
-# Python < 3.13 every live mapping also holds one descriptor. 3.13 can opt out.
-_NO_TRACKFD: dict[str, Any] = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.mmap.restype = ctypes.c_void_p
+_LIBC.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_LIBC.munmap.restype = ctypes.c_int
+_LIBC.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_FAILED = ctypes.c_void_p(-1).value
 
 
-def map_segment(path: str, size: int) -> mmap.mmap:
+class Mapping:
+    """A read-only shared mapping of a whole segment, which holds no descriptor and is
+    unmapped once garbage (see the module's contract)."""
+
+    __slots__ = ("__weakref__", "address", "length")
+
+    def __init__(self, fd: int, length: int) -> None:
+        """Map ``length`` bytes of ``fd`` read-only and shared; ``fd`` may be closed after."""
+        address = _LIBC.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address is None or address == _MAP_FAILED:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+        self.address: int = address
+        self.length = length
+        # Not a method of self: a finalizer must not keep the object alive.
+        weakref.finalize(self, _LIBC.munmap, address, length)
+
+    def buffer(self, size: int) -> pa.Buffer:
+        """The first ``size`` bytes as a zero-copy Arrow buffer that keeps this alive."""
+        if not 0 <= size <= self.length:
+            raise ValueError(f"{size} bytes of a mapping of {self.length}")
+        return pa.foreign_buffer(self.address, size, base=self)
+
+
+def map_segment(path: str, size: int) -> Mapping:
     """Map the segment file at ``path`` read-only: the whole file, which holds the
     ``size`` bytes of its stream first (see the module's contract).
 
@@ -67,7 +99,7 @@ def map_segment(path: str, size: int) -> mmap.mmap:
     return _map_fd(fd, path, size)
 
 
-def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
+def map_sealed_segment(fd: int, name: str, size: int) -> Mapping:
     """Map a segment passed as descriptor ``fd`` (sealed mode), which this takes over,
     read-only and whole, like :func:`map_segment`.
 
@@ -85,7 +117,7 @@ def map_sealed_segment(fd: int, name: str, size: int) -> mmap.mmap:
     return _map_fd(fd, name, size)
 
 
-def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
+def _map_fd(fd: int, path: str, size: int) -> Mapping:
     """Map all of ``fd`` (closed on return) read-only, checking that it holds at least
     ``size`` bytes."""
     try:
@@ -105,15 +137,14 @@ def _map_fd(fd: int, path: str, size: int) -> mmap.mmap:
         try:
             # The whole file: a hugetlbfs mapping can only be unmapped in whole huge pages,
             # so mapping just the stream's bytes would leak it. Readers slice `size` bytes.
-            return mmap.mmap(fd, info.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
-                             **_NO_TRACKFD)
+            return Mapping(fd, info.st_size)
         except OSError as exc:
             raise SegmentError(f"cannot map segment {path}: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
 
-def read_table(mapping: mmap.mmap, size: int) -> pa.Table:
+def read_table(mapping: Mapping, size: int) -> pa.Table:
     """Read the Arrow IPC stream held by the first ``size`` bytes of ``mapping`` into a
     table, without copying.
 
@@ -121,13 +152,12 @@ def read_table(mapping: mmap.mmap, size: int) -> pa.Table:
     :class:`~evshm.SegmentError` when the bytes are not an Arrow IPC stream.
     """
     try:
-        # What open_stream does with any buffer-like source (as_buffer), said explicitly.
-        return pa.ipc.open_stream(pa.py_buffer(memoryview(mapping)[:size])).read_all()
+        return pa.ipc.open_stream(mapping.buffer(size)).read_all()
     except pa.ArrowException as exc:
         raise SegmentError(f"segment is not a readable Arrow IPC stream: {exc}") from None
 
 
-def chunk_rows(mapping: mmap.mmap, chunk: ChunkInfo) -> pa.Table:
+def chunk_rows(mapping: Mapping, chunk: ChunkInfo) -> pa.Table:
     """The rows ``chunk.start`` to ``chunk.end`` of the stream in ``mapping``, without
     copying.
 
@@ -142,7 +172,7 @@ def chunk_rows(mapping: mmap.mmap, chunk: ChunkInfo) -> pa.Table:
 
 
 def join_chunks(parts: Sequence[tuple[ChunkInfo, pa.Table]],
-                fields: Sequence[tuple[str, str]], metadata: Mapping[str, str]) -> pa.Table:
+                fields: Sequence[tuple[str, str]], metadata: MappingType[str, str]) -> pa.Table:
     """One table of the rows of ``parts`` (``(chunk, rows)`` from :func:`chunk_rows`), in
     order, without copying: a column has one Arrow chunk per part that holds rows.
 

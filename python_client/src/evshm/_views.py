@@ -10,7 +10,7 @@ A recording's table has, per column, one Arrow chunk for each segment its rows c
 - a polars frame holds chunked columns itself, so it is always built in place
   (``rechunk=False``), with one polars chunk per Arrow chunk.
 
-A view in place keeps, through Arrow's buffer ownership, a reference to the ``mmap``
+A view in place keeps, through Arrow's buffer ownership, a reference to the ``Mapping``
 object, so the mapping (and the daemon's lease, see ``_client``) lives exactly as long as
 some view does; a concatenated column owns its memory and holds neither.
 
