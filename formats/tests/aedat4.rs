@@ -19,8 +19,14 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn decode(name: &str, chunk: usize) -> (Vec<Row>, Geometry, evshm_formats::DecodeStats, u64) {
-    let bytes = std::fs::read(fixture(name)).unwrap();
-    let detected = detect(&bytes, None).unwrap();
+    decode_bytes(&std::fs::read(fixture(name)).unwrap(), chunk)
+}
+
+fn decode_bytes(
+    bytes: &[u8],
+    chunk: usize,
+) -> (Vec<Row>, Geometry, evshm_formats::DecodeStats, u64) {
+    let detected = detect(bytes, None).unwrap();
     assert!(matches!(detected.format, Format::Aedat4(_)));
     assert_eq!(detected.geometry_source, GeometrySource::Header);
     let data = &bytes[detected.data_offset..];
@@ -92,4 +98,82 @@ fn corrupt_packets_are_skipped_and_counted() {
     let expected = rows(&read_ipc_file(&fixture("events.expected.arrow")));
     assert_eq!(decoder.stats().unknown, 1);
     assert_eq!(sink.events.len(), expected.len() - 1000, "only the first packet is lost");
+}
+
+const MAGIC: &[u8] = b"#!AER-DAT4.0\r\n";
+
+fn u32_at(b: &[u8], at: usize) -> usize {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize
+}
+
+/// An `IOHeader` flatbuffer: compression, data table position and the stream description.
+fn io_header(compression: i32, table: i64, xml: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&24u32.to_le_bytes()); // the root table, at 24
+    b.extend_from_slice(b"IOHE");
+    // The vtable, at 8: its size, the table's size, the three fields' offsets.
+    for half in [10u16, 20, 4, 8, 16] {
+        b.extend_from_slice(&half.to_le_bytes());
+    }
+    b.resize(24, 0);
+    b.extend_from_slice(&16i32.to_le_bytes()); // back to the vtable
+    b.extend_from_slice(&compression.to_le_bytes());
+    b.extend_from_slice(&table.to_le_bytes()); // at 32: aligned
+    b.extend_from_slice(&4u32.to_le_bytes()); // the string, 4 bytes on
+    b.extend_from_slice(&(xml.len() as u32).to_le_bytes());
+    b.extend_from_slice(xml.as_bytes());
+    b.push(0);
+    b
+}
+
+/// Regression (issue 16): files written by DV's recorder were refused with "no event
+/// stream": their stream description is the `<dv version="2.0">` form under
+/// `/mainloop/Recorder/outInfo/`, with frames, IMU and trigger streams around the events
+/// and an `info` node holding `source` and `tsOffset`. The packets of a dv-processing file
+/// under such a header decode to the same events.
+#[test]
+fn a_header_written_by_dvs_recorder_is_read() {
+    let original = std::fs::read(fixture("events_lz4.aedat4")).unwrap();
+    let header_len = u32_at(&original, MAGIC.len());
+    let header = &original[MAGIC.len() + 4..MAGIC.len() + 4 + header_len];
+    let data_offset = MAGIC.len() + 4 + header_len;
+    // Where dv-processing put the data table: the header's second field.
+    let root = u32_at(header, 0);
+    let vtable = root - i32::from_le_bytes(header[root..root + 4].try_into().unwrap()) as usize;
+    let field = u16::from_le_bytes(header[vtable + 6..vtable + 8].try_into().unwrap()) as usize;
+    let table = i64::from_le_bytes(header[root + field..root + field + 8].try_into().unwrap());
+    let (expected, ..) = decode("events_lz4.aedat4", 1 << 20);
+    let stream = |id: u32, kind: &str, output: &str| {
+        let at = format!("/mainloop/Recorder/outInfo/{id}/");
+        format!(
+            "        <node name=\"{id}\" path=\"{at}\">\n            <attr key=\"compression\" \
+             type=\"string\">LZ4</attr>\n            <attr key=\"originalOutputName\" \
+             type=\"string\">{output}</attr>\n            <attr key=\"typeIdentifier\" \
+             type=\"string\">{kind}</attr>\n            <node name=\"info\" path=\"{at}info/\">\n\
+             <attr key=\"sizeX\" type=\"int\">346</attr>\n<attr key=\"sizeY\" \
+             type=\"int\">260</attr>\n<attr key=\"source\" type=\"string\">DAVIS346_00000499\
+             </attr>\n<attr key=\"tsOffset\" type=\"long\">1633954080938520</attr>\n\
+             </node>\n        </node>\n"
+        )
+    };
+    // The fixture's events are stream 0; here they follow a frame stream in the listing.
+    let xml = format!(
+        "<dv version=\"2.0\">\n    <node name=\"outInfo\" path=\"/mainloop/Recorder/outInfo/\">\n\
+         {}{}{}    </node>\n</dv>\n",
+        stream(1, "FRME", "frames"),
+        stream(0, "EVTS", "events"),
+        stream(2, "IMUS", "imu"),
+    );
+    let mut rewritten = MAGIC.to_vec();
+    let new_len = io_header(1, 0, &xml).len();
+    let shift = (MAGIC.len() + 4 + new_len) as i64 - data_offset as i64;
+    let new_header = io_header(1, table + shift, &xml);
+    rewritten.extend_from_slice(&(new_header.len() as u32).to_le_bytes());
+    rewritten.extend_from_slice(&new_header);
+    rewritten.extend_from_slice(&original[data_offset..]);
+    let (got, geometry, stats, counted) = decode_bytes(&rewritten, 1 << 16);
+    assert_eq!(geometry, Geometry { width: 346, height: 260 });
+    assert_eq!(got, expected);
+    assert_eq!(counted, expected.len() as u64);
+    assert_eq!((stats.unknown, stats.trailing_bytes), (0, 0), "the data table is still found");
 }

@@ -105,7 +105,11 @@ pub(crate) fn detect_aedat4(head: &[u8]) -> Result<Aedat4Head, DetectError> {
 }
 
 /// The lowest-numbered stream of type `EVTS` in the `infoNode` XML, with its size.
-/// Attributes belong to the stream named by the last `path="/outInfo/N/..."` before them.
+///
+/// Attributes belong to the stream named by the last node path before them whose segment
+/// after `outInfo` is a number: `/outInfo/N/...` as dv-processing writes it, and
+/// `/mainloop/Recorder/outInfo/N/...` as DV's recorder does. Attributes are read whatever
+/// the order of their own attributes (`key`, `type`) and the indentation.
 fn first_event_stream(xml: &str) -> Option<(i32, Option<Geometry>)> {
     #[derive(Default)]
     struct Stream {
@@ -116,36 +120,29 @@ fn first_event_stream(xml: &str) -> Option<(i32, Option<Geometry>)> {
     let mut streams: BTreeMap<i32, Stream> = BTreeMap::new();
     let mut current: Option<i32> = None;
     let mut rest = xml;
-    loop {
-        let path = rest.find("path=\"");
-        let attr = rest.find("<attr key=\"");
-        match (path, attr) {
-            (Some(p), a) if a.is_none_or(|a| p < a) => {
-                let value = &rest[p + 6..];
-                let end = value.find('"')?;
-                current = value[..end]
-                    .strip_prefix("/outInfo/")
-                    .and_then(|s| s.split('/').next()?.parse().ok());
-                rest = &value[end..];
+    while let Some(open) = rest.find('<') {
+        let tail = &rest[open + 1..];
+        let tag_end = tail.find('>')?;
+        let tag = &tail[..tag_end];
+        rest = &tail[tag_end + 1..];
+        if let Some(node) = tag.strip_prefix("node ") {
+            if let Some(path) = attribute(node, "path") {
+                current = stream_of(path);
             }
-            (_, Some(a)) => {
-                let tail = &rest[a + 11..];
-                let key = &tail[..tail.find('"')?];
-                let value_start = tail.find('>')? + 1;
-                let value_len = tail[value_start..].find("</attr>")?;
-                let value = tail[value_start..value_start + value_len].trim();
-                if let Some(id) = current {
-                    let stream = streams.entry(id).or_default();
-                    match key {
-                        "typeIdentifier" => stream.events = value == "EVTS",
-                        "sizeX" => stream.width = value.parse().ok(),
-                        "sizeY" => stream.height = value.parse().ok(),
-                        _ => {}
-                    }
+        } else if let Some(attr) = tag.strip_prefix("attr ") {
+            let key = attribute(attr, "key")?;
+            let value_len = rest.find("</attr>")?;
+            let value = rest[..value_len].trim();
+            rest = &rest[value_len..];
+            if let Some(id) = current {
+                let stream = streams.entry(id).or_default();
+                match key {
+                    "typeIdentifier" => stream.events = value == "EVTS",
+                    "sizeX" => stream.width = value.parse().ok(),
+                    "sizeY" => stream.height = value.parse().ok(),
+                    _ => {}
                 }
-                rest = &tail[value_start + value_len..];
             }
-            _ => break,
         }
     }
     let (&id, stream) = streams.iter().find(|(_, s)| s.events)?;
@@ -154,6 +151,29 @@ fn first_event_stream(xml: &str) -> Option<(i32, Option<Geometry>)> {
         _ => None,
     };
     Some((id, geometry))
+}
+
+/// The value of attribute `name` in the inside of a tag (`key="value"` pairs).
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = tag;
+    loop {
+        let at = rest.find(name)?;
+        let before = rest[..at].chars().next_back();
+        let after = &rest[at + name.len()..];
+        if before.is_none_or(char::is_whitespace)
+            && let Some(quoted) = after.strip_prefix("=\"")
+        {
+            return Some(&quoted[..quoted.find('"')?]);
+        }
+        rest = after;
+    }
+}
+
+/// The stream number of a node path: the segment after `outInfo`, if a number.
+fn stream_of(path: &str) -> Option<i32> {
+    let mut segments = path.split('/');
+    segments.find(|s| *s == "outInfo")?;
+    segments.next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -171,5 +191,48 @@ mod tests {
         </node></dv>"#;
         assert_eq!(first_event_stream(xml), Some((1, Some(Geometry { width: 640, height: 480 }))));
         assert_eq!(first_event_stream("<dv></dv>"), None);
+    }
+
+    /// DV's recorder (issue 16): nodes under `/mainloop/Recorder/outInfo/`, indented with
+    /// spaces, the event stream after frames, an `info` node with `source` and
+    /// `tsOffset`, attributes with `type` before `key`.
+    #[test]
+    fn the_header_of_dvs_recorder() {
+        let xml = r#"<dv version="2.0">
+    <node name="outInfo" path="/mainloop/Recorder/outInfo/">
+        <node name="0" path="/mainloop/Recorder/outInfo/0/">
+            <attr key="compression" type="string">LZ4</attr>
+            <attr key="originalModuleName" type="string">capture</attr>
+            <attr key="originalOutputName" type="string">frames</attr>
+            <attr key="typeIdentifier" type="string">FRME</attr>
+            <node name="info" path="/mainloop/Recorder/outInfo/0/info/">
+                <attr key="sizeX" type="int">346</attr>
+                <attr key="sizeY" type="int">260</attr>
+            </node>
+        </node>
+        <node name="1" path="/mainloop/Recorder/outInfo/1/">
+            <attr key="compression" type="string">LZ4</attr>
+            <attr key="originalOutputName" type="string">events</attr>
+            <attr type="string" key="typeIdentifier">EVTS</attr>
+            <node name="info" path="/mainloop/Recorder/outInfo/1/info/">
+                <attr key="sizeX" type="int">346</attr>
+                <attr key="sizeY" type="int">260</attr>
+                <attr key="source" type="string">DAVIS346_00000499</attr>
+                <attr key="tsOffset" type="long">1633954080938520</attr>
+            </node>
+        </node>
+        <node name="2" path="/mainloop/Recorder/outInfo/2/">
+            <attr key="typeIdentifier" type="string">IMUS</attr>
+        </node>
+        <node name="3" path="/mainloop/Recorder/outInfo/3/">
+            <attr key="typeIdentifier" type="string">TRIG</attr>
+        </node>
+    </node>
+</dv>"#;
+        assert_eq!(first_event_stream(xml), Some((1, Some(Geometry { width: 346, height: 260 }))));
+        assert_eq!(stream_of("/mainloop/Recorder/outInfo/12/info/"), Some(12));
+        assert_eq!(stream_of("/outInfo/"), None);
+        assert_eq!(attribute(r#"node name="x" path="/a/""#, "path"), Some("/a/"));
+        assert_eq!(attribute(r#"attr xkey="a" key="b""#, "key"), Some("b"));
     }
 }
