@@ -13,7 +13,8 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
    bench (criterion), the Python attach script, ``evshm-load``, the decoders' bench
    (criterion), the cold-open and peers script, the N-readers script, the cold-window
    script (``evshm-window`` for Rust) and the decode-threads script, the last two with
-   evshmd daemons of their own at the default chunk size;
+   evshmd daemons of their own at the default chunk size, and the transforms against
+   tonic's on the real recordings;
 5. stop everything, check that no segment is left in /dev/shm, write the report and the
    plots (``report.py``), and remove the temporary directory.
 
@@ -200,6 +201,8 @@ def main() -> None:
              shown=f"{rel_py} benches/python/window.py PLAN")
         step("threads", [py, "benches/python/threads.py", plan_path],
              shown=f"{rel_py} benches/python/threads.py PLAN")
+        step("transforms", [py, "benches/python/transforms.py", plan_path],
+             shown=f"{rel_py} benches/python/transforms.py PLAN")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)
@@ -303,7 +306,7 @@ def versions() -> Dict[str, str]:
     out = {"python": platform.python_version()}
     for cmd in (["rustc", "--version"], ["cargo", "--version"]):
         out[cmd[0]] = subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
-    for package in ("pyarrow", "numpy", "matplotlib", "expelliarmus", "evt3", "ray"):
+    for package in ("pyarrow", "numpy", "matplotlib", "expelliarmus", "evt3", "ray", "tonic"):
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -13,8 +13,9 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/python" -m pip install --quiet --upgrade pip
 fi
 "$venv/bin/python" -m pip install --quiet pyarrow numpy matplotlib
-# The peers are optional: each one that does not install is reported as skipped.
-for peer in expelliarmus evt3 ray; do
+# The peers are optional: each one that does not install is reported as skipped. tonic is
+# the peer of the transforms bench, pinned as in scripts/requirements-test.txt.
+for peer in expelliarmus evt3 ray "tonic==1.7.0"; do
     "$venv/bin/python" -m pip install --quiet "$peer" >/dev/null 2>&1 \
         || echo "skipped: $peer does not install here" >&2
 done

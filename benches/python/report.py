@@ -815,10 +815,21 @@ class Report:
         out += [self.command("threads"), ""]
         return "\n".join(out)
 
+    # ------------------------------------------------------------------ transforms
+    def transforms(self) -> str:
+        from transforms import section, target_row
+
+        d = load(self.results, "transforms.json")
+        if not d:
+            return "\n".join(["## 7. Transforms against tonic", "",
+                              "Not run. " + self.command("transforms"), ""])
+        self.targets.append(target_row(d))
+        return section(d, self.command("transforms"))
+
     # ------------------------------------------------------------------ page
     def write(self) -> None:
         sections = [self.attach(), self.readers(), self.load(), self.cold(), self.window(),
-                    self.threads()]
+                    self.threads(), self.transforms()]
         m = self.meta.get("machine", {})
         v = self.meta.get("versions", {})
         git = self.meta.get("git", {})
@@ -844,7 +855,7 @@ class Report:
             "shows here; the benches do not pin or isolate anything).",
             f"- **Software**: {v.get('rustc', '?')}, Python {v.get('python', '?')}, "
             + ", ".join(f"{k} {v.get(k, '?')}" for k in
-                        ("pyarrow", "numpy", "expelliarmus", "evt3", "ray")) + ".",
+                        ("pyarrow", "numpy", "expelliarmus", "evt3", "ray", "tonic")) + ".",
             "- **Recordings**: synthetic, written by `evshm generate` (EVT3 for the attach "
             "sizes; one file per format for sections 2, 4 and 6; a large EVT3 file for "
             "section 5).",
@@ -859,7 +870,8 @@ class Report:
         if failed:
             head += ["**Failed steps**: " + ", ".join(f"`{s['name']}` (log `{s['log']}`)"
                                                       for s in failed), ""]
-        skipped = [k for k in ("expelliarmus", "evt3", "ray") if v.get(k) == "not installed"]
+        skipped = [k for k in ("expelliarmus", "evt3", "ray", "tonic")
+                   if v.get(k) == "not installed"]
         if skipped:
             head += ["**Skipped**: " + ", ".join(f"{k} (does not install here)"
                                                  for k in skipped), ""]

@@ -1,13 +1,19 @@
-"""Histogram and voxel grid against their written definitions, evaluated event by event."""
+"""Histogram and voxel grid against their written definitions, evaluated event by event;
+what the other transforms do that needs no reference: pickling, seeding, refusals; and
+the conversions of Events to and from structured arrays."""
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
+from typing import Any
 
 import numpy as np
 import pytest
 
 from evshm import Events
+from evshm import _events as evshm_events
+from evshm import transforms as T
 from evshm.transforms import EventHistogram, VoxelGrid, event_histogram, voxel_grid
 
 W, H = 7, 5
@@ -122,3 +128,127 @@ def test_transforms_pickle_for_spawned_workers():
         clone = pickle.loads(pickle.dumps(transform))
         assert repr(clone) == repr(transform)
         assert np.array_equal(clone(ev), transform(ev))
+
+
+# ----------------------------------------------------------------------- the other transforms
+# (each is held to tonic and to an event-by-event reference on real windows in
+# tests/python/test_transforms_real.py; here: what needs no reference)
+
+def every_transform() -> list[Any]:
+    return [T.Compose([T.RandomFlipLR(seed=1), T.VoxelGrid(2)]), T.RandomFlipLR(0.3, seed=1),
+            T.RandomFlipUD(seed=2), T.RandomCrop((3, 2), seed=3), T.CenterCrop(4),
+            T.Resize((3, 3)), T.Downsample((0.5, 0.25)), T.TimeJitter(20.0, sort=True, seed=4),
+            T.DropEvents((0.2, 0.4), seed=5), T.TimeReversal(seed=6), T.Denoise(100),
+            T.Refractory(10), T.HotPixels(1e4), T.EventFrame("binary"),
+            T.TimeSurface(300.0, time_range="window"), EventHistogram(), VoxelGrid(3)]
+
+
+def same_output(a: Any, b: Any) -> bool:
+    if isinstance(a, Events):
+        return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in "txyp") and \
+            (a.width, a.height, a.t0, a.t1) == (b.width, b.height, b.t0, b.t1)
+    return bool(np.array_equal(a, b))
+
+
+def test_every_transform_pickles_and_replays_its_seeded_draws():
+    ev = random_events(7)
+    for transform in every_transform():
+        clone = pickle.loads(pickle.dumps(transform))
+        assert repr(clone) == repr(transform)
+        for _ in range(3):  # the clone starts the same stream afresh, in step
+            assert same_output(clone(ev), transform(ev)), transform
+
+
+def test_random_transforms_draw_reproducible_streams():
+    ev = random_events(8)
+    again = [T.DropEvents(0.5, seed=11)(ev).t for _ in range(2)]
+    assert np.array_equal(again[0], again[1])  # a new object, the same first draw
+    drop = T.DropEvents(0.5, seed=11)
+    first, second = drop(ev), drop(ev)
+    assert not np.array_equal(first.t, second.t)  # the stream goes on
+    assert not np.array_equal(T.DropEvents(0.5, seed=12)(ev).t, first.t)
+    unseeded = [T.DropEvents(0.5)(ev).t for _ in range(2)]
+    assert not np.array_equal(unseeded[0], unseeded[1])  # fresh entropy each
+    # Two classes with one seed draw different streams: flips are not in lockstep.
+    lr, ud = T.RandomFlipLR(seed=0), T.RandomFlipUD(seed=0)
+    assert [lr.generator().random() for _ in range(8)] != \
+        [ud.generator().random() for _ in range(8)]
+
+
+def test_a_forked_child_makes_a_generator_of_its_own():
+    flip = T.RandomFlipLR(seed=3)
+    parent = flip.generator()
+    parent.random()  # the parent's stream has moved on
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child_first = pool.apply(_first_draw, (flip,))
+    assert child_first == T.RandomFlipLR(seed=3).generator().random()  # the stream afresh
+    assert flip.generator() is parent  # the parent's is kept
+
+
+def _first_draw(transform: T.RandomTransform) -> float:
+    return float(transform.generator().random())
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: T.RandomFlipLR(1.5), "probability"),
+    (lambda: T.RandomFlipUD(seed=-1), "seed"),
+    (lambda: T.RandomFlipUD(seed=True), "seed"),
+    (lambda: T.RandomCrop((0, 3)), "positive"),
+    (lambda: T.Resize((3, -1)), "positive"),
+    (lambda: T.Downsample(0), "positive"),
+    (lambda: T.TimeJitter(-1.0), "std"),
+    (lambda: T.DropEvents((0.5, 0.2)), "empty"),
+    (lambda: T.DropEvents(2.0), "probability"),
+    (lambda: T.Denoise(0), "filter_time"),
+    (lambda: T.Refractory(-5), "period"),
+    (lambda: T.HotPixels(-1), "rate"),
+    (lambda: T.EventFrame("signed"), "mode"),
+    (lambda: T.TimeSurface(0.0), "tau"),
+    (lambda: T.TimeSurface(5.0, time_range="all"), "time_range"),
+])
+def test_bad_transform_arguments_are_refused(make: Any, message: str):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_time_surface_by_window_needs_a_time_window():
+    ev = random_events(0)
+    with pytest.raises(ValueError, match=r"TimeSurface.*time window"):
+        T.TimeSurface(5.0, time_range="window")(Events(ev.t, ev.x, ev.y, ev.p, W, H))
+
+
+def test_compose_applies_in_order_and_keeps_going_on_no_events():
+    ev = random_events(1)
+    chain = T.Compose([T.CenterCrop((1, 1)), T.DropEvents(1.0), T.EventFrame()])
+    out = chain(ev)
+    assert out.shape == (1, 1, 1) and out.sum() == 0  # tonic's Compose would stop early
+    assert repr(chain).startswith("Compose([CenterCrop(size=(1, 1)), DropEvents(")
+    assert T.Compose([])(ev) is ev
+
+
+# ----------------------------------------------------------------------- Events conversions
+
+def test_events_as_tonic_structured_array_and_back():
+    ev = random_events(2)
+    s = ev.as_structured()
+    assert s.dtype == np.dtype([("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "?")])
+    assert s.dtype == evshm_events.structured_dtype()
+    assert np.array_equal(s["t"], ev.t) and np.array_equal(s["p"], ev.p == 1)
+    back = Events.from_structured(s, W, H, t0=ev.t0, t1=ev.t1)
+    assert same_output(back, ev) and back.p.dtype == np.int8 and back.x.dtype == np.int16
+    ints = ev.as_structured([("t", int), ("x", int), ("y", int), ("p", int)])  # N-MNIST's
+    assert ints.dtype.names == ("t", "x", "y", "p") and np.array_equal(ints["p"], ev.p)
+    with pytest.raises(ValueError, match="has no p"):
+        ev.as_structured([("t", int), ("x", int), ("y", int)])
+    with pytest.raises(ValueError, match="has no x, y"):
+        Events.from_structured(np.zeros(2, [("t", int), ("p", int)]), W, H)
+
+
+def test_events_select_keeps_geometry_and_window():
+    ev = random_events(3)
+    mask = ev.x > 2
+    picked = ev.select(mask)
+    assert np.array_equal(picked.t, ev.t[mask]) and np.array_equal(picked.p, ev.p[mask])
+    assert (picked.width, picked.height, picked.t0, picked.t1) == (W, H, 990, 2_010)
+    assert np.array_equal(ev.select(np.array([4, 1])).x, ev.x[[4, 1]])

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness import (
+    MIXED,
+    MIXED_EVENTS,
     REPO,
     STOP_DEADLINE,
     Daemon,
@@ -37,16 +39,24 @@ def daemon_args() -> list[str]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, daemon_args: list[str]) -> Iterator[Daemon]:
+def real_in_root() -> bool:
+    """Whether the daemon's root holds the real recordings; a test module overrides this
+    fixture (to ``False``) to serve only recordings of its own."""
+    return True
+
+
+@pytest.fixture
+def daemon(tmp_path: Path, daemon_args: list[str], real_in_root: bool) -> Iterator[Daemon]:
     """A fresh evshmd serving ``tmp_path/root``.
 
-    The root holds copies of the real recordings (when available) at its top level, one
-    of them again under ``sub/dir/``, and ``notes.txt`` (not a recording).
+    The root holds copies of the real recordings (when available and ``real_in_root``)
+    at its top level, one of them again under ``sub/dir/``, and ``notes.txt`` (not a
+    recording).
     """
     binary = evshmd_binary()
     root = tmp_path / "root"
     root.mkdir()
-    real = real_data_dir()
+    real = real_data_dir() if real_in_root else None
     if real is not None:
         for entry in real_manifest():
             shutil.copyfile(real / entry["file"], root / entry["file"])
@@ -110,4 +120,23 @@ def synthetic(daemon: Daemon, synthetic_dir: Path) -> Daemon:
     """The daemon, with the synthetic recordings linked into its root."""
     for source in synthetic_dir.iterdir():
         os.link(source, daemon.root / source.name)
+    return daemon
+
+
+@pytest.fixture(scope="session")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The :data:`MIXED` recordings, generated once per session."""
+    folder = tmp_path_factory.mktemp("mixed")
+    for seed, (name, (width, height)) in enumerate(MIXED.items(), start=10):
+        (folder / name).parent.mkdir(exist_ok=True)
+        generate(folder / name, MIXED_EVENTS, width=width, height=height, seed=seed)
+    return folder
+
+
+@pytest.fixture
+def mixed(daemon: Daemon, mixed_dir: Path) -> Daemon:
+    """The daemon, with the :data:`MIXED` recordings linked into its root."""
+    for name in MIXED:
+        (daemon.root / name).parent.mkdir(exist_ok=True)
+        os.link(mixed_dir / name, daemon.root / name)
     return daemon

@@ -30,6 +30,13 @@ sys.path.insert(0, str(PYTHON_SRC))  # test the working tree, not an installed c
 
 import evshm  # noqa: E402
 
+#: Recordings of two sensor sizes in class folders (``CLASS/NAME``), as a training set of
+#: N-CARS' layout would be: name -> (width, height). The ``mixed`` fixture serves them.
+MIXED = {"background/a.raw": (320, 240), "background/b.raw": (640, 480),
+         "cars/c.raw": (320, 240), "cars/d.raw": (640, 480)}
+#: Events of each: 1 M, about 50 ms.
+MIXED_EVENTS = 1_000_000
+
 START_DEADLINE = 30.0  # seconds for the daemon to answer hello
 STOP_DEADLINE = 20.0  # seconds for the daemon to exit after SIGTERM
 

@@ -165,3 +165,24 @@ def touch_everything(worker_id: int) -> None:
     assert info is not None and info.id == worker_id
     for path in info.dataset.paths:  # type: ignore[attr-defined]
         checksum(info.dataset.recording(path))  # type: ignore[attr-defined]
+
+
+class WindowName:
+    """A target for DataLoader tests: the window itself, ``"path@t_start-t_end"``, so
+    that a test can tell which window an item is."""
+
+    def __call__(self, path: str, t_start: int, t_end: int) -> str:
+        return f"{path}@{t_start}-{t_end}"
+
+
+class FirstDraws:
+    """A transform for DataLoader tests: the next draw of its random generator and the
+    pid of the process that drew it, whatever the events."""
+
+    def __init__(self, seed: int) -> None:
+        from evshm.transforms import RandomTransform
+
+        self.random = RandomTransform(seed)
+
+    def __call__(self, events: evshm.Events) -> dict[str, Any]:
+        return {"draw": float(self.random.generator().random()), "pid": os.getpid()}

@@ -17,7 +17,8 @@ Two processes::
 
 The core needs only the standard library and pyarrow; ``Recording.numpy()``,
 ``.polars()`` and ``.torch()`` need the ``numpy``, ``polars`` and ``torch`` extras.
-``evshm.transforms`` holds event representations (histogram, voxel grid) and
+``evshm.transforms`` holds augmentations, filters and representations of events,
+``evshm.targets`` targets of windows (class folders, Prophesee's boxes) and
 ``evshm.torch`` PyTorch datasets over served recordings. See ``docs/PROTOCOL.md`` for
 the wire protocol and ``docs/PYTHON.md`` for a guide.
 """

@@ -167,6 +167,9 @@ class EventWindows:
         owner: Sequence[int] | np.ndarray
         start: Sequence[int] | np.ndarray
         stop: Sequence[int] | np.ndarray
+        # Each recording's sensor (width, height), as far as known: from the open that
+        # cut its windows, or asked for by sensor_sizes().
+        self._sizes: dict[str, tuple[int, int] | None] = {}
         if windows is not None:
             self.paths, owner, start, stop = _given_windows(windows)
         else:
@@ -196,6 +199,7 @@ class EventWindows:
                      else [os.fsdecode(p) for p in paths])
             for number, name in enumerate(names):
                 with client.open(name) as rec:
+                    self._sizes[name] = _size(rec)
                     if self.by_time:
                         first = time_window_starts(rec.time_bounds, self.length, stride,
                                                    drop_last)
@@ -238,6 +242,23 @@ class EventWindows:
         until :meth:`close`, also with ``windows=``, where nothing else is)."""
         return self._attachments.get(path)
 
+    def sensor_sizes(self) -> dict[str, tuple[int, int] | None]:
+        """Each recording's sensor size ``(width, height)`` (``None`` if the daemon
+        states none), in the order of :attr:`paths`.
+
+        Known from building for cut windows; for given windows, the first call asks the
+        daemon, opening an empty window ``[0, 0)`` of each recording (the daemon reads
+        what the file says of its sensor and decodes nothing), over a connection of its
+        own, closed at once.
+        """
+        unknown = [path for path in self.paths if path not in self._sizes]
+        if unknown:
+            with Client(self.socket_path, timeout=self._attachments.timeout) as client:
+                for path in unknown:
+                    with client.open(path, window=(0, 0)) as rec:
+                        self._sizes[path] = _size(rec)
+        return {path: self._sizes[path] for path in self.paths}
+
     def close(self) -> None:
         """Release this process's recordings and close its connection. Idempotent;
         windows can still be read afterwards (they attach again). Windows read earlier
@@ -250,6 +271,10 @@ class EventWindows:
         else:
             kind = f"windows of {self.length} {'us' if self.by_time else 'events'}"
         return f"<EventWindows {len(self)} {kind} over {len(self.paths)} recordings>"
+
+
+def _size(rec: Recording) -> tuple[int, int] | None:
+    return None if rec.width is None or rec.height is None else (rec.width, rec.height)
 
 
 def _given_windows(windows: Iterable[WindowArg],

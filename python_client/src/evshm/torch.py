@@ -25,9 +25,17 @@ What an item is:
   :attr:`evshm.Recording.zero_copy`). Windows differ in length, so batch them with
   :func:`collate_events` (or ``batch_size=None``);
 - with ``transform``: whatever ``transform(events)`` returns, where ``events`` is an
-  :class:`~evshm.Events` of read-only numpy views (e.g.
-  :class:`~evshm.transforms.VoxelGrid`); a writable numpy array result becomes a tensor
-  without a copy.
+  :class:`~evshm.Events` of read-only numpy views (e.g. a
+  :class:`~evshm.transforms.Compose` ending in :class:`~evshm.transforms.VoxelGrid`), or
+  with ``structured=True`` the same events as tonic's structured array, for tonic's
+  transforms; a writable numpy array result becomes a tensor without a copy;
+- with ``target``: the pair ``(input, target(path, t_start, t_end))`` (see
+  :mod:`evshm.targets`).
+
+A representation has the shape of the sensor, so windows of recordings of different
+sensor sizes cannot be batched together: with a ``transform``, the datasets refuse such
+recordings when they are built, naming the sizes, unless ``size=(width, height)`` is given,
+which resizes every window's events to that size first (:func:`evshm.transforms.resize`).
 
 What crosses from a worker to the training process is the item (or the collated batch),
 which DataLoader copies into its own shared memory: compute the representation in the
@@ -48,16 +56,27 @@ require("torch", "torch", "evshm.torch")
 require("numpy", "numpy", "evshm.torch")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch.utils.data import Dataset, IterableDataset, get_worker_info  # noqa: E402
+from torch.utils.data import (  # noqa: E402
+    Dataset,
+    IterableDataset,
+    default_collate,
+    get_worker_info,
+)
 
 from ._client import PathArg  # noqa: E402
 from ._dataset import EventWindows, WindowArg  # noqa: E402
-from ._events import Events  # noqa: E402
 from ._recording import Recording  # noqa: E402
+from .transforms import resize  # noqa: E402
+from .transforms._base import check_size  # noqa: E402
 
-__all__ = ["EventWindowDataset", "EventWindowIterableDataset", "collate_events"]
+__all__ = ["EventWindowDataset", "EventWindowIterableDataset", "collate_events",
+           "collate_detection"]
 
-Transform = Callable[[Events], Any]
+#: Called on each window's :class:`~evshm.Events` (or, with ``structured=True``, on its
+#: structured array).
+Transform = Callable[[Any], Any]
+#: Called as ``target(path, t_start, t_end)`` for each window.
+Target = Callable[[str, int, int], Any]
 
 
 class _WindowItems:
@@ -66,15 +85,30 @@ class _WindowItems:
     def __init__(self, paths: Sequence[PathArg] | None, *, duration: int | None,
                  events: int | None, stride: int | None, drop_last: bool,
                  windows: Iterable[WindowArg] | None,
-                 transform: Transform | None,
+                 transform: Transform | None, target: Target | None,
+                 size: tuple[int, int] | None, structured: bool,
                  socket_path: str | os.PathLike[str] | None,
                  timeout: float | None) -> None:
+        if structured and transform is None:
+            raise ValueError("structured=True gives the transform a structured array: "
+                             "it needs a transform")
         #: The windows (a torch-free :class:`~evshm.EventWindows`).
         self.windows = EventWindows(paths, duration=duration, events=events,
                                     stride=stride, drop_last=drop_last, windows=windows,
                                     socket_path=socket_path, timeout=timeout)
         #: Applied to each window's :class:`~evshm.Events`, in the worker.
         self.transform = transform
+        #: Whether :attr:`transform` gets tonic's structured array instead.
+        self.structured = structured
+        #: Called as ``target(path, t_start, t_end)`` for each item, in the worker.
+        self.target = target
+        #: The sensor size every window is resized to, or ``None``.
+        self.size = None if size is None else check_size(size, "size")
+        fit = getattr(target, "fit", None)
+        if callable(fit):
+            fit(self.paths)
+        if transform is not None and self.size is None:
+            _check_one_size(self.windows.sensor_sizes())
 
     @property
     def paths(self) -> list[str]:
@@ -104,12 +138,54 @@ class _WindowItems:
         # Nothing of a given window is kept here: its lease ends with `view`, or with
         # the item when the item is the window's zero-copy tensors.
         view = self.windows[index]
+        data = self._input(view)
+        if self.target is None:
+            return data
+        path, start, stop = self.windows.window(index)
+        if not self.windows.by_time:  # a count window: the time its events span
+            bounds = view.time_bounds
+            assert bounds is not None, "a count window holds at least one event"
+            start, stop = bounds[0], bounds[1] + 1
+        return data, self.target(path, start, stop)
+
+    def _input(self, view: Recording) -> Any:
+        resized = self.size is not None and (view.width, view.height) != self.size
         if self.transform is None:
-            return view.torch()
-        out = self.transform(view.events())
+            tensors = view.torch()
+            if resized:
+                assert self.size is not None
+                moved = resize(view.events(), *self.size)
+                tensors["x"], tensors["y"] = torch.from_numpy(moved.x), torch.from_numpy(moved.y)
+            return tensors
+        events = view.events()
+        if resized:
+            assert self.size is not None
+            events = resize(events, *self.size)
+        out = self.transform(events.as_structured() if self.structured else events)
         if isinstance(out, np.ndarray) and out.flags.writeable:
             return torch.from_numpy(out)  # a fresh array: no copy, no warning
         return out
+
+
+def _check_one_size(sizes: dict[str, tuple[int, int] | None]) -> None:
+    """Refuse recordings of several sensor sizes (or none stated), naming them: a
+    representation's shape follows the sensor, and default_collate would fail to stack
+    them, in a worker, mid-epoch."""
+    by_size: dict[tuple[int, int] | None, list[str]] = {}
+    for path, size in sizes.items():
+        by_size.setdefault(size, []).append(path)
+    if len(by_size) <= 1 and None not in by_size:
+        return
+
+    def named(size: tuple[int, int] | None, paths: list[str]) -> str:
+        what = "no stated size" if size is None else f"{size[0]}x{size[1]}"
+        more = f" and {len(paths) - 2} more" if len(paths) > 2 else ""
+        return f"{what} ({', '.join(paths[:2])}{more})"
+
+    found = "; ".join(named(size, paths) for size, paths in by_size.items())
+    raise ValueError(f"the recordings are of {len(by_size)} sensor sizes: {found}. A "
+                     "transform's output would differ in shape between them: give "
+                     "size=(width, height) to resize every window to one size")
 
 
 class EventWindowDataset(_WindowItems, Dataset[Any]):
@@ -130,9 +206,22 @@ class EventWindowDataset(_WindowItems, Dataset[Any]):
             microseconds, item ``i`` being window ``i`` (checked here: integers,
             ``t_start <= t_end``).
         transform: applied to each window's :class:`~evshm.Events` in the worker (see
-            :mod:`evshm.transforms`); must be picklable for ``spawn`` workers. Without
-            it, an item is a dict of tensors ``t, x, y, p``, zero-copy unless the
-            window spans two of the daemon's chunks.
+            :mod:`evshm.transforms`), any callable; must be picklable for ``spawn``
+            workers. Without it, an item is a dict of tensors ``t, x, y, p``, zero-copy
+            unless the window spans two of the daemon's chunks. With it, recordings of
+            different sensor sizes are refused here unless ``size`` is given.
+        structured: give the transform the events as tonic's structured array
+            (:meth:`evshm.Events.as_structured`) instead of an :class:`~evshm.Events`,
+            so that ``tonic.transforms.Compose([...])`` works unchanged.
+        target: called as ``target(path, t_start, t_end)`` in the worker; items are
+            then ``(input, target)`` (see :mod:`evshm.targets`; ``[t_start, t_end)`` is
+            the time window, or for a count window the span of its events, last
+            timestamp + 1). If it has a ``fit`` method, that is called here with
+            :attr:`paths` (:class:`~evshm.targets.FolderClass` learns its classes).
+        size: ``(width, height)``: resize every window's events to this sensor size
+            (:func:`evshm.transforms.resize`) before the transform (without one, the
+            tensors ``x`` and ``y`` are resized copies); how recordings of different
+            sensors are mixed.
         socket_path, timeout: where the daemon is, and the socket timeout (seconds).
 
     Building the dataset with ``duration=`` or ``events=`` opens each recording once in
@@ -148,12 +237,14 @@ class EventWindowDataset(_WindowItems, Dataset[Any]):
                  duration: int | None = None, events: int | None = None,
                  stride: int | None = None, drop_last: bool = False,
                  windows: Iterable[WindowArg] | None = None,
-                 transform: Transform | None = None,
+                 transform: Transform | None = None, target: Target | None = None,
+                 size: tuple[int, int] | None = None, structured: bool = False,
                  socket_path: str | os.PathLike[str] | None = None,
                  timeout: float | None = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
                               stride=stride, drop_last=drop_last, windows=windows,
-                              transform=transform, socket_path=socket_path,
+                              transform=transform, target=target, size=size,
+                              structured=structured, socket_path=socket_path,
                               timeout=timeout)
 
     def __getitem__(self, index: int) -> Any:
@@ -163,7 +254,8 @@ class EventWindowDataset(_WindowItems, Dataset[Any]):
 class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
     """An iterable dataset of the same windows as :class:`EventWindowDataset`.
 
-    Takes the same arguments (``windows=`` included), plus ``shuffle`` (yield the
+    Takes the same arguments (``windows=``, ``target=``, ``size=`` included), plus
+    ``shuffle`` (yield the
     windows in a random order drawn from ``seed + epoch``) and ``seed``. Each
     ``DataLoader`` worker yields the windows whose position in the order is congruent to
     its id modulo the number of workers, so every window is yielded once per epoch.
@@ -175,12 +267,15 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
                  duration: int | None = None, events: int | None = None,
                  stride: int | None = None, drop_last: bool = False,
                  windows: Iterable[WindowArg] | None = None,
-                 transform: Transform | None = None, shuffle: bool = False,
-                 seed: int = 0, socket_path: str | os.PathLike[str] | None = None,
+                 transform: Transform | None = None, target: Target | None = None,
+                 size: tuple[int, int] | None = None, structured: bool = False,
+                 shuffle: bool = False, seed: int = 0,
+                 socket_path: str | os.PathLike[str] | None = None,
                  timeout: float | None = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
                               stride=stride, drop_last=drop_last, windows=windows,
-                              transform=transform, socket_path=socket_path,
+                              transform=transform, target=target, size=size,
+                              structured=structured, socket_path=socket_path,
                               timeout=timeout)
         self.shuffle = shuffle
         self.seed = seed
@@ -205,17 +300,50 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
             yield self._item(index)
 
 
-def collate_events(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Batch windows of different lengths (items without ``transform``).
+def collate_events(batch: Sequence[Any]) -> Any:
+    """Batch windows of raw events, of different lengths (items without ``transform``).
 
     Returns the columns ``t, x, y, p`` of all windows concatenated, and ``lengths``
     (int64, one per window); ``torch.repeat_interleave(torch.arange(len(lengths)),
-    lengths)`` gives each event's window. Concatenating copies the events once; in a
-    DataLoader worker the result is allocated in shared memory (as ``default_collate``
-    does), so that sending it to the training process copies nothing more.
+    lengths)`` gives each event's window. Items ``(events, target)`` (datasets with
+    ``target=``) give ``(events, targets)``, the targets batched by torch's
+    ``default_collate`` (class indices become one int64 tensor); for targets of varying
+    size, such as boxes, use :func:`collate_detection`. Concatenating copies the events
+    once; in a DataLoader worker the result is allocated in shared memory (as
+    ``default_collate`` does), so that sending it to the training process copies nothing
+    more.
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
+    if isinstance(batch[0], tuple):
+        return (_concatenate([item[0] for item in batch]),
+                default_collate([item[1] for item in batch]))
+    return _concatenate(batch)
+
+
+def collate_detection(batch: Sequence[Any]) -> Any:
+    """Batch items whose targets differ in size from item to item, such as the boxes of
+    :class:`evshm.targets.Boxes`: items ``(input, target)`` give ``(inputs, targets)``,
+    where ``targets`` is the list of the items' targets, as they are, and ``inputs`` the
+    inputs batched: windows of raw events (dicts of tensors) concatenated as
+    :func:`collate_events` does, anything else (representations) stacked by
+    ``default_collate``. Items without a target give the batched inputs alone.
+    """
+    if not batch:
+        raise ValueError("cannot collate an empty batch")
+    if not isinstance(batch[0], tuple):
+        return _collate_inputs(list(batch))
+    return _collate_inputs([item[0] for item in batch]), [item[1] for item in batch]
+
+
+def _collate_inputs(inputs: list[Any]) -> Any:
+    if isinstance(inputs[0], dict):
+        return _concatenate(inputs)
+    return default_collate(inputs)
+
+
+def _concatenate(batch: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The windows' columns concatenated, and ``lengths``."""
     in_worker = get_worker_info() is not None
     out: dict[str, torch.Tensor] = {}
     for name in batch[0]:
