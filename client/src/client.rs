@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use evshm_protocol::{
-    HelloReply, ListReply, OpenReply, PROTOCOL_VERSION, RecordingEntry, Request, StatsReply, Table,
-    Window, default_socket_path,
+    EvictReply, HelloReply, ListReply, OpenReply, PROTOCOL_VERSION, RecordingEntry, Request,
+    StatsReply, Table, Window, default_socket_path,
 };
 use serde::de::DeserializeOwned;
 
@@ -63,6 +63,12 @@ impl Client {
     /// The daemon's counters.
     pub fn stats(&self) -> Result<StatsReply, ClientError> {
         self.request(&Request::Stats)
+    }
+
+    /// Drops every resident chunk no client holds, now (leased ones stay): how many, and
+    /// their bytes.
+    pub fn evict(&self) -> Result<EvictReply, ClientError> {
+        self.request(&Request::Evict)
     }
 
     /// Opens a recording's CD events (a path relative to a served root), decoding what no

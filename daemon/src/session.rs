@@ -216,6 +216,15 @@ impl<'d> Session<'d> {
                 reply_line(&ReleaseReply {})
             }
             Request::Stats => reply_line(&wire::stats_reply(self.daemon)),
+            Request::Evict => {
+                let evicted = self.daemon.evict_unleased();
+                log::info!(
+                    "evict request: {} unleased chunks evicted ({} bytes)",
+                    evicted.chunks,
+                    evicted.bytes
+                );
+                reply_line(&wire::evict_reply(evicted))
+            }
             _ => {
                 return Err(ErrorReply::new(ErrorCode::UnknownOp, "request not supported"));
             }

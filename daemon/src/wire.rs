@@ -6,8 +6,8 @@ use std::path::Path;
 use evshm_formats::{DetectError, Geometry};
 use evshm_protocol::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_protocol::{
-    ChunkInfo, ClientStats, ErrorCode, ErrorReply, FieldInfo, OpenReply, RecordingEntry,
-    SegmentInfo, StatsReply, Table,
+    ChunkInfo, ClientStats, ErrorCode, ErrorReply, EvictReply, FieldInfo, OpenReply,
+    RecordingEntry, SegmentInfo, StatsReply, Table,
 };
 
 use crate::access::AccessDenied;
@@ -16,7 +16,7 @@ use crate::listing::Listed;
 use crate::open::{OpenError, Opened};
 use crate::roots::PathError;
 use crate::segment::SegmentCreateError;
-use crate::state::Daemon;
+use crate::state::{Daemon, Evicted};
 use crate::stats::{ClientEntry, Stats};
 
 /// Largest sensor side a request may give (DAT's 14-bit coordinates).
@@ -144,6 +144,11 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
         dropped: chunks.iter().map(|s| s.table.resident.decoded.report.outside_geometry).sum(),
         skipped: chunks.iter().map(|s| s.table.resident.decoded.report.stats.skipped()).sum(),
     }
+}
+
+/// The reply to `evict`.
+pub fn evict_reply(evicted: Evicted) -> EvictReply {
+    EvictReply { evicted: evicted.chunks, bytes_evicted: evicted.bytes }
 }
 
 /// A recording of `list`.

@@ -229,6 +229,15 @@ pub struct FieldInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReleaseReply {}
 
+/// Reply to [`Request::Evict`](crate::Request::Evict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EvictReply {
+    /// Chunks evicted.
+    pub evicted: u64,
+    /// Bytes of their segments.
+    pub bytes_evicted: u64,
+}
+
 /// Reply to [`Request::Stats`](crate::Request::Stats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StatsReply {

@@ -310,6 +310,8 @@ class FakeDaemon:
                                                 "message": f"lease {request['lease']}"}}
         elif op == "stats":
             reply = {"ok": True, "leases": self.leases, "segments": 1}
+        elif op == "evict":
+            reply = {"ok": True, "evicted": 0, "bytes_evicted": 0}
         elif op == "list":
             reply = {"ok": True, "recordings": [
                 {"path": "a.raw", "format": "evt3", "size": 12, "decoded": True}]}

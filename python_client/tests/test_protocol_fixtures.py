@@ -65,6 +65,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         tuple(r["window"]) if "window" in r else None),
     "release": lambda r: proto.release_request(r["lease"]),
     "stats": lambda r: proto.stats_request(),
+    "evict": lambda r: proto.evict_request(),
 }
 
 
@@ -87,6 +88,7 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "open": proto.parse_open_reply,
     "release": lambda reply: reply,
     "stats": proto.parse_stats_reply,
+    "evict": proto.parse_evict_reply,
 }
 
 

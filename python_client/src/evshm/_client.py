@@ -50,9 +50,11 @@ from ._protocol import (
     RecordingInfo,
     check_window,
     encode_request,
+    evict_request,
     hello_request,
     list_request,
     open_request,
+    parse_evict_reply,
     parse_hello_reply,
     parse_list_reply,
     parse_open_reply,
@@ -539,6 +541,12 @@ class Client:
     def stats(self) -> dict[str, int]:
         """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
         return self._connection().request(stats_request(), parse_stats_reply)
+
+    def evict(self) -> dict[str, int]:
+        """Drop every decoded chunk no client holds from shared memory, now (chunks
+        under a lease stay; an evicted one is decoded again when next opened): the
+        chunks evicted (``evicted``) and their bytes (``bytes_evicted``)."""
+        return self._connection().request(evict_request(), parse_evict_reply)
 
     # ----------------------------------------------------------------- lifetime
 

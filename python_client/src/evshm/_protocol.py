@@ -36,10 +36,12 @@ __all__ = [
     "release_request",
     "list_request",
     "stats_request",
+    "evict_request",
     "parse_hello_reply",
     "parse_open_reply",
     "parse_list_reply",
     "parse_stats_reply",
+    "parse_evict_reply",
 ]
 
 #: The protocol version this client speaks (sent in ``hello``).
@@ -154,6 +156,11 @@ def list_request() -> dict[str, Any]:
 def stats_request() -> dict[str, Any]:
     """The ``stats`` request."""
     return {"op": "stats"}
+
+
+def evict_request() -> dict[str, Any]:
+    """The ``evict`` request: drop every resident chunk no client holds, now."""
+    return {"op": "evict"}
 
 
 # --------------------------------------------------------------------------- framing
@@ -495,3 +502,9 @@ def parse_stats_reply(reply: Mapping[str, Any]) -> dict[str, int]:
         key: value for key, value in reply.items()
         if isinstance(value, int) and not isinstance(value, bool)
     }
+
+
+def parse_evict_reply(reply: Mapping[str, Any]) -> dict[str, int]:
+    """Check an ``evict`` reply: the chunks evicted (``evicted``) and their bytes
+    (``bytes_evicted``)."""
+    return {key: _field(reply, key, int, "evict reply") for key in ("evicted", "bytes_evicted")}

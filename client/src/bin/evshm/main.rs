@@ -42,6 +42,8 @@ enum Command {
     },
     /// Prints the daemon's counters.
     Stats,
+    /// Drops every decoded chunk no client holds from shared memory, now.
+    Evict,
     /// Writes a synthetic recording that looks like a real camera's output.
     Generate(generate::GenerateArgs),
     /// Converts a recording to another format, or to an Arrow IPC file.
@@ -90,6 +92,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let name = c.client.as_deref().unwrap_or("-");
                 println!("  pid {:<8} uid {:<6} leases {:<6} {name}", c.pid, c.uid, c.leases);
             }
+        }
+        Command::Evict => {
+            let evicted = connect()?.evict()?;
+            let (chunks, bytes) = (evicted.evicted, evicted.bytes_evicted);
+            println!("evicted {chunks} unleased chunks ({bytes} bytes)");
         }
         Command::Generate(args) => generate::run(args)?,
         Command::Convert(args) => convert::run(args)?,
