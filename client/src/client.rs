@@ -1,7 +1,7 @@
 //! The connection to evshmd: connecting, listing, opening recordings, counters.
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use crate::trust;
 pub struct Client {
     connection: Arc<Mutex<Connection>>,
     server: String,
+    roots: Arc<[PathBuf]>,
 }
 
 impl Client {
@@ -42,7 +43,8 @@ impl Client {
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
         let (hello, _): (HelloReply, _) = connection
             .request(&Request::Hello { version: PROTOCOL_VERSION, client: Some(client) })?;
-        Ok(Client { connection: Arc::new(Mutex::new(connection)), server: hello.server })
+        let (server, roots) = (hello.server, hello.roots.into());
+        Ok(Client { connection: Arc::new(Mutex::new(connection)), server, roots })
     }
 
     /// Connects to the daemon at [`default_socket_path`].
@@ -53,6 +55,12 @@ impl Client {
     /// The daemon's name and version, from its hello.
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The directories the daemon serves, canonical, in the order it searches them, from
+    /// its hello (empty if it did not say).
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
     }
 
     /// Lists the recordings under the daemon's roots.

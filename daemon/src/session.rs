@@ -191,7 +191,8 @@ impl<'d> Session<'d> {
                     None => log::debug!("hello from {who}"),
                 }
                 let server = format!("evshmd/{}", env!("CARGO_PKG_VERSION"));
-                reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
+                let roots = self.daemon.roots.dirs().to_vec();
+                reply_line(&HelloReply { version: PROTOCOL_VERSION, server, roots })
             }
             Request::List => {
                 let listed = crate::listing::list(self.daemon);

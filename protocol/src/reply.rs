@@ -67,6 +67,10 @@ pub struct HelloReply {
     pub version: u32,
     /// The daemon's name and version.
     pub server: String,
+    /// The directories it serves, canonical, in the order it searches them (absent from
+    /// the replies of daemons that did not say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<PathBuf>,
 }
 
 /// Reply to [`Request::List`](crate::Request::List).

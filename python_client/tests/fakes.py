@@ -292,7 +292,8 @@ class FakeDaemon:
             return self.overrides[op], []
         fds: list[int] = []
         if op == "hello":
-            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1"}
+            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1",
+                                     "roots": [str(self.tmp_path)]}
         elif op == "open":
             if request["path"] == "missing.raw":
                 reply = {"ok": False, "error": {"code": "not_found",

@@ -17,6 +17,7 @@ def test_hello_is_the_first_request(fake):
     assert sock.requests == [{"op": "hello", "version": 2,
                               "client": f"evshm-python/{evshm.__version__}"}]
     assert client.server == "fake/1"
+    assert client.roots == [str(fake.tmp_path)]
     client.close()
 
 

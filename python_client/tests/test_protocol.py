@@ -307,7 +307,11 @@ def test_parse_list_and_stats_replies():
 
 
 def test_parse_hello_reply_checks_the_version():
-    assert proto.parse_hello_reply(REPLIES[0]) == "evshmd/0.1.0"
+    assert proto.parse_hello_reply(REPLIES[0]) == proto.Hello("evshmd/0.1.0", ())
+    with_roots = {**REPLIES[0], "roots": ["/data/a", "/data/b"]}
+    assert proto.parse_hello_reply(with_roots).roots == ("/data/a", "/data/b")
+    with pytest.raises(evshm.ProtocolError):
+        proto.parse_hello_reply({**REPLIES[0], "roots": "/data/a"})
     with pytest.raises(evshm.ProtocolError) as info:
         proto.parse_hello_reply({"ok": True, "version": 1})  # a daemon of protocol 1
     assert info.value.code == "unsupported_version"

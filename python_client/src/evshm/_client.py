@@ -179,7 +179,7 @@ class _Connection:
         self._fds: list[int] = []
         self._sock = _connect(socket_path, timeout)
         try:
-            self.server = self.request(hello_request(_client_name()), parse_hello_reply)
+            self.hello = self.request(hello_request(_client_name()), parse_hello_reply)
         except BaseException:
             self._close_locked()
             raise
@@ -450,7 +450,13 @@ class Client:
     @property
     def server(self) -> str:
         """The daemon's self-description from ``hello`` (e.g. ``evshmd/0.1.0``)."""
-        return self._connection().server
+        return self._connection().hello.server
+
+    @property
+    def roots(self) -> list[str]:
+        """The directories the daemon serves, canonical, in the order it searches them
+        (from its ``hello``; empty when it does not say)."""
+        return list(self._connection().hello.roots)
 
     # ----------------------------------------------------------------- requests
 

@@ -30,6 +30,7 @@ __all__ = [
     "SegmentInfo",
     "ChunkInfo",
     "OpenReply",
+    "Hello",
     "hello_request",
     "open_request",
     "check_window",
@@ -353,8 +354,19 @@ class OpenReply:
     skipped: int = 0
 
 
-def parse_hello_reply(reply: Mapping[str, Any]) -> str:
-    """Check a ``hello`` reply and return the daemon's ``server`` string (may be empty)."""
+@dataclass(frozen=True)
+class Hello:
+    """What the daemon says of itself in its ``hello`` reply."""
+
+    #: Its name and version (may be empty).
+    server: str
+    #: The directories it serves, canonical, in the order it searches them (empty when
+    #: the daemon does not say).
+    roots: tuple[str, ...]
+
+
+def parse_hello_reply(reply: Mapping[str, Any]) -> Hello:
+    """Check a ``hello`` reply and return what the daemon says of itself."""
     version = _field(reply, "version", int, "hello reply")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
@@ -363,7 +375,10 @@ def parse_hello_reply(reply: Mapping[str, Any]) -> str:
             f"this client speaks version {PROTOCOL_VERSION}",
         )
     server = reply.get("server", "")
-    return server if isinstance(server, str) else ""
+    roots = reply.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(root, str) for root in roots):
+        raise _malformed(f"hello reply field 'roots' should be a list of paths, got {roots!r}")
+    return Hello(server if isinstance(server, str) else "", tuple(roots))
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:
