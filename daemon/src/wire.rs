@@ -210,7 +210,13 @@ mod tests {
         assert_eq!(code_and_message(OpenError::Path(outside)).0, ErrorCode::OutsideRoots);
         let window = evshm_protocol::Window { start: 2, end: 1 };
         assert_eq!(code_and_message(OpenError::BadWindow(window)).0, ErrorCode::BadRequest);
-        let over = OpenError::OverBudget { name: "a.raw".into(), needed: 2, limit: 1 };
+        let over = OpenError::OverBudget {
+            name: "a.raw".into(),
+            window: None,
+            chunks: 0..1,
+            needed: 2,
+            limit: 1,
+        };
         assert_eq!(code_and_message(over).0, ErrorCode::OverBudget);
 
         let unrecognized = IngestError::Unrecognized {

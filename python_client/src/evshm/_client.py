@@ -482,8 +482,9 @@ class Client:
 
         Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
         :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
-        :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...; :class:`TypeError` or
-        :class:`ValueError` for a window that is not two integers in order.
+        :class:`~evshm.OverBudget`, :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...;
+        :class:`TypeError` or :class:`ValueError` for a window that is not two integers in
+        order.
         """
         checked = None if window is None else check_window(window)
         return self._open_timed(path, table, geometry, checked)[0]

@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedFormat",
     "CorruptRecording",
     "ShmFull",
+    "OverBudget",
     "UnknownLease",
     "AccessDenied",
     "TooManyLeases",
@@ -105,9 +106,20 @@ class CorruptRecording(DaemonError):
 
 
 class ShmFull(DaemonError):
-    """No room for the decoded segment: the shared-memory filesystem is full
-    (``shm_full``), or the daemon's memory budget is, even after evicting what no client
-    holds and waiting for releases (``over_budget``)."""
+    """The shared-memory filesystem has no room for the decoded segment (``shm_full``):
+    other files fill it, or it is small (Docker's 64 MB ``/dev/shm``: ``--shm-size``)."""
+
+
+class OverBudget(ShmFull):
+    """The daemon's memory budget (``evshmd --memory-budget``) has no room for what the
+    open needs, even after evicting what no client holds and waiting for releases
+    (``over_budget``). The message says how much the open needs and what to do: read a
+    whole recording by time windows; for a window, raise the budget.
+
+    It derives from :class:`ShmFull` only because ``over_budget`` raised ``ShmFull``
+    before this class existed: ``except ShmFull`` still catches it, but catching it that
+    way is deprecated.
+    """
 
 
 class UnknownLease(DaemonError):
@@ -143,7 +155,7 @@ _ERRORS_BY_CODE: dict[str, type[DaemonError]] = {
     "unsupported_format": UnsupportedFormat,
     "corrupt_recording": CorruptRecording,
     "shm_full": ShmFull,
-    "over_budget": ShmFull,
+    "over_budget": OverBudget,
     "unknown_lease": UnknownLease,
     "access_denied": AccessDenied,
     "too_many_leases": TooManyLeases,
