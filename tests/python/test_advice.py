@@ -45,3 +45,20 @@ def test_a_window_across_two_chunks_over_the_budget_says_the_budget_it_needs(
         assert BUDGET < int(needed[1]) * 1024 < 2 * BUDGET
         with client.open("two.raw", window=(t[0], t[20_000])) as rec:  # one chunk fits
             assert rec.rows > 0 and len(rec.chunks) == 1
+
+
+def test_an_unread_format_is_not_blamed_on_its_name(daemon: Daemon):
+    (daemon.root / "capture.bin").write_bytes(bytes(range(256)) * 64)
+    (daemon.root / "cut.raw").write_bytes(bytes(range(256)) * 64)
+    with daemon.client() as client:
+        with pytest.raises(evshm.UnsupportedFormat) as refused:
+            client.open("capture.bin")
+        message = refused.value.message
+        assert message.startswith("capture.bin: not an event recording evshm reads "
+                                  "(no `% ` header, and not text"), message
+        assert "although" not in message and "ends in .bin" not in message
+        assert message.endswith("convert other formats to one of these"), message
+        with pytest.raises(evshm.UnsupportedFormat) as refused:
+            client.open("cut.raw")
+        assert ("the name ends in .raw, but a Prophesee RAW file starts with its `% ` "
+                "header: was it cut off?") in refused.value.message
