@@ -24,6 +24,7 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     assert!(segments_of(&instance).is_empty(), "no segment left in /dev/shm");
     assert!(!util::liveness_of(&instance).exists(), "no liveness file left in /dev/shm");
     assert!(!daemon.socket.exists(), "socket removed");
+    assert!(!util::lock_of(&daemon.socket).exists(), "and its lock file, last");
     assert_eq!(rows(a.batches()), before, "a reader's mapping outlives the daemon");
     assert_eq!(b.batches()[0].num_rows(), 20_000);
     assert!(client.stats().is_err(), "requests fail once the daemon is gone");

@@ -78,6 +78,7 @@ def daemon(tmp_path: Path, daemon_args: list[str]) -> Iterator[Daemon]:
     left = d.segments()
     assert not left, f"segments left in /dev/shm after SIGTERM: {left}"
     assert not os.path.exists(sock), f"socket file {sock} left after SIGTERM"
+    assert not os.path.exists(f"{sock}.lock"), f"lock file {sock}.lock left after SIGTERM"
 
 
 @pytest.fixture

@@ -83,16 +83,13 @@ class Daemon:
     socket: str
     log: Path
     real: Path | None  # the real-data folder the root was filled from, if any
+    #: The daemon's instance id, which names its segments: read from its socket's lock
+    #: file once it answers (a clean shutdown removes the file).
+    instance: str = ""
 
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    @property
-    def instance(self) -> str:
-        """The daemon's instance id, which names its segments (held in its socket's lock
-        file, which stays after it stops)."""
-        return Path(f"{self.socket}.lock").read_text().strip()
 
     @property
     def segment_prefix(self) -> str:
@@ -119,6 +116,7 @@ def wait_until_answering(daemon: Daemon) -> None:
         if os.path.exists(daemon.socket):
             try:
                 evshm.Client(daemon.socket, timeout=2.0).close()
+                daemon.instance = Path(f"{daemon.socket}.lock").read_text().strip()
                 return
             except evshm.EvshmError as exc:
                 last = exc

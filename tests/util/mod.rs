@@ -214,15 +214,25 @@ impl Drop for Daemon {
             assert!(leaked.is_empty(), "evshmd left segments behind: {leaked:?}");
             assert!(!self.socket.exists(), "evshmd left its socket behind");
             assert!(!liveness.exists(), "evshmd left {} behind", liveness.display());
+            let lock = lock_of(&self.socket);
+            assert!(!lock.exists(), "evshmd left {} behind", lock.display());
         }
     }
 }
 
-/// The instance id of the evshmd holding the lock of `socket`.
+/// The instance id of the evshmd holding the lock of `socket`, from the lock file: read it
+/// while the daemon runs (a clean shutdown removes the file).
 pub fn instance_at(socket: &Path) -> String {
-    let lock = format!("{}.lock", socket.display());
-    let id = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{lock}: {e}"));
+    let lock = lock_of(socket);
+    let id = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
     id.trim_end().to_owned()
+}
+
+/// The lock file of `socket`.
+pub fn lock_of(socket: &Path) -> PathBuf {
+    let mut lock = socket.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
 }
 
 /// The file whose lock says that this instance is alive.
