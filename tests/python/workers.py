@@ -165,3 +165,10 @@ def touch_everything(worker_id: int) -> None:
     assert info is not None and info.id == worker_id
     for path in info.dataset.paths:  # type: ignore[attr-defined]
         checksum(info.dataset.recording(path))  # type: ignore[attr-defined]
+
+
+def rows_at_default_socket(path: str) -> int:
+    """Rows of ``path`` read through the daemon at the default socket (a spawned child
+    inherits the test's ``$EVSHM_SOCKET``)."""
+    with evshm.Client() as client, client.open(path) as rec:
+        return rec.rows

@@ -67,7 +67,7 @@ from ._recording import Recording
 from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
 from ._trust import check_peer, check_socket, fallback_socket_dir
 
-__all__ = ["Client", "default_socket_path"]
+__all__ = ["Client", "default_socket_path", "socket_accepts"]
 
 _T = TypeVar("_T")
 _RECV_SIZE = 65_536
@@ -99,6 +99,19 @@ def _client_name() -> str:
     from . import __version__
 
     return f"evshm-python/{__version__}"
+
+
+def socket_accepts(socket_path: str) -> bool:
+    """Whether something accepts connections on ``socket_path`` now."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(socket_path)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def _daemon_status(socket_path: str) -> str:
@@ -183,6 +196,11 @@ class _Connection:
         except BaseException:
             self._close_locked()
             raise
+
+    @property
+    def sock(self) -> socket.socket:
+        """The socket (to read the credentials of the process at its other end)."""
+        return self._sock
 
     # ----------------------------------------------------------------- requests
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "EvshmError",
     "ConnectionLost",
+    "RootMismatch",
+    "StartFailed",
     "SegmentError",
     "DaemonError",
     "ProtocolError",
@@ -49,6 +51,15 @@ class UntrustedDaemon(EvshmError):
     take for evshmd (not this user, root or ``$EVSHM_DAEMON_UID``), or the fallback
     socket's directory is not this user's private one. Nothing was sent or mapped.
     """
+
+
+class RootMismatch(EvshmError):
+    """:func:`evshm.start` found an evshmd on the socket that serves other roots than it
+    was asked for, and left it alone (see :mod:`evshm._daemon` for why)."""
+
+
+class StartFailed(EvshmError):
+    """:func:`evshm.start` could not start evshmd; the message ends with its log."""
 
 
 class SegmentError(EvshmError):
