@@ -412,4 +412,18 @@ fn the_cli_lists_opens_and_reports() {
     assert!(stats.contains("evshm-rust/"), "each client is listed with its name: {stats}");
     let (ok, _, error) = cli(&["open", "nope.raw"]);
     assert!(!ok && error.contains("no file nope.raw"), "{error}");
+
+    // `evshm stats | head -1`: the reader is gone before the output is written. The
+    // command stops quietly, as one that SIGPIPE ends, not with a panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(evshm_cli())
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("stats")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(output.status.code(), Some(141));
 }

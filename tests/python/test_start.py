@@ -1,6 +1,6 @@
 """evshmd on demand: ``evshm.start`` starts one detached on the default socket or reuses
-the one there, ``evshm.stop`` ends it and nothing is left behind; workers find the
-daemon through the default socket."""
+the one there, ``evshm.stop`` ends it and nothing is left behind; the same through
+``python -m evshm start|stop``; workers find the daemon through the default socket."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 import evshm
 import workers
-from harness import evshmd_binary, python_env
+from harness import evshmd_binary, python_env, wait_for
 
 #: The line evshm.start prints on stderr when it starts a daemon.
 STARTED = re.compile(r"evshm: started evshmd \(pid (\d+)\) serving (.+) on (\S+); "
@@ -145,3 +145,23 @@ def test_dataloader_workers_find_the_daemon_through_the_default_socket(socket_pa
     assert sum(int(batch["rows"].sum()) for batch in batches) == 200_000
     assert os.getpid() not in {pid for batch in batches for pid in batch["pid"].tolist()}
 
+
+def test_the_command_line_starts_and_stops_it(socket_path: str, root: Path):
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "evshm", *args], env=python_env(),
+                              capture_output=True, text=True, timeout=60)
+
+    first = run("start", str(root), "--memory-budget", "32M")
+    assert first.returncode == 0, first.stderr
+    started = STARTED.fullmatch(first.stderr.strip())
+    assert started is not None and first.stdout == ""
+    instance = instance_of(socket_path)
+    again = run("start", str(root))
+    assert again.stdout == f"evshmd already serves {root.resolve()} on {socket_path}\n"
+    with evshm.Client() as client:
+        assert client.stats()["memory_budget"] == 32 << 20
+    stopped = run("stop")
+    assert stopped.stdout == f"stopped evshmd on {socket_path}\n", stopped.stderr
+    wait_for(lambda: not os.path.exists(f"/proc/{started[1]}"), "the daemon to be reaped")
+    assert left_behind(socket_path, instance) == []
+    assert run("stop").stdout == f"no evshmd runs on {socket_path}\n"
