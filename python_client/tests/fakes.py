@@ -238,7 +238,7 @@ class FakeDaemon:
                 os.close(chunk.memfd)
                 chunk.memfd = None
 
-    def connect(self, path: str, timeout: float | None) -> FakeSocket:
+    def connect(self, path: str, timeout: float | None, explicit: bool = True) -> FakeSocket:
         sock = FakeSocket(self)
         self.sockets.append(sock)
         return sock

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import evshm
-from harness import Daemon, decode_whole, generate
+from evshm import _client, _segment
+from harness import Daemon, decode_whole, evshmd_binary, generate
 
 #: Events per chunk: a chunk of two.raw is about 0.7 MB decoded.
 CHUNK_EVENTS = 50_000
@@ -62,3 +65,80 @@ def test_an_unread_format_is_not_blamed_on_its_name(daemon: Daemon):
             client.open("cut.raw")
         assert ("the name ends in .raw, but a Prophesee RAW file starts with its `% ` "
                 "header: was it cut off?") in refused.value.message
+
+
+@pytest.fixture
+def own_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A default socket of this test's own, for evshm.start; stopped at the end."""
+    path = str(tmp_path / "evshm.sock")
+    monkeypatch.setenv("EVSHM_SOCKET", path)
+    monkeypatch.setenv("EVSHMD", str(evshmd_binary()))
+    yield path
+    evshm.stop(path)
+
+
+@pytest.fixture
+def root(tmp_path: Path, synthetic_dir: Path) -> Path:
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    os.link(synthetic_dir / "small.raw", folder / "small.raw")
+    return folder
+
+
+def test_a_client_whose_daemon_restarted_reconnects_once(own_socket: str, root: Path):
+    client = evshm.start(root)
+    with client.open("small.raw") as rec:
+        table = rec.table
+    evshm.stop()
+    evshm.start(root).close()
+    with client.open("small.raw", window=(10_000_000, 10_001_000)) as rec:
+        assert rec.rows > 0
+    assert client.stats()["connections"] == 1, "one new connection"
+    assert table.num_rows == 200_000, "what was mapped before stays readable"
+
+
+def test_a_client_whose_daemon_stopped_is_told_so(own_socket: str, root: Path):
+    client = evshm.start(root)
+    evshm.stop()
+    with pytest.raises(evshm.ConnectionLost) as lost:
+        client.open("small.raw")
+    message = str(lost.value)
+    assert message.startswith(f"evshmd at {own_socket} stopped or restarted, closing this "
+                              "client's connection ("), message
+    assert ("reconnecting failed: cannot connect to evshmd at "
+            f"{own_socket}: no such socket, no evshmd runs there; this is the default socket"
+            ) in message
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_segments_removed_by_a_stop_during_an_open(own_socket: str, root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   restart: bool):
+    """evshmd stops between its reply and the mapping of the segments it named, as in a
+    DataLoader worker mid-epoch: the open is made again on the restarted daemon, or the
+    error says that evshmd stopped (not just `No such file or directory`)."""
+    client = evshm.start(root)
+    mapped = _segment.map_segment
+    stopped: list[str] = []
+
+    def stop_first(path: str, size: int) -> object:
+        if not stopped:
+            stopped.append(path)
+            evshm.stop()
+            if restart:
+                evshm.start(root).close()
+        return mapped(path, size)
+
+    monkeypatch.setattr(_client, "map_segment", stop_first)
+    if restart:
+        with client.open("small.raw") as rec:
+            assert rec.rows == 200_000
+        assert not os.path.exists(stopped[0]), "the first reply's segment is gone"
+        return
+    with pytest.raises(evshm.ConnectionLost) as lost:
+        client.open("small.raw")
+    message = str(lost.value)
+    assert message.startswith(f"evshmd at {own_socket} stopped or restarted, closing this "
+                              f"client's connection (segment {stopped[0]} is gone: evshmd "
+                              "removes its segments when it stops"), message
+    assert "reconnecting failed" in message

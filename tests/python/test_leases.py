@@ -84,7 +84,7 @@ def test_mapping_outlives_the_daemon_and_its_segment(daemon: Daemon, real):
     gc.collect()
     with pytest.raises(evshm.ConnectionLost) as info:
         client.stats()
-    assert daemon.socket in str(info.value) and "not running" in str(info.value)
+    assert daemon.socket in str(info.value) and "no evshmd runs there" in str(info.value)
     client.close()
 
 

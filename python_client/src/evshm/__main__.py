@@ -131,7 +131,8 @@ def _evict(client: Client, as_json: bool) -> None:
 def _start(args: argparse.Namespace, evshmd_args: list[str]) -> None:
     socket_path = args.socket or default_socket_path()
     roots = canonical_roots(args.roots)
-    client, started = launch(roots, socket_path, evshmd_args, args.timeout)
+    client, started = launch(roots, socket_path, evshmd_args, args.timeout,
+                             explicit=args.socket is not None)
     client.close()
     if started is None:
         print(f"evshmd already serves {', '.join(roots)} on {socket_path}")

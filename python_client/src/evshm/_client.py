@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import builtins
 import collections
+import logging
 import os
 import socket
+import stat
 import threading
 import time
 import weakref
@@ -70,6 +72,7 @@ from ._trust import check_peer, check_socket, fallback_socket_dir
 __all__ = ["Client", "default_socket_path", "socket_accepts"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger("evshm")
 _RECV_SIZE = 65_536
 # Descriptors one recvmsg can take: Linux's SCM_MAX_FD, the most one message can carry
 # (the daemon sends at most 250 per message, a sealed reply's spread over several).
@@ -132,7 +135,36 @@ def _daemon_status(socket_path: str) -> str:
         probe.close()
 
 
-def _connect(socket_path: str, timeout: float | None) -> socket.socket:
+def _not_running(socket_path: str, explicit: bool) -> str:
+    """What to do when no evshmd runs at ``socket_path``: start one there, or, for the
+    default socket, point ``$EVSHM_SOCKET`` at one that runs (a path given explicitly
+    ignores the variable, so it is no advice then)."""
+    if explicit:
+        return (f"start one there with evshm.start(ROOT, socket={socket_path!r}) or "
+                f"`python -m evshm --socket {socket_path} start ROOT`")
+    return ("this is the default socket ($EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, "
+            "else /tmp/evshm-$UID/evshm.sock): start one with evshm.start(ROOT) or "
+            "`python -m evshm start ROOT`, or set EVSHM_SOCKET to the socket of one that runs")
+
+
+def _refused(socket_path: str, explicit: bool) -> str:
+    """Why a connection to an existing file was refused: a socket nobody listens on any
+    more, or a file that is no socket at all."""
+    try:
+        mode = os.stat(socket_path).st_mode
+    except OSError:
+        mode = stat.S_IFSOCK
+    if not stat.S_ISSOCK(mode):
+        return (f"{socket_path} is not a socket but a "
+                f"{'directory' if stat.S_ISDIR(mode) else 'regular file'}: give the path "
+                "of the socket evshmd listens on")
+    return ("a stale socket file, nothing accepts on it (the evshmd that made it is gone, "
+            f"and a new one replaces it); {_not_running(socket_path, explicit)}")
+
+
+def _connect(socket_path: str, timeout: float | None, explicit: bool = True) -> socket.socket:
+    """A connected socket to the daemon at ``socket_path``, checked (see ``_trust``);
+    ``explicit`` says whether the caller gave the path (the advice differs)."""
     check_socket(socket_path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC by default
     try:
@@ -142,11 +174,9 @@ def _connect(socket_path: str, timeout: float | None) -> socket.socket:
     except BaseException as exc:
         sock.close()
         if isinstance(exc, FileNotFoundError):
-            why = ("no such socket: evshmd is not running "
-                   "(start it with `evshmd --root DIR`, or set EVSHM_SOCKET)")
+            why = f"no such socket, no evshmd runs there; {_not_running(socket_path, explicit)}"
         elif isinstance(exc, ConnectionRefusedError):
-            why = ("the socket file exists but nothing accepts on it: "
-                   "evshmd is not running (stale socket file)")
+            why = _refused(socket_path, explicit)
         elif isinstance(exc, PermissionError):
             why = "permission denied (evshmd may be running as another user)"
         elif isinstance(exc, socket.timeout):
@@ -173,10 +203,27 @@ def _path_arg(path: PathArg) -> str:
     return text
 
 
+def _went_away(conn: _Connection, error: EvshmError) -> bool:
+    """Whether ``error`` came from evshmd closing ``conn``, as it does when it stops: the
+    connection was dropped from its end, or a segment of a reply vanished (a stopping
+    daemon removes them) and the connection turns out dropped."""
+    if isinstance(error, SegmentError):
+        if not error.vanished:
+            return False
+        try:
+            conn.request(stats_request(), parse_stats_reply)
+        except ConnectionLost:
+            pass
+        else:
+            return False  # evshmd still serves: the segment went some other way
+    return conn.dropped
+
+
 class _Connection:
     """One socket to evshmd: its lock, its reply buffer and the leases taken on it."""
 
-    def __init__(self, socket_path: str, timeout: float | None) -> None:
+    def __init__(self, socket_path: str, timeout: float | None,
+                 explicit: bool = True) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self.pid = os.getpid()
@@ -187,10 +234,12 @@ class _Connection:
         self.live: set[int] = set()
         self.closing = False  # close as soon as no lease is live
         self.closed = False
+        # Whether evshmd closed it (it stopped or restarted): see Client._call.
+        self.dropped = False
         self._lines = LineBuffer()
         # Descriptors passed with the reply being read (a sealed segment, SCM_RIGHTS).
         self._fds: list[int] = []
-        self._sock = _connect(socket_path, timeout)
+        self._sock = _connect(socket_path, timeout, explicit)
         try:
             self.hello = self.request(hello_request(_client_name()), parse_hello_reply)
         except BaseException:
@@ -245,6 +294,8 @@ class _Connection:
             # the reply may be half read: the stream is out of sync for good.
             self._close_locked()
             if isinstance(exc, OSError):
+                # A reset or a closed pipe, unlike a timeout, means evshmd closed it.
+                self.dropped = not isinstance(exc, socket.timeout)
                 raise self._lost(exc) from exc
             raise
         try:
@@ -276,6 +327,7 @@ class _Connection:
                                     "descriptors passed by evshmd were lost (more than "
                                     f"{_MAX_FDS} in one message, or too many open files)")
             if not data:
+                self.dropped = True
                 where = " in the middle of a reply" if self._lines.pending else ""
                 raise ConnectionLost(
                     f"evshmd at {self.socket_path} closed the connection{where}; "
@@ -424,12 +476,15 @@ class Client:
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = 30.0) -> None:
         path = default_socket_path() if socket_path is None else os.fspath(socket_path)
-        self._setup(os.fsdecode(path), timeout)
-        self._slot.conn = _Connection(self.socket_path, timeout)
+        self._setup(os.fsdecode(path), timeout, explicit=socket_path is not None)
+        self._slot.conn = _Connection(self.socket_path, timeout, self._explicit)
 
-    def _setup(self, socket_path: str, timeout: float | None) -> None:
+    def _setup(self, socket_path: str, timeout: float | None, explicit: bool) -> None:
         self.socket_path: str = socket_path
         self.timeout: float | None = timeout
+        # Whether the caller named the socket (else it is the default one): errors advise
+        # differently.
+        self._explicit = explicit
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
@@ -439,11 +494,12 @@ class Client:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the address only (e.g. to a spawned DataLoader worker)."""
-        return {"socket_path": self.socket_path, "timeout": self.timeout}
+        return {"socket_path": self.socket_path, "timeout": self.timeout,
+                "explicit": self._explicit}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """An unpickled client connects on its first request, with its own connection."""
-        self._setup(state["socket_path"], state["timeout"])
+        self._setup(state["socket_path"], state["timeout"], state.get("explicit", True))
 
     # ----------------------------------------------------------------- connection
 
@@ -462,8 +518,33 @@ class Client:
                 raise EvshmError("this evshm.Client is closed")
             conn = self._slot.conn
             if conn is None or conn.closed:
-                conn = self._slot.conn = _Connection(self.socket_path, self.timeout)
+                conn = self._slot.conn = _Connection(self.socket_path, self.timeout,
+                                                     self._explicit)
             return conn
+
+    def _call(self, call: Callable[[_Connection], _T]) -> _T:
+        """``call`` on this client's connection, and once more on a new one if evshmd
+        closed that connection meanwhile (it stopped, or restarted: see ``_went_away``).
+
+        Repeating is safe for every request of this client: the old connection's leases
+        ended with it, and no request changes what a repeat finds.
+        """
+        conn = self._connection()
+        try:
+            return call(conn)
+        except (ConnectionLost, SegmentError) as exc:
+            if not _went_away(conn, exc):
+                raise
+            first = exc
+        _log.info("evshmd at %s stopped or restarted (%s); reconnecting", self.socket_path,
+                  first)
+        try:
+            conn = self._connection()
+        except ConnectionLost as exc:
+            raise ConnectionLost(
+                f"evshmd at {self.socket_path} stopped or restarted, closing this client's "
+                f"connection ({first}), and reconnecting failed: {exc}") from exc
+        return call(conn)
 
     @property
     def server(self) -> str:
@@ -513,7 +594,11 @@ class Client:
                     ) -> tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""
         text = _path_arg(path)
-        conn = self._connection()
+        return self._call(lambda conn: self._open_on(conn, text, table, geometry, window))
+
+    def _open_on(self, conn: _Connection, text: str, table: str,
+                 geometry: tuple[int, int] | None,
+                 window: tuple[int, int] | None) -> tuple[Recording, float, float]:
         start = time.perf_counter()
         reply, fds = conn.open(text, table, geometry, window)
         requested = time.perf_counter()
@@ -561,17 +646,17 @@ class Client:
 
     def list(self) -> builtins.list[RecordingInfo]:
         """List the recordings under the served roots, in the daemon's order."""
-        return self._connection().request(list_request(), parse_list_reply)
+        return self._call(lambda conn: conn.request(list_request(), parse_list_reply))
 
     def stats(self) -> dict[str, int]:
         """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
-        return self._connection().request(stats_request(), parse_stats_reply)
+        return self._call(lambda conn: conn.request(stats_request(), parse_stats_reply))
 
     def evict(self) -> dict[str, int]:
         """Drop every decoded chunk no client holds from shared memory, now (chunks
         under a lease stay; an evicted one is decoded again when next opened): the
         chunks evicted (``evicted``) and their bytes (``bytes_evicted``)."""
-        return self._connection().request(evict_request(), parse_evict_reply)
+        return self._call(lambda conn: conn.request(evict_request(), parse_evict_reply))
 
     # ----------------------------------------------------------------- lifetime
 

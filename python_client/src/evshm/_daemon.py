@@ -112,7 +112,8 @@ def start(root: StrPath | Sequence[StrPath], *, socket: StrPath | None = None,
     :class:`NotADirectoryError` for a root that is not a directory.
     """
     path = default_socket_path() if socket is None else os.fspath(socket)
-    return launch(canonical_roots(root), path, daemon_args(options), timeout)[0]
+    explicit = socket is not None
+    return launch(canonical_roots(root), path, daemon_args(options), timeout, explicit)[0]
 
 
 def canonical_roots(root: StrPath | Sequence[StrPath]) -> list[str]:
@@ -130,12 +131,13 @@ def canonical_roots(root: StrPath | Sequence[StrPath]) -> list[str]:
     return canonical
 
 
-def launch(roots: list[str], socket_path: str, args: list[str],
-           timeout: float) -> tuple[Client, int | None]:
-    """:func:`start` for canonical ``roots`` and evshmd arguments ``args``: the client,
-    and the pid of the daemon if this call started it."""
+def launch(roots: list[str], socket_path: str, args: list[str], timeout: float,
+           explicit: bool) -> tuple[Client, int | None]:
+    """:func:`start` for canonical ``roots`` and evshmd arguments ``args``, ``explicit``
+    saying whether the caller named the socket: the client, and the pid of the daemon if
+    this call started it."""
     deadline = time.monotonic() + timeout
-    client = _serving(roots, socket_path, timeout)
+    client = _serving(roots, socket_path, timeout, explicit)
     if client is not None:
         return client, None
     log = _open_log(socket_path)
@@ -151,7 +153,7 @@ def launch(roots: list[str], socket_path: str, args: list[str],
         os.close(log)
     while True:
         status = proc.poll()
-        client = _serving(roots, socket_path, timeout)
+        client = _serving(roots, socket_path, timeout, explicit)
         if client is not None:
             if peer_credentials(client._connection().sock)[0] == proc.pid:
                 _started[socket_path] = proc
@@ -180,11 +182,14 @@ def launch(roots: list[str], socket_path: str, args: list[str],
         time.sleep(_POLL)
 
 
-def _serving(roots: list[str], socket_path: str, timeout: float) -> Client | None:
+def _serving(roots: list[str], socket_path: str, timeout: float,
+             explicit: bool) -> Client | None:
     """A client of the daemon that answers on ``socket_path`` if it serves ``roots``;
     ``None`` if none answers; :class:`~evshm.RootMismatch` if it serves others."""
     try:
-        client = Client(socket_path, timeout=timeout)
+        # Given the path only if the caller named it: a client of the default socket
+        # advises $EVSHM_SOCKET, should it lose its daemon.
+        client = Client(socket_path if explicit else None, timeout=timeout)
     except ConnectionLost:
         return None
     served = client.roots

@@ -69,6 +69,11 @@ class SegmentError(EvshmError):
     past the end of a file would crash the process with SIGBUS, so it is refused).
     """
 
+    def __init__(self, message: str, *, vanished: bool = False) -> None:
+        super().__init__(message)
+        #: Whether the segment's file was gone: evshmd removes its segments when it stops.
+        self.vanished = vanished
+
 
 class DaemonError(EvshmError):
     """The daemon answered a request with an error reply.
