@@ -62,8 +62,8 @@ esac
 "$PY" -m pytest -q -rs python_client/tests
 # The cross-process tests as a user of the wheel runs them: evshm imported from the
 # wheel's virtualenv, evshmd and evshm found on PATH (its bin/), no cargo or rustc on PATH
-# (their directories left out); test_wheel.py also installs the wheel in a fresh
-# virtualenv.
+# (their directories left out); test_wheel.py and test_readme.py also install the wheel in
+# fresh virtualenvs.
 path=""
 IFS=: read -ra dirs <<<"$PATH"
 for dir in "${dirs[@]}"; do
