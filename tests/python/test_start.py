@@ -165,3 +165,16 @@ def test_the_command_line_starts_and_stops_it(socket_path: str, root: Path):
     wait_for(lambda: not os.path.exists(f"/proc/{started[1]}"), "the daemon to be reaped")
     assert left_behind(socket_path, instance) == []
     assert run("stop").stdout == f"no evshmd runs on {socket_path}\n"
+
+
+def test_a_daemon_this_process_started_and_another_stopped_is_reaped(
+        socket_path: str, root: Path, capfd: pytest.CaptureFixture[str]):
+    evshm.start(root).close()
+    started = STARTED.fullmatch(capfd.readouterr().err.strip())
+    assert started is not None
+    stopped = subprocess.run([sys.executable, "-m", "evshm", "stop"], env=python_env(),
+                             capture_output=True, text=True, timeout=60)
+    assert stopped.stdout == f"stopped evshmd on {socket_path}\n", stopped.stderr
+    evshm.start(root).close()  # this process's child exited: reaped, not left a zombie
+    assert not os.path.exists(f"/proc/{started[1]}")
+    assert evshm.stop()

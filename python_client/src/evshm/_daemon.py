@@ -137,6 +137,9 @@ def launch(roots: list[str], socket_path: str, args: list[str], timeout: float,
     saying whether the caller named the socket: the client, and the pid of the daemon if
     this call started it."""
     deadline = time.monotonic() + timeout
+    for path, started in list(_started.items()):
+        if started.poll() is not None:  # stopped by another process: reaped just now
+            del _started[path]
     client = _serving(roots, socket_path, timeout, explicit)
     if client is not None:
         return client, None
