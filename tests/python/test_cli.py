@@ -160,7 +160,7 @@ def test_serve_runs_evshmd_in_the_foreground(tmp_path: Path):
                             env={**python_env(), "EVSHMD": str(evshmd_binary())},
                             stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: evshm._client.socket_accepts(socket_path), "evshmd to listen")
+        wait_for(lambda: evshm._connect.socket_accepts(socket_path), "evshmd to listen")
         with evshm.Client(socket_path) as client:
             assert client.roots == [str(root.resolve())]
             assert client.stats()["memory_budget"] == 16 << 20

@@ -23,7 +23,8 @@ The core needs only the standard library and pyarrow; ``Recording.numpy()``,
 the wire protocol and ``docs/PYTHON.md`` for a guide.
 """
 
-from ._client import Client, default_socket_path
+from ._client import Client
+from ._connect import default_socket_path
 from ._daemon import start, stop
 from ._dataset import EventWindows
 from ._errors import (

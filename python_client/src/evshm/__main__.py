@@ -18,7 +18,8 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from ._client import Client, default_socket_path
+from ._client import Client
+from ._connect import default_socket_path
 from ._daemon import binary, canonical_roots, launch, stop
 from ._describe import describe, open_json
 from ._errors import EvshmError

@@ -39,7 +39,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Union
 
-from ._client import Client, _Connection, default_socket_path, socket_accepts
+from ._client import Client, _Connection
+from ._connect import default_socket_path, socket_accepts
 from ._errors import ConnectionLost, EvshmError, RootMismatch, StartFailed, UntrustedDaemon
 from ._protocol import parse_stats_reply, stats_request
 from ._trust import fallback_socket_dir, peer_credentials, private_dir_problem
