@@ -157,7 +157,11 @@ def launch(roots: list[str], socket_path: str, args: list[str], timeout: float,
         os.close(log)
     while True:
         status = proc.poll()
-        client = _serving(roots, socket_path, timeout, explicit)
+        try:
+            client = _serving(roots, socket_path, timeout, explicit)
+        except RootMismatch:
+            _let_go(proc, deadline)
+            raise
         if client is not None:
             if peer_credentials(client._connection().sock)[0] == proc.pid:
                 _started[socket_path] = proc
@@ -165,13 +169,7 @@ def launch(roots: list[str], socket_path: str, args: list[str], timeout: float,
                       f"on {socket_path}; log: {socket_path}.log; stop it with evshm.stop() "
                       "or python -m evshm stop", file=sys.stderr)
                 return client, proc.pid
-            # Another caller's daemon won the socket: this one exits (status 3) once it
-            # finds the socket's lock taken.
-            try:
-                proc.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                client.close()
-                continue
+            _let_go(proc, deadline)
             return client, None
         if status is not None and status != _ALREADY_RUNNING:
             raise StartFailed(f"evshmd could not start on {socket_path} (exit status "
@@ -184,6 +182,17 @@ def launch(roots: list[str], socket_path: str, args: list[str], timeout: float,
             raise StartFailed(f"evshmd did not answer on {socket_path} within {timeout} s "
                               f"[log: {socket_path}.log]")
         time.sleep(_POLL)
+
+
+def _let_go(proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Reap ``proc``, an evshmd started for a socket where another daemon answers: it
+    exits (status 3) once it finds the socket's lock taken; stopped if it has not by
+    ``deadline``."""
+    try:
+        proc.wait(max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        proc.wait()
 
 
 def _serving(roots: list[str], socket_path: str, timeout: float,
