@@ -30,14 +30,15 @@ for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
 echo; echo "== Rust reader (first open: evshmd decodes the file into a segment)"
 "$bin/evshm" --socket "$socket" open sample.raw
 echo; echo "== Python reader (same segment, no decode, no copy)"
-"$PY" -m evshm --socket "$socket" open sample.raw
+PYTHONPATH="$PWD/python_client/src" "$PY" -m evshm --socket "$socket" open sample.raw
 echo; echo "== Rust reader again"
 "$bin/evshm" --socket "$socket" open sample.raw
 echo; echo "== evshmd counters"
 "$bin/evshm" --socket "$socket" stats
 
 echo; echo "== stopping evshmd"
+instance="$(cat "$socket.lock")"  # read while it runs: a clean stop removes the file
 kill -TERM "$daemon"; wait "$daemon"
-left=$(ls /dev/shm | grep -c "^evshm-v1-$daemon-" || true)
+left=$(ls /dev/shm | grep -c "^evshm-v2-$instance-" || true)
 echo "segments left in /dev/shm: $left"
 daemon=""

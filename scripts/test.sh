@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every check and test of evshm: formatting, lints, docs, the Rust suites (unit, real
-# recordings, cross-process against a real evshmd, with the Python reader) and the Python
-# suites. This is the command the README names and CI runs.
+# Every check and test of evshm: formatting, lints, docs, the wheel, the Rust suites (unit,
+# real recordings, cross-process against a real evshmd, with the Python reader) and the
+# Python suites, the cross-process ones against the installed wheel. This is the command
+# the README names and CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -11,9 +12,23 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+echo "== wheel"
+# Built once (scripts/wheel.sh caches it under a hash of its sources) and installed, package
+# and binaries, in a virtualenv of this checkout, target/wheel-venv, which also sees the
+# packages of the test virtualenv (a .pth file) but not its evshm: the test virtualenv is
+# shared by every clone on the machine, so nothing of one checkout goes there. The Python
+# reader of the Rust tests and the cross-process Python tests use it.
+wheel="$(bash scripts/wheel.sh)"
+wheel_venv="$PWD/target/wheel-venv"
+[ -x "$wheel_venv/bin/python" ] || python3 -m venv --without-pip "$wheel_venv"
+purelib='import sysconfig; print(sysconfig.get_path("purelib"))'
+"$PY" -c "$purelib" > "$("$wheel_venv/bin/python" -c "$purelib")/test-venv.pth"
+"$PY" -m pip --python "$wheel_venv/bin/python" install --quiet --no-deps --force-reinstall \
+    "$wheel"
+
 echo "== cargo test"
 cargo build --workspace --quiet
-EVSHM_PYTHON="$PY" cargo test --workspace
+EVSHM_PYTHON="$wheel_venv/bin/python" cargo test --workspace
 
 echo "== ruff / mypy"
 # Both configured in python_client/pyproject.toml: ruff on the client and every Python test
@@ -50,4 +65,15 @@ case "${CI:-}" in
         exit 1
     } ;;
 esac
-EVSHMD="$PWD/target/debug/evshmd" "$PY" -m pytest -q -rs python_client/tests tests/python
+"$PY" -m pytest -q -rs python_client/tests
+# The cross-process tests as a user of the wheel runs them: evshm imported from the
+# wheel's virtualenv, evshmd and evshm found on PATH (its bin/), no cargo or rustc on PATH
+# (their directories left out); test_wheel.py and test_readme.py also install the wheel in
+# fresh virtualenvs.
+path=""
+IFS=: read -ra dirs <<<"$PATH"
+for dir in "${dirs[@]}"; do
+    [ -x "$dir/cargo" ] || [ -x "$dir/rustc" ] || path="$path:$dir"
+done
+env -u EVSHMD -u EVSHM_CLI PATH="$wheel_venv/bin$path" EVSHM_WHEEL="$wheel" \
+    "$wheel_venv/bin/python" -m pytest -q -rs -p no:cacheprovider tests/python

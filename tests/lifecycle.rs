@@ -24,6 +24,7 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     assert!(segments_of(&instance).is_empty(), "no segment left in /dev/shm");
     assert!(!util::liveness_of(&instance).exists(), "no liveness file left in /dev/shm");
     assert!(!daemon.socket.exists(), "socket removed");
+    assert!(!util::lock_of(&daemon.socket).exists(), "and its lock file, last");
     assert_eq!(rows(a.batches()), before, "a reader's mapping outlives the daemon");
     assert_eq!(b.batches()[0].num_rows(), 20_000);
     assert!(client.stats().is_err(), "requests fail once the daemon is gone");
@@ -33,7 +34,13 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
 fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     let socket_dir = TempDir::new("restart");
     let socket = socket_dir.path().join("evshmd.sock");
-    let mut first = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    // A shared-memory directory of this test's own: in /dev/shm, any daemon another test
+    // starts meanwhile would remove the killed one's segments first.
+    let shm = socket_dir.path().join("shm");
+    std::fs::create_dir(&shm).unwrap();
+    let args = ["--shm-dir", shm.to_str().unwrap()];
+    let populate = |root: &Path| write_evt3(&root.join("a.raw"), 20_000);
+    let mut first = Daemon::start_with(Some(&socket), &args, populate);
     let client = first.client();
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
@@ -46,9 +53,9 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     let error = client.stats().unwrap_err();
     assert!(matches!(error, ClientError::ConnectionLost(_)), "{error}");
 
-    let second = Daemon::start_at(Some(&socket), |root| write_evt3(&root.join("a.raw"), 20_000));
+    let second = Daemon::start_with(Some(&socket), &args, populate);
     assert!(leftovers.iter().all(|s| !s.exists()), "the restarted daemon removed them");
-    assert!(!util::liveness_of(first.instance()).exists(), "and the dead one's liveness file");
+    assert!(!first.liveness().exists(), "and the dead one's liveness file");
     assert_ne!(first.instance(), second.instance());
     assert_eq!(rows(recording.batches()), before, "removing a mapped segment unmaps nothing");
     assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
@@ -133,7 +140,7 @@ fn a_second_daemon_is_refused_and_a_stale_socket_replaced() {
         .arg(&daemon.socket)
         .output()
         .unwrap();
-    assert!(!second.status.success());
+    assert_eq!(second.status.code(), Some(3), "the status of a socket another daemon serves");
     assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
     assert!(daemon.client().list().unwrap().is_empty(), "the first daemon still serves");
 
@@ -180,32 +187,39 @@ fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
     let client = evshm::Client::connect(&socket).unwrap();
     let recording = client.open("a.raw").unwrap();
     let instance = util::instance_at(&socket);
-    let leftovers = segments_of(&instance);
+    let shm = first.shm.clone();
+    let leftovers = util::segments_in(&shm, &instance);
     assert_eq!(leftovers.len(), 2, "an event and a trigger table");
     first.kill();
     assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
 
     let mut second = PidNamespaceDaemon::start(&root, &socket).expect("it started once");
     assert!(leftovers.iter().all(|s| !s.exists()), "the new PID 1 removed them");
-    assert!(!util::liveness_of(&instance).exists());
+    assert!(!util::liveness_in(&shm, &instance).exists());
     assert_eq!(recording.rows(), 5_000, "a reader's mapping outlives the removal");
     let again = evshm::Client::connect(&socket).unwrap().open("a.raw").unwrap();
     assert_eq!(again.rows(), 5_000);
     let serving = util::instance_at(&socket);
     drop(again);
     second.stop();
-    assert!(segments_of(&serving).is_empty() && !util::liveness_of(&serving).exists());
+    assert!(util::segments_in(&shm, &serving).is_empty());
+    assert!(!util::liveness_in(&shm, &serving).exists());
 }
 
-/// evshmd as PID 1 of a new pid namespace (`unshare --pid --fork`), as in a container.
+/// evshmd as PID 1 of a new pid namespace (`unshare --pid --fork`), as in a container,
+/// with a shared-memory directory beside its socket (in /dev/shm, a daemon of another test
+/// could remove a killed one's segments first).
 struct PidNamespaceDaemon {
     unshare: KillOnDrop,
     socket: PathBuf,
+    shm: PathBuf,
 }
 
 impl PidNamespaceDaemon {
     /// Starts it, or skips the test (`None`) where pid namespaces cannot be made.
     fn start(root: &Path, socket: &Path) -> Option<PidNamespaceDaemon> {
+        let shm = socket.with_file_name("shm");
+        std::fs::create_dir_all(&shm).unwrap();
         // --kill-child: should the test die, the daemon goes with unshare.
         let spawned = Command::new("unshare")
             .args(["--pid", "--fork", "--kill-child"])
@@ -214,6 +228,8 @@ impl PidNamespaceDaemon {
             .arg(root)
             .arg("--socket")
             .arg(socket)
+            .arg("--shm-dir")
+            .arg(&shm)
             .args(["--log-level", "warn", "--provision", "0"])
             .stderr(std::process::Stdio::piped())
             .spawn();
@@ -235,7 +251,7 @@ impl PidNamespaceDaemon {
             assert!(Instant::now() < deadline, "evshmd did not start in its pid namespace");
             std::thread::sleep(Duration::from_millis(10));
         }
-        Some(PidNamespaceDaemon { unshare, socket: socket.to_owned() })
+        Some(PidNamespaceDaemon { unshare, socket: socket.to_owned(), shm })
     }
 
     /// The daemon, seen from here: unshare's only child.

@@ -63,6 +63,47 @@ fn the_memory_budget_evicts_what_no_one_holds_and_never_what_someone_does() {
 }
 
 #[test]
+fn evict_drops_every_unleased_chunk_at_once_and_no_leased_one() {
+    let daemon = Daemon::start_with(None, &["--chunk-events", "50000"], |root| {
+        write_evt3(&root.join("held.raw"), 200_000);
+        write_evt3(&root.join("done.raw"), 300_000);
+    });
+    let client = daemon.client();
+    let held = client.open("held.raw").unwrap();
+    let held_rows = rows(held.batches());
+    let done = client.open("done.raw").unwrap();
+    let files = |recording: &evshm::Recording| -> Vec<PathBuf> {
+        let chunks = &recording.info().chunks;
+        chunks.iter().map(|c| c.segment.path.clone().unwrap()).collect()
+    };
+    let (held_files, done_files) = (files(&held), files(&done));
+    assert!(held_files.len() >= 2 && done_files.len() >= 3, "recordings of several chunks");
+    drop(done);
+    let resident = client.stats().unwrap();
+
+    let evicted = client.evict().unwrap();
+    assert_eq!(evicted.evicted, done_files.len() as u64, "every chunk of done.raw");
+    assert_eq!(evicted.bytes_evicted, resident.bytes_evictable);
+    assert!(done_files.iter().all(|f| !f.exists()), "its segments are unlinked");
+    assert!(held_files.iter().all(|f| f.exists()), "the leased chunks stay");
+    assert_eq!(rows(held.batches()), held_rows);
+    let stats = client.stats().unwrap();
+    assert_eq!((stats.evictions, stats.bytes_evicted), (evicted.evicted, evicted.bytes_evicted));
+    assert_eq!((stats.bytes_evictable, stats.bytes_resident), (0, resident.bytes_leased));
+    assert!(!client.open("done.raw").unwrap().info().cached, "decoded again when reopened");
+
+    // The command line: what is left unleased now is the reopened done.raw.
+    let out = Command::new(evshm_cli()).arg("--socket").arg(&daemon.socket).arg("evict").output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("evicted {} unleased chunks (", done_files.len());
+    assert!(printed.starts_with(&expected), "{printed}");
+    assert_eq!(client.evict().unwrap().evicted, 0, "nothing left to evict");
+    drop(held);
+}
+
+#[test]
 fn sixty_four_clients_share_a_working_set_larger_than_the_budget() {
     // Eight recordings of about 131 KB each; the budget holds about three.
     let names: Vec<String> = (0..8).map(|i| format!("r{i}.raw")).collect();

@@ -322,9 +322,10 @@ impl Served {
 
     /// Stops it and checks it stopped cleanly, leaving nothing behind.
     fn stop(mut self) {
+        // Read while it runs: a clean shutdown removes the lock file that holds it.
+        let instance = util::instance_at(&self.socket);
         assert!(self.terminate().success(), "evshmd stopped cleanly");
         assert!(!self.socket.exists(), "evshmd removed its socket");
-        let instance = util::instance_at(&self.socket);
         assert!(segments_of(&instance).is_empty() && !util::liveness_of(&instance).exists());
     }
 

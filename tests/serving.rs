@@ -229,6 +229,18 @@ fn aedat4_recordings_are_served_like_the_others() {
 }
 
 #[test]
+fn hello_names_the_daemon_and_its_roots_in_search_order() {
+    let other = TempDir::new("second-root");
+    let link = other.path().join("via-link");
+    std::os::unix::fs::symlink(other.path(), &link).unwrap();
+    let daemon = Daemon::start_with(None, &["--root", link.to_str().unwrap()], |_| {});
+    let client = daemon.client();
+    assert_eq!(client.server(), format!("evshmd/{}", env!("CARGO_PKG_VERSION")));
+    let canonical = |path: &Path| path.canonicalize().unwrap();
+    assert_eq!(client.roots(), [canonical(&daemon.root()), canonical(other.path())]);
+}
+
+#[test]
 fn concurrent_opens_of_one_recording_decode_it_once() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("big.raw"), 3_000_000));
     let readers = 4;
@@ -400,4 +412,18 @@ fn the_cli_lists_opens_and_reports() {
     assert!(stats.contains("evshm-rust/"), "each client is listed with its name: {stats}");
     let (ok, _, error) = cli(&["open", "nope.raw"]);
     assert!(!ok && error.contains("no file nope.raw"), "{error}");
+
+    // `evshm stats | head -1`: the reader is gone before the output is written. The
+    // command stops quietly, as one that SIGPIPE ends, not with a panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(evshm_cli())
+        .arg("--socket")
+        .arg(&daemon.socket)
+        .arg("stats")
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(output.status.code(), Some(141));
 }

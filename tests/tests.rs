@@ -7,6 +7,7 @@ mod architecture;
 
 mod lifecycle;
 mod memory;
+mod readme;
 mod robustness;
 mod security;
 mod serving;
@@ -23,6 +24,7 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use evshm::ClientError;
 use evshm::ErrorCode;
+use evshm_formats::synth::SynthConfig;
 use util::real::{Row, read_ipc_file, real_data, rows};
 use util::{Daemon, TempDir, evshm_cli, python, segments_of, synthetic, write_evt3};
 

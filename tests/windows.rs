@@ -186,6 +186,45 @@ fn a_recording_larger_than_the_budget_is_read_window_by_window_within_it() {
     assert!(read_ahead_seen, "reading forward found chunks decoded ahead");
 }
 
+/// A window across a chunk boundary needs both chunks at once: when they do not fit the
+/// budget together, the refusal says so, and how much budget the window needs (reading by
+/// windows, the advice for a whole recording, is no advice for a window). The amount it
+/// names is enough: a daemon with that budget serves the window.
+#[test]
+fn a_window_across_two_chunks_over_the_budget_is_told_the_budget_it_needs() {
+    let events = across_the_wrap(300_000);
+    // Chunks of 100k to about 130k events, 1.3 to 1.7 MB decoded: one fits, two do not.
+    let serve = |budget: &str| {
+        let args = ["--chunk-events", "100000", "--memory-budget", budget, "--budget-wait", "0.2"];
+        Daemon::start_with(None, &args, |root| write_evt3(&root.join("two.raw"), &events))
+    };
+    let daemon = serve("2500000");
+    let client = daemon.client();
+    let inside = client.open_window("two.raw", events[10].t, events[20_000].t).unwrap();
+    assert_eq!(inside.info().chunks.len(), 1);
+    drop(inside);
+    // From the middle of chunk 0 into chunk 1 (chunk 0 ends before event 130k or so,
+    // chunk 1 after event 200k).
+    let (start, end) = (events[50_000].t, events[150_000].t);
+    let refused = client.open_window("two.raw", start, end).unwrap_err();
+    let message = refused.to_string();
+    assert_eq!(daemon_code(refused), ErrorCode::OverBudget);
+    let expected = format!(
+        "two.raw: the window [{start}, {end}) spans chunks 0 and 1 (it crosses the boundary \
+         between them, so both must be resident at once), whose segments need "
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert!(!message.contains("time windows"), "{message}");
+    let needed = (message.split("raise --memory-budget to at least ").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no budget named: {message}"));
+    drop(daemon);
+
+    let enough = serve(needed);
+    let window = enough.client().open_window("two.raw", start, end).unwrap();
+    assert_eq!(window.info().chunks.len(), 2, "the window spans two chunks");
+}
+
 #[test]
 fn read_ahead_decodes_the_next_chunk_of_a_forward_reader() {
     let events = across_the_wrap(200_000);

@@ -1,13 +1,13 @@
 //! The connection to evshmd: connecting, listing, opening recordings, counters.
 
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use evshm_protocol::{
-    HelloReply, ListReply, OpenReply, PROTOCOL_VERSION, RecordingEntry, Request, StatsReply, Table,
-    Window, default_socket_path,
+    EvictReply, HelloReply, ListReply, OpenReply, PROTOCOL_VERSION, RecordingEntry, Request,
+    StatsReply, Table, Window, default_socket_path,
 };
 use serde::de::DeserializeOwned;
 
@@ -26,6 +26,7 @@ use crate::trust;
 pub struct Client {
     connection: Arc<Mutex<Connection>>,
     server: String,
+    roots: Arc<[PathBuf]>,
 }
 
 impl Client {
@@ -42,7 +43,8 @@ impl Client {
         let client = format!("evshm-rust/{}", env!("CARGO_PKG_VERSION"));
         let (hello, _): (HelloReply, _) = connection
             .request(&Request::Hello { version: PROTOCOL_VERSION, client: Some(client) })?;
-        Ok(Client { connection: Arc::new(Mutex::new(connection)), server: hello.server })
+        let (server, roots) = (hello.server, hello.roots.into());
+        Ok(Client { connection: Arc::new(Mutex::new(connection)), server, roots })
     }
 
     /// Connects to the daemon at [`default_socket_path`].
@@ -55,6 +57,12 @@ impl Client {
         &self.server
     }
 
+    /// The directories the daemon serves, canonical, in the order it searches them, from
+    /// its hello (empty if it did not say).
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
     /// Lists the recordings under the daemon's roots.
     pub fn list(&self) -> Result<Vec<RecordingEntry>, ClientError> {
         Ok(self.request::<ListReply>(&Request::List)?.recordings)
@@ -63,6 +71,12 @@ impl Client {
     /// The daemon's counters.
     pub fn stats(&self) -> Result<StatsReply, ClientError> {
         self.request(&Request::Stats)
+    }
+
+    /// Drops every resident chunk no client holds, now (leased ones stay): how many, and
+    /// their bytes.
+    pub fn evict(&self) -> Result<EvictReply, ClientError> {
+        self.request(&Request::Evict)
     }
 
     /// Opens a recording's CD events (a path relative to a served root), decoding what no

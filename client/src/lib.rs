@@ -36,8 +36,8 @@ pub use client::{Client, OpenOptions};
 pub use error::ClientError;
 pub use evshm_protocol::schema;
 pub use evshm_protocol::{
-    ChunkInfo, ClientStats, ErrorCode, MAX_REQUEST_LINE, PROTOCOL_VERSION, RecordingEntry,
-    SegmentInfo, StatsReply, Table, Window, default_socket_path,
+    ChunkInfo, ClientStats, ErrorCode, EvictReply, MAX_REQUEST_LINE, PROTOCOL_VERSION,
+    RecordingEntry, SegmentInfo, StatsReply, Table, Window, default_socket_path,
 };
 pub use mapping::{MapError, map_sealed_segment, map_segment};
 pub use recording::{OpenTimings, Recording, RecordingInfo};

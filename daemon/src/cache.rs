@@ -195,6 +195,25 @@ impl Cache {
         }
     }
 
+    /// Evicts every resident chunk no client holds, at once (the `evict` request); the
+    /// size of each.
+    pub fn evict_unleased(&self) -> Vec<u64> {
+        let evicted: Vec<Entry> = {
+            let mut entries = self.lock();
+            // As in `evict_lru`: a chunk only the cache holds cannot gain a lease while
+            // the lock is held.
+            let unleased = |_: &Key, entry: &mut Entry| matches!(entry, Entry::Ready(r) if Arc::strong_count(r) == 1);
+            entries.extract_if(unleased).map(|(_, entry)| entry).collect()
+        };
+        // Dropping the last `Arc`s unlinks the segments, outside the lock.
+        (evicted.iter())
+            .filter_map(|entry| match entry {
+                Entry::Ready(resident) => Some(resident.bytes()),
+                Entry::Decoding(_) => None,
+            })
+            .collect()
+    }
+
     /// Makes room for a decode of `needed` within `budget`, dropping spare segments
     /// (`release_spare`), then evicting unleased chunks, then waiting up to `wait` for
     /// releases; `in_use` says what segments exist. Each eviction is passed to `evicted`.
@@ -384,5 +403,27 @@ mod tests {
         assert!(cache.evict_lru().is_some());
         assert_eq!(cache.evict_lru(), None, "the leased chunk stays");
         assert!(cache.is_resident(&key(0), v1));
+    }
+
+    #[test]
+    fn evicting_everything_unleased_keeps_the_leased_chunks() {
+        let dir = TempDir::new("cache-evict-all");
+        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let (cache, v1) = (Cache::default(), identity(&dir, 1));
+        let open = |chunk| {
+            let (resident, _) = cache
+                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+            resident.unwrap()
+        };
+        let leased = open(0);
+        let unleased = open(1);
+        let files =
+            [&leased, &unleased].map(|r| r.decoded.events.segment.path().unwrap().to_owned());
+        drop(unleased);
+        drop(open(2));
+        assert_eq!(cache.evict_unleased(), vec![leased.bytes(); 2], "chunks 1 and 2");
+        assert!(cache.is_resident(&key(0), v1) && !cache.is_resident(&key(1), v1));
+        assert!(files[0].exists() && !files[1].exists(), "the evicted segment is unlinked");
+        assert_eq!(cache.evict_unleased(), Vec::<u64>::new());
     }
 }

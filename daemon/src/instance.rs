@@ -3,8 +3,14 @@
 //!
 //! The socket's lock is an exclusive `flock` on `<socket>.lock`, held as long as the
 //! process lives (the kernel drops it when the process dies, however it dies); the file
-//! holds the holder's instance id, for people and tools. It is never removed: unlinking it
-//! would let a second daemon lock a new file while a first still holds the old one.
+//! holds the holder's instance id, for people and tools. It is never removed while its
+//! daemon serves: unlinking it would let a second daemon lock a new file while the first
+//! still holds the old one. A clean shutdown removes it as its very last act, still
+//! holding the lock; a daemon starting meanwhile may have opened the old file and lock it
+//! once the first exits, which is the same race, so a starting daemon checks, once it
+//! holds a lock, that its file is still the one at the path (same inode, not unlinked)
+//! and otherwise lets go and starts over. Every daemon then holds the lock of the file at
+//! the path, and only one can. (The liveness files below are made the same way.)
 //!
 //! Every daemon picks a random [`InstanceId`] at start and names its segments
 //! `evshm-v2-<instance>-<random>`. It holds a second lock, on `evshm-v2-<instance>.lock` in
@@ -18,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +38,8 @@ const NAME_PREFIX: &str = "evshm-v2-";
 const ID_DIGITS: usize = 16;
 /// Hex digits of the random part of a segment name.
 const SEGMENT_DIGITS: usize = 32;
-/// Attempts at a fresh instance id whose liveness lock this daemon gets to hold.
+/// Attempts at a fresh instance id whose liveness lock this daemon gets to hold, and at
+/// locking the socket's lock file that is at its path.
 const ATTEMPTS: usize = 8;
 
 /// Why this daemon cannot run.
@@ -92,7 +99,8 @@ impl std::fmt::Display for InstanceId {
 #[derive(Debug)]
 pub struct Instance {
     id: InstanceId,
-    _socket_lock: File,
+    socket_lock: File,
+    socket_lock_path: PathBuf,
     _liveness: File,
     liveness_path: PathBuf,
 }
@@ -104,23 +112,14 @@ impl Instance {
         let mut lock = socket.as_os_str().to_owned();
         lock.push(".lock");
         let lock = PathBuf::from(lock);
-        let io = |lock: &Path, e: Errno| InstanceError::Io { lock: lock.into(), cause: e.into() };
-        let flags = OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-        let fd =
-            rustix::fs::open(&lock, flags, Mode::from_raw_mode(0o600)).map_err(|e| io(&lock, e))?;
-        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => {
-                return Err(InstanceError::AlreadyRunning { socket: socket.to_owned(), lock });
-            }
-            Err(e) => return Err(io(&lock, e)),
-        }
+        let fd = lock_socket(socket, &lock)?;
         let (id, liveness, liveness_path) = hold_liveness(shm_dir)?;
+        let io = |lock: &Path, e: Errno| InstanceError::Io { lock: lock.into(), cause: e.into() };
         let mut socket_lock = File::from(fd);
         rustix::fs::ftruncate(&socket_lock, 0).map_err(|e| io(&lock, e))?;
         writeln!(socket_lock, "{id}")
             .map_err(|cause| InstanceError::Io { lock: lock.clone(), cause })?;
-        Ok(Instance { id, _socket_lock: socket_lock, _liveness: liveness, liveness_path })
+        Ok(Instance { id, socket_lock, socket_lock_path: lock, _liveness: liveness, liveness_path })
     }
 
     /// This instance's id.
@@ -128,14 +127,15 @@ impl Instance {
         &self.id
     }
 
-    /// Removes the liveness file: the last act of a clean shutdown, after the segments.
-    /// (A daemon that returns from `main` instead does so when dropping its instance.)
+    /// Removes the liveness file, then the socket's lock file if it is still this
+    /// daemon's: the last acts of a clean shutdown, after the segments, with both locks
+    /// still held until the process ends. (A daemon that returns from `main` instead does
+    /// so when dropping its instance.)
     pub fn close(&self) {
-        match std::fs::remove_file(&self.liveness_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                log::warn!("cannot remove {}: {e}", self.liveness_path.display());
-            }
-            _ => {}
+        remove(&self.liveness_path);
+        // Anyone may have replaced the file by hand: only this daemon's is removed.
+        if is_at(&self.socket_lock, &self.socket_lock_path) == Ok(true) {
+            remove(&self.socket_lock_path);
         }
     }
 }
@@ -143,6 +143,54 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Removes a file of this instance, saying so when that fails.
+fn remove(path: &Path) {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            log::warn!("cannot remove {}: {e}", path.display());
+        }
+        _ => {}
+    }
+}
+
+/// Opens and locks `lock`, the lock file of `socket`, or says which daemon holds it. A
+/// file locked after its daemon unlinked it (see the module's doc) is let go for the one
+/// at the path.
+fn lock_socket(socket: &Path, lock: &Path) -> Result<OwnedFd, InstanceError> {
+    let io = |e: Errno| InstanceError::Io { lock: lock.into(), cause: e.into() };
+    let flags = OFlags::CREATE | OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    for _ in 0..ATTEMPTS {
+        let fd = rustix::fs::open(lock, flags, Mode::from_raw_mode(0o600)).map_err(io)?;
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(InstanceError::AlreadyRunning {
+                    socket: socket.to_owned(),
+                    lock: lock.to_owned(),
+                });
+            }
+            Err(e) => return Err(io(e)),
+        }
+        if is_at(&fd, lock).map_err(io)? {
+            return Ok(fd);
+        }
+    }
+    // Only a file replaced again and again while this daemon starts gets here.
+    Err(io(Errno::AGAIN))
+}
+
+/// Whether the file open as `fd` is the one at `path` (not unlinked, nor replaced).
+fn is_at(fd: impl AsFd, path: &Path) -> Result<bool, Errno> {
+    let held = rustix::fs::fstat(fd)?;
+    match rustix::fs::lstat(path) {
+        Ok(there) => {
+            Ok(held.st_nlink > 0 && (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino))
+        }
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -313,18 +361,52 @@ mod tests {
     }
 
     #[test]
-    fn one_lock_per_socket_holding_the_instance_id() {
+    fn one_lock_per_socket_holding_the_instance_id_removed_at_the_end() {
         let dir = temp_dir("lock");
         let socket = dir.join("s.sock");
+        let lock = dir.join("s.sock.lock");
         let first = Instance::start(&socket, &dir).unwrap();
-        let held = std::fs::read_to_string(dir.join("s.sock.lock")).unwrap();
+        let held = std::fs::read_to_string(&lock).unwrap();
         assert_eq!(held, format!("{}\n", first.id()));
         assert!(matches!(
             Instance::start(&socket, &dir),
             Err(InstanceError::AlreadyRunning { .. })
         ));
         drop(first);
+        assert!(!lock.exists(), "a stopped instance removes its lock file");
         drop(Instance::start(&socket, &dir).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The race of removing the lock file: a daemon starting while the first stops opens
+    /// the first's file, which the first unlinks, still holding its lock, and exits. The
+    /// starter then locks a file no longer at the path; it must not keep it, or a third
+    /// daemon would lock a new file at the path and both would run.
+    #[test]
+    fn a_lock_on_a_file_unlinked_by_its_daemon_is_let_go_for_the_one_at_the_path() {
+        let dir = temp_dir("lock-race");
+        let socket = dir.join("s.sock");
+        let lock = dir.join("s.sock.lock");
+        let first = Instance::start(&socket, &dir).unwrap();
+        // The starter has opened the old file before the first unlinks it.
+        let stale = File::open(&lock).unwrap();
+        first.close();
+        drop(first);
+        rustix::fs::flock(&stale, FlockOperation::NonBlockingLockExclusive)
+            .expect("the old file's lock is free once the first daemon is gone");
+        assert_eq!(is_at(&stale, &lock), Ok(false), "what the starter checks: not at the path");
+        let second = Instance::start(&socket, &dir).expect("the second locks the file at the path");
+        assert_eq!(is_at(&second.socket_lock, &lock), Ok(true));
+        assert!(matches!(
+            Instance::start(&socket, &dir),
+            Err(InstanceError::AlreadyRunning { .. })
+        ));
+        // A file replaced by hand is not the second daemon's to remove.
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::write(&lock, b"someone else's\n").unwrap();
+        drop(second);
+        assert_eq!(std::fs::read(&lock).unwrap(), b"someone else's\n");
+        drop(stale);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -8,7 +8,7 @@ use clap::Parser;
 use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::budget::{Budget, default_limit};
-use evshmd::instance::{Instance, remove_stale_segments};
+use evshmd::instance::{Instance, InstanceError, remove_stale_segments};
 use evshmd::limits::{default_max_connections, raise_descriptor_limit, segment_limit};
 use evshmd::roots::Roots;
 use evshmd::segment::ShmDir;
@@ -25,7 +25,7 @@ struct Args {
     #[arg(long = "root", required = true, value_name = "DIR")]
     roots: Vec<PathBuf>,
     /// Control socket [default: $EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, else
-    /// /tmp/evshm-$UID.sock].
+    /// /tmp/evshm-$UID/evshm.sock]. Exits with status 3 if another evshmd serves it.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
     /// Group (name or number) given the socket and the segments, so that its members can
@@ -101,9 +101,14 @@ fn main() {
     logger.init();
     if let Err(error) = run(args) {
         log::error!("{error:#}");
-        std::process::exit(1);
+        let taken = matches!(error.downcast_ref(), Some(InstanceError::AlreadyRunning { .. }));
+        std::process::exit(if taken { ALREADY_RUNNING } else { 1 });
     }
 }
+
+/// Exit status when another evshmd holds the socket: a caller that starts a daemon when
+/// none answers (`evshm.start`) may race another, and then waits for the winner.
+const ALREADY_RUNNING: i32 = 3;
 
 fn run(args: Args) -> anyhow::Result<()> {
     // Every argument is checked before anything is created that would need cleaning up.

@@ -191,7 +191,8 @@ impl<'d> Session<'d> {
                     None => log::debug!("hello from {who}"),
                 }
                 let server = format!("evshmd/{}", env!("CARGO_PKG_VERSION"));
-                reply_line(&HelloReply { version: PROTOCOL_VERSION, server })
+                let roots = self.daemon.roots.dirs().to_vec();
+                reply_line(&HelloReply { version: PROTOCOL_VERSION, server, roots })
             }
             Request::List => {
                 let listed = crate::listing::list(self.daemon);
@@ -216,6 +217,15 @@ impl<'d> Session<'d> {
                 reply_line(&ReleaseReply {})
             }
             Request::Stats => reply_line(&wire::stats_reply(self.daemon)),
+            Request::Evict => {
+                let evicted = self.daemon.evict_unleased();
+                log::info!(
+                    "evict request: {} unleased chunks evicted ({} bytes)",
+                    evicted.chunks,
+                    evicted.bytes
+                );
+                reply_line(&wire::evict_reply(evicted))
+            }
             _ => {
                 return Err(ErrorReply::new(ErrorCode::UnknownOp, "request not supported"));
             }

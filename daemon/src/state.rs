@@ -2,7 +2,7 @@
 //! access policy, settings and counters.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use evshm_formats::ChunkLimits;
@@ -64,6 +64,15 @@ pub struct Settings {
     pub provision: u64,
 }
 
+/// What an `evict` request freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    /// Chunks evicted.
+    pub chunks: u64,
+    /// Bytes of their segments.
+    pub bytes: u64,
+}
+
 impl Daemon {
     /// A daemon serving `roots`, with segments in `shm`.
     pub fn new(
@@ -106,5 +115,16 @@ impl Daemon {
             .name("evshmd-provision".into())
             .spawn(move || Spares::provision(spares, room))
             .map(drop)
+    }
+
+    /// Evicts every resident chunk no client holds, counted like evictions for room, and
+    /// tells opens waiting for room.
+    pub(crate) fn evict_unleased(&self) -> Evicted {
+        let sizes = self.cache.evict_unleased();
+        let evicted = Evicted { chunks: sizes.len() as u64, bytes: sizes.iter().sum() };
+        self.stats.evictions.fetch_add(evicted.chunks, Ordering::Relaxed);
+        self.stats.bytes_evicted.fetch_add(evicted.bytes, Ordering::Relaxed);
+        self.budget.notify_released();
+        evicted
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use evshm_formats::{DetectError, Geometry};
 use evshm_protocol::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_protocol::{
-    ChunkInfo, ClientStats, ErrorCode, ErrorReply, FieldInfo, OpenReply, RecordingEntry,
-    SegmentInfo, StatsReply, Table,
+    ChunkInfo, ClientStats, ErrorCode, ErrorReply, EvictReply, FieldInfo, OpenReply,
+    RecordingEntry, SegmentInfo, StatsReply, Table,
 };
 
 use crate::access::AccessDenied;
@@ -16,7 +16,7 @@ use crate::listing::Listed;
 use crate::open::{OpenError, Opened};
 use crate::roots::PathError;
 use crate::segment::SegmentCreateError;
-use crate::state::Daemon;
+use crate::state::{Daemon, Evicted};
 use crate::stats::{ClientEntry, Stats};
 
 /// Largest sensor side a request may give (DAT's 14-bit coordinates).
@@ -146,6 +146,11 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
     }
 }
 
+/// The reply to `evict`.
+pub fn evict_reply(evicted: Evicted) -> EvictReply {
+    EvictReply { evicted: evicted.chunks, bytes_evicted: evicted.bytes }
+}
+
 /// A recording of `list`.
 pub fn recording_entry(listed: Listed) -> RecordingEntry {
     let Listed { name, format, size, decoded } = listed;
@@ -211,7 +216,13 @@ mod tests {
         assert_eq!(code_and_message(OpenError::Path(outside)).0, ErrorCode::OutsideRoots);
         let window = evshm_protocol::Window { start: 2, end: 1 };
         assert_eq!(code_and_message(OpenError::BadWindow(window)).0, ErrorCode::BadRequest);
-        let over = OpenError::OverBudget { name: "a.raw".into(), needed: 2, limit: 1 };
+        let over = OpenError::OverBudget {
+            name: "a.raw".into(),
+            window: None,
+            chunks: 0..1,
+            needed: 2,
+            limit: 1,
+        };
         assert_eq!(code_and_message(over).0, ErrorCode::OverBudget);
 
         let unrecognized = IngestError::Unrecognized {

@@ -126,16 +126,30 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
     dat(head, header)
 }
 
+/// What a file without a `% ` header looks like to detection. A name that promises a
+/// format evshm reads says what that format starts with, since the file may be cut short
+/// or misnamed; any other name tells nothing (formats are told by content, not names).
 fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
     let what = if head.is_empty() {
         "the file is empty"
     } else {
         "no `% ` header, and not text with one `t x y p` event per line"
     };
-    match extension {
-        Some(ext) => format!("{what}, although the name ends in .{ext}"),
-        None => what.to_owned(),
-    }
+    let lower = extension.map(str::to_ascii_lowercase);
+    let promise = match lower.as_deref() {
+        Some("raw") => "a Prophesee RAW file starts with its `% ` header: was it cut off?",
+        Some("dat") => "a Prophesee DAT file starts with its `% ` header: was it cut off?",
+        Some("aedat4") => {
+            "an AEDAT 4.0 file starts with `#!AER-DAT4.0` (AEDAT 2 and 3 are not read)"
+        }
+        Some("csv" | "txt") => {
+            "evshm reads text of four numbers per line, `t x y p` (or in the order a header \
+             line such as `t,x,y,p` gives)"
+        }
+        _ => return what.to_owned(),
+    };
+    let ext = extension.unwrap_or_default();
+    format!("{what}; the name ends in .{ext}, but {promise}")
 }
 
 /// The format a RAW header names, or `None` when the header is not a RAW header.
@@ -353,6 +367,23 @@ mod tests {
         assert!(err(b"% format EVT3;width=0;height=5\n").contains("geometry"));
         assert!(err(b"% note hi\nplain text").contains("not a DAT"));
         assert!(err(b"% Version 2\n\x0e\x08").contains("triggers"));
+    }
+
+    #[test]
+    fn a_name_is_mentioned_only_when_it_promises_a_format_evshm_reads() {
+        let err = |b: &[u8], ext| detect(b, ext).unwrap_err().to_string();
+        let bin = err(b"\x01\x02\x03 binary", Some("bin"));
+        assert!(!bin.contains(".bin") && !bin.contains("although"), "{bin}");
+        assert!(bin.contains("by their content whatever their name"), "{bin}");
+        assert!(bin.ends_with("convert other formats to one of these"), "{bin}");
+        assert_eq!(bin, err(b"\x01\x02\x03 binary", None));
+        let raw = err(b"\x01\x02\x03 binary", Some("RAW"));
+        assert!(raw.contains("the name ends in .RAW, but a Prophesee RAW file starts with its `% ` header: was it cut off?"), "{raw}");
+        assert!(
+            err(b"", Some("csv"))
+                .contains("the file is empty; the name ends in .csv, but evshm reads text")
+        );
+        assert!(err(b"\x00", Some("aedat4")).contains("AEDAT 2 and 3 are not read"));
     }
 
     #[test]

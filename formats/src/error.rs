@@ -6,9 +6,10 @@
 pub enum DetectError {
     /// The content matches no supported format.
     #[error(
-        "not an event recording evshm reads ({reason}); supported: Prophesee RAW \
-         (EVT2, EVT2.1, EVT3) with a `% ` header, Prophesee DAT (CD events), iniVation \
-         AEDAT 4.0, text with one `t x y p` event per line"
+        "not an event recording evshm reads ({reason}); evshm reads, by their content \
+         whatever their name: Prophesee RAW (EVT2, EVT2.1, EVT3) with a `% ` header, \
+         Prophesee DAT (CD events), iniVation AEDAT 4.0, and text with one `t x y p` event \
+         per line; convert other formats to one of these"
     )]
     Unrecognized {
         /// What was seen instead.

@@ -22,8 +22,8 @@ pub mod socket;
 
 pub use error::{ErrorCode, ErrorReply, ReplyError};
 pub use reply::{
-    ChunkInfo, ClientStats, FieldInfo, HelloReply, ListReply, OpenReply, RecordingEntry,
-    ReleaseReply, SegmentInfo, StatsReply, parse_reply, reply_line,
+    ChunkInfo, ClientStats, EvictReply, FieldInfo, HelloReply, ListReply, OpenReply,
+    RecordingEntry, ReleaseReply, SegmentInfo, StatsReply, parse_reply, reply_line,
 };
 pub use request::{Request, Table, Window};
 pub use socket::{

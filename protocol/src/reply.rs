@@ -67,6 +67,10 @@ pub struct HelloReply {
     pub version: u32,
     /// The daemon's name and version.
     pub server: String,
+    /// The directories it serves, canonical, in the order it searches them (absent from
+    /// the replies of daemons that did not say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roots: Vec<PathBuf>,
 }
 
 /// Reply to [`Request::List`](crate::Request::List).
@@ -228,6 +232,15 @@ pub struct FieldInfo {
 /// Reply to [`Request::Release`](crate::Request::Release): nothing but success.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReleaseReply {}
+
+/// Reply to [`Request::Evict`](crate::Request::Evict).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct EvictReply {
+    /// Chunks evicted.
+    pub evicted: u64,
+    /// Bytes of their segments.
+    pub bytes_evicted: u64,
+}
 
 /// Reply to [`Request::Stats`](crate::Request::Stats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -43,6 +43,9 @@ pub enum Request {
     },
     /// Asks for the daemon's counters.
     Stats,
+    /// Drops every resident chunk no client holds, now: their segments are unlinked and
+    /// their memory returned (leased chunks stay).
+    Evict,
 }
 
 /// A time window `[start, end)` in microseconds of sensor time, `[start, end]` on the
@@ -87,7 +90,7 @@ pub enum Table {
 
 impl Request {
     /// The `op` name of every request, to tell an unknown op from a malformed known one.
-    pub const OPS: [&str; 5] = ["hello", "list", "open", "release", "stats"];
+    pub const OPS: [&str; 6] = ["hello", "list", "open", "release", "stats", "evict"];
 
     /// Parses one request line (without its newline), classifying failures the way the
     /// protocol reports them.
@@ -143,6 +146,7 @@ mod tests {
         assert_eq!(code(b"{nope"), ErrorCode::BadRequest);
         assert_eq!(code(b"[1]"), ErrorCode::BadRequest);
         assert_eq!(code(b"{\"op\":\"fly\"}"), ErrorCode::UnknownOp);
+        assert_eq!(Request::parse(br#"{"op":"evict"}"#).unwrap(), Request::Evict);
         assert_eq!(code(b"{\"op\":\"open\"}"), ErrorCode::BadRequest);
         assert_eq!(code(b"{\"op\":\"release\",\"lease\":\"x\"}"), ErrorCode::BadRequest);
         assert_eq!(

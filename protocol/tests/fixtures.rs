@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use evshm_protocol::{
-    DAEMON_UID_VARIABLE, ErrorCode, HelloReply, ListReply, MAX_REPLY_LINE, MAX_REQUEST_LINE,
-    OpenReply, PROTOCOL_VERSION, ReleaseReply, ReplyError, Request, StatsReply, parse_reply,
+    DAEMON_UID_VARIABLE, ErrorCode, EvictReply, HelloReply, ListReply, MAX_REPLY_LINE,
+    MAX_REQUEST_LINE, OpenReply, PROTOCOL_VERSION, ReleaseReply, ReplyError, Request, StatsReply,
+    parse_reply,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +53,7 @@ fn check_reply(op: &str, reply: &Value) {
         "open" => parse_reply::<OpenReply>(&line).map(|open| open.check().unwrap()),
         "release" => parse_reply::<ReleaseReply>(&line).map(drop),
         "stats" => parse_reply::<StatsReply>(&line).map(drop),
+        "evict" => parse_reply::<EvictReply>(&line).map(drop),
         other => panic!("a reply to unknown op {other}"),
     };
     match checked {

@@ -238,7 +238,7 @@ class FakeDaemon:
                 os.close(chunk.memfd)
                 chunk.memfd = None
 
-    def connect(self, path: str, timeout: float | None) -> FakeSocket:
+    def connect(self, path: str, timeout: float | None, explicit: bool = True) -> FakeSocket:
         sock = FakeSocket(self)
         self.sockets.append(sock)
         return sock
@@ -292,7 +292,8 @@ class FakeDaemon:
             return self.overrides[op], []
         fds: list[int] = []
         if op == "hello":
-            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1"}
+            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1",
+                                     "roots": [str(self.tmp_path)]}
         elif op == "open":
             if request["path"] == "missing.raw":
                 reply = {"ok": False, "error": {"code": "not_found",
@@ -310,6 +311,8 @@ class FakeDaemon:
                                                 "message": f"lease {request['lease']}"}}
         elif op == "stats":
             reply = {"ok": True, "leases": self.leases, "segments": 1}
+        elif op == "evict":
+            reply = {"ok": True, "evicted": 0, "bytes_evicted": 0}
         elif op == "list":
             reply = {"ok": True, "recordings": [
                 {"path": "a.raw", "format": "evt3", "size": 12, "decoded": True}]}

@@ -17,6 +17,7 @@ def test_hello_is_the_first_request(fake):
     assert sock.requests == [{"op": "hello", "version": 2,
                               "client": f"evshm-python/{evshm.__version__}"}]
     assert client.server == "fake/1"
+    assert client.roots == [str(fake.tmp_path)]
     client.close()
 
 
@@ -129,10 +130,26 @@ def test_dropping_the_client_closes_the_connection(fake):
     assert sock.closed
 
 
-@pytest.mark.parametrize("failure", [
-    KeyboardInterrupt(), ConnectionResetError(104, "Connection reset by peer"),
-    socket.timeout("timed out"),
-])
+def test_a_connection_evshmd_dropped_is_made_again_once(fake):
+    """evshmd stopped or restarted: the request is repeated on a new connection."""
+    client = evshm.Client("/fake.sock")
+    first = fake.sockets[0]
+    first.recv_error = ConnectionResetError(104, "Connection reset by peer")
+    assert client.stats()["segments"] == 1
+    assert first.closed
+    assert len(fake.sockets) == 2 and fake.sockets[1].ops() == ["hello", "stats"]
+    fake.sockets[1].recv_error = BrokenPipeError(32, "Broken pipe")
+    fake.overrides["hello"] = b""  # the daemon hangs up at once: nothing runs there
+    with pytest.raises(evshm.ConnectionLost) as info:
+        client.list()
+    assert str(info.value).startswith("evshmd at /fake.sock stopped or restarted, closing "
+                                      "this client's connection (lost the connection")
+    assert "and reconnecting failed: evshmd at /fake.sock closed the connection" in \
+        str(info.value)
+    client.close()
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), socket.timeout("timed out")])
 def test_exception_mid_request_closes_the_socket(fake, failure):
     client = evshm.Client("/fake.sock")
     first = fake.sockets[0]
@@ -262,21 +279,53 @@ def test_real_fork_child_gets_its_own_connection(tmp_path):
     server.close()
 
 
-def test_missing_socket_says_the_daemon_is_not_running(tmp_path):
+def test_a_missing_socket_given_by_path_advises_starting_one_there(tmp_path, monkeypatch):
+    """$EVSHM_SOCKET is no advice for a path given explicitly: it is ignored then."""
+    monkeypatch.setenv("EVSHM_SOCKET", str(tmp_path / "elsewhere.sock"))
     path = str(tmp_path / "nothing.sock")
     with pytest.raises(evshm.ConnectionLost) as info:
         evshm.Client(path)
-    assert path in str(info.value) and "not running" in str(info.value)
+    assert str(info.value) == (
+        f"cannot connect to evshmd at {path}: no such socket, no evshmd runs there; start one "
+        f"there with evshm.start(ROOT, socket={path!r}) or `python -m evshm --socket {path} "
+        "start ROOT`")
 
 
-def test_stale_socket_file_says_the_daemon_is_not_running(tmp_path):
+def test_a_missing_default_socket_advises_evshm_socket_too(tmp_path, monkeypatch):
+    path = str(tmp_path / "nothing.sock")
+    monkeypatch.setenv("EVSHM_SOCKET", path)
+    with pytest.raises(evshm.ConnectionLost) as info:
+        evshm.Client()
+    assert str(info.value) == (
+        f"cannot connect to evshmd at {path}: no such socket, no evshmd runs there; this is "
+        "the default socket ($EVSHM_SOCKET, else $XDG_RUNTIME_DIR/evshm.sock, else "
+        "/tmp/evshm-$UID/evshm.sock): start one with evshm.start(ROOT) or `python -m evshm "
+        "start ROOT`, or set EVSHM_SOCKET to the socket of one that runs")
+
+
+def test_a_stale_socket_file_is_called_so(tmp_path):
     path = str(tmp_path / "stale.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(path)
     sock.close()  # the file stays, nobody listens
     with pytest.raises(evshm.ConnectionLost) as info:
         evshm.Client(path)
-    assert path in str(info.value) and "not running" in str(info.value)
+    assert str(info.value).startswith(
+        f"cannot connect to evshmd at {path}: a stale socket file, nothing accepts on it "
+        "(the evshmd that made it is gone, and a new one replaces it); start one there")
+
+
+@pytest.mark.parametrize("kind", ["regular file", "directory"])
+def test_a_file_that_is_no_socket_is_not_called_a_stale_socket(tmp_path, kind):
+    path = tmp_path / "evshm.sock"
+    if kind == "directory":
+        path.mkdir()
+    else:
+        path.write_text("not a socket\n")
+    with pytest.raises(evshm.ConnectionLost) as info:
+        evshm.Client(path)
+    assert str(info.value) == (f"cannot connect to evshmd at {path}: {path} is not a socket "
+                               f"but a {kind}: give the path of the socket evshmd listens on")
 
 
 def test_default_socket_path_chain(monkeypatch):

@@ -152,6 +152,7 @@ def _error_line(code: str) -> bytes:
     ("unsupported_format", evshm.UnsupportedFormat),
     ("corrupt_recording", evshm.CorruptRecording),
     ("shm_full", evshm.ShmFull),
+    ("over_budget", evshm.OverBudget),
     ("unknown_lease", evshm.UnknownLease),
     ("internal", evshm.DaemonError),
     ("some_future_code", evshm.DaemonError),
@@ -170,6 +171,14 @@ def test_error_class_is_chosen_by_code_not_message():
                                               "message": "not_found bad_path"}}).encode()
     with pytest.raises(evshm.ShmFull):
         proto.parse_reply(line)
+
+
+def test_over_budget_is_still_caught_as_shm_full():
+    """``over_budget`` raised ``ShmFull`` before ``OverBudget`` existed: code catching
+    ``ShmFull`` keeps working."""
+    with pytest.raises(evshm.ShmFull) as info:
+        proto.parse_reply(_error_line("over_budget"))
+    assert type(info.value) is evshm.OverBudget
 
 
 def test_exception_names_do_not_shadow_builtins():
@@ -307,7 +316,11 @@ def test_parse_list_and_stats_replies():
 
 
 def test_parse_hello_reply_checks_the_version():
-    assert proto.parse_hello_reply(REPLIES[0]) == "evshmd/0.1.0"
+    assert proto.parse_hello_reply(REPLIES[0]) == proto.Hello("evshmd/0.1.0", ())
+    with_roots = {**REPLIES[0], "roots": ["/data/a", "/data/b"]}
+    assert proto.parse_hello_reply(with_roots).roots == ("/data/a", "/data/b")
+    with pytest.raises(evshm.ProtocolError):
+        proto.parse_hello_reply({**REPLIES[0], "roots": "/data/a"})
     with pytest.raises(evshm.ProtocolError) as info:
         proto.parse_hello_reply({"ok": True, "version": 1})  # a daemon of protocol 1
     assert info.value.code == "unsupported_version"

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from evshm import _client, _errors, _trust
+from evshm import _connect, _errors, _trust
 from evshm import _protocol as proto
 from fakes import FakeDaemon, FakeSocket
 
@@ -48,7 +48,7 @@ def test_every_error_code_has_its_exception() -> None:
 def test_default_socket_chain(case: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in case["env"].items():
         monkeypatch.setenv(name, value)
-    assert _client.default_socket_path() == case["path"].format(uid=os.getuid())
+    assert _connect.default_socket_path() == case["path"].format(uid=os.getuid())
 
 
 def test_whom_the_client_trusts() -> None:
@@ -65,6 +65,7 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         tuple(r["window"]) if "window" in r else None),
     "release": lambda r: proto.release_request(r["lease"]),
     "stats": lambda r: proto.stats_request(),
+    "evict": lambda r: proto.evict_request(),
 }
 
 
@@ -87,6 +88,7 @@ PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "open": proto.parse_open_reply,
     "release": lambda reply: reply,
     "stats": proto.parse_stats_reply,
+    "evict": proto.parse_evict_reply,
 }
 
 

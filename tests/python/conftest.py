@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +20,17 @@ from harness import (
     Daemon,
     evshmd_binary,
     generate,
+    installed_package_problem,
     real_data_dir,
     real_manifest,
     wait_until_answering,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    problem = installed_package_problem()
+    if problem is not None:
+        pytest.exit(problem, returncode=1)
 
 #: Events of ``big.raw``: a few million, so that one copy (13 bytes an event) stands out
 #: clearly in the memory counters of the sharing tests.
@@ -91,6 +99,7 @@ def daemon(tmp_path: Path, daemon_args: list[str], real_in_root: bool) -> Iterat
     left = d.segments()
     assert not left, f"segments left in /dev/shm after SIGTERM: {left}"
     assert not os.path.exists(sock), f"socket file {sock} left after SIGTERM"
+    assert not os.path.exists(f"{sock}.lock"), f"lock file {sock}.lock left after SIGTERM"
 
 
 @pytest.fixture
@@ -140,3 +149,24 @@ def mixed(daemon: Daemon, mixed_dir: Path) -> Daemon:
         (daemon.root / name).parent.mkdir(exist_ok=True)
         os.link(mixed_dir / name, daemon.root / name)
     return daemon
+
+
+@pytest.fixture(scope="session")
+def wheel() -> Path:
+    """The wheel scripts/test.sh built (``$EVSHM_WHEEL``)."""
+    path = os.environ.get("EVSHM_WHEEL")
+    if not path:
+        ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
+        message = "no wheel to test: scripts/test.sh sets $EVSHM_WHEEL to the one it builds"
+        if ci:
+            pytest.fail(f"CI is set, and {message}")
+        pytest.skip(message)
+    return Path(path)
+
+
+@pytest.fixture
+def bare_venv(tmp_path: Path) -> Path:
+    """A new virtualenv with nothing but pip, as a user has before ``pip install``."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    return venv

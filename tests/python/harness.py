@@ -1,11 +1,13 @@
 """Harness of the cross-process tests: start a real evshmd, find the real recordings.
 
-The daemon binary is ``$EVSHMD``, else ``<repo>/target/debug/evshmd``; tests skip when it
-is absent. The real recordings are read from ``$EVSHM_REAL_DATA``, else
-``<repo>/../shared/data/real`` (third-party files, never copied into the repository); tests
-that need them skip when the folder is absent. Each daemon gets copies of the recordings in
-its own root, and on teardown must exit 0 on SIGTERM leaving no segment of its pid in
-/dev/shm and no socket file.
+The tests run against the installed evshm package, as its users do (scripts/test.sh
+installs the wheel it builds); conftest.py stops them at once if that package is not the
+working tree's. The daemon binary is ``$EVSHMD``, else the ``evshmd`` on ``PATH`` (the
+wheel's); tests skip when there is none. The real recordings are read from
+``$EVSHM_REAL_DATA``, else ``<repo>/../shared/data/real`` (third-party files, never copied
+into the repository); tests that need them skip when the folder is absent. Each daemon gets
+copies of the recordings in its own root, and on teardown must exit 0 on SIGTERM leaving
+no segment of its instance in /dev/shm and no socket or lock file.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +26,10 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
+import evshm
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON_SRC = REPO / "python_client" / "src"
-sys.path.insert(0, str(PYTHON_SRC))  # test the working tree, not an installed copy
-
-import evshm  # noqa: E402
 
 #: Recordings of two sensor sizes in class folders (``CLASS/NAME``), as a training set of
 #: N-CARS' layout would be: name -> (width, height). The ``mixed`` fixture serves them.
@@ -41,12 +42,26 @@ START_DEADLINE = 30.0  # seconds for the daemon to answer hello
 STOP_DEADLINE = 20.0  # seconds for the daemon to exit after SIGTERM
 
 
+def installed_package_problem() -> str | None:
+    """Why the installed evshm package is not the one of this working tree, if it is not:
+    these tests would test something else than the code next to them."""
+    installed = Path(evshm.__file__).resolve().parent
+    if installed == PYTHON_SRC / "evshm":
+        return None  # a development install of the working tree (pip install -e)
+    for source in sorted((PYTHON_SRC / "evshm").glob("*.py")):
+        copy = installed / source.name
+        if not copy.is_file() or copy.read_bytes() != source.read_bytes():
+            return (f"the installed evshm ({installed}) is not python_client/src: "
+                    f"{source.name} differs; scripts/test.sh builds and installs the wheel")
+    return None
+
+
 def evshmd_binary() -> Path:
-    path = Path(os.environ.get("EVSHMD") or REPO / "target" / "debug" / "evshmd")
-    if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.skip(f"evshmd binary not found at {path}: build it with "
-                    "`cargo build -p evshmd` or point $EVSHMD at it")
-    return path
+    found = os.environ.get("EVSHMD") or shutil.which("evshmd")
+    if found is None or not os.access(found, os.X_OK):
+        pytest.skip("evshmd not found: install the wheel (scripts/wheel.sh), or point "
+                    "$EVSHMD at a build of it")
+    return Path(found)
 
 
 def evshm_cli_binary() -> Path:
@@ -90,16 +105,13 @@ class Daemon:
     socket: str
     log: Path
     real: Path | None  # the real-data folder the root was filled from, if any
+    #: The daemon's instance id, which names its segments: read from its socket's lock
+    #: file once it answers (a clean shutdown removes the file).
+    instance: str = ""
 
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-    @property
-    def instance(self) -> str:
-        """The daemon's instance id, which names its segments (held in its socket's lock
-        file, which stays after it stops)."""
-        return Path(f"{self.socket}.lock").read_text().strip()
 
     @property
     def segment_prefix(self) -> str:
@@ -126,6 +138,7 @@ def wait_until_answering(daemon: Daemon) -> None:
         if os.path.exists(daemon.socket):
             try:
                 evshm.Client(daemon.socket, timeout=2.0).close()
+                daemon.instance = Path(f"{daemon.socket}.lock").read_text().strip()
                 return
             except evshm.EvshmError as exc:
                 last = exc
@@ -146,13 +159,25 @@ def wait_for(predicate: Callable[[], bool], what: str, deadline: float = 30.0) -
 
 
 def python_env(socket_path: str | None = None) -> dict[str, str]:
-    """Environment for a ``python -m evshm`` subprocess that imports this working tree."""
+    """Environment for a ``python -m evshm`` subprocess (of the installed package), with
+    ``$EVSHM_SOCKET`` if ``socket_path`` is given."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PYTHON_SRC)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if socket_path is not None:
         env["EVSHM_SOCKET"] = socket_path
     return env
+
+
+def user_env(venv: Path, **extra: str) -> dict[str, str]:
+    """The environment of a user of ``venv``: its bin/ first on a PATH without the
+    directories of cargo and rustc, none of the variables that the tests point at binaries,
+    sources or sockets with, and ``extra``."""
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("EVSHMD", "EVSHM_CLI", "EVSHM_SOCKET", "PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = os.pathsep.join([str(venv / "bin"), *(
+        folder for folder in os.environ.get("PATH", "").split(os.pathsep)
+        if not any(os.access(os.path.join(folder, tool), os.X_OK)
+                   for tool in ("cargo", "rustc")))])
+    return {**env, **extra}
 
 
 def decode_whole(recording: Path, out: Path) -> pa.Table:

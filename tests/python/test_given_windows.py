@@ -118,7 +118,7 @@ def test_items_are_the_documented_windows_of_the_whole_decode(daemon: Daemon, re
 def test_a_recording_eight_times_the_budget_read_through_given_windows(synthetic: Daemon,
                                                                        big: pa.Table):
     with synthetic.client() as observer:
-        with pytest.raises(evshm.ShmFull) as refused:
+        with pytest.raises(evshm.OverBudget) as refused:
             observer.open("big.raw")  # the whole does not fit
         assert refused.value.code == "over_budget"
         given = back_to_back(big, "big.raw", 2 * HALF)

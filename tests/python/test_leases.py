@@ -9,7 +9,7 @@ import time
 import pytest
 
 import evshm
-from harness import Daemon
+from harness import Daemon, segment_file
 
 
 def wait_for(predicate, what: str, deadline: float = 10.0) -> None:
@@ -84,7 +84,7 @@ def test_mapping_outlives_the_daemon_and_its_segment(daemon: Daemon, real):
     gc.collect()
     with pytest.raises(evshm.ConnectionLost) as info:
         client.stats()
-    assert daemon.socket in str(info.value) and "not running" in str(info.value)
+    assert daemon.socket in str(info.value) and "no evshmd runs there" in str(info.value)
     client.close()
 
 
@@ -180,3 +180,23 @@ def test_pickled_client_in_another_process(daemon: Daemon, real):
                               env=python_env(), capture_output=True, timeout=60)
         assert proc.returncode == 0, proc.stderr.decode()
         assert proc.stdout.decode().split() == ["5000", "True", "2"]
+
+
+def test_evict_drops_what_no_one_holds_and_keeps_what_someone_does(synthetic: Daemon):
+    with synthetic.client() as client:
+        held = client.open("small.raw")
+        with client.open("big.raw") as rec:
+            dropped = [segment_file(chunk.segment) for chunk in rec.chunks]
+        gc.collect()
+        kept = [segment_file(chunk.segment) for chunk in held.chunks]
+        evicted = client.evict()
+        assert evicted["evicted"] == len(dropped)
+        assert evicted["bytes_evicted"] >= sum(chunk.segment.size for chunk in rec.chunks)
+        assert not any(os.path.exists(path) for path in dropped)
+        assert all(os.path.exists(path) for path in kept)
+        assert held.table.num_rows == 200_000
+        stats = client.stats()
+        assert (stats["evictions"], stats["bytes_evicted"]) == (evicted["evicted"],
+                                                                evicted["bytes_evicted"])
+        assert client.evict() == {"evicted": 0, "bytes_evicted": 0}
+        held.release()

@@ -128,6 +128,12 @@ def test_second_open_is_cached_and_shares_the_segment(daemon: Daemon, real: Path
         second.release()
 
 
+def test_hello_names_the_served_root(daemon: Daemon):
+    with daemon.client() as client:
+        assert client.server.startswith("evshmd/")
+        assert client.roots == [str(daemon.root.resolve())]
+
+
 def test_list_shows_recordings_only(daemon: Daemon, real: Path):
     with daemon.client() as client:
         infos = {info.path: info for info in client.list()}

@@ -186,3 +186,10 @@ class FirstDraws:
 
     def __call__(self, events: evshm.Events) -> dict[str, Any]:
         return {"draw": float(self.random.generator().random()), "pid": os.getpid()}
+
+
+def rows_at_default_socket(path: str) -> int:
+    """Rows of ``path`` read through the daemon at the default socket (a spawned child
+    inherits the test's ``$EVSHM_SOCKET``)."""
+    with evshm.Client() as client, client.open(path) as rec:
+        return rec.rows

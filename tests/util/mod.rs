@@ -57,6 +57,8 @@ pub struct Daemon {
     dir: TempDir,
     /// Its instance id, which names its segments.
     instance: String,
+    /// Where its segments are (`--shm-dir`, else [`SHM_DIR`]).
+    shm_dir: PathBuf,
     /// Killed with SIGKILL by the test, which then checks the clean-up itself.
     killed: bool,
 }
@@ -130,7 +132,8 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(10));
         }
         let instance = instance_at(&socket);
-        Daemon { child, socket, dir, instance, killed: false }
+        let shm_dir = args.iter().position(|a| *a == "--shm-dir").map_or(SHM_DIR, |i| args[i + 1]);
+        Daemon { child, socket, dir, instance, shm_dir: PathBuf::from(shm_dir), killed: false }
     }
 
     /// The directory it serves.
@@ -162,7 +165,12 @@ impl Daemon {
 
     /// The segment files this daemon has in the shared-memory directory.
     pub fn segments(&self) -> Vec<PathBuf> {
-        segments_of(&self.instance)
+        segments_in(&self.shm_dir, &self.instance)
+    }
+
+    /// The file whose lock says that it is alive.
+    pub fn liveness(&self) -> PathBuf {
+        liveness_in(&self.shm_dir, &self.instance)
     }
 
     /// Sends SIGTERM and waits for the exit, with a deadline.
@@ -211,32 +219,52 @@ impl Drop for Daemon {
         for path in &leaked {
             let _ = std::fs::remove_file(path);
         }
-        let liveness = liveness_of(&self.instance);
+        let liveness = self.liveness();
         let _ = std::fs::remove_file(&liveness);
         if !std::thread::panicking() {
             assert!(leaked.is_empty(), "evshmd left segments behind: {leaked:?}");
             assert!(!self.socket.exists(), "evshmd left its socket behind");
             assert!(!liveness.exists(), "evshmd left {} behind", liveness.display());
+            let lock = lock_of(&self.socket);
+            assert!(!lock.exists(), "evshmd left {} behind", lock.display());
         }
     }
 }
 
-/// The instance id of the evshmd holding the lock of `socket`.
+/// The instance id of the evshmd holding the lock of `socket`, from the lock file: read it
+/// while the daemon runs (a clean shutdown removes the file).
 pub fn instance_at(socket: &Path) -> String {
-    let lock = format!("{}.lock", socket.display());
-    let id = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{lock}: {e}"));
+    let lock = lock_of(socket);
+    let id = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{}: {e}", lock.display()));
     id.trim_end().to_owned()
 }
 
-/// The file whose lock says that this instance is alive.
-pub fn liveness_of(instance: &str) -> PathBuf {
-    Path::new(SHM_DIR).join(format!("evshm-v2-{instance}.lock"))
+/// The lock file of `socket`.
+pub fn lock_of(socket: &Path) -> PathBuf {
+    let mut lock = socket.as_os_str().to_owned();
+    lock.push(".lock");
+    PathBuf::from(lock)
 }
 
-/// Segment files of the evshmd instance with this id.
+/// The file whose lock says that this instance is alive, in [`SHM_DIR`].
+pub fn liveness_of(instance: &str) -> PathBuf {
+    liveness_in(Path::new(SHM_DIR), instance)
+}
+
+/// The file whose lock says that this instance is alive, in `shm_dir`.
+pub fn liveness_in(shm_dir: &Path, instance: &str) -> PathBuf {
+    shm_dir.join(format!("evshm-v2-{instance}.lock"))
+}
+
+/// Segment files of the evshmd instance with this id, in [`SHM_DIR`].
 pub fn segments_of(instance: &str) -> Vec<PathBuf> {
+    segments_in(Path::new(SHM_DIR), instance)
+}
+
+/// Segment files of the evshmd instance with this id, in `shm_dir`.
+pub fn segments_in(shm_dir: &Path, instance: &str) -> Vec<PathBuf> {
     let prefix = format!("evshm-v2-{instance}-");
-    std::fs::read_dir(SHM_DIR)
+    std::fs::read_dir(shm_dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))

@@ -78,7 +78,8 @@ pub fn open(
         let needed = target.bytes_needed(likely.clone())?;
         let limit = daemon.budget.limit();
         if needed > limit {
-            return Err(OpenError::OverBudget { name: target.name.clone(), needed, limit });
+            let name = target.name.clone();
+            return Err(OpenError::OverBudget { name, window, chunks: likely, needed, limit });
         }
         prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
     }

@@ -5,15 +5,16 @@ POSIX shared-memory segments. This client asks for a recording (or a time window
 over a Unix socket, maps the segments read-only and reads the columns in place: no copy,
 no second decode.
 
-Two processes::
-
-    $ evshmd --root /data/events          # the daemon, once per machine
+One process: the wheel brings ``evshmd``, and :func:`start` runs it when none serves the
+root yet (:func:`stop` ends it; other processes find it through the default socket)::
 
     >>> import evshm
-    >>> with evshm.Client() as client:
-    ...     with client.open("day1/cam0.raw") as rec:
-    ...         cols = rec.numpy()                    # read-only numpy views, no copy
-    ...         window = rec.time_window(0, 50_000)   # a zero-copy slice [t0, t1)
+    >>> client = evshm.start("recordings")             # evshmd serving ./recordings
+    >>> with client.open("day1/cam0.raw", window=(0, 50_000)) as rec:
+    ...     cols = rec.numpy()                          # read-only numpy views, no copy
+    >>> evshm.stop()
+
+Or a daemon run as a service (``evshmd --root /data/events``) and ``evshm.Client()``.
 
 The core needs only the standard library and pyarrow; ``Recording.numpy()``,
 ``.polars()`` and ``.torch()`` need the ``numpy``, ``polars`` and ``torch`` extras.
@@ -23,7 +24,9 @@ The core needs only the standard library and pyarrow; ``Recording.numpy()``,
 the wire protocol and ``docs/PYTHON.md`` for a guide.
 """
 
-from ._client import Client, default_socket_path
+from ._client import Client
+from ._connect import default_socket_path
+from ._daemon import start, stop
 from ._dataset import EventWindows
 from ._errors import (
     MALFORMED_REPLY,
@@ -32,11 +35,14 @@ from ._errors import (
     CorruptRecording,
     DaemonError,
     EvshmError,
+    OverBudget,
     PathRefused,
     ProtocolError,
     RecordingNotFound,
+    RootMismatch,
     SegmentError,
     ShmFull,
+    StartFailed,
     TooManyConnections,
     TooManyLeases,
     UnknownLease,
@@ -53,6 +59,8 @@ __all__ = [
     "__version__",
     "PROTOCOL_VERSION",
     "Client",
+    "start",
+    "stop",
     "Recording",
     "RecordingInfo",
     "ChunkInfo",
@@ -63,6 +71,8 @@ __all__ = [
     "EvshmError",
     "ConnectionLost",
     "UntrustedDaemon",
+    "RootMismatch",
+    "StartFailed",
     "SegmentError",
     "DaemonError",
     "ProtocolError",
@@ -71,6 +81,7 @@ __all__ = [
     "UnsupportedFormat",
     "CorruptRecording",
     "ShmFull",
+    "OverBudget",
     "AccessDenied",
     "TooManyLeases",
     "TooManyConnections",

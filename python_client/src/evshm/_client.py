@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import logging
 import os
 import socket
 import threading
@@ -35,6 +36,8 @@ import time
 import weakref
 from typing import Any, Callable, TypeVar, Union
 
+from ._connect import connect as _connect
+from ._connect import daemon_status, default_socket_path
 from ._errors import (
     MALFORMED_REPLY,
     ConnectionLost,
@@ -50,9 +53,11 @@ from ._protocol import (
     RecordingInfo,
     check_window,
     encode_request,
+    evict_request,
     hello_request,
     list_request,
     open_request,
+    parse_evict_reply,
     parse_hello_reply,
     parse_list_reply,
     parse_open_reply,
@@ -63,11 +68,11 @@ from ._protocol import (
 )
 from ._recording import Recording
 from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
-from ._trust import check_peer, check_socket, fallback_socket_dir
 
-__all__ = ["Client", "default_socket_path"]
+__all__ = ["Client"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger("evshm")
 _RECV_SIZE = 65_536
 # Descriptors one recvmsg can take: Linux's SCM_MAX_FD, the most one message can carry
 # (the daemon sends at most 250 per message, a sealed reply's spread over several).
@@ -75,73 +80,10 @@ _MAX_FDS = 253
 PathArg = Union[str, "os.PathLike[str]", "os.PathLike[bytes]", bytes]
 
 
-def default_socket_path() -> str:
-    """The socket path used when none is given; first match wins:
-
-    1. ``$EVSHM_SOCKET``
-    2. ``$XDG_RUNTIME_DIR/evshm.sock``
-    3. ``/tmp/evshm-$UID/evshm.sock`` (a directory that must be this user's, mode 0700)
-
-    An empty variable counts as unset.
-    """
-    explicit = os.environ.get("EVSHM_SOCKET")
-    if explicit:
-        return explicit
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime_dir:
-        return os.path.join(runtime_dir, "evshm.sock")
-    return os.path.join(fallback_socket_dir(), "evshm.sock")
-
-
 def _client_name() -> str:
     from . import __version__
 
     return f"evshm-python/{__version__}"
-
-
-def _daemon_status(socket_path: str) -> str:
-    """Say whether something still accepts connections on ``socket_path``."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(socket_path)
-    except FileNotFoundError:
-        return "evshmd is not running (the socket file is gone)"
-    except ConnectionRefusedError:
-        return "evshmd is not running (nothing accepts on the socket)"
-    except OSError as exc:
-        return f"cannot tell whether evshmd is running ({exc.strerror or exc})"
-    else:
-        return "evshmd is still running and accepts new connections (see its log)"
-    finally:
-        probe.close()
-
-
-def _connect(socket_path: str, timeout: float | None) -> socket.socket:
-    check_socket(socket_path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # CLOEXEC by default
-    try:
-        sock.settimeout(timeout)
-        sock.connect(socket_path)
-        check_peer(socket_path, sock)
-    except BaseException as exc:
-        sock.close()
-        if isinstance(exc, FileNotFoundError):
-            why = ("no such socket: evshmd is not running "
-                   "(start it with `evshmd --root DIR`, or set EVSHM_SOCKET)")
-        elif isinstance(exc, ConnectionRefusedError):
-            why = ("the socket file exists but nothing accepts on it: "
-                   "evshmd is not running (stale socket file)")
-        elif isinstance(exc, PermissionError):
-            why = "permission denied (evshmd may be running as another user)"
-        elif isinstance(exc, socket.timeout):
-            why = f"evshmd did not accept within {timeout} s (it is running but stuck?)"
-        elif isinstance(exc, OSError):
-            why = exc.strerror or str(exc)
-        else:
-            raise
-        raise ConnectionLost(f"cannot connect to evshmd at {socket_path}: {why}") from exc
-    return sock
 
 
 def _path_arg(path: PathArg) -> str:
@@ -158,10 +100,27 @@ def _path_arg(path: PathArg) -> str:
     return text
 
 
+def _went_away(conn: _Connection, error: EvshmError) -> bool:
+    """Whether ``error`` came from evshmd closing ``conn``, as it does when it stops: the
+    connection was dropped from its end, or a segment of a reply vanished (a stopping
+    daemon removes them) and the connection turns out dropped."""
+    if isinstance(error, SegmentError):
+        if not error.vanished:
+            return False
+        try:
+            conn.request(stats_request(), parse_stats_reply)
+        except ConnectionLost:
+            pass
+        else:
+            return False  # evshmd still serves: the segment went some other way
+    return conn.dropped
+
+
 class _Connection:
     """One socket to evshmd: its lock, its reply buffer and the leases taken on it."""
 
-    def __init__(self, socket_path: str, timeout: float | None) -> None:
+    def __init__(self, socket_path: str, timeout: float | None,
+                 explicit: bool = True) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
         self.pid = os.getpid()
@@ -172,15 +131,22 @@ class _Connection:
         self.live: set[int] = set()
         self.closing = False  # close as soon as no lease is live
         self.closed = False
+        # Whether evshmd closed it (it stopped or restarted): see Client._call.
+        self.dropped = False
         self._lines = LineBuffer()
         # Descriptors passed with the reply being read (a sealed segment, SCM_RIGHTS).
         self._fds: list[int] = []
-        self._sock = _connect(socket_path, timeout)
+        self._sock = _connect(socket_path, timeout, explicit)
         try:
-            self.server = self.request(hello_request(_client_name()), parse_hello_reply)
+            self.hello = self.request(hello_request(_client_name()), parse_hello_reply)
         except BaseException:
             self._close_locked()
             raise
+
+    @property
+    def sock(self) -> socket.socket:
+        """The socket (to read the credentials of the process at its other end)."""
+        return self._sock
 
     # ----------------------------------------------------------------- requests
 
@@ -225,6 +191,8 @@ class _Connection:
             # the reply may be half read: the stream is out of sync for good.
             self._close_locked()
             if isinstance(exc, OSError):
+                # A reset or a closed pipe, unlike a timeout, means evshmd closed it.
+                self.dropped = not isinstance(exc, socket.timeout)
                 raise self._lost(exc) from exc
             raise
         try:
@@ -256,10 +224,11 @@ class _Connection:
                                     "descriptors passed by evshmd were lost (more than "
                                     f"{_MAX_FDS} in one message, or too many open files)")
             if not data:
+                self.dropped = True
                 where = " in the middle of a reply" if self._lines.pending else ""
                 raise ConnectionLost(
                     f"evshmd at {self.socket_path} closed the connection{where}; "
-                    f"{_daemon_status(self.socket_path)}"
+                    f"{daemon_status(self.socket_path)}"
                 )
             lines = self._lines.feed(data)
             if lines:
@@ -274,7 +243,7 @@ class _Connection:
         else:
             what = (f"lost the connection to evshmd at {self.socket_path}: "
                     f"{exc.strerror or exc}")
-        return ConnectionLost(f"{what}; connection closed; {_daemon_status(self.socket_path)}")
+        return ConnectionLost(f"{what}; connection closed; {daemon_status(self.socket_path)}")
 
     # ----------------------------------------------------------------- leases
 
@@ -404,12 +373,15 @@ class Client:
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = 30.0) -> None:
         path = default_socket_path() if socket_path is None else os.fspath(socket_path)
-        self._setup(os.fsdecode(path), timeout)
-        self._slot.conn = _Connection(self.socket_path, timeout)
+        self._setup(os.fsdecode(path), timeout, explicit=socket_path is not None)
+        self._slot.conn = _Connection(self.socket_path, timeout, self._explicit)
 
-    def _setup(self, socket_path: str, timeout: float | None) -> None:
+    def _setup(self, socket_path: str, timeout: float | None, explicit: bool) -> None:
         self.socket_path: str = socket_path
         self.timeout: float | None = timeout
+        # Whether the caller named the socket (else it is the default one): errors advise
+        # differently.
+        self._explicit = explicit
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._closed = False
@@ -419,11 +391,12 @@ class Client:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the address only (e.g. to a spawned DataLoader worker)."""
-        return {"socket_path": self.socket_path, "timeout": self.timeout}
+        return {"socket_path": self.socket_path, "timeout": self.timeout,
+                "explicit": self._explicit}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """An unpickled client connects on its first request, with its own connection."""
-        self._setup(state["socket_path"], state["timeout"])
+        self._setup(state["socket_path"], state["timeout"], state.get("explicit", True))
 
     # ----------------------------------------------------------------- connection
 
@@ -442,13 +415,44 @@ class Client:
                 raise EvshmError("this evshm.Client is closed")
             conn = self._slot.conn
             if conn is None or conn.closed:
-                conn = self._slot.conn = _Connection(self.socket_path, self.timeout)
+                conn = self._slot.conn = _Connection(self.socket_path, self.timeout,
+                                                     self._explicit)
             return conn
+
+    def _call(self, call: Callable[[_Connection], _T]) -> _T:
+        """``call`` on this client's connection, and once more on a new one if evshmd
+        closed that connection meanwhile (it stopped, or restarted: see ``_went_away``).
+
+        Repeating is safe for every request of this client: the old connection's leases
+        ended with it, and no request changes what a repeat finds.
+        """
+        conn = self._connection()
+        try:
+            return call(conn)
+        except (ConnectionLost, SegmentError) as exc:
+            if not _went_away(conn, exc):
+                raise
+            first = exc
+        _log.info("evshmd at %s stopped or restarted (%s); reconnecting", self.socket_path,
+                  first)
+        try:
+            conn = self._connection()
+        except ConnectionLost as exc:
+            raise ConnectionLost(
+                f"evshmd at {self.socket_path} stopped or restarted, closing this client's "
+                f"connection ({first}), and reconnecting failed: {exc}") from exc
+        return call(conn)
 
     @property
     def server(self) -> str:
         """The daemon's self-description from ``hello`` (e.g. ``evshmd/0.1.0``)."""
-        return self._connection().server
+        return self._connection().hello.server
+
+    @property
+    def roots(self) -> list[str]:
+        """The directories the daemon serves, canonical, in the order it searches them
+        (from its ``hello``; empty when it does not say)."""
+        return list(self._connection().hello.roots)
 
     # ----------------------------------------------------------------- requests
 
@@ -474,8 +478,9 @@ class Client:
 
         Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
         :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
-        :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...; :class:`TypeError` or
-        :class:`ValueError` for a window that is not two integers in order.
+        :class:`~evshm.OverBudget`, :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...;
+        :class:`TypeError` or :class:`ValueError` for a window that is not two integers in
+        order.
         """
         checked = None if window is None else check_window(window)
         return self._open_timed(path, table, geometry, checked)[0]
@@ -486,7 +491,11 @@ class Client:
                     ) -> tuple[Recording, float, float]:
         """Open and return the recording, the request time and the attach time (s)."""
         text = _path_arg(path)
-        conn = self._connection()
+        return self._call(lambda conn: self._open_on(conn, text, table, geometry, window))
+
+    def _open_on(self, conn: _Connection, text: str, table: str,
+                 geometry: tuple[int, int] | None,
+                 window: tuple[int, int] | None) -> tuple[Recording, float, float]:
         start = time.perf_counter()
         reply, fds = conn.open(text, table, geometry, window)
         requested = time.perf_counter()
@@ -534,11 +543,17 @@ class Client:
 
     def list(self) -> builtins.list[RecordingInfo]:
         """List the recordings under the served roots, in the daemon's order."""
-        return self._connection().request(list_request(), parse_list_reply)
+        return self._call(lambda conn: conn.request(list_request(), parse_list_reply))
 
     def stats(self) -> dict[str, int]:
         """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
-        return self._connection().request(stats_request(), parse_stats_reply)
+        return self._call(lambda conn: conn.request(stats_request(), parse_stats_reply))
+
+    def evict(self) -> dict[str, int]:
+        """Drop every decoded chunk no client holds from shared memory, now (chunks
+        under a lease stay; an evicted one is decoded again when next opened): the
+        chunks evicted (``evicted``) and their bytes (``bytes_evicted``)."""
+        return self._call(lambda conn: conn.request(evict_request(), parse_evict_reply))
 
     # ----------------------------------------------------------------- lifetime
 

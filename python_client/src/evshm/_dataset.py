@@ -17,7 +17,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._client import Client, PathArg, default_socket_path
+from ._client import Client, PathArg
+from ._connect import default_socket_path
 from ._optional import require
 from ._protocol import check_window
 from ._recording import Recording

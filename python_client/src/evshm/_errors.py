@@ -11,6 +11,8 @@ from __future__ import annotations
 __all__ = [
     "EvshmError",
     "ConnectionLost",
+    "RootMismatch",
+    "StartFailed",
     "SegmentError",
     "DaemonError",
     "ProtocolError",
@@ -19,6 +21,7 @@ __all__ = [
     "UnsupportedFormat",
     "CorruptRecording",
     "ShmFull",
+    "OverBudget",
     "UnknownLease",
     "AccessDenied",
     "TooManyLeases",
@@ -50,12 +53,26 @@ class UntrustedDaemon(EvshmError):
     """
 
 
+class RootMismatch(EvshmError):
+    """:func:`evshm.start` found an evshmd on the socket that serves other roots than it
+    was asked for, and left it alone (see :mod:`evshm._daemon` for why)."""
+
+
+class StartFailed(EvshmError):
+    """:func:`evshm.start` could not start evshmd; the message ends with its log."""
+
+
 class SegmentError(EvshmError):
     """A shared-memory segment named by the daemon cannot be mapped safely.
 
     For instance it vanished, or its size differs from the size in the reply (mapping
     past the end of a file would crash the process with SIGBUS, so it is refused).
     """
+
+    def __init__(self, message: str, *, vanished: bool = False) -> None:
+        super().__init__(message)
+        #: Whether the segment's file was gone: evshmd removes its segments when it stops.
+        self.vanished = vanished
 
 
 class DaemonError(EvshmError):
@@ -105,9 +122,20 @@ class CorruptRecording(DaemonError):
 
 
 class ShmFull(DaemonError):
-    """No room for the decoded segment: the shared-memory filesystem is full
-    (``shm_full``), or the daemon's memory budget is, even after evicting what no client
-    holds and waiting for releases (``over_budget``)."""
+    """The shared-memory filesystem has no room for the decoded segment (``shm_full``):
+    other files fill it, or it is small (Docker's 64 MB ``/dev/shm``: ``--shm-size``)."""
+
+
+class OverBudget(ShmFull):
+    """The daemon's memory budget (``evshmd --memory-budget``) has no room for what the
+    open needs, even after evicting what no client holds and waiting for releases
+    (``over_budget``). The message says how much the open needs and what to do: read a
+    whole recording by time windows; for a window, raise the budget.
+
+    It derives from :class:`ShmFull` only because ``over_budget`` raised ``ShmFull``
+    before this class existed: ``except ShmFull`` still catches it, but catching it that
+    way is deprecated.
+    """
 
 
 class UnknownLease(DaemonError):
@@ -143,7 +171,7 @@ _ERRORS_BY_CODE: dict[str, type[DaemonError]] = {
     "unsupported_format": UnsupportedFormat,
     "corrupt_recording": CorruptRecording,
     "shm_full": ShmFull,
-    "over_budget": ShmFull,
+    "over_budget": OverBudget,
     "unknown_lease": UnknownLease,
     "access_denied": AccessDenied,
     "too_many_leases": TooManyLeases,

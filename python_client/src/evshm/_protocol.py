@@ -30,16 +30,19 @@ __all__ = [
     "SegmentInfo",
     "ChunkInfo",
     "OpenReply",
+    "Hello",
     "hello_request",
     "open_request",
     "check_window",
     "release_request",
     "list_request",
     "stats_request",
+    "evict_request",
     "parse_hello_reply",
     "parse_open_reply",
     "parse_list_reply",
     "parse_stats_reply",
+    "parse_evict_reply",
 ]
 
 #: The protocol version this client speaks (sent in ``hello``).
@@ -154,6 +157,11 @@ def list_request() -> dict[str, Any]:
 def stats_request() -> dict[str, Any]:
     """The ``stats`` request."""
     return {"op": "stats"}
+
+
+def evict_request() -> dict[str, Any]:
+    """The ``evict`` request: drop every resident chunk no client holds, now."""
+    return {"op": "evict"}
 
 
 # --------------------------------------------------------------------------- framing
@@ -346,8 +354,19 @@ class OpenReply:
     skipped: int = 0
 
 
-def parse_hello_reply(reply: Mapping[str, Any]) -> str:
-    """Check a ``hello`` reply and return the daemon's ``server`` string (may be empty)."""
+@dataclass(frozen=True)
+class Hello:
+    """What the daemon says of itself in its ``hello`` reply."""
+
+    #: Its name and version (may be empty).
+    server: str
+    #: The directories it serves, canonical, in the order it searches them (empty when
+    #: the daemon does not say).
+    roots: tuple[str, ...]
+
+
+def parse_hello_reply(reply: Mapping[str, Any]) -> Hello:
+    """Check a ``hello`` reply and return what the daemon says of itself."""
     version = _field(reply, "version", int, "hello reply")
     if version != PROTOCOL_VERSION:
         raise ProtocolError(
@@ -356,7 +375,10 @@ def parse_hello_reply(reply: Mapping[str, Any]) -> str:
             f"this client speaks version {PROTOCOL_VERSION}",
         )
     server = reply.get("server", "")
-    return server if isinstance(server, str) else ""
+    roots = reply.get("roots", [])
+    if not isinstance(roots, list) or not all(isinstance(root, str) for root in roots):
+        raise _malformed(f"hello reply field 'roots' should be a list of paths, got {roots!r}")
+    return Hello(server if isinstance(server, str) else "", tuple(roots))
 
 
 def _object(value: Any, what: str) -> Mapping[str, Any]:
@@ -495,3 +517,9 @@ def parse_stats_reply(reply: Mapping[str, Any]) -> dict[str, int]:
         key: value for key, value in reply.items()
         if isinstance(value, int) and not isinstance(value, bool)
     }
+
+
+def parse_evict_reply(reply: Mapping[str, Any]) -> dict[str, int]:
+    """Check an ``evict`` reply: the chunks evicted (``evicted``) and their bytes
+    (``bytes_evicted``)."""
+    return {key: _field(reply, key, int, "evict reply") for key in ("evicted", "bytes_evicted")}

@@ -94,6 +94,10 @@ def map_segment(path: str, size: int) -> Mapping:
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise SegmentError(f"segment {path} is gone: evshmd removes its segments when it "
+                           "stops, and none is removed while a lease holds it otherwise",
+                           vanished=True) from exc
     except OSError as exc:
         raise SegmentError(f"cannot open segment {path}: {exc.strerror}") from exc
     return _map_fd(fd, path, size)

@@ -42,7 +42,7 @@ def trusted_daemon_uids(socket_path: str) -> list[int]:
     return uids
 
 
-def _private_dir_problem(path: str) -> str | None:
+def private_dir_problem(path: str) -> str | None:
     """What keeps ``path`` from being this user's private directory, if anything."""
     try:
         st = os.lstat(path)
@@ -66,7 +66,7 @@ def _whom(trusted: list[int]) -> str:
 def check_socket(socket_path: str) -> None:
     """Check where the socket is and who owns it, before connecting."""
     if os.path.dirname(socket_path) == fallback_socket_dir():
-        problem = _private_dir_problem(fallback_socket_dir())
+        problem = private_dir_problem(fallback_socket_dir())
         if problem is not None:
             raise UntrustedDaemon(
                 f"refusing evshmd at {socket_path}: {problem}: another user may have "
@@ -81,11 +81,18 @@ def check_socket(socket_path: str) -> None:
                               f"to uid {owner}, {_whom(trusted)}")
 
 
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """The pid, uid and gid of the process at the other end of ``sock``, as the kernel
+    vouches for them (``SO_PEERCRED``; the pid is 0 outside this pid namespace)."""
+    pid, uid, gid = _UCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return pid, uid, gid
+
+
 def check_peer(socket_path: str, sock: socket.socket) -> None:
     """Check the process at the other end of ``sock``."""
     trusted = trusted_daemon_uids(socket_path)
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    _, uid, _ = _UCRED.unpack(raw)
+    _, uid, _ = peer_credentials(sock)
     if uid not in trusted:
         raise UntrustedDaemon(f"refusing evshmd at {socket_path}: it runs as uid {uid}, "
                               f"{_whom(trusted)}")

@@ -4,6 +4,7 @@ mod convert;
 mod generate;
 mod output;
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -42,20 +43,33 @@ enum Command {
     },
     /// Prints the daemon's counters.
     Stats,
+    /// Drops every decoded chunk no client holds from shared memory, now.
+    Evict,
     /// Writes a synthetic recording that looks like a real camera's output.
     Generate(generate::GenerateArgs),
     /// Converts a recording to another format, or to an Arrow IPC file.
     Convert(convert::ConvertArgs),
 }
 
+/// Exit status when stdout's reader went away (`| head`), as for a command SIGPIPE ends.
+const BROKEN_PIPE: i32 = 128 + 13;
+
 fn main() {
-    if let Err(error) = run(Cli::parse()) {
+    let mut out = std::io::stdout().lock();
+    let result = run(Cli::parse(), &mut out).and_then(|()| Ok(out.flush()?));
+    if let Err(error) = result {
+        let closed = error.downcast_ref::<std::io::Error>();
+        if closed.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) {
+            std::process::exit(BROKEN_PIPE);
+        }
         eprintln!("evshm: {error:#}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command, printing its output to `out` (whose errors end it, not a panic as
+/// `println!` would).
+fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
     let connect = || -> anyhow::Result<Client> {
         Ok(match &cli.socket {
             Some(path) => Client::connect(path)?,
@@ -66,30 +80,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ls => {
             let recordings = connect()?.list()?;
             let width = recordings.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
-            println!("{:width$}  {:6}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE");
+            writeln!(out, "{:width$}  {:6}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE")?;
             for r in recordings {
                 let decoded = if r.decoded { "yes" } else { "no" };
-                println!("{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size);
+                writeln!(out, "{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size)?;
             }
         }
         Command::Open { path, triggers, window } => {
             let table = if *triggers { Table::Triggers } else { Table::Events };
             let window = window.as_deref().map(|w| Window { start: w[0], end: w[1] });
-            open(&connect()?, path, OpenOptions { table, window, ..OpenOptions::default() })?
+            let options = OpenOptions { table, window, ..OpenOptions::default() };
+            open(&connect()?, path, options, out)?
         }
         Command::Stats => {
             let stats = connect()?.stats()?;
             let value = serde_json::to_value(&stats)?;
             for (key, value) in value.as_object().context("stats reply is an object")? {
                 if key != "clients" {
-                    println!("{key:15} {value}");
+                    writeln!(out, "{key:15} {value}")?;
                 }
             }
-            println!("clients");
+            writeln!(out, "clients")?;
             for c in &stats.clients {
                 let name = c.client.as_deref().unwrap_or("-");
-                println!("  pid {:<8} uid {:<6} leases {:<6} {name}", c.pid, c.uid, c.leases);
+                writeln!(out, "  pid {:<8} uid {:<6} leases {:<6} {name}", c.pid, c.uid, c.leases)?;
             }
+        }
+        Command::Evict => {
+            let evicted = connect()?.evict()?;
+            let (chunks, bytes) = (evicted.evicted, evicted.bytes_evicted);
+            writeln!(out, "evicted {chunks} unleased chunks ({bytes} bytes)")?;
         }
         Command::Generate(args) => generate::run(args)?,
         Command::Convert(args) => convert::run(args)?,
@@ -97,7 +117,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open(client: &Client, path: &str, options: OpenOptions) -> anyhow::Result<()> {
+fn open(
+    client: &Client,
+    path: &str,
+    options: OpenOptions,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     let recording = client.open_with(path, options)?;
     let info = recording.info();
     let mut range: Option<(i64, i64)> = None;
@@ -115,33 +140,36 @@ fn open(client: &Client, path: &str, options: OpenOptions) -> anyhow::Result<()>
         .collect();
     let timings = recording.timings();
     let cached = if info.cached { "cached" } else { "decoded now" };
-    println!("path      {}", info.path);
-    println!("format    {} {}x{}", info.format, info.width, info.height);
-    println!("rows      {}", recording.rows());
-    println!("chunks    {} ({cached})", info.chunks.len());
+    writeln!(out, "path      {}", info.path)?;
+    writeln!(out, "format    {} {}x{}", info.format, info.width, info.height)?;
+    writeln!(out, "rows      {}", recording.rows())?;
+    writeln!(out, "chunks    {} ({cached})", info.chunks.len())?;
     for chunk in &info.chunks {
         let segment = match &chunk.segment.path {
             Some(path) => path.display().to_string(),
             None => format!("{} (sealed memfd)", chunk.segment.name),
         };
-        println!(
+        writeln!(
+            out,
             "  #{:<5} rows {}..{} of {}  {segment} ({} bytes)",
             chunk.index, chunk.start, chunk.end, chunk.rows, chunk.segment.size
-        );
+        )?;
     }
-    println!("schema    {}", schema.join(", "));
+    writeln!(out, "schema    {}", schema.join(", "))?;
     match range {
-        Some((lo, hi)) => println!("time      {lo} .. {hi} us"),
-        None => println!("time      (no events)"),
-    }
-    println!(
+        Some((lo, hi)) => writeln!(out, "time      {lo} .. {hi} us"),
+        None => writeln!(out, "time      (no events)"),
+    }?;
+    writeln!(
+        out,
         "request   {:.3} ms (round trip, includes the decode when not cached)",
         timings.request.as_secs_f64() * 1e3
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "attach    {:.3} ms (map + Arrow IPC open, no copy)",
         timings.attach.as_secs_f64() * 1e3
-    );
+    )?;
     Ok(())
 }
 
