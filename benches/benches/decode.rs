@@ -1,6 +1,7 @@
 //! The decoders' bench: evshm-formats on each format, from memory, single thread: the
 //! index pass that counts the events to size a segment, the decoding pass into columns
-//! already in memory, and the same into fresh memory (as evshmd writes into a new segment).
+//! already in memory, the same into fresh memory (as evshmd writes into a new segment),
+//! and into the touched columns of a segment through a sink that writes as evshmd's does.
 //!
 //! With the driver's plan (`benches/run.sh`) it decodes the plan's files, the very files
 //! the peers (expelliarmus, `evt3`) decode in `benches/python/peers.py`, and writes
@@ -19,10 +20,10 @@ use evshm_benches::{Summary, timed};
 use evshm_formats::synth::{Synth, SynthConfig};
 use evshm_formats::{
     ChunkLimits, ColumnSink, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
-    Evt3Encoder, Format, Geometry, Indexer,
+    Evt3Encoder, Format, Geometry, GeometryFilter, Indexer, Slots,
 };
 use evshmd::instance::InstanceId;
-use evshmd::segment::ShmDir;
+use evshmd::segment::{Segment, ShmDir};
 use serde_json::json;
 
 /// Bytes fed to the decoder at a time, as evshmd reads a file.
@@ -33,6 +34,8 @@ const SYNTH_EVENTS: u64 = 4_000_000;
 
 struct Input {
     format: Format,
+    /// The geometry the file states, which evshmd filters events by.
+    geometry: Option<Geometry>,
     /// The event data (header removed).
     data: Vec<u8>,
     events: u64,
@@ -63,6 +66,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
                 let detected = evshm_formats::detect(&file, ext)?;
                 Ok(Input {
                     format: detected.format,
+                    geometry: detected.stated_geometry(),
                     data: file[detected.data_offset..].to_vec(),
                     events: d.events,
                 })
@@ -78,6 +82,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
     }
     let mut criterion = criterion.configure_from_args();
     let mut results = BTreeMap::new();
+    let shm = ShmDir::new(Path::new("/dev/shm"), &InstanceId::random()?, None, false);
     for input in &inputs {
         let name = input.format.name();
         let mut counter = CountingSink::default();
@@ -112,6 +117,15 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
             decode(input, &mut fresh);
             fresh
         });
+        // ...and into the columns of a segment made and mapped as evshmd makes one, through
+        // its geometry filter and a sink that writes as evshmd's does, every page touched
+        // first: the daemon's decode without the faults of a fresh segment.
+        let mut mapped = MappedColumns::new(&shm, input.events as usize)?;
+        let decode_mapped = bench(&mut group, "decode_mapped", || {
+            let mut sink = GeometryFilter::new(mapped.sink(), input.geometry);
+            decode(input, &mut sink);
+            assert_eq!(sink.inner.len as u64 + sink.dropped, input.events, "{name}");
+        });
         group.finish();
         let rate = |s: &Option<Summary>| s.map(|s| input.events as f64 / s.p50_us);
         results.insert(
@@ -122,6 +136,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
                 "count": { "time": count, "mev_per_s": rate(&count) },
                 "decode": { "time": decode_warm, "mev_per_s": rate(&decode_warm) },
                 "decode_fresh": { "time": decode_fresh, "mev_per_s": rate(&decode_fresh) },
+                "decode_mapped": { "time": decode_mapped, "mev_per_s": rate(&decode_mapped) },
             }),
         );
     }
@@ -232,6 +247,93 @@ fn decode(input: &Input, sink: &mut impl EventSink) {
     decoder.finish(sink);
 }
 
+/// The event columns `t`, `x`, `y`, `p` of `events` rows in one segment made and mapped
+/// as evshmd makes one, each column 64-byte aligned, every page touched.
+struct MappedColumns {
+    map: memmap2::MmapMut,
+    events: usize,
+    /// Unlinks the segment when dropped, after the map.
+    _segment: Segment,
+}
+
+/// Bytes per row of each event column.
+const COLUMN_WIDTHS: [usize; 4] = [8, 2, 2, 1];
+
+impl MappedColumns {
+    fn new(shm: &Arc<ShmDir>, events: usize) -> anyhow::Result<Self> {
+        let len = COLUMN_WIDTHS.iter().map(|width| padded(width * events)).sum::<usize>();
+        let segment = shm.create(len as u64)?;
+        let mut map = segment.map_mut()?;
+        map.iter_mut().step_by(4096).for_each(|byte| *byte = 0);
+        Ok(Self { map, events, _segment: segment })
+    }
+
+    /// An empty sink over the columns.
+    fn sink(&mut self) -> SegmentSink<'_> {
+        let n = self.events;
+        let (t, rest) = self.map.split_at_mut(padded(8 * n));
+        let (x, rest) = rest.split_at_mut(padded(2 * n));
+        let (y, p) = rest.split_at_mut(padded(2 * n));
+        let (t, x, y, p) = (cast_mut(t), cast_mut(x), cast_mut(y), cast_mut(p));
+        SegmentSink { t: &mut t[..n], x: &mut x[..n], y: &mut y[..n], p: &mut p[..n], len: 0 }
+    }
+}
+
+/// `len` rounded up to the 64-byte alignment of Arrow IPC buffers.
+fn padded(len: usize) -> usize {
+    len.div_ceil(64) * 64
+}
+
+/// Views `bytes` as a slice of `T`, which must be aligned.
+fn cast_mut<T: Primitive>(bytes: &mut [u8]) -> &mut [T] {
+    // SAFETY: `T` is a primitive integer, valid for every bit pattern; `align_to_mut`
+    // only returns a middle part that is correctly aligned for `T`.
+    let (prefix, values, _) = unsafe { bytes.align_to_mut::<T>() };
+    assert!(prefix.is_empty(), "column misaligned");
+    values
+}
+
+/// Integers that any bit pattern is a valid value of.
+trait Primitive {}
+impl Primitive for i64 {}
+impl Primitive for i16 {}
+impl Primitive for i8 {}
+
+/// Writes events into mapped columns as evshmd's sink (`daemon/src/ingest.rs`) does:
+/// through slots where the decoder takes them, one by one otherwise.
+struct SegmentSink<'a> {
+    t: &'a mut [i64],
+    x: &'a mut [i16],
+    y: &'a mut [i16],
+    p: &'a mut [i8],
+    len: usize,
+}
+
+impl EventSink for SegmentSink<'_> {
+    #[inline]
+    fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
+        let i = self.len;
+        self.len += 1;
+        if let (Some(ct), Some(cx), Some(cy), Some(cp)) =
+            (self.t.get_mut(i), self.x.get_mut(i), self.y.get_mut(i), self.p.get_mut(i))
+        {
+            (*ct, *cx, *cy, *cp) = (t, x as i16, y as i16, p as i8);
+        }
+    }
+
+    #[inline]
+    fn slots(&mut self) -> Option<Slots<'_>> {
+        let n = self.len;
+        let t = self.t.get_mut(n..)?;
+        Some(Slots::new(t, &mut self.x[n..], &mut self.y[n..], &mut self.p[n..]))
+    }
+
+    #[inline]
+    fn commit(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
 /// Makes no room before a segment is created (evshmd may evict resident recordings).
 fn no_room(_needed: evshmd::budget::Usage) -> Result<(), evshmd::ingest::IngestError> {
     Ok(())
@@ -273,6 +375,7 @@ fn synthetic() -> anyhow::Result<Vec<Input>> {
         let detected = evshm_formats::detect(&file, None)?;
         inputs.push(Input {
             format: detected.format,
+            geometry: detected.stated_geometry(),
             data: file[detected.data_offset..].to_vec(),
             events: SYNTH_EVENTS,
         });

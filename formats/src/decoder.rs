@@ -103,9 +103,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dat::DatEncoder;
     use crate::encoder::Encoder;
-    use crate::evt2::Evt2Encoder;
     use crate::geometry::Geometry;
     use crate::sink::{ColumnSink, GeometryFilter, Slots, VecSink};
     use crate::synth::{Synth, SynthConfig};
@@ -224,11 +222,8 @@ mod tests {
     fn fast_loops_take_nearly_every_event() {
         let geometry = Geometry { width: 1280, height: 720 };
         let events = 200_000;
-        for format in [Format::Dat, Format::Evt2] {
-            let mut encoder = match format {
-                Format::Dat => Encoder::Dat(DatEncoder::new(Vec::new(), geometry).unwrap()),
-                _ => Encoder::Evt2(Evt2Encoder::new(Vec::new(), geometry).unwrap()),
-            };
+        for format in [Format::Dat, Format::Evt2, Format::Evt3] {
+            let mut encoder = Encoder::new(format, Vec::new(), geometry).unwrap();
             for event in Synth::new(SynthConfig { geometry, events, ..SynthConfig::default() }) {
                 encoder.push(&event).unwrap();
             }

@@ -7,9 +7,17 @@
 //! VECT_12 and VECT_8 masks emit from, advancing the base by 12 and 8. As in OpenEB, words
 //! before the first TIME_HIGH are dropped, as are CD words before the first ADDR_Y and
 //! vectors before the first VECT_BASE_X; OTHERS and CONTINUED words are skipped.
+//!
+//! Into a sink that offers column slots, the decoder takes blocks of words through a
+//! branch-free path (`fast`), and leaves what that path does not take (time high words,
+//! triggers, words of undefined types, events outside the slots' bounds) to the per-word
+//! state machine here, which defines what every word means.
+
+mod fast;
 
 use std::io::Write;
 
+use self::fast::{Groups, Outcome};
 use crate::carry::Carry;
 use crate::encode::{EncodeError, check_coordinates};
 use crate::geometry::Geometry;
@@ -63,8 +71,27 @@ impl Evt3Decoder {
     pub fn feed<S: EventSink>(&mut self, bytes: &[u8], sink: &mut S) {
         self.bytes += bytes.len() as u64;
         let mut state = self.state;
-        let (first, whole) = self.carry.split(bytes);
-        for &w in first.iter().chain(whole) {
+        let (first, mut words) = self.carry.split(bytes);
+        if let Some(w) = first {
+            state.word(u16::from_le_bytes(w), sink);
+        }
+        // A sink without slots takes every event through `event`: the fast path would
+        // have nowhere to write.
+        if sink.slots().is_some() {
+            let mut groups = Groups::default();
+            while !words.is_empty() {
+                words = match fast::block(&mut state, words, &mut groups, sink) {
+                    Outcome::Decoded(n) => &words[n..],
+                    Outcome::Declined(n) => {
+                        for &w in &words[..n] {
+                            state.word(u16::from_le_bytes(w), sink);
+                        }
+                        &words[n..]
+                    }
+                };
+            }
+        }
+        for &w in words {
             state.word(u16::from_le_bytes(w), sink);
         }
         self.state = state;
@@ -432,7 +459,7 @@ impl<W: Write> Evt3Encoder<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::VecSink;
+    use crate::sink::{ColumnSink, VecSink};
 
     fn decode(words: &[u16]) -> (VecSink, DecodeStats) {
         let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -509,6 +536,9 @@ mod tests {
         let mut sink = VecSink::default();
         decoder.feed(&file[detected.data_offset..], &mut sink);
         assert_eq!(sink.events, events);
+        let mut columns = ColumnSink::default();
+        Evt3Decoder::default().feed(&file[detected.data_offset..], &mut columns);
+        assert_eq!(columns.events().collect::<Vec<_>>(), events);
     }
 
     #[test]

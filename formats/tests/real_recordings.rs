@@ -1,6 +1,7 @@
 //! Decoders against real recordings: event for event equal to the expected decodes in
 //! `../shared/data/real` (made with evlib and faery, checked against OpenEB semantics),
-//! and identical for any split of the input bytes.
+//! and identical for any split of the input bytes; each both event by event and into
+//! columns (where the decoders' fast loops write, as evshmd's segments take events).
 
 #[path = "../../tests/util/real.rs"]
 mod real;
@@ -8,7 +9,8 @@ mod real;
 mod skip;
 
 use evshm_formats::{
-    ChunkLimits, Decoder, Format, Geometry, GeometrySource, Indexer, VecSink, detect,
+    ChunkLimits, ColumnSink, Decoder, Format, Geometry, GeometrySource, Indexer, Trigger, VecSink,
+    detect,
 };
 use proptest::prelude::*;
 use real::{Row, read_ipc_file, real_data, rows};
@@ -23,6 +25,18 @@ fn decode_file(bytes: &[u8], chunk: usize) -> (Format, Geometry, GeometrySource,
     (detected.format, detected.geometry, detected.geometry_source, sink)
 }
 
+/// The events and triggers of a file decoded into columns, fed in pieces of `chunk` bytes.
+fn decode_columns(bytes: &[u8], chunk: usize) -> (Vec<Row>, Vec<Trigger>) {
+    let detected = detect(bytes, None).expect("recognised");
+    let mut decoder = Decoder::new(detected.format);
+    let mut sink = ColumnSink::default();
+    for piece in bytes[detected.data_offset..].chunks(chunk) {
+        decoder.feed(piece, &mut sink);
+    }
+    let rows = sink.events().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    (rows, sink.triggers)
+}
+
 fn check(name: &str, format: Format, geometry: Geometry, source: GeometrySource) {
     let Some(dir) = real_data() else { return };
     let bytes = std::fs::read(dir.join(name)).unwrap();
@@ -35,6 +49,8 @@ fn check(name: &str, format: Format, geometry: Geometry, source: GeometrySource)
     if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
         panic!("{name}: event {i} is {:?}, expected {:?}", got[i], expected[i]);
     }
+    let (columns, triggers) = decode_columns(&bytes, 1 << 20);
+    assert!(columns == got && triggers == sink.triggers, "{name}: columns differ");
 }
 
 #[test]
@@ -77,7 +93,10 @@ proptest! {
         let bytes = &bytes[..bytes.len().min(120_000)];
         let whole = decode_file(bytes, bytes.len()).3;
         let pieces = decode_file(bytes, chunk).3;
-        prop_assert_eq!(whole, pieces);
+        prop_assert_eq!(&whole, &pieces);
+        let rows: Vec<Row> =
+            whole.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+        prop_assert!(decode_columns(bytes, chunk) == (rows, whole.triggers));
     }
 }
 
@@ -86,7 +105,8 @@ proptest! {
 
     /// Real files cut into chunks by the indexer (which keeps the decoder state without
     /// decoding) decode, chunk by chunk from each chunk's own decoder, to the same events
-    /// as the whole file, with the counts the index states and times within its bounds.
+    /// as the whole file, with the counts the index states and times within its bounds;
+    /// into columns of exactly the counted size too.
     #[test]
     fn real_files_decode_chunk_by_chunk_as_the_whole(
         file in prop::sample::select(vec!["evt3_test_pedestrians.raw", "evt3_sample.raw",
@@ -104,9 +124,14 @@ proptest! {
         let chunks = indexer.finish();
         let mut joined = VecSink::default();
         for chunk in &chunks {
+            let bytes = &data[chunk.start as usize..chunk.end as usize];
             let mut sink = VecSink::default();
-            chunk.decoder().feed(&data[chunk.start as usize..chunk.end as usize], &mut sink);
+            chunk.decoder().feed(bytes, &mut sink);
             prop_assert_eq!(chunk.events, sink.events.len() as u64);
+            // Into columns, as evshmd decodes a chunk into its segment.
+            let mut columns = ColumnSink::with_capacity(chunk.events as usize);
+            chunk.decoder().feed(bytes, &mut columns);
+            prop_assert!(columns.events().eq(sink.events.iter().copied()));
             prop_assert!(sink.events.iter().all(|e| e.t <= chunk.time_bound));
             joined.events.extend(sink.events);
             joined.triggers.extend(sink.triggers);

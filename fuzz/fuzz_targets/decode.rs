@@ -1,10 +1,12 @@
 //! Any bytes as the event data of any format: no panic, splitting the input changes
-//! nothing, and decoding the chunks of the index, each from its own decoder, gives what
-//! decoding the whole gives, with the counts the index gives.
+//! nothing, decoding into columns (where the decoders' fast loops write) gives what
+//! decoding event by event gives, and decoding the chunks of the index, each from its own
+//! decoder, gives what decoding the whole gives, with the counts the index gives.
 #![no_main]
 
 use evshm_formats::{
-    Aedat4Layout, ChunkLimits, Columns, Compression, Decoder, Format, Indexer, VecSink, WordOrder,
+    Aedat4Layout, ChunkLimits, ColumnSink, Columns, Compression, Decoder, Format, Indexer, VecSink,
+    WordOrder,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -33,12 +35,23 @@ fn decode(format: Format, data: &[u8], chunk: usize) -> VecSink {
     sink
 }
 
+/// [`decode`] into columns.
+fn decode_columns(format: Format, data: &[u8], chunk: usize) -> VecSink {
+    let mut decoder = Decoder::new(format);
+    let mut sink = ColumnSink::default();
+    data.chunks(chunk).for_each(|piece| decoder.feed(piece, &mut sink));
+    decoder.finish(&mut sink);
+    let events = sink.events().collect();
+    VecSink { events, triggers: sink.triggers }
+}
+
 fuzz_target!(|input: &[u8]| {
     let [selector, split, data @ ..] = input else { return };
     let format = FORMATS[usize::from(*selector) % FORMATS.len()];
     let chunk = usize::from(*split).max(1);
     let whole = decode(format, data, data.len().max(1));
     assert_eq!(decode(format, data, chunk), whole);
+    assert_eq!(decode_columns(format, data, chunk), whole);
     // Small chunks and steps, so that short inputs are cut many times.
     let limits = ChunkLimits { events: u64::from(*split % 16) + 1, span: None, step: 16 };
     let mut indexer = Indexer::new(format, limits);
