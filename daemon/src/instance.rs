@@ -223,7 +223,7 @@ fn hold_liveness(dir: &Path) -> Result<(InstanceId, File, PathBuf), InstanceErro
             Err(e) => return Err(io(e)),
         }
         // Locked, but perhaps after a sweeper locked, unlinked and let go of it.
-        if rustix::fs::fstat(&fd).map_err(io)?.st_nlink == 0 {
+        if !is_at(&fd, &path).map_err(io)? {
             last = Some(io(Errno::NOENT));
             continue;
         }
