@@ -79,16 +79,17 @@ impl Client {
         self.request(&Request::Evict)
     }
 
-    /// Opens a recording's CD events (a path relative to a served root), decoding what no
-    /// segment holds yet, and maps its segments read-only. The returned [`Recording`]
-    /// holds a lease until dropped; its batches point into the mappings.
+    /// Opens a recording's CD events (a path relative to a served root), decoding what is
+    /// not resident yet, and reads them in place from evshmd's arenas (mapped read-only,
+    /// once per process). The returned [`Recording`] holds a lease until dropped; its
+    /// batches point into the mappings.
     pub fn open(&self, path: &str) -> Result<Recording, ClientError> {
         self.open_table(path, Table::Events)
     }
 
     /// Opens the CD events of the time window `[t_start, t_end)` (microseconds) of a
     /// recording: the rows from the first with `t >= t_start` to the first with
-    /// `t >= t_end` (see [`Window`]). Only the chunks holding them are decoded and mapped.
+    /// `t >= t_end` (see [`Window`]). Only the chunks holding them are decoded.
     pub fn open_window(
         &self,
         path: &str,
@@ -117,7 +118,7 @@ impl Client {
             window: options.window,
         };
         let (reply, fds): (OpenReply, _) = self.lock().request(&request)?;
-        // From here every way out releases the lease: with the last mapping that carries
+        // From here every way out releases the lease: with the last buffer that carries
         // it, or at once if the reply cannot be attached.
         let lease = Lease::new(reply.lease, Arc::clone(&self.connection));
         Recording::attach(reply, fds, lease, started.elapsed())

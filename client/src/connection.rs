@@ -38,7 +38,7 @@ impl Connection {
     }
 
     /// Sends a request and parses its reply; descriptors that came with the reply (a
-    /// sealed segment) are returned beside it.
+    /// sealed arena) are returned beside it.
     pub(crate) fn request<T: DeserializeOwned>(
         &mut self,
         request: &Request,
@@ -144,13 +144,13 @@ mod tests {
     #[test]
     fn replies_in_pieces_are_read_whole_and_a_broken_stream_stays_broken() {
         let mut connection = daemon(vec![
-            "{\"ok\":true,\"segments\":3,\"bytes_resident\":1,\"leases\":0,\"connections\":1,\
+            "{\"ok\":true,\"extents\":3,\"bytes_resident\":1,\"leases\":0,\"connections\":1,\
              \"opens\":0,\"decodes\":0,\"cache_hits\":0,\"errors\":0}\n",
             "{\"ok\":false,\"error\":{\"code\":\"not_found\",\"message\":\"m\"}}\n",
             "not json\n",
         ]);
         let (stats, fds): (StatsReply, _) = connection.request(&Request::Stats).unwrap();
-        assert_eq!((stats.segments, fds.len()), (3, 0));
+        assert_eq!((stats.extents, fds.len()), (3, 0));
         let refused = connection.request::<StatsReply>(&Request::Stats).unwrap_err();
         assert!(matches!(refused, ClientError::Daemon { .. }), "an error reply: {refused}");
         let garbage = connection.request::<StatsReply>(&Request::Stats).unwrap_err();

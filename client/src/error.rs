@@ -43,11 +43,11 @@ pub enum ClientError {
     /// The daemon's reply broke the protocol.
     #[error("{0}")]
     Protocol(String),
-    /// The segment could not be mapped.
+    /// An arena could not be mapped.
     #[error(transparent)]
     Map(#[from] MapError),
-    /// The segment's content is not the Arrow IPC stream it should be.
-    #[error("segment is not a valid zero-copy Arrow IPC stream: {0}")]
+    /// An extent's content is not the Arrow IPC stream it should be.
+    #[error("extent is not a valid zero-copy Arrow IPC stream: {0}")]
     Arrow(#[from] ArrowError),
 }
 

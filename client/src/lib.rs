@@ -1,10 +1,11 @@
 //! Zero-copy access to event-camera recordings decoded by `evshmd`.
 //!
-//! The daemon decodes each recording once into Arrow IPC streams inside POSIX
-//! shared-memory segments; this crate asks it for a recording over a Unix socket, maps the
-//! segments read-only and hands out Arrow [`RecordBatch`](arrow_array::RecordBatch)es whose
-//! buffers point into those mappings. Opening costs the same tens of microseconds whatever
-//! the recording's size, and every process reading it shares one copy in RAM.
+//! The daemon decodes each recording once into Arrow IPC streams inside POSIX shared
+//! memory (a few large *arenas*); this crate asks it for a recording over a Unix socket,
+//! maps each arena read-only once per process and hands out Arrow
+//! [`RecordBatch`](arrow_array::RecordBatch)es whose buffers point into those mappings.
+//! Opening costs the same microseconds whatever the recording's size, and every process
+//! reading it shares one copy in RAM.
 //!
 //! With `evshmd --root /data --socket /tmp/evshm.sock` running in another process:
 //!
@@ -36,8 +37,8 @@ pub use client::{Client, OpenOptions};
 pub use error::ClientError;
 pub use evshm_protocol::schema;
 pub use evshm_protocol::{
-    ChunkInfo, ClientStats, ErrorCode, EvictReply, MAX_REQUEST_LINE, PROTOCOL_VERSION,
-    RecordingEntry, SegmentInfo, StatsReply, Table, Window, default_socket_path,
+    ArenaInfo, ChunkInfo, ClientStats, ErrorCode, EvictReply, ExtentInfo, MAX_REQUEST_LINE,
+    PROTOCOL_VERSION, RecordingEntry, StatsReply, Table, Window, default_socket_path,
 };
-pub use mapping::{MapError, map_sealed_segment, map_segment};
+pub use mapping::{ArenaMap, MapError, mapped_arenas};
 pub use recording::{OpenTimings, Recording, RecordingInfo};

@@ -1,5 +1,6 @@
-//! A recording, or a window of it, as a client holds it: the mappings of its chunks'
-//! segments, their record batches, and the lease that keeps the daemon from reusing them.
+//! A recording, or a window of it, as a client holds it: its chunks' streams in the
+//! mappings of their arenas, their record batches, and the lease that keeps the daemon
+//! from reusing them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,14 +13,16 @@ use evshm_protocol::{ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window}
 
 use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::mapping::ArenaMap;
 
 /// How long the parts of an open took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenTimings {
-    /// The `open` round trip, including the daemon's decode when the segment was not
+    /// The `open` round trip, including the daemon's decode when a chunk was not
     /// resident yet.
     pub request: Duration,
-    /// Mapping the segment and decoding the IPC messages in place (no data copied).
+    /// Mapping new arenas (none once the process has them) and decoding the IPC messages
+    /// in place (no data copied).
     pub attach: Duration,
 }
 
@@ -33,7 +36,7 @@ pub struct RecordingInfo {
     pub table: Table,
     /// The window asked for, if any.
     pub window: Option<Window>,
-    /// The chunks holding the rows, in time order: their segments and which rows of each
+    /// The chunks holding the rows, in time order: their extents and which rows of each
     /// were asked for.
     pub chunks: Vec<ChunkInfo>,
     /// Event format of the source file (`evt3`, `dat`, ...).
@@ -52,26 +55,30 @@ pub struct RecordingInfo {
     pub skipped: u64,
 }
 
-/// A decoded recording, or a time window of it, mapped read-only from the shared-memory
-/// segments of its chunks.
+/// A decoded recording, or a time window of it, read in place from the extents of its
+/// chunks in evshmd's arenas, mapped read-only.
 ///
-/// Its batches, and any array or buffer taken from them, keep their mappings alive after
-/// the `Recording` is dropped, and with them the lease: the daemon counts the segments as
-/// read, and never reuses their memory, until the last of them is gone.
+/// Its batches, and any array or buffer taken from them, keep the lease after the
+/// `Recording` is dropped: the daemon counts the extents as read, and never reuses their
+/// memory, until the last of them is gone.
 #[derive(Debug)]
 pub struct Recording {
     info: RecordingInfo,
     rows: u64,
-    mappings: Vec<Buffer>,
+    /// Each chunk's stream, a slice of its arena's mapping carrying the lease.
+    streams: Vec<Buffer>,
+    /// The mappings of the arenas the chunks lie in.
+    arenas: Vec<Arc<ArenaMap>>,
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     timings: OpenTimings,
 }
 
 impl Recording {
-    /// Maps the chunks of an `open` reply, each from its path or the descriptor passed
-    /// with the reply (`fds`, in the order of the chunks without a path), and decodes
-    /// their batches in place. `lease` is released when the last mapping is unmapped.
+    /// Attaches the chunks of an `open` reply: maps the arenas this process has not
+    /// mapped yet (from their paths, or the descriptors passed with the reply, `fds`, in
+    /// the order of the arenas marked passed) and decodes each chunk's stream in place.
+    /// `lease` is released when the last buffer of the recording is dropped.
     pub(crate) fn attach(
         reply: OpenReply,
         fds: Vec<std::os::fd::OwnedFd>,
@@ -80,35 +87,34 @@ impl Recording {
     ) -> Result<Recording, ClientError> {
         let started = std::time::Instant::now();
         reply.check().map_err(ClientError::Protocol)?;
-        let sealed = reply.chunks.iter().filter(|c| c.segment.path.is_none()).count();
-        if fds.len() != sealed {
+        let passed = reply.arenas.iter().filter(|a| a.passed).count();
+        if fds.len() != passed {
             return Err(ClientError::Protocol(format!(
-                "the open reply names {sealed} segments without a path but passed {} descriptors",
+                "the open reply marks {passed} arenas passed but came with {} descriptors",
                 fds.len()
             )));
         }
-        let lease = Arc::new(lease);
+        crate::mapping::forget(&reply.gone);
         let mut fds = fds.into_iter();
-        let mut mappings = Vec::with_capacity(reply.chunks.len());
+        let mut arenas = Vec::with_capacity(reply.arenas.len());
+        for info in &reply.arenas {
+            let fd = if info.passed { fds.next() } else { None };
+            arenas.push(crate::mapping::arena(info, fd)?);
+        }
+        let lease = Arc::new(lease);
+        let mut streams = Vec::with_capacity(reply.chunks.len());
         let mut batches = Vec::with_capacity(reply.chunks.len());
         let mut schema = None;
         for chunk in &reply.chunks {
-            let segment = &chunk.segment;
-            let keep = Arc::clone(&lease);
-            let mapping = match (&segment.path, fds.next()) {
-                (Some(path), _) => crate::mapping::map_segment_keeping(path, segment.size, keep)?,
-                (None, Some(fd)) => crate::mapping::map_sealed_segment_keeping(
-                    fd,
-                    &segment.name,
-                    segment.size,
-                    keep,
-                )?,
-                (None, None) => unreachable!("descriptors counted above"),
-            };
-            let (chunk_schema, batch) = decode_in_place(&mapping, chunk)?;
+            let extent = &chunk.extent;
+            // `check` made sure every chunk's arena is listed.
+            let position = reply.arenas.iter().position(|a| a.name == extent.arena);
+            let arena = &arenas[position.expect("checked")];
+            let stream = crate::mapping::extent_buffer(arena, extent, Arc::clone(&lease))?;
+            let (chunk_schema, batch) = decode_in_place(&stream, chunk)?;
             schema.get_or_insert(chunk_schema);
             batches.push(batch);
-            mappings.push(mapping);
+            streams.push(stream);
         }
         let schema = schema.unwrap_or_else(|| {
             let metadata = reply.metadata.clone().into_iter().collect();
@@ -131,8 +137,8 @@ impl Recording {
             dropped: reply.dropped,
             skipped: reply.skipped,
         };
-        // An open with no chunk maps nothing: the lease ends here, as nothing can be read.
-        Ok(Recording { info, rows, mappings, schema, batches, timings })
+        // An open with no chunk holds nothing: the lease ends here, as nothing can be read.
+        Ok(Recording { info, rows, streams, arenas, schema, batches, timings })
     }
 
     /// The rows asked for, one record batch per chunk, in time order: zero-copy slices
@@ -151,14 +157,20 @@ impl Recording {
         self.rows
     }
 
-    /// What the daemon said of the recording: chunks, segments, format, geometry.
+    /// What the daemon said of the recording: chunks, extents, format, geometry.
     pub fn info(&self) -> &RecordingInfo {
         &self.info
     }
 
-    /// The mapped segments, one per chunk (each a whole Arrow IPC stream).
-    pub fn mappings(&self) -> impl Iterator<Item = &[u8]> {
-        self.mappings.iter().map(Buffer::as_slice)
+    /// Each chunk's Arrow IPC stream, in place in its arena's mapping.
+    pub fn streams(&self) -> impl Iterator<Item = &[u8]> {
+        self.streams.iter().map(Buffer::as_slice)
+    }
+
+    /// The whole mappings of the arenas the chunks lie in: every buffer of the batches
+    /// points into one of them.
+    pub fn arenas(&self) -> impl Iterator<Item = &[u8]> {
+        self.arenas.iter().map(|arena| arena.bytes())
     }
 
     /// How long the open took.
@@ -167,15 +179,15 @@ impl Recording {
     }
 }
 
-/// Decodes the IPC stream of one chunk in `mapping` without copying (every buffer is a
-/// slice of `mapping`, and a misaligned buffer is an error rather than a silent copy), and
+/// Decodes the IPC stream of one chunk in `stream` without copying (every buffer is a
+/// slice of `stream`, and a misaligned buffer is an error rather than a silent copy), and
 /// slices its record batch to the rows asked for.
 fn decode_in_place(
-    mapping: &Buffer,
+    stream: &Buffer,
     chunk: &ChunkInfo,
 ) -> Result<(SchemaRef, RecordBatch), ClientError> {
     let mut decoder = StreamDecoder::new().with_require_alignment(true);
-    let mut rest = mapping.clone();
+    let mut rest = stream.clone();
     let mut batches = Vec::new();
     while !rest.is_empty() {
         if let Some(batch) = decoder.decode(&mut rest)? {
@@ -185,9 +197,9 @@ fn decode_in_place(
     decoder.finish()?;
     let schema = decoder
         .schema()
-        .ok_or_else(|| ArrowError::IpcError("segment holds no schema message".into()))?;
+        .ok_or_else(|| ArrowError::IpcError("extent holds no schema message".into()))?;
     let [batch] = <[RecordBatch; 1]>::try_from(batches).map_err(|batches| {
-        ClientError::Protocol(format!("segment holds {} record batches, not one", batches.len()))
+        ClientError::Protocol(format!("extent holds {} record batches, not one", batches.len()))
     })?;
     let (start, end) = (chunk.start as usize, chunk.end as usize);
     if batch.num_rows() as u64 != chunk.rows || start > end || end > batch.num_rows() {
@@ -201,8 +213,8 @@ fn decode_in_place(
     Ok((schema, batch.slice(start, end - start)))
 }
 
-/// A lease on the segments of one open, released when dropped: when the last mapping
-/// that carries it is unmapped.
+/// A lease on the extents of one open, released when dropped: when the last buffer that
+/// carries it is.
 #[derive(Debug)]
 pub(crate) struct Lease {
     id: u64,

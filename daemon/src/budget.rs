@@ -1,11 +1,12 @@
-//! The memory budget: how many bytes of segments may exist at once, and how many
-//! segments (each holds a descriptor while it is cached, and descriptors are limited).
+//! The memory budget: how many bytes of the arenas' pages may be allocated at once, in
+//! extents in use or provisioned for the next decodes.
 //!
-//! A decode reserves its segments' exact size before creating them. When the segments
-//! that exist plus those being made would exceed the budget, the cache evicts resident
-//! recordings no client holds, least recently used first; if that is not enough, the
-//! open waits (a bounded time) for clients to release leases, then fails with
-//! `over_budget`. Leased segments are never evicted.
+//! A decode reserves the bytes its extent adds (its pages not yet allocated) before
+//! allocating them. When what is allocated plus what decodes reserve would exceed the
+//! budget, provisioned pages go back to the system first, then the cache evicts resident
+//! chunks no client holds, least recently used first; if that is not enough, the open
+//! waits (a bounded time) for clients to release leases, then fails with `over_budget`.
+//! Leased extents are never evicted.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,31 +18,19 @@ const DEFAULT_SHARE: f64 = 0.75;
 /// Below this size a shared-memory filesystem is too small for real recordings.
 const SMALL_SHM: u64 = 256 << 20;
 
-/// The budget, and the bytes and segments reserved by decodes in progress.
+/// The budget, and the bytes reserved by decodes in progress.
 #[derive(Debug)]
 pub struct Budget {
     limit: u64,
-    segment_limit: u64,
     wait: Duration,
-    reserved: Mutex<Usage>,
+    reserved: Mutex<u64>,
     released: Condvar,
 }
 
-/// Bytes and segments, existing or reserved.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Bytes of segments.
-    pub bytes: u64,
-    /// Segments.
-    pub segments: u64,
-}
-
 impl Budget {
-    /// A budget of `limit` bytes and `segment_limit` segments; opens wait at most `wait`
-    /// for room.
-    pub fn new(limit: u64, segment_limit: u64, wait: Duration) -> Budget {
-        let reserved = Mutex::new(Usage::default());
-        Budget { limit, segment_limit, wait, reserved, released: Condvar::new() }
+    /// A budget of `limit` bytes; opens wait at most `wait` for room.
+    pub fn new(limit: u64, wait: Duration) -> Budget {
+        Budget { limit, wait, reserved: Mutex::new(0), released: Condvar::new() }
     }
 
     /// The budget in bytes.
@@ -49,38 +38,28 @@ impl Budget {
         self.limit
     }
 
-    /// The most segments that may exist at once.
-    pub fn segment_limit(&self) -> u64 {
-        self.segment_limit
-    }
-
     /// How long an open waits for room.
     pub fn wait(&self) -> Duration {
         self.wait
     }
 
-    /// Reserves `needed` if `in_use` (existing segments) plus what is reserved leaves
-    /// room for it, in bytes and in segments.
-    pub fn try_reserve(&self, needed: Usage, in_use: Usage) -> Option<Reservation<'_>> {
+    /// Reserves `needed` bytes if `in_use` (allocated bytes) plus what is reserved leaves
+    /// room for them.
+    pub fn try_reserve(&self, needed: u64, in_use: u64) -> Option<Reservation<'_>> {
         let mut reserved = self.lock();
-        let bytes = in_use.bytes.saturating_add(reserved.bytes).saturating_add(needed.bytes);
-        let segments = in_use.segments + reserved.segments + needed.segments;
-        if bytes > self.limit || segments > self.segment_limit {
+        if in_use.saturating_add(*reserved).saturating_add(needed) > self.limit {
             return None;
         }
-        reserved.bytes += needed.bytes;
-        reserved.segments += needed.segments;
-        Some(Reservation { budget: self, usage: needed })
+        *reserved += needed;
+        Some(Reservation { budget: self, bytes: needed })
     }
 
-    /// Whether `extra` fits in the half of the budget, in bytes and in segments, that
-    /// `in_use` (existing segments) and what is reserved leave: room for something made
-    /// ahead of need (a spare), which may not crowd out decodes.
-    pub fn has_half_free_for(&self, extra: Usage, in_use: Usage) -> bool {
+    /// Whether `extra` bytes fit in the half of the budget that `in_use` (allocated
+    /// bytes) and what is reserved leave: room for something made ahead of need
+    /// (provisioned pages), which may not crowd out decodes.
+    pub fn has_half_free_for(&self, extra: u64, in_use: u64) -> bool {
         let reserved = *self.lock();
-        let bytes = in_use.bytes.saturating_add(reserved.bytes).saturating_add(extra.bytes);
-        let segments = in_use.segments + reserved.segments + extra.segments;
-        bytes <= self.limit / 2 && segments <= self.segment_limit / 2
+        in_use.saturating_add(reserved).saturating_add(extra) <= self.limit / 2
     }
 
     /// Waits until something may have freed room, or until `deadline`; `false` when the
@@ -93,31 +72,28 @@ impl Budget {
         true
     }
 
-    /// Tells waiting opens that leases ended or segments went.
+    /// Tells waiting opens that leases ended or extents were freed.
     pub fn notify_released(&self) {
         self.released.notify_all();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Usage> {
-        // Plain counters: no panic can leave them half-updated.
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        // A plain counter: no panic can leave it half-updated.
         self.reserved.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Bytes and segments set aside for a decode until its segments exist (then they count
+/// Bytes set aside for a decode until its pages are allocated (then they count
 /// themselves).
 #[derive(Debug)]
 pub struct Reservation<'b> {
     budget: &'b Budget,
-    usage: Usage,
+    bytes: u64,
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        let mut reserved = self.budget.lock();
-        reserved.bytes -= self.usage.bytes;
-        reserved.segments -= self.usage.segments;
-        drop(reserved);
+        *self.budget.lock() -= self.bytes;
         self.budget.notify_released();
     }
 }
@@ -182,18 +158,13 @@ mod tests {
         assert!(parse_size("3X").is_err() && parse_size("-1").is_err() && parse_size("").is_err());
     }
 
-    fn usage(bytes: u64, segments: u64) -> Usage {
-        Usage { bytes, segments }
-    }
-
     #[test]
     fn reservations_count_until_dropped() {
-        let budget = Budget::new(100, 10, Duration::ZERO);
-        let first = budget.try_reserve(usage(60, 2), usage(20, 2)).unwrap();
-        let more = budget.try_reserve(usage(30, 2), usage(20, 2));
-        assert!(more.is_none(), "20 in use + 60 reserved + 30 > 100");
+        let budget = Budget::new(100, Duration::ZERO);
+        let first = budget.try_reserve(60, 20).unwrap();
+        assert!(budget.try_reserve(30, 20).is_none(), "20 in use + 60 reserved + 30 > 100");
         drop(first);
-        assert!(budget.try_reserve(usage(80, 2), usage(20, 2)).is_some());
+        assert!(budget.try_reserve(80, 20).is_some());
     }
 
     #[test]
@@ -204,22 +175,12 @@ mod tests {
     }
 
     #[test]
-    fn spares_get_only_the_half_of_the_budget_decodes_leave() {
-        let budget = Budget::new(1000, 10, Duration::ZERO);
-        assert!(budget.has_half_free_for(usage(400, 1), usage(100, 4)));
-        assert!(!budget.has_half_free_for(usage(401, 1), usage(100, 4)), "bytes");
-        assert!(!budget.has_half_free_for(usage(1, 2), usage(100, 4)), "segments");
-        let _decoding = budget.try_reserve(usage(300, 0), usage(0, 0)).unwrap();
-        assert!(!budget.has_half_free_for(usage(400, 1), usage(100, 4)), "reservations count");
-    }
-
-    #[test]
-    fn segments_are_counted_like_bytes() {
-        let budget = Budget::new(u64::MAX, 6, Duration::ZERO);
-        let first = budget.try_reserve(usage(1, 2), usage(0, 2)).unwrap();
-        assert!(budget.try_reserve(usage(1, 2), usage(0, 3)).is_none(), "3 + 2 + 2 > 6");
-        drop(first);
-        assert!(budget.try_reserve(usage(1, 2), usage(0, 4)).is_some(), "4 + 2 = 6");
+    fn provisioning_gets_only_the_half_of_the_budget_decodes_leave() {
+        let budget = Budget::new(1000, Duration::ZERO);
+        assert!(budget.has_half_free_for(400, 100));
+        assert!(!budget.has_half_free_for(401, 100));
+        let _decoding = budget.try_reserve(300, 0).unwrap();
+        assert!(!budget.has_half_free_for(400, 100), "reservations count");
     }
 
     #[test]

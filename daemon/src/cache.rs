@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use evshm_formats::Geometry;
 
-use crate::budget::{Budget, Reservation, Usage};
+use crate::arena::{Arenas, Extent};
+use crate::budget::Budget;
 use crate::file::FileIdentity;
 use crate::ingest::{DecodedChunk, IngestError};
 
@@ -29,16 +30,15 @@ impl Resident {
         Self { decoded, identity, last_used: AtomicU64::new(0) }
     }
 
-    /// Whether its segments are as published (see [`Segment::is_intact`]).
-    ///
-    /// [`Segment::is_intact`]: crate::segment::Segment::is_intact
-    pub fn is_intact(&self) -> bool {
-        self.decoded.events.segment.is_intact() && self.decoded.triggers.segment.is_intact()
+    /// Whether it may be served: its arena was not found changed (see
+    /// [`Arena::check_intact`](crate::arena::Arena::check_intact)).
+    pub fn is_servable(&self) -> bool {
+        self.decoded.extent.arena().is_servable()
     }
 
-    /// Bytes of its segments.
+    /// Bytes of its extent.
     pub fn bytes(&self) -> u64 {
-        self.decoded.events.segment.len() + self.decoded.triggers.segment.len()
+        self.decoded.extent.len()
     }
 }
 
@@ -115,18 +115,12 @@ impl Cache {
             let mut entries = self.lock();
             match entries.get(key) {
                 Some(Entry::Ready(resident)) if resident.identity == identity => {
-                    if resident.is_intact() {
+                    if resident.is_servable() {
                         self.touch(resident);
                         return (Ok(Arc::clone(resident)), Outcome::Hit);
                     }
-                    // Changed by a process of the daemon's uid: never served again
-                    // (leases keep it until released), decoded anew below.
-                    log::warn!(
-                        "{}: a segment of chunk {} was changed (mode, size or file), \
-                         decoding it anew",
-                        key.file.display(),
-                        key.chunk + 1
-                    );
+                    // Its arena was changed by a process of the daemon's uid: never
+                    // served again (leases keep it until released), decoded anew below.
                     let slot = Arc::new(PendingDecode::default());
                     entries.insert(key.clone(), Entry::Decoding(Arc::clone(&slot)));
                     break slot;
@@ -188,7 +182,7 @@ impl Cache {
                 .map(|(key, _)| key.clone())?;
             entries.remove(&key)
         };
-        // Dropping the last `Arc` unlinks the segments, outside the lock.
+        // Dropping the last `Arc` frees the extent, outside the lock.
         match evicted {
             Some(Entry::Ready(resident)) => Some(resident.bytes()),
             _ => None,
@@ -205,7 +199,7 @@ impl Cache {
             let unleased = |_: &Key, entry: &mut Entry| matches!(entry, Entry::Ready(r) if Arc::strong_count(r) == 1);
             entries.extract_if(unleased).map(|(_, entry)| entry).collect()
         };
-        // Dropping the last `Arc`s unlinks the segments, outside the lock.
+        // Dropping the last `Arc`s frees the extents, outside the lock.
         (evicted.iter())
             .filter_map(|entry| match entry {
                 Entry::Ready(resident) => Some(resident.bytes()),
@@ -214,42 +208,52 @@ impl Cache {
             .collect()
     }
 
-    /// Makes room for a decode of `needed` within `budget`, dropping spare segments
-    /// (`release_spare`), then evicting unleased chunks, then waiting up to `wait` for
-    /// releases; `in_use` says what segments exist. Each eviction is passed to `evicted`.
-    pub fn make_room<'b>(
+    /// An extent of `len` bytes in `arenas`, its pages allocated, within `budget`:
+    /// provisioned pages elsewhere go back to the system first when the budget has no
+    /// room for the extent's new pages, then unleased chunks are evicted (least recently
+    /// used first, each passed to `evicted`), then the open waits up to `wait` for
+    /// releases.
+    pub fn place(
         &self,
-        needed: Usage,
-        budget: &'b Budget,
+        len: u64,
+        arenas: &Arc<Arenas>,
+        budget: &Budget,
         wait: std::time::Duration,
-        in_use: impl Fn() -> Usage,
-        mut release_spare: impl FnMut() -> Option<u64>,
         mut evicted: impl FnMut(u64),
-    ) -> Result<Reservation<'b>, IngestError> {
+    ) -> Result<Extent, IngestError> {
         let started = Instant::now();
         let deadline = started + wait;
         loop {
-            if let Some(reservation) = budget.try_reserve(needed, in_use()) {
-                return Ok(reservation);
+            let mut over = None;
+            if let Some(extent) = arenas.reserve(len)? {
+                let extra = extent.unbacked();
+                loop {
+                    let in_use = arenas.usage().bytes_backed;
+                    if let Some(_reservation) = budget.try_reserve(extra, in_use) {
+                        // Once allocated, the pages count themselves.
+                        extent.back()?;
+                        return Ok(extent);
+                    }
+                    // Provisioned pages outside the extent (which holds its own).
+                    let excess = (in_use + extra).saturating_sub(budget.limit());
+                    if extra > budget.limit() || arenas.give_back(excess, 0) == 0 {
+                        over = Some((extra, in_use));
+                        break;
+                    }
+                }
             }
-            let possible =
-                needed.bytes <= budget.limit() && needed.segments <= budget.segment_limit();
-            if possible && release_spare().is_some() {
-                continue;
-            }
-            if possible && let Some(bytes) = self.evict_lru() {
+            if let Some(bytes) = self.evict_lru() {
                 evicted(bytes);
                 continue;
             }
-            if !possible || !budget.wait_for_room(deadline) {
-                let in_use = in_use();
+            if !budget.wait_for_room(deadline) {
                 let waited = started.elapsed();
-                if in_use.segments + needed.segments > budget.segment_limit() {
-                    let limit = budget.segment_limit();
-                    return Err(IngestError::TooManySegments { limit, waited });
-                }
-                let (needed, limit, in_use) = (needed.bytes, budget.limit(), in_use.bytes);
-                return Err(IngestError::OverBudget { needed, limit, in_use, waited });
+                return Err(match over {
+                    Some((needed, in_use)) => {
+                        IngestError::OverBudget { needed, limit: budget.limit(), in_use, waited }
+                    }
+                    None => IngestError::NoRun { needed: len, waited },
+                });
             }
         }
     }
@@ -314,7 +318,6 @@ mod tests {
 
     use super::*;
     use crate::instance::InstanceId;
-    use crate::segment::ShmDir;
     use crate::testing::{TempDir, decoded_chunk};
 
     fn key(chunk: usize) -> Key {
@@ -327,32 +330,42 @@ mod tests {
         FileIdentity::of(&std::fs::metadata(&file).unwrap())
     }
 
+    fn arenas(dir: &TempDir) -> Arc<Arenas> {
+        Arenas::new(&dir.0, &InstanceId::random().unwrap(), None, false, 1 << 26, u64::MAX)
+    }
+
     #[test]
-    fn spares_give_way_before_any_resident_chunk_is_evicted() {
-        let dir = TempDir::new("cache-spares");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+    fn provisioned_pages_go_back_before_any_resident_chunk_is_evicted() {
+        let dir = TempDir::new("cache-provisioned");
+        let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let resident =
-            cache.open(&key(0), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+            cache.open(&key(0), v1, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1)));
+        let chunk = resident.0.as_ref().unwrap().bytes();
         drop(resident);
-        let budget = Budget::new(900, 100, Duration::ZERO);
-        // 600 bytes in use: 500 of two spares, 100 of the resident chunk; 400 needed.
-        let spares = std::cell::Cell::new(2u64);
-        let in_use = || Usage { bytes: 100 + 250 * spares.get(), segments: 1 + spares.get() };
-        let release = || (spares.get() > 0).then(|| spares.set(spares.get() - 1)).map(|()| 250);
-        let needed = Usage { bytes: 400, segments: 1 };
+        let page = rustix::param::page_size() as u64;
+        arenas.provision(64 * page).unwrap();
+        let first = arenas.reserve(16 * page).unwrap().unwrap();
+        let second = arenas.reserve(16 * page).unwrap().unwrap();
+        drop(first);
+        // Allocated: the chunk and 64 pages, 16 of them in use, which is the budget. An
+        // extent of 40 pages goes where 32 are provisioned and needs 8 more: 8 of the 16
+        // provisioned pages elsewhere go back, and nothing is evicted.
+        let budget = Budget::new(chunk + 64 * page, Duration::ZERO);
         let mut evictions = 0;
-        let room =
-            cache.make_room(needed, &budget, Duration::ZERO, in_use, release, |_| evictions += 1);
-        assert!(room.is_ok());
-        assert_eq!((spares.get(), evictions), (1, 0), "one spare dropped, nothing evicted");
-        assert!(cache.is_resident(&key(0), v1));
+        let extent = cache.place(40 * page, &arenas, &budget, Duration::ZERO, |_| evictions += 1);
+        let extent = extent.unwrap();
+        assert_eq!((extent.offset(), evictions), (second.offset() + 16 * page, 0));
+        assert!(cache.is_resident(&key(0), v1), "provisioned pages went first");
+        assert_eq!(arenas.usage().bytes_provisioned, 8 * page);
+        drop(second);
+        assert!(arenas.usage().bytes_backed <= budget.limit());
     }
 
     #[test]
     fn concurrent_opens_decode_once_and_share_a_failure() {
         let dir = TempDir::new("cache");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let decodes = AtomicUsize::new(0);
         let outcomes: Vec<Outcome> = std::thread::scope(|scope| {
@@ -361,7 +374,7 @@ mod tests {
                     .open(&key(0), v1, || {
                         decodes.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(50));
-                        Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1))
+                        Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1))
                     })
                     .1
             };
@@ -379,18 +392,18 @@ mod tests {
 
         let v2 = identity(&dir, 2);
         let newer =
-            cache.open(&key(0), v2, || Ok(Resident::new(decoded_chunk(&dir, &shm, 10), v2)));
+            cache.open(&key(0), v2, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 10), v2)));
         assert_eq!(newer.1, Outcome::Decoded, "a new file version is decoded anew");
     }
 
     #[test]
     fn eviction_takes_the_least_recently_used_unleased_chunk() {
         let dir = TempDir::new("cache-evict");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let open = |chunk| {
             let (resident, _) = cache
-                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1)));
             resident.unwrap()
         };
         let leased = open(0);
@@ -408,22 +421,24 @@ mod tests {
     #[test]
     fn evicting_everything_unleased_keeps_the_leased_chunks() {
         let dir = TempDir::new("cache-evict-all");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
         let open = |chunk| {
             let (resident, _) = cache
-                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &shm, 100), v1)));
+                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1)));
             resident.unwrap()
         };
         let leased = open(0);
         let unleased = open(1);
-        let files =
-            [&leased, &unleased].map(|r| r.decoded.events.segment.path().unwrap().to_owned());
+        let offsets = [&leased, &unleased].map(|r| r.decoded.extent.offset());
         drop(unleased);
         drop(open(2));
         assert_eq!(cache.evict_unleased(), vec![leased.bytes(); 2], "chunks 1 and 2");
         assert!(cache.is_resident(&key(0), v1) && !cache.is_resident(&key(1), v1));
-        assert!(files[0].exists() && !files[1].exists(), "the evicted segment is unlinked");
+        let reused = open(1);
+        assert_eq!(reused.decoded.extent.offset(), offsets[1], "the evicted extent is reused");
+        drop(reused);
+        assert_eq!(cache.evict_unleased().len(), 1);
         assert_eq!(cache.evict_unleased(), Vec::<u64>::new());
     }
 }

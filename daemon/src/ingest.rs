@@ -1,46 +1,55 @@
-//! Decoding recording files into published segments, one chunk at a time.
+//! Decoding recording files into published extents, one chunk at a time.
 //!
 //! A pass over the file builds its chunk index (evshmd's `recording` module): where each
 //! chunk starts, the decoder state there and how many events it holds, counted without
-//! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of
-//! segments sized exactly from those counts. The file is read (through the one descriptor
-//! of a [`RecordingFile`]) rather than mapped, so a file truncated by someone else while it
-//! is read is an error, not a SIGBUS in the daemon.
+//! decoding. A chunk is then decoded ([`ingest_chunk`]) straight into the columns of an
+//! extent of an arena sized exactly from those counts. The file is read (through the one
+//! descriptor of a [`RecordingFile`]) rather than mapped, so a file truncated by someone
+//! else while it is read is an error, not a SIGBUS in the daemon.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use evshm_formats::{Chunk, Detected, EventSink, GeometryFilter, Slots, Trigger};
 use evshm_protocol::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 
 pub use crate::ingest_error::IngestError;
 
-use crate::budget::Usage;
+use crate::arena::Extent;
 use crate::file::RecordingFile;
 use crate::ipc::{EventColumns, StreamLayout, TriggerColumns};
-use crate::segment::{Segment, ShmDir};
-use crate::spares::Spares;
 use crate::times::TimeColumn;
 
-/// Segments a decoded chunk is made of: its events and its triggers.
-pub const SEGMENTS_PER_CHUNK: u64 = 2;
-
-/// A decoded chunk of a recording in its segments.
+/// A decoded chunk of a recording in its extent: two tables, events and triggers, each
+/// one Arrow IPC stream.
 #[derive(Debug)]
 pub struct DecodedChunk {
+    /// The run of an arena both tables lie in.
+    pub extent: Extent,
     /// The CD events.
-    pub events: TableSegment,
+    pub events: TableStream,
     /// The external triggers.
-    pub triggers: TableSegment,
+    pub triggers: TableStream,
     /// What the decoder passed over.
     pub report: DecodeReport,
 }
 
-/// One table of a chunk: a segment holding an Arrow IPC stream.
+impl DecodedChunk {
+    /// The stream of `table`.
+    pub fn table(&self, table: evshm_protocol::Table) -> &TableStream {
+        match table {
+            evshm_protocol::Table::Events => &self.events,
+            evshm_protocol::Table::Triggers => &self.triggers,
+        }
+    }
+}
+
+/// One table of a chunk: an Arrow IPC stream at an offset of the chunk's extent.
 #[derive(Debug)]
-pub struct TableSegment {
-    /// The segment.
-    pub segment: Segment,
+pub struct TableStream {
+    /// Its offset in the extent, a multiple of 64.
+    pub offset: u64,
+    /// Its exact length.
+    pub len: u64,
     /// Rows of its record batch.
     pub rows: u64,
     /// Its `t` column, to find the rows of a time window.
@@ -79,96 +88,74 @@ impl std::fmt::Display for DecodeReport {
     }
 }
 
-/// Where a chunk's segments come from: `shm`, or for its event table a spare made ahead
-/// (`spares`) when one fits.
-#[derive(Debug, Clone, Copy)]
-pub struct SegmentSource<'a> {
-    /// The shared-memory directory.
-    pub shm: &'a Arc<ShmDir>,
-    /// The spares made ahead, if any are kept.
-    pub spares: Option<&'a Spares>,
+/// The bytes a chunk's extent needs, and where each table's stream lies in it: events
+/// first, triggers at the next multiple of 64.
+pub(crate) fn chunk_extent(events: &StreamLayout, triggers: &StreamLayout) -> (u64, u64) {
+    let trigger_offset = (events.total_len() as u64).div_ceil(64) * 64;
+    (trigger_offset + triggers.total_len() as u64, trigger_offset)
 }
 
-/// Decodes one chunk of the recording open as `file` (named `name` by clients) into new
-/// segments. `make_room` is asked for the bytes and segments the decode adds (a spare
-/// taken is counted already) before they are made, and what it returns is held until they
-/// exist.
+/// Decodes one chunk of the recording open as `file` (named `name` by clients) into an
+/// extent. `place` is asked for an extent of the bytes the decode needs, with its pages
+/// allocated, and what it returns besides is held until the decode is done.
 pub fn ingest_chunk<R>(
     file: &RecordingFile,
     name: &str,
     detected: &Detected,
     chunk: &Chunk,
-    source: SegmentSource<'_>,
-    make_room: impl FnOnce(Usage) -> Result<R, IngestError>,
+    place: impl FnOnce(u64) -> Result<(Extent, R), IngestError>,
 ) -> Result<DecodedChunk, IngestError> {
     let (rows, trigger_rows) = (chunk.events, chunk.triggers);
-    let shm = source.shm;
     let layout_error =
         |detail: String| IngestError::Layout { path: file.path().to_owned(), detail };
     let (event_layout, trigger_layout) =
         chunk_layouts(detected, name, chunk).map_err(|e| layout_error(e.to_string()))?;
     let (event_len, trigger_len) =
         (event_layout.total_len() as u64, trigger_layout.total_len() as u64);
-    let spare = source.spares.and_then(|spares| spares.take(event_len));
-    let needed = match spare {
-        Some(_) => Usage { bytes: shm.footprint(trigger_len), segments: 1 },
-        None => Usage {
-            bytes: shm.footprint(event_len) + shm.footprint(trigger_len),
-            segments: SEGMENTS_PER_CHUNK,
-        },
-    };
-    let _room = make_room(needed)?;
-    let (events, mut event_map) = match spare {
-        Some(spare) => spare.fit(event_len).map_err(|e| layout_error(e.to_string()))?,
-        None => {
-            let segment = shm.create(event_len)?;
-            let map = segment.map_mut().map_err(|e| layout_error(e.to_string()))?;
-            (segment, map)
-        }
-    };
-    let triggers = shm.create(trigger_len)?;
-    let mut trigger_map = triggers.map_mut().map_err(|e| layout_error(e.to_string()))?;
-    let bases = (event_map.as_ptr() as usize, trigger_map.as_ptr() as usize);
-    let event_bytes = &mut event_map[..event_len as usize];
+    let (needed, trigger_offset) = chunk_extent(&event_layout, &trigger_layout);
+    let (mut extent, _room) = place(needed)?;
+    let base = extent.bytes_mut().as_ptr() as usize;
+    let (event_bytes, rest) = extent.bytes_mut().split_at_mut(trigger_offset as usize);
+    let event_bytes = &mut event_bytes[..event_len as usize];
+    let trigger_bytes = &mut rest[..trigger_len as usize];
     let events_columns = event_layout.write(event_bytes).and_then(EventColumns::new);
-    let trigger_columns = trigger_layout.write(&mut trigger_map).and_then(TriggerColumns::new);
+    let trigger_columns = trigger_layout.write(trigger_bytes).and_then(TriggerColumns::new);
     let sink = TableSink {
         events: events_columns.map_err(|e| layout_error(e.to_string()))?,
         triggers: trigger_columns.map_err(|e| layout_error(e.to_string()))?,
         events_len: 0,
         triggers_len: 0,
     };
+    // Offsets of the `t` columns in their streams.
     let offsets = (
-        (sink.events.t.as_ptr() as usize - bases.0) as u64,
-        (sink.triggers.t.as_ptr() as usize - bases.1) as u64,
+        (sink.events.t.as_ptr() as usize - base) as u64,
+        (sink.triggers.t.as_ptr() as usize - base) as u64 - trigger_offset,
     );
     let mut sink = GeometryFilter::new(sink, detected.stated_geometry());
     let mut decoder = chunk.decoder();
     let start = detected.data_offset as u64 + chunk.start;
     file.read_range(start, chunk.end - chunk.start, |bytes| decoder.feed(bytes, &mut sink))?;
     decoder.finish(&mut sink);
-    let (kept, dropped, trigger_len) =
+    let (kept, dropped, trigger_kept) =
         (sink.inner.events_len, sink.dropped, sink.inner.triggers_len);
-    if kept as u64 + dropped != rows || trigger_len as u64 != trigger_rows {
+    if kept as u64 + dropped != rows || trigger_kept as u64 != trigger_rows {
         return Err(IngestError::Changed { path: file.path().to_owned(), counted: rows });
     }
     let event_times = TimeColumn::new(&sink.inner.events.t[..kept], offsets.0);
-    let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_len], offsets.1);
+    let trigger_times = TimeColumn::new(&sink.inner.triggers.t[..trigger_kept], offsets.1);
     if kept as u64 != rows {
-        let event_bytes = &mut event_map[..event_len as usize];
+        let event_bytes = &mut extent.bytes_mut()[..event_len as usize];
         event_layout.set_rows(event_bytes, kept).map_err(|e| layout_error(e.to_string()))?;
     }
-    // Sealing a memfd needs its writable mappings gone; both are complete now.
-    drop((event_map, trigger_map));
-    for segment in [&events, &triggers] {
-        segment.seal().map_err(|e| layout_error(format!("cannot seal the segment: {e}")))?;
-    }
     let report = DecodeReport { outside_geometry: dropped, stats: decoder.stats() };
-    Ok(DecodedChunk {
-        events: TableSegment { segment: events, rows: kept as u64, times: event_times },
-        triggers: TableSegment { segment: triggers, rows: trigger_rows, times: trigger_times },
-        report,
-    })
+    let events = TableStream { offset: 0, len: event_len, rows: kept as u64, times: event_times };
+    let triggers = TableStream {
+        offset: trigger_offset,
+        len: trigger_len,
+        rows: trigger_rows,
+        times: trigger_times,
+    };
+    Ok(DecodedChunk { extent, events, triggers, report })
 }
 
 /// The layouts of a chunk's two tables, sized for the events its index entry counts.
@@ -246,24 +233,28 @@ impl EventSink for TableSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arena::Arenas;
     use crate::instance::InstanceId;
     use crate::testing::{TempDir, decoded_chunk, write_evt3};
 
     #[test]
-    fn a_chunk_is_decoded_into_exactly_sized_segments() {
+    fn a_chunk_is_decoded_into_an_exactly_sized_extent() {
         let dir = TempDir::new("ingest");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
-        let decoded = decoded_chunk(&dir, &shm, 5_000);
+        let arenas =
+            Arenas::new(&dir.0, &InstanceId::random().unwrap(), None, false, 1 << 24, u64::MAX);
+        let decoded = decoded_chunk(&dir, &arenas, 5_000);
         assert_eq!(decoded.events.rows, 5_000);
         assert!(decoded.report.is_clean(), "{}", decoded.report);
-        let file_len = std::fs::metadata(decoded.events.segment.path().unwrap()).unwrap().len();
-        assert_eq!(file_len, shm.footprint(decoded.events.segment.len()));
+        let end = decoded.triggers.offset + decoded.triggers.len;
+        assert_eq!(decoded.extent.len(), arenas.footprint(end));
+        assert_eq!(decoded.triggers.offset % 64, 0);
     }
 
     #[test]
     fn a_file_that_changed_after_indexing_is_an_error_not_a_wrong_table() {
         let dir = TempDir::new("ingest-changed");
-        let shm = ShmDir::new(&dir.0, &InstanceId::random().unwrap(), None, false);
+        let arenas =
+            Arenas::new(&dir.0, &InstanceId::random().unwrap(), None, false, 1 << 24, u64::MAX);
         let path = dir.0.join("a.raw");
         write_evt3(&path, 5_000);
         let file = RecordingFile::open(&path).unwrap();
@@ -274,9 +265,13 @@ mod tests {
         let chunks = indexer.finish();
         // Rewritten in place: the open descriptor reads the new content.
         write_evt3(&path, 4_000);
-        let source = SegmentSource { shm: &shm, spares: None };
-        let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], source, |_| Ok(()));
+        let place = |len| {
+            let extent = arenas.reserve(len).unwrap().unwrap();
+            extent.back().unwrap();
+            Ok((extent, ()))
+        };
+        let result = ingest_chunk(&file, "a.raw", &detected, &chunks[0], place);
         assert!(matches!(result, Err(IngestError::Changed { counted: 5_000, .. })), "{result:?}");
-        assert_eq!(shm.usage(), (0, 0), "nothing of it is left");
+        assert_eq!(arenas.usage().extents, 0, "its extent is free again");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use evshm_formats::{DetectError, Geometry};
 
-use crate::segment::SegmentCreateError;
+use crate::arena::ArenaError;
 
 /// Why a recording could not be published.
 #[derive(Debug, thiserror::Error)]
@@ -95,23 +95,23 @@ pub enum IngestError {
         /// Position of the chunk asked for.
         chunk: usize,
     },
-    /// As many segments exist as the daemon's open-file limit allows, every one of them
-    /// leased, even after waiting for releases.
+    /// No free run of the arenas is long enough for the chunk, and the arenas may not
+    /// grow, even after evicting every chunk no client holds and waiting for releases.
     #[error(
-        "evshmd holds {limit} segments, the most its open-file limit allows, all in use by \
-         clients (waited {waited:?}); release recordings, or raise the limit (ulimit -n)"
+        "no free run of {needed} bytes in evshmd's arenas: what is free lies between leased \
+         chunks (waited {waited:?}); release recordings, or raise --memory-budget"
     )]
-    TooManySegments {
-        /// The most segments at once.
-        limit: u64,
+    NoRun {
+        /// Bytes asked for.
+        needed: u64,
         /// How long the open waited.
         waited: std::time::Duration,
     },
-    /// No segment could be made.
+    /// No memory could be had in an arena.
     #[error(transparent)]
-    Segment(#[from] SegmentCreateError),
-    /// Mapping or laying out the segment failed.
-    #[error("cannot lay out the segment for {path}: {detail}")]
+    Arena(#[from] ArenaError),
+    /// Laying out the tables failed.
+    #[error("cannot lay out the tables of {path}: {detail}")]
     Layout {
         /// The recording.
         path: PathBuf,

@@ -1,5 +1,5 @@
 //! evshmd: decodes event-camera recordings once into Arrow IPC streams in POSIX shared
-//! memory, and hands their names to clients over a Unix socket.
+//! memory, and tells clients over a Unix socket where they are.
 //!
 //! The binary wires these modules together. The public ones are what the binary, the
 //! benches and the tests drive directly; the rest is the daemon's inside (ARCHITECTURE.md
@@ -8,11 +8,11 @@
 //! - [`roots`]: which files may be served, and path confinement;
 //! - [`access`]: who may connect and be served (socket group, peer credentials);
 //! - [`file`](mod@file): a recording file opened once per version, safely, and read through that;
-//! - [`ingest`]: a chunk decoded into its segments;
-//! - [`segment`]: creating, sizing, filling and unlinking shared-memory segments;
-//! - [`spares`]: segments made ahead of need, so that cold opens find memory in place;
+//! - [`ingest`]: a chunk decoded into its extent;
+//! - [`arena`]: the shared memory: arenas mapped once, extents in them;
+//! - [`provision`]: memory made ready ahead of need, and given back when idle;
 //! - [`budget`]: the memory budget;
-//! - [`instance`]: one daemon per socket, and the clean-up of dead instances' segments;
+//! - [`instance`]: one daemon per socket, and the clean-up of dead instances' arenas;
 //! - [`limits`]: the descriptor limit, and how many connections it allows;
 //! - [`state`]: what every connection shares, and the daemon's settings;
 //! - [`server`]: the listening socket.
@@ -20,10 +20,11 @@
 //! Inside: `session` (one connection: framing, hello, dispatch, leases), `wire` (results
 //! and errors as protocol replies), `open` (the open pipeline), `recording` (a
 //! recording's chunk index), `cache` (resident chunks), `window` and `times` (which
-//! chunks and rows answer a window), `ipc` (the layout of a segment's Arrow IPC stream),
+//! chunks and rows answer a window), `ipc` (the layout of a table's Arrow IPC stream),
 //! `listing` and `stats`.
 
 pub mod access;
+pub mod arena;
 pub mod budget;
 mod cache;
 pub mod file;
@@ -35,12 +36,11 @@ mod ipc;
 pub mod limits;
 mod listing;
 mod open;
+pub mod provision;
 mod recording;
 pub mod roots;
-pub mod segment;
 pub mod server;
 mod session;
-pub mod spares;
 pub mod state;
 mod stats;
 #[cfg(test)]

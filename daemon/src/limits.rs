@@ -25,19 +25,11 @@ pub fn raise_descriptor_limit() -> u64 {
 
 /// The default `--max-connections` under a limit of `descriptors` open files: a
 /// connection holds two (the socket and its reading half), and half of what the reserve
-/// leaves is kept for segments, which hold one each while they are cached.
+/// leaves is kept for whatever else grows with the load (recording files held open by
+/// their indexes, arenas).
 pub fn default_max_connections(descriptors: u64) -> usize {
     let share = descriptors.saturating_sub(RESERVED) / 4;
     share.clamp(1, MOST_CONNECTIONS) as usize
-}
-
-/// The most segments that may exist at once under a limit of `descriptors` open files
-/// with `connections` connections (each of those holds two): what the reserve and the
-/// connections leave. A cached segment holds a descriptor, so past this many the least
-/// recently used unleased chunks are evicted, as past the memory budget.
-pub fn segment_limit(descriptors: u64, connections: usize) -> u64 {
-    let left = descriptors.saturating_sub(RESERVED + 2 * connections as u64);
-    left.max(2)
 }
 
 #[cfg(test)]
@@ -50,11 +42,5 @@ mod tests {
         assert_eq!(default_max_connections(1024), 224);
         assert_eq!(default_max_connections(64), 1, "always at least one");
         assert_eq!(default_max_connections(1 << 20), 4096, "a thread each: capped");
-    }
-
-    #[test]
-    fn segments_get_what_the_reserve_and_the_connections_leave() {
-        assert_eq!(segment_limit(256, 32), 64);
-        assert_eq!(segment_limit(256, 100), 2, "never fewer than one chunk's");
     }
 }

@@ -7,11 +7,11 @@ use anyhow::Context;
 use clap::Parser;
 use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
+use evshmd::arena::{ARENA_SIZE, Arenas};
 use evshmd::budget::{Budget, default_limit};
 use evshmd::instance::{Instance, InstanceError, remove_stale_segments};
-use evshmd::limits::{default_max_connections, raise_descriptor_limit, segment_limit};
+use evshmd::limits::{default_max_connections, raise_descriptor_limit};
 use evshmd::roots::Roots;
-use evshmd::segment::ShmDir;
 use evshmd::server::{bind_socket, make_private_dir, serve};
 use evshmd::state::{Daemon, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -38,25 +38,33 @@ struct Args {
     /// Serve only members of this group (repeatable; name or number).
     #[arg(long = "allow-gid", value_name = "GROUP", value_parser = evshmd::access::resolve_group)]
     allow_gids: Vec<u32>,
-    /// Make segments memfds sealed against writing, growing and shrinking, passed to
-    /// clients as file descriptors: no client, whatever its user, can change what others
-    /// read.
+    /// Make arenas memfds sealed against growing, shrinking and any new writable
+    /// mapping, passed to clients as file descriptors: only evshmd's own mapping writes
+    /// them, so no other process, whatever its user, can change what clients read.
     #[arg(long)]
     sealed: bool,
-    /// Directory for the segments: a tmpfs or hugetlbfs mount.
+    /// Directory for the arenas: a tmpfs or hugetlbfs mount.
     #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
     shm_dir: PathBuf,
-    /// Most bytes of segments at once, e.g. 8G or 512M [default: 3/4 of the free space of
-    /// the shared-memory filesystem at start]. Recordings no client holds are evicted,
-    /// least recently used first, to make room.
+    /// Most bytes of shared memory in use or provisioned at once, e.g. 8G or 512M
+    /// [default: 3/4 of the free space of the shared-memory filesystem at start].
+    /// Recordings no client holds are evicted, least recently used first, to make room.
     #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size)]
     memory_budget: Option<u64>,
-    /// Bytes of spare segments kept ready, allocated and mapped, for the next cold opens,
-    /// e.g. 1G; 0 keeps none [default: 1 GiB, at most a quarter of the budget]. They are
-    /// made in the background while at most half the budget is in use, and dropped first
-    /// when a decode needs room.
+    /// Bytes of free shared memory kept allocated and mapped for the next cold opens,
+    /// e.g. 1G; 0 keeps none [default: 1 GiB, at most a quarter of the budget]. It is
+    /// made in the background while at most half the budget is in use, and given back
+    /// first when a decode needs room.
     #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size_or_zero)]
     provision: Option<u64>,
+    /// Seconds without a decode after which free memory beyond --provision goes back to
+    /// the system.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    idle_release: f64,
+    /// Size of each arena, the unit in which shared memory is named and mapped, e.g. 1G
+    /// [default: 1 GiB, at most the budget]. A table larger gets an arena of its own size.
+    #[arg(long, value_name = "SIZE", value_parser = evshmd::budget::parse_size)]
+    arena_size: Option<u64>,
     /// Seconds an open waits for clients to release leases when the budget is full.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     budget_wait: f64,
@@ -73,7 +81,7 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     frame_timeout: f64,
     /// Events per chunk: recordings are decoded and held in chunks of about this many
-    /// events (plus at most those of 64 KiB of input), each its own segments.
+    /// events (plus at most those of 64 KiB of input), each its own extent.
     #[arg(long, value_name = "N", default_value_t = 4 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     chunk_events: u64,
     /// Also end a chunk once its events span this many microseconds.
@@ -118,6 +126,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("--frame-timeout must be a positive number of seconds")?;
     let budget_wait = std::time::Duration::try_from_secs_f64(args.budget_wait)
         .context("--budget-wait must be a number of seconds")?;
+    let idle_release = std::time::Duration::try_from_secs_f64(args.idle_release)
+        .context("--idle-release must be a number of seconds")?;
     let roots = Roots::new(&args.roots).context("invalid --root")?;
     anyhow::ensure!(
         args.shm_dir.is_dir(),
@@ -134,15 +144,13 @@ fn run(args: Args) -> anyhow::Result<()> {
     let max_connections =
         args.max_connections.map_or_else(|| default_max_connections(descriptors), |n| n as usize);
     log::info!("at most {max_connections} connections ({descriptors} open files allowed)");
-    let segments = segment_limit(descriptors, max_connections);
-    log::info!("at most {segments} segments at once");
-    let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), segments, budget_wait);
-    // Allow-lists are checked at the socket; a segment file in the shm directory would be
-    // readable by every member of --group all the same. Sealed segments exist only as
+    let budget = Budget::new(args.memory_budget.unwrap_or(default_budget), budget_wait);
+    // Allow-lists are checked at the socket; an arena file in the shm directory would be
+    // readable by every member of --group all the same. Sealed arenas exist only as
     // descriptors passed to admitted clients.
     let allow_listed = !args.allow_uids.is_empty() || !args.allow_gids.is_empty();
     if allow_listed && !args.sealed {
-        log::info!("--allow-uid/--allow-gid given: segments are sealed memfds (--sealed)");
+        log::info!("--allow-uid/--allow-gid given: arenas are sealed memfds (--sealed)");
     }
     let socket = args.socket.unwrap_or_else(evshm_protocol::default_socket_path);
     let fallback = evshm_protocol::fallback_socket_dir();
@@ -152,25 +160,30 @@ fn run(args: Args) -> anyhow::Result<()> {
     let instance = Arc::new(Instance::start(&socket, &args.shm_dir)?);
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
-        log::info!("removed {stale} segments left by evshmd instances that are gone");
+        log::info!("removed {stale} arenas left by evshmd instances that are gone");
     }
     let sealed = args.sealed || allow_listed;
-    let shm = ShmDir::new(&args.shm_dir, instance.id(), args.group, sealed);
+    let arena_size = args.arena_size.unwrap_or(ARENA_SIZE.min(budget.limit()));
+    // Address space, not memory: room for fragmentation beyond the budget.
+    let most_arenas = budget.limit().saturating_mul(2);
+    let arenas =
+        Arenas::new(&args.shm_dir, instance.id(), args.group, sealed, arena_size, most_arenas);
     let listener = bind_socket(&socket, args.group)?;
 
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("cannot handle signals")?;
     let on_signal = {
-        let (shm, socket, instance) = (Arc::clone(&shm), socket.clone(), Arc::clone(&instance));
+        let (arenas, socket, instance) =
+            (Arc::clone(&arenas), socket.clone(), Arc::clone(&instance));
         move || {
             if let Some(signal) = signals.forever().next() {
                 log::info!("signal {signal}: shutting down");
                 if let Err(e) = std::fs::remove_file(&socket) {
                     log::warn!("cannot remove socket {}: {e}", socket.display());
                 }
-                let removed = shm.close();
+                let removed = arenas.close();
                 instance.close();
-                log::info!("removed {removed} segments; bye");
+                log::info!("removed {removed} arenas; bye");
                 std::process::exit(0);
             }
         }
@@ -179,12 +192,12 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let dirs: Vec<String> = roots.dirs().iter().map(|d| d.display().to_string()).collect();
     log::info!(
-        "instance {} serving {} on {} (segments in {} as {}*)",
+        "instance {} serving {} on {} (arenas in {} as {}*)",
         instance.id(),
         dirs.join(", "),
         socket.display(),
-        shm.dir().display(),
-        shm.prefix()
+        arenas.dir().display(),
+        arenas.prefix()
     );
     match budget.limit() {
         u64::MAX => log::info!("no memory budget: {} reports no size", args.shm_dir.display()),
@@ -205,8 +218,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         read_ahead: args.read_ahead,
         decode_threads,
         provision: args.provision.unwrap_or((1 << 30).min(budget.limit() / 4)),
+        idle_release,
     };
-    let daemon = Daemon::new(roots, shm, budget, access, settings);
+    let daemon = Daemon::new(roots, arenas, budget, access, settings);
     daemon.start_provisioning()?;
     serve(&daemon, listener);
     Ok(())

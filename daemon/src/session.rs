@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::io::{BufReader, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use evshm_protocol::{
@@ -14,6 +14,7 @@ use evshm_protocol::{
 };
 
 use crate::access::Peer;
+use crate::arena::Arena;
 use crate::cache::Resident;
 use crate::framing::{FrameError, await_request, discard_line, read_request_line, write_reply};
 use crate::open::{OpenRequest, ReadPosition, open};
@@ -110,8 +111,11 @@ struct Session<'d> {
     peer: Option<Peer>,
     /// Its entry in the daemon's list of clients, once admitted.
     client_id: Option<u64>,
-    /// Segments' descriptors to pass with the next reply (sealed mode).
+    /// Arenas' descriptors to pass with the next reply (sealed mode).
     passing: Vec<OwnedFd>,
+    /// The arenas named to this connection so far, by name: each is described (and in
+    /// sealed mode passed) once, and said to be gone once evshmd drops it.
+    told: HashMap<String, Weak<Arena>>,
     greeted: bool,
     /// The chunks each lease holds.
     leases: HashMap<u64, Vec<Arc<Resident>>>,
@@ -128,6 +132,7 @@ impl<'d> Session<'d> {
             peer: None,
             client_id: None,
             passing: Vec::new(),
+            told: HashMap::new(),
             greeted: false,
             leases: HashMap::new(),
             position: ReadPosition::default(),
@@ -233,7 +238,8 @@ impl<'d> Session<'d> {
     }
 
     /// Opens what `request` asks for and takes a lease on its chunks: the reply line (the
-    /// descriptors of sealed segments go to `passing`, to be sent with it).
+    /// descriptors of sealed arenas new to the connection go to `passing`, to be sent
+    /// with it).
     fn open(&mut self, request: &OpenRequest<'_>) -> Result<Vec<u8>, ErrorReply> {
         let daemon = self.daemon;
         Stats::bump(&daemon.stats.opens);
@@ -248,17 +254,34 @@ impl<'d> Session<'d> {
             ));
         }
         let opened = open(daemon, request, &mut self.position).map_err(|e| wire::open_error(&e))?;
-        for s in &opened.chunks {
-            let segment = &s.table.segment().segment;
-            if segment.path().is_none() {
-                let fd = segment.share().map_err(|e| {
-                    ErrorReply::new(ErrorCode::Internal, format!("cannot pass a segment: {e}"))
+        // Arenas new to this connection: a sealed one's descriptor goes with the reply.
+        let mut new = Vec::new();
+        for arena in wire::arenas_of(&opened) {
+            if self.told.contains_key(arena.name()) {
+                continue;
+            }
+            if arena.path().is_none() {
+                let fd = arena.share().map_err(|e| {
+                    ErrorReply::new(ErrorCode::Internal, format!("cannot pass an arena: {e}"))
                 })?;
                 self.passing.push(fd);
             }
+            new.push(Arc::clone(arena));
+        }
+        let gone: Vec<String> = (self.told.iter())
+            .filter(|(_, arena)| arena.upgrade().is_none_or(|arena| arena.is_dropped()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &gone {
+            self.told.remove(name);
+        }
+        for arena in &new {
+            self.told.insert(arena.name().to_owned(), Arc::downgrade(arena));
         }
         let lease = daemon.next_lease.fetch_add(1, Ordering::Relaxed);
-        let reply = reply_line(&wire::open_reply(&opened, lease));
+        let passed =
+            |arena: &Arena| arena.path().is_none() && new.iter().any(|a| a.name() == arena.name());
+        let reply = reply_line(&wire::open_reply(&opened, lease, passed, gone));
         let held: Vec<Arc<Resident>> =
             opened.chunks.into_iter().map(|s| s.table.resident).collect();
         self.leases.insert(lease, held);
@@ -303,7 +326,7 @@ mod tests {
             reply
         };
         assert_eq!(ask(&mut lines, r#"{"op":"stats"}"#)["error"]["code"], "hello_required");
-        assert_eq!(ask(&mut lines, r#"{"op":"hello","version":2}"#)["ok"], true);
+        assert_eq!(ask(&mut lines, r#"{"op":"hello","version":3}"#)["ok"], true);
         assert_eq!(ask(&mut lines, r#"{"op":"list"}"#)["recordings"], serde_json::json!([]));
         assert_eq!(
             ask(&mut lines, r#"{"op":"open","path":"none.raw"}"#)["error"]["code"],

@@ -8,12 +8,12 @@ use std::time::Duration;
 use evshm_formats::ChunkLimits;
 
 use crate::access::AccessPolicy;
-use crate::budget::{Budget, Usage};
+use crate::arena::Arenas;
+use crate::budget::Budget;
 use crate::cache::Cache;
+use crate::provision::Provisioner;
 use crate::recording::IndexCache;
 use crate::roots::Roots;
-use crate::segment::ShmDir;
-use crate::spares::Spares;
 use crate::stats::{Clients, Stats};
 
 /// Everything the connections share.
@@ -21,10 +21,10 @@ use crate::stats::{Clients, Stats};
 pub struct Daemon {
     /// The served directories.
     pub(crate) roots: Roots,
-    /// Where segments are created.
-    pub(crate) shm: Arc<ShmDir>,
-    /// Segments made ahead of need.
-    pub(crate) spares: Arc<Spares>,
+    /// The shared memory chunks are decoded into.
+    pub(crate) arenas: Arc<Arenas>,
+    /// When memory is made ready ahead of need, and given back.
+    pub(crate) provisioner: Arc<Provisioner>,
     /// The chunk indexes of the recordings opened so far.
     pub(crate) indexes: IndexCache,
     /// The resident chunks.
@@ -59,9 +59,11 @@ pub struct Settings {
     pub read_ahead: usize,
     /// Threads that decode the chunks of one request.
     pub decode_threads: usize,
-    /// Bytes of spare segments kept ready for cold opens (made by
+    /// Bytes of free arena space kept allocated and mapped for cold opens (made by
     /// [`Daemon::start_provisioning`]).
     pub provision: u64,
+    /// Idle time after which free pages beyond `provision` go back to the system.
+    pub idle_release: Duration,
 }
 
 /// What an `evict` request freed.
@@ -69,26 +71,24 @@ pub struct Settings {
 pub struct Evicted {
     /// Chunks evicted.
     pub chunks: u64,
-    /// Bytes of their segments.
+    /// Bytes of their extents.
     pub bytes: u64,
 }
 
 impl Daemon {
-    /// A daemon serving `roots`, with segments in `shm`.
+    /// A daemon serving `roots`, decoding into `arenas`.
     pub fn new(
         roots: Roots,
-        shm: Arc<ShmDir>,
+        arenas: Arc<Arenas>,
         budget: Budget,
         access: AccessPolicy,
         settings: Settings,
     ) -> Arc<Daemon> {
-        let limits = settings.chunk_limits;
-        let spares =
-            Arc::new(Spares::new(Arc::clone(&shm), limits.events, limits.step, settings.provision));
+        let provisioner = Arc::new(Provisioner::new(settings.provision, settings.idle_release));
         Arc::new(Daemon {
             roots,
-            shm,
-            spares,
+            arenas,
+            provisioner,
             indexes: IndexCache::default(),
             cache: Cache::default(),
             budget,
@@ -100,21 +100,23 @@ impl Daemon {
         })
     }
 
-    /// Starts the thread that keeps spare segments ready while the budget has room
-    /// (`src/spares.rs`); it ends with the daemon.
+    /// Starts the thread that keeps memory provisioned while the budget has room, and
+    /// gives back what is beyond when idle (`src/provision.rs`); it ends with the daemon.
     pub fn start_provisioning(self: &Arc<Self>) -> std::io::Result<()> {
         let daemon = Arc::downgrade(self);
-        let spares = Arc::downgrade(&self.spares);
-        let room = move |capacity: u64| {
+        let room = move |bytes: u64| {
             let Some(daemon) = daemon.upgrade() else { return false };
-            let (segments, bytes) = daemon.shm.usage();
-            let extra = Usage { bytes: daemon.shm.footprint(capacity), segments: 1 };
-            daemon.budget.has_half_free_for(extra, Usage { bytes, segments })
+            let backed = daemon.arenas.usage().bytes_backed;
+            daemon.budget.has_half_free_for(bytes, backed)
         };
-        std::thread::Builder::new()
-            .name("evshmd-provision".into())
-            .spawn(move || Spares::provision(spares, room))
-            .map(drop)
+        crate::provision::start(&self.provisioner, &self.arenas, room)
+    }
+
+    /// Stops provisioning and unlinks every arena: the last act of a shutdown. The
+    /// number of arenas.
+    pub fn close(&self) -> usize {
+        self.provisioner.close();
+        self.arenas.close()
     }
 
     /// Evicts every resident chunk no client holds, counted like evictions for room, and
@@ -124,6 +126,8 @@ impl Daemon {
         let evicted = Evicted { chunks: sizes.len() as u64, bytes: sizes.iter().sum() };
         self.stats.evictions.fetch_add(evicted.chunks, Ordering::Relaxed);
         self.stats.bytes_evicted.fetch_add(evicted.bytes, Ordering::Relaxed);
+        // What eviction freed beyond the provision goes back to the system now.
+        self.arenas.give_back(u64::MAX, self.provisioner.target());
         self.budget.notify_released();
         evicted
     }

@@ -1,5 +1,5 @@
 //! What the daemon's unit tests share: a temporary directory, synthetic recordings, and a
-//! `Daemon` over them with segments in its own directory (no socket).
+//! `Daemon` over them with arenas in its own directory (no socket).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,10 +9,10 @@ use evshm_formats::ChunkLimits;
 use evshm_formats::synth::{Synth, SynthConfig};
 
 use crate::access::AccessPolicy;
+use crate::arena::Arenas;
 use crate::budget::Budget;
 use crate::instance::InstanceId;
 use crate::roots::Roots;
-use crate::segment::ShmDir;
 use crate::state::{Daemon, Settings};
 
 /// A directory removed when dropped.
@@ -48,7 +48,7 @@ pub fn write_evt3(path: &Path, events: u64) {
     evshm_formats::synth::write_evt3(SynthConfig::events(events), file).unwrap();
 }
 
-/// A daemon serving `dir/root`, segments in `dir/shm`, recordings in chunks of about
+/// A daemon serving `dir/root`, arenas in `dir/shm`, recordings in chunks of about
 /// `chunk_events`, with a budget of `budget` bytes.
 pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
     let (root, shm) = (dir.0.join("root"), dir.0.join("shm"));
@@ -62,21 +62,26 @@ pub fn daemon(dir: &TempDir, chunk_events: u64, budget: u64) -> Arc<Daemon> {
         read_ahead: 0,
         decode_threads: 2,
         provision: 0,
+        idle_release: Duration::from_secs(3600),
     };
     Daemon::new(
         Roots::new(&[root]).unwrap(),
-        ShmDir::new(&shm, &InstanceId::random().unwrap(), None, false),
-        Budget::new(budget, u64::MAX, Duration::ZERO),
+        Arenas::new(&shm, &InstanceId::random().unwrap(), None, false, 1 << 26, u64::MAX),
+        Budget::new(budget, Duration::ZERO),
         AccessPolicy::default(),
         settings,
     )
 }
 
-/// A recording of `events` events written to `dir`, decoded whole into segments of `shm`
-/// (what evshmd does on a first open of a one-chunk recording).
-pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::ingest::DecodedChunk {
+/// A recording of `events` events written to `dir`, decoded whole into an extent of
+/// `arenas` (what evshmd does on a first open of a one-chunk recording).
+pub fn decoded_chunk(
+    dir: &TempDir,
+    arenas: &Arc<Arenas>,
+    events: u64,
+) -> crate::ingest::DecodedChunk {
     use crate::file::RecordingFile;
-    use crate::ingest::{SegmentSource, ingest_chunk};
+    use crate::ingest::ingest_chunk;
     let path = dir.0.join(format!("decoded-{events}.raw"));
     write_evt3(&path, events);
     let file = RecordingFile::open(&path).unwrap();
@@ -84,6 +89,10 @@ pub fn decoded_chunk(dir: &TempDir, shm: &Arc<ShmDir>, events: u64) -> crate::in
     let mut indexer = evshm_formats::Indexer::new(detected.format, ChunkLimits::events(u64::MAX));
     file.read_range(detected.data_offset as u64, u64::MAX, |bytes| indexer.feed(bytes)).unwrap();
     let chunks = indexer.finish();
-    let source = SegmentSource { shm, spares: None };
-    ingest_chunk(&file, "test", &detected, &chunks[0], source, |_| Ok(())).unwrap()
+    let place = |len| {
+        let extent = arenas.reserve(len).unwrap().unwrap();
+        extent.back().unwrap();
+        Ok((extent, ()))
+    };
+    ingest_chunk(&file, "test", &detected, &chunks[0], place).unwrap()
 }

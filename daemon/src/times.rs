@@ -1,31 +1,15 @@
 //! Finding rows by time in a published table: the rows of a window.
 //!
-//! The daemon keeps no mapping of a published segment (its pages would count towards its
-//! own memory, and readers' shares of them would shrink); a search reads the one block of
-//! the `t` column it needs with `pread`, guided by the maximum of every block, kept from
-//! the decode.
+//! A search reads the one block of the `t` column it needs, from the daemon's own
+//! mapping of the arena, guided by the maximum of every block, kept from the decode.
 
-use std::os::unix::fs::FileExt;
-
-/// What a column can be read from: a segment, or a file in tests.
-pub trait ReadAt {
-    /// Fills `buf` from byte `offset` on.
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
-}
-
-impl ReadAt for std::fs::File {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        FileExt::read_exact_at(self, buf, offset)
-    }
-}
-
-/// Rows per block of the summary of maxima: one 8 KiB read per search.
+/// Rows per block of the summary of maxima: one 8 KiB scan per search.
 const BLOCK: usize = 1024;
 
 /// Where a published table's `t` column is, and the maximum of each block of its rows.
 #[derive(Debug)]
 pub struct TimeColumn {
-    /// Byte offset of the column in its segment.
+    /// Byte offset of the column in its table's stream.
     offset: u64,
     rows: usize,
     /// Largest `t` of each block of [`BLOCK`] rows.
@@ -33,7 +17,7 @@ pub struct TimeColumn {
 }
 
 impl TimeColumn {
-    /// The summary of `column`, which lies at byte `offset` of its segment.
+    /// The summary of `column`, which lies at byte `offset` of its table's stream.
     pub fn new(column: &[i64], offset: u64) -> Self {
         let block_max =
             column.chunks(BLOCK).map(|block| block.iter().copied().max().unwrap_or(i64::MIN));
@@ -41,27 +25,20 @@ impl TimeColumn {
     }
 
     /// The first row at or after `from` whose time is at least `time`, or the number of
-    /// rows if there is none, reading the column from `segment`.
-    pub fn first_at_or_after(
-        &self,
-        segment: &impl ReadAt,
-        time: i64,
-        from: usize,
-    ) -> std::io::Result<usize> {
-        let mut bytes = [0u8; BLOCK * 8];
+    /// rows if there is none, reading the column in `stream`, the table's bytes.
+    pub fn first_at_or_after(&self, stream: &[u8], time: i64, from: usize) -> usize {
         for block in from / BLOCK..self.block_max.len() {
             if self.block_max[block] < time {
                 continue;
             }
             let (start, end) = ((block * BLOCK).max(from), ((block + 1) * BLOCK).min(self.rows));
-            let bytes = &mut bytes[..(end - start) * 8];
-            segment.read_exact_at(bytes, self.offset + start as u64 * 8)?;
-            let rows = bytes.as_chunks::<8>().0;
+            let at = self.offset as usize + start * 8;
+            let rows = stream[at..at + (end - start) * 8].as_chunks::<8>().0;
             if let Some(i) = rows.iter().position(|&t| i64::from_le_bytes(t) >= time) {
-                return Ok(start + i);
+                return start + i;
             }
         }
-        Ok(self.rows)
+        self.rows
     }
 }
 
@@ -82,10 +59,7 @@ mod tests {
             let expected = (from..times.len()).find(|&i| times[i] >= time).unwrap_or(times.len());
             let mut file = vec![0xAAu8; 24];
             file.extend(times.iter().flat_map(|t| t.to_le_bytes()));
-            let path = std::env::temp_dir().join(format!("evshmd-times-{}", std::process::id()));
-            std::fs::write(&path, &file).unwrap();
-            let segment = std::fs::File::open(&path).unwrap();
-            let found = TimeColumn::new(&times, 24).first_at_or_after(&segment, time, from).unwrap();
+            let found = TimeColumn::new(&times, 24).first_at_or_after(&file, time, from);
             prop_assert_eq!(found, expected);
         }
     }

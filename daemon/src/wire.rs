@@ -6,16 +6,16 @@ use std::path::Path;
 use evshm_formats::{DetectError, Geometry};
 use evshm_protocol::schema::{EVENT_COLUMNS, TRIGGER_COLUMNS};
 use evshm_protocol::{
-    ChunkInfo, ClientStats, ErrorCode, ErrorReply, EvictReply, FieldInfo, OpenReply,
-    RecordingEntry, SegmentInfo, StatsReply, Table,
+    ArenaInfo, ChunkInfo, ClientStats, ErrorCode, ErrorReply, EvictReply, ExtentInfo, FieldInfo,
+    OpenReply, RecordingEntry, StatsReply, Table,
 };
 
 use crate::access::AccessDenied;
+use crate::arena::{Arena, ArenaError};
 use crate::ingest::{IngestError, metadata};
 use crate::listing::Listed;
 use crate::open::{OpenError, Opened};
 use crate::roots::PathError;
-use crate::segment::SegmentCreateError;
 use crate::state::{Daemon, Evicted};
 use crate::stats::{ClientEntry, Stats};
 
@@ -51,7 +51,6 @@ pub fn open_error(error: &OpenError) -> ErrorReply {
         OpenError::BadWindow(_) => ErrorCode::BadRequest,
         OpenError::OverBudget { .. } => ErrorCode::OverBudget,
         OpenError::Ingest { error, .. } => ingest_code(error),
-        OpenError::ReadSegment { .. } => ErrorCode::Internal,
     };
     let message = match error {
         // Detection's message names the file by its canonical path: name it as asked.
@@ -76,10 +75,8 @@ fn ingest_code(error: &IngestError) -> ErrorCode {
         | IngestError::Changed { .. }
         | IngestError::Replaced { .. } => ErrorCode::CorruptRecording,
         IngestError::Unrecognized { .. } => ErrorCode::UnsupportedFormat,
-        IngestError::Segment(SegmentCreateError::Full { .. }) => ErrorCode::ShmFull,
-        IngestError::OverBudget { .. } | IngestError::TooManySegments { .. } => {
-            ErrorCode::OverBudget
-        }
+        IngestError::Arena(ArenaError::Full { .. }) => ErrorCode::ShmFull,
+        IngestError::OverBudget { .. } | IngestError::NoRun { .. } => ErrorCode::OverBudget,
         _ => ErrorCode::Internal,
     }
 }
@@ -100,31 +97,59 @@ pub fn access_denied(denied: &AccessDenied) -> ErrorReply {
     ErrorReply::new(ErrorCode::AccessDenied, denied.to_string())
 }
 
-/// The reply to a successful open, under `lease`. Segments without a path (sealed mode)
-/// go with it as descriptors, in the order of its chunks.
-pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
+/// The arenas the chunks of `opened` lie in, each once, in the order of the chunks.
+pub fn arenas_of(opened: &Opened) -> Vec<&std::sync::Arc<Arena>> {
+    let mut arenas: Vec<&std::sync::Arc<Arena>> = Vec::new();
+    for s in &opened.chunks {
+        let arena = s.table.resident.decoded.extent.arena();
+        if !arenas.iter().any(|seen| std::sync::Arc::ptr_eq(seen, arena)) {
+            arenas.push(arena);
+        }
+    }
+    arenas
+}
+
+/// The reply to a successful open, under `lease`. `passed(arena)` says whether the
+/// arena's descriptor goes with it (sealed mode, first time on the connection), in the
+/// order of the arenas listed; `gone` names arenas told before that evshmd dropped.
+pub fn open_reply(
+    opened: &Opened,
+    lease: u64,
+    passed: impl Fn(&Arena) -> bool,
+    gone: Vec<String>,
+) -> OpenReply {
     let Opened { target, table, window, chunks, cached } = opened;
     let columns = match table {
         Table::Events => &EVENT_COLUMNS[..],
         Table::Triggers => &TRIGGER_COLUMNS[..],
     };
+    let arenas = (arenas_of(opened).into_iter())
+        .map(|arena| ArenaInfo {
+            name: arena.name().to_owned(),
+            path: arena.path().map(Path::to_owned),
+            size: arena.size(),
+            passed: passed(arena),
+        })
+        .collect();
     OpenReply {
         lease,
         path: target.name.clone(),
         table: *table,
         window: *window,
         rows: chunks.iter().map(|s| s.end - s.start).sum(),
+        arenas,
         chunks: (chunks.iter())
             .map(|s| {
-                let segment = &s.table.segment().segment;
+                let extent = &s.table.resident.decoded.extent;
+                let stream = s.table.stream();
                 ChunkInfo {
                     index: s.chunk as u64,
-                    segment: SegmentInfo {
-                        name: segment.name().to_owned(),
-                        path: segment.path().map(Path::to_owned),
-                        size: segment.len(),
+                    extent: ExtentInfo {
+                        arena: extent.arena().name().to_owned(),
+                        offset: extent.offset() + stream.offset,
+                        size: stream.len,
                     },
-                    rows: s.table.segment().rows,
+                    rows: stream.rows,
                     start: s.start,
                     end: s.end,
                 }
@@ -143,6 +168,7 @@ pub fn open_reply(opened: &Opened, lease: u64) -> OpenReply {
         cached: *cached,
         dropped: chunks.iter().map(|s| s.table.resident.decoded.report.outside_geometry).sum(),
         skipped: chunks.iter().map(|s| s.table.resident.decoded.report.stats.skipped()).sum(),
+        gone,
     }
 }
 
@@ -160,16 +186,13 @@ pub fn recording_entry(listed: Listed) -> RecordingEntry {
 /// The reply to `stats`.
 pub fn stats_reply(daemon: &Daemon) -> StatsReply {
     let stats = &daemon.stats;
-    // Spares are live segments of the directory, but hold nothing yet.
-    let (spares, bytes_provisioned) = daemon.spares.provisioned();
-    let (segments, bytes_resident) = daemon.shm.usage();
-    let (segments, bytes_resident) =
-        (segments.saturating_sub(spares as u64), bytes_resident.saturating_sub(bytes_provisioned));
+    let arenas = daemon.arenas.usage();
+    let bytes_resident = arenas.bytes_in_use;
     let bytes_evictable = daemon.cache.evictable_bytes().min(bytes_resident);
-    let shm_free =
-        rustix::fs::statvfs(daemon.shm.dir()).map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
+    let shm_free = rustix::fs::statvfs(daemon.arenas.dir())
+        .map_or(0, |s| s.f_bavail.saturating_mul(s.f_frsize));
     StatsReply {
-        segments,
+        extents: arenas.extents,
         bytes_resident,
         leases: Stats::get(&stats.leases),
         connections: Stats::get(&stats.connections),
@@ -184,8 +207,11 @@ pub fn stats_reply(daemon: &Daemon) -> StatsReply {
         bytes_evicted: Stats::get(&stats.bytes_evicted),
         bytes_indexed: Stats::get(&stats.bytes_indexed),
         shm_free,
-        spares: spares as u64,
-        bytes_provisioned,
+        arenas: arenas.arenas,
+        bytes_arenas: arenas.bytes_arenas,
+        bytes_free: arenas.bytes_free,
+        bytes_provisioned: arenas.bytes_provisioned,
+        largest_free: arenas.largest_free,
         clients: daemon.clients.list().into_iter().map(client_stats).collect(),
     }
 }
@@ -276,7 +302,7 @@ mod tests {
             OpenRequest { path: "a.raw", table: Table::Events, geometry: None, window: None };
         let opened = open(&daemon, &request, &mut ReadPosition::default()).unwrap();
         assert!(opened.chunks.len() > 3, "in chunks: {}", opened.chunks.len());
-        let reply = open_reply(&opened, 1);
+        let reply = open_reply(&opened, 1, |_| false, Vec::new());
         assert_eq!(reply.skipped, whole.stats().skipped());
         assert_eq!(reply.rows, 100_000, "the injected words change no event");
     }

@@ -27,7 +27,7 @@ pub enum ErrorCode {
     UnsupportedFormat,
     /// The recording could not be decoded.
     CorruptRecording,
-    /// The shared-memory filesystem has no room for the segment.
+    /// The shared-memory filesystem has no room for the decoded tables.
     ShmFull,
     /// The memory budget has no room, even after evicting what no client holds and
     /// waiting for releases.

@@ -12,7 +12,7 @@
 //! - [`error`]: the stable error codes;
 //! - [`socket`]: where the socket is when no path is given, who is at its other end, and
 //!   whom clients trust;
-//! - [`schema`]: the Arrow schemas of the tables in the segments.
+//! - [`schema`]: the Arrow schemas of the tables in the arenas.
 
 pub mod error;
 pub mod reply;
@@ -22,8 +22,8 @@ pub mod socket;
 
 pub use error::{ErrorCode, ErrorReply, ReplyError};
 pub use reply::{
-    ChunkInfo, ClientStats, EvictReply, FieldInfo, HelloReply, ListReply, OpenReply,
-    RecordingEntry, ReleaseReply, SegmentInfo, StatsReply, parse_reply, reply_line,
+    ArenaInfo, ChunkInfo, ClientStats, EvictReply, ExtentInfo, FieldInfo, HelloReply, ListReply,
+    OpenReply, RecordingEntry, ReleaseReply, StatsReply, parse_reply, reply_line,
 };
 pub use request::{Request, Table, Window};
 pub use socket::{
@@ -32,7 +32,7 @@ pub use socket::{
 };
 
 /// The protocol version this crate speaks, agreed in [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Longest request line the daemon reads, newline included; longer ones are refused with
 /// [`ErrorCode::FrameTooLarge`] and the connection is closed.

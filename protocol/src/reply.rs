@@ -89,24 +89,27 @@ pub struct RecordingEntry {
     pub format: String,
     /// File size in bytes.
     pub size: u64,
-    /// Whether a decoded segment is resident.
+    /// Whether a decoded chunk of it is resident.
     pub decoded: bool,
 }
 
 /// Reply to [`Request::Open`](crate::Request::Open).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenReply {
-    /// Lease that keeps the chunks' segments alive until released or the connection
+    /// Lease that keeps the chunks' extents from reuse until released or the connection
     /// closes.
     pub lease: u64,
     /// The recording's path, as in `list`.
     pub path: String,
-    /// Which table the segments hold.
+    /// Which table the extents hold.
     #[serde(default)]
     pub table: Table,
     /// The window asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
+    /// The arenas the chunks lie in, each once, in the order they are first named.
+    #[serde(default)]
+    pub arenas: Vec<ArenaInfo>,
     /// The chunks holding the rows asked for, in time order: every chunk of the
     /// recording, or those holding rows of the window (none for an empty window).
     pub chunks: Vec<ChunkInfo>,
@@ -135,6 +138,10 @@ pub struct OpenReply {
     /// truncated final word as one. Absent from replies of daemons that did not count them.
     #[serde(default)]
     pub skipped: u64,
+    /// Arenas named on this connection before that evshmd has dropped since: a client
+    /// unmaps them once nothing it reads lies in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<String>,
 }
 
 impl OpenReply {
@@ -150,11 +157,29 @@ impl OpenReply {
                 return Err(format!("open reply lists chunk {after} after chunk {before}"));
             }
         }
+        for (position, arena) in self.arenas.iter().enumerate() {
+            if self.arenas[..position].iter().any(|a| a.name == arena.name) {
+                return Err(format!("open reply lists arena {} twice", arena.name));
+            }
+        }
         let whole = self.window.is_none();
         let last = self.chunks.len().saturating_sub(1);
         for (position, chunk) in self.chunks.iter().enumerate() {
-            if chunk.segment.size == 0 {
-                return Err(format!("chunk {} has an empty segment", chunk.index));
+            let extent = &chunk.extent;
+            if extent.size == 0 {
+                return Err(format!("chunk {} has an empty extent", chunk.index));
+            }
+            let Some(arena) = self.arenas.iter().find(|a| a.name == extent.arena) else {
+                return Err(format!(
+                    "chunk {} lies in arena {}, which the reply does not list",
+                    chunk.index, extent.arena
+                ));
+            };
+            if extent.offset.checked_add(extent.size).is_none_or(|end| end > arena.size) {
+                return Err(format!(
+                    "chunk {} lies at bytes {}..+{} of arena {}, which holds {} bytes",
+                    chunk.index, extent.offset, extent.size, arena.name, arena.size
+                ));
             }
             if !(chunk.start <= chunk.end && chunk.end <= chunk.rows) {
                 return Err(format!(
@@ -190,15 +215,15 @@ impl OpenReply {
     }
 }
 
-/// One chunk of a recording in an [`OpenReply`]: its segment, and which of its rows
+/// One chunk of a recording in an [`OpenReply`]: its extent, and which of its rows
 /// were asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkInfo {
     /// Position of the chunk in the recording, from 0.
     pub index: u64,
-    /// The segment holding the chunk's table.
-    pub segment: SegmentInfo,
-    /// Rows of the segment's record batch.
+    /// Where the chunk's table lies.
+    pub extent: ExtentInfo,
+    /// Rows of the extent's record batch.
     pub rows: u64,
     /// First row asked for.
     pub start: u64,
@@ -206,16 +231,34 @@ pub struct ChunkInfo {
     pub end: u64,
 }
 
-/// A shared-memory segment holding one Arrow IPC stream.
+/// An arena: one shared-memory file that clients map whole, once per process, and in
+/// which chunks' tables lie as extents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentInfo {
-    /// Segment name (the file name in the shared-memory directory).
+pub struct ArenaInfo {
+    /// Arena name (its file name in the shared-memory directory), unique for the life of
+    /// the machine's boot: a client may keep its mapping under this name.
     pub name: String,
-    /// Full path to map read-only; absent when the daemon runs sealed, and the segment's
-    /// file descriptor comes with the reply instead (`SCM_RIGHTS`).
+    /// Full path to map read-only; absent when the daemon runs sealed, and the arena's
+    /// descriptor comes with the reply instead (`SCM_RIGHTS`) the first time the
+    /// connection hears of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
-    /// Exact size in bytes.
+    /// Size in bytes; it never changes.
+    pub size: u64,
+    /// Whether the arena's descriptor comes with this reply (sealed mode), in the order
+    /// of the arenas that have one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passed: bool,
+}
+
+/// Where a chunk's table lies: a run of bytes of an arena holding one Arrow IPC stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtentInfo {
+    /// The arena's name.
+    pub arena: String,
+    /// Offset of the stream in the arena, a multiple of 64.
+    pub offset: u64,
+    /// Exact size of the stream in bytes.
     pub size: u64,
 }
 
@@ -238,16 +281,16 @@ pub struct ReleaseReply {}
 pub struct EvictReply {
     /// Chunks evicted.
     pub evicted: u64,
-    /// Bytes of their segments.
+    /// Bytes of their tables.
     pub bytes_evicted: u64,
 }
 
 /// Reply to [`Request::Stats`](crate::Request::Stats).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct StatsReply {
-    /// Segments resident now.
-    pub segments: u64,
-    /// Bytes of those segments.
+    /// Chunks' tables resident now, each an extent of an arena.
+    pub extents: u64,
+    /// Bytes of those extents.
     pub bytes_resident: u64,
     /// Leases held now.
     pub leases: u64,
@@ -267,10 +310,10 @@ pub struct StatsReply {
     /// The memory budget in bytes.
     #[serde(default)]
     pub memory_budget: u64,
-    /// Bytes of resident segments no client holds: what eviction may free.
+    /// Bytes of resident extents no client holds: what eviction may free.
     #[serde(default)]
     pub bytes_evictable: u64,
-    /// Bytes of segments clients hold, or being decoded.
+    /// Bytes of extents clients hold, or being decoded.
     #[serde(default)]
     pub bytes_leased: u64,
     /// Bytes freed by evictions since start.
@@ -283,12 +326,25 @@ pub struct StatsReply {
     /// Free bytes of the shared-memory filesystem.
     #[serde(default)]
     pub shm_free: u64,
-    /// Segments made ahead of need for the next cold opens (not in `segments`).
+    /// Arenas: shared-memory files, each mapped once by evshmd and once per client
+    /// process.
     #[serde(default)]
-    pub spares: u64,
-    /// Bytes of those spares (not in `bytes_resident`, but counted in the budget).
+    pub arenas: u64,
+    /// Their total size in bytes (address space; only pages in use or provisioned take
+    /// memory).
+    #[serde(default)]
+    pub bytes_arenas: u64,
+    /// Bytes of the arenas free for new extents, provisioned or not.
+    #[serde(default)]
+    pub bytes_free: u64,
+    /// Bytes of free extents whose pages are allocated and mapped, ready for the next
+    /// cold opens (counted in the budget, not in `bytes_resident`).
     #[serde(default)]
     pub bytes_provisioned: u64,
+    /// The largest free run of bytes in one arena: with `bytes_free`, how fragmented the
+    /// free space is.
+    #[serde(default)]
+    pub largest_free: u64,
     /// The connected clients and the leases each holds.
     #[serde(default)]
     pub clients: Vec<ClientStats>,

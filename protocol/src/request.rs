@@ -19,7 +19,7 @@ pub enum Request {
     },
     /// Lists the recordings under the served roots.
     List,
-    /// Opens a recording, decoding it unless a segment already holds it.
+    /// Opens a recording, decoding what is not resident yet.
     Open {
         /// Path relative to a served root (or absolute, inside one).
         path: String,
@@ -43,7 +43,7 @@ pub enum Request {
     },
     /// Asks for the daemon's counters.
     Stats,
-    /// Drops every resident chunk no client holds, now: their segments are unlinked and
+    /// Drops every resident chunk no client holds, now: their extents are freed and
     /// their memory returned (leased chunks stay).
     Evict,
 }
@@ -77,7 +77,7 @@ impl From<Window> for [i64; 2] {
     }
 }
 
-/// The tables a recording is decoded into, each its own segment.
+/// The tables a recording is decoded into, each its own Arrow IPC stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {

@@ -1,4 +1,4 @@
-//! The schemas of the segments: CD events `t int64, x int16, y int16, p int8`, and
+//! The schemas of the tables: CD events `t int64, x int16, y int16, p int8`, and
 //! external triggers `t int64, id int16, p int8`.
 
 use std::collections::HashMap;

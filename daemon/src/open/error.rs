@@ -37,18 +37,10 @@ pub enum OpenError {
         window: Option<Window>,
         /// The chunks it needs.
         chunks: Range<usize>,
-        /// Bytes the chunks' segments need.
+        /// Bytes the chunks' extents need.
         needed: u64,
         /// The budget.
         limit: u64,
-    },
-    /// A resident chunk's segment could not be read to find a window's rows.
-    #[error("cannot read segment {name}: {source}")]
-    ReadSegment {
-        /// The segment's name.
-        name: String,
-        /// The OS error.
-        source: std::io::Error,
     },
 }
 

@@ -19,7 +19,7 @@ pub use target::Target;
 
 use crate::cache::{Outcome, Resident};
 use crate::file::{FileIdentity, RecordingFile};
-use crate::ingest::{IngestError, TableSegment};
+use crate::ingest::{IngestError, TableStream};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
 use crate::stats::Stats;
@@ -66,10 +66,33 @@ pub fn open(
     request: &OpenRequest<'_>,
     position: &mut ReadPosition,
 ) -> Result<Opened, OpenError> {
-    let OpenRequest { path, table, geometry, window } = *request;
-    if let Some(w) = window.filter(|w| w.start > w.end) {
+    if let Some(w) = request.window.filter(|w| w.start > w.end) {
         return Err(OpenError::BadWindow(w));
     }
+    let opened = open_once(daemon, request, position)?;
+    // Arenas changed by someone else are retired (their chunks are decoded anew): once.
+    let mut arenas: Vec<&Arc<crate::arena::Arena>> = Vec::new();
+    for s in &opened.chunks {
+        let arena = s.table.resident.decoded.extent.arena();
+        if !arenas.iter().any(|seen| Arc::ptr_eq(seen, arena)) {
+            arenas.push(arena);
+        }
+    }
+    if arenas.iter().all(|arena| arena.check_intact()) {
+        return Ok(opened);
+    }
+    drop(arenas);
+    drop(opened);
+    open_once(daemon, request, position)
+}
+
+/// One attempt at [`open`].
+fn open_once(
+    daemon: &Arc<Daemon>,
+    request: &OpenRequest<'_>,
+    position: &mut ReadPosition,
+) -> Result<Opened, OpenError> {
+    let OpenRequest { path, table, geometry, window } = *request;
     let target = target(daemon, path, geometry)?;
     let likely = candidates(window, |chunk| target.bound(chunk))?;
     let cold = likely.clone().any(|chunk| !target.is_resident(chunk));
@@ -159,12 +182,16 @@ pub struct ChunkTable {
 }
 
 impl ChunkTable {
-    /// The table's segment.
-    pub fn segment(&self) -> &TableSegment {
-        match self.table {
-            Table::Events => &self.resident.decoded.events,
-            Table::Triggers => &self.resident.decoded.triggers,
-        }
+    /// The table's stream.
+    pub fn stream(&self) -> &TableStream {
+        self.resident.decoded.table(self.table)
+    }
+
+    /// The stream's bytes, in the daemon's mapping of the arena.
+    pub fn bytes(&self) -> &[u8] {
+        let stream = self.stream();
+        let start = stream.offset as usize;
+        &self.resident.decoded.extent.bytes()[start..start + stream.len as usize]
     }
 }
 
@@ -172,16 +199,11 @@ impl ChunkRows for ChunkTable {
     type Error = OpenError;
 
     fn rows(&self) -> u64 {
-        self.segment().rows
+        self.stream().rows
     }
 
     fn first_at_or_after(&self, time: i64, from: u64) -> Result<u64, OpenError> {
-        let table = self.segment();
-        let found = table.times.first_at_or_after(&table.segment, time, from as usize);
-        found.map(|row| row as u64).map_err(|source| OpenError::ReadSegment {
-            name: table.segment.name().to_owned(),
-            source,
-        })
+        Ok(self.stream().times.first_at_or_after(self.bytes(), time, from as usize) as u64)
     }
 }
 
@@ -198,12 +220,12 @@ mod tests {
         OpenRequest { path, table: Table::Events, geometry: None, window }
     }
 
-    /// The times of the rows an open selected, read back from the segments.
+    /// The times of the rows an open selected, read back from the arenas.
     fn times(opened: &Opened) -> Vec<i64> {
         let mut times = Vec::new();
         for s in &opened.chunks {
-            let file = std::fs::File::open(s.table.segment().segment.path().unwrap()).unwrap();
-            for batch in arrow_ipc::reader::StreamReader::try_new(file, None).unwrap() {
+            let stream = std::io::Cursor::new(s.table.bytes());
+            for batch in arrow_ipc::reader::StreamReader::try_new(stream, None).unwrap() {
                 let batch = batch.unwrap();
                 let column = batch.column(0).as_primitive::<Int64Type>().values();
                 times.extend_from_slice(&column[s.start as usize..s.end as usize]);

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use evshm_formats::{Chunk, Detected, Geometry};
 
 use super::OpenError;
-use crate::budget::Usage;
 use crate::cache::{DecodeResult, Key, Outcome, Resident};
 use crate::file::FileIdentity;
-use crate::ingest::{IngestError, SegmentSource, chunk_layouts, ingest_chunk};
+use crate::ingest::{IngestError, chunk_extent, chunk_layouts, ingest_chunk};
 use crate::recording::RecordingIndex;
 use crate::state::Daemon;
 use crate::stats::Stats;
@@ -71,15 +70,14 @@ impl Target {
         self.daemon.stats.bytes_indexed.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// Bytes of the segments of the chunks in `range`, when all are decoded.
+    /// Bytes of the extents of the chunks in `range`, when all are decoded.
     pub fn bytes_needed(&self, range: Range<usize>) -> Result<u64, OpenError> {
-        let shm = &self.daemon.shm;
+        let arenas = &self.daemon.arenas;
         let mut needed = 0;
         for chunk in range {
             let chunk = self.chunk(chunk).map_err(|e| OpenError::ingest(&self.name, e))?;
             if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.name, &chunk) {
-                needed += shm.footprint(events.total_len() as u64)
-                    + shm.footprint(triggers.total_len() as u64);
+                needed += arenas.footprint(chunk_extent(&events, &triggers).0);
             }
         }
         Ok(needed)
@@ -91,37 +89,31 @@ impl Target {
         let daemon = &self.daemon;
         let decode = || {
             let started = Instant::now();
-            let make_room = |needed: Usage| {
-                let in_use = || {
-                    let (segments, bytes) = daemon.shm.usage();
-                    Usage { bytes, segments }
-                };
-                let spares = || daemon.spares.release_one();
-                daemon.cache.make_room(needed, &daemon.budget, wait, in_use, spares, |bytes| {
+            let place = |len: u64| {
+                let evicted = |bytes| {
                     Stats::bump(&daemon.stats.evictions);
                     daemon.stats.bytes_evicted.fetch_add(bytes, Ordering::Relaxed);
                     log::info!("evicted an unleased chunk ({bytes} bytes) to make room");
-                })
+                };
+                let extent =
+                    daemon.cache.place(len, &daemon.arenas, &daemon.budget, wait, evicted)?;
+                Ok((extent, ()))
             };
-            let source = SegmentSource { shm: &daemon.shm, spares: Some(&daemon.spares) };
             let index = self.chunk(chunk)?;
-            let decoded = ingest_chunk(
-                self.recording.file(),
-                &self.name,
-                &self.detected,
-                &index,
-                source,
-                make_room,
-            )?;
+            let decoded =
+                ingest_chunk(self.recording.file(), &self.name, &self.detected, &index, place)?;
+            daemon.provisioner.used();
             log::info!(
-                "decoded {} chunk {} ({}, {} events, {} triggers) into {} ({} bytes) in {:.1} ms",
+                "decoded {} chunk {} ({}, {} events, {} triggers) into arena {} at {} ({} bytes) \
+                 in {:.1} ms",
                 self.name,
                 chunk + 1,
                 self.detected.format,
                 decoded.events.rows,
                 decoded.triggers.rows,
-                decoded.events.segment.name(),
-                decoded.events.segment.len(),
+                decoded.extent.arena().name(),
+                decoded.extent.offset(),
+                decoded.extent.len(),
                 started.elapsed().as_secs_f64() * 1e3
             );
             if !decoded.report.is_clean() {

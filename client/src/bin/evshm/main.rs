@@ -145,14 +145,17 @@ fn open(
     writeln!(out, "rows      {}", recording.rows())?;
     writeln!(out, "chunks    {} ({cached})", info.chunks.len())?;
     for chunk in &info.chunks {
-        let segment = match &chunk.segment.path {
-            Some(path) => path.display().to_string(),
-            None => format!("{} (sealed memfd)", chunk.segment.name),
-        };
+        let extent = &chunk.extent;
         writeln!(
             out,
-            "  #{:<5} rows {}..{} of {}  {segment} ({} bytes)",
-            chunk.index, chunk.start, chunk.end, chunk.rows, chunk.segment.size
+            "  #{:<5} rows {}..{} of {}  arena {} at {} ({} bytes)",
+            chunk.index,
+            chunk.start,
+            chunk.end,
+            chunk.rows,
+            extent.arena,
+            extent.offset,
+            extent.size
         )?;
     }
     writeln!(out, "schema    {}", schema.join(", "))?;
