@@ -1,9 +1,9 @@
 """Python client of evshm: decoded event-camera recordings from shared memory.
 
 The ``evshmd`` daemon decodes each recording once, in chunks, into Arrow IPC streams in
-POSIX shared-memory segments. This client asks for a recording (or a time window of it)
-over a Unix socket, maps the segments read-only and reads the columns in place: no copy,
-no second decode.
+POSIX shared memory (a few large *arenas*). This client asks for a recording (or a time
+window of it) over a Unix socket, maps each arena read-only once per process and reads the
+columns in place: no copy, no second decode.
 
 One process: the wheel brings ``evshmd``, and :func:`start` runs it when none serves the
 root yet (:func:`stop` ends it; other processes find it through the default socket)::
@@ -35,12 +35,12 @@ from ._errors import (
     CorruptRecording,
     DaemonError,
     EvshmError,
+    MappingError,
     OverBudget,
     PathRefused,
     ProtocolError,
     RecordingNotFound,
     RootMismatch,
-    SegmentError,
     ShmFull,
     StartFailed,
     TooManyConnections,
@@ -50,7 +50,7 @@ from ._errors import (
     UntrustedDaemon,
 )
 from ._events import Events
-from ._protocol import PROTOCOL_VERSION, ChunkInfo, RecordingInfo, SegmentInfo
+from ._protocol import PROTOCOL_VERSION, ArenaInfo, ChunkInfo, ExtentInfo, RecordingInfo
 from ._recording import Recording
 
 __version__ = "0.1.0"
@@ -64,7 +64,8 @@ __all__ = [
     "Recording",
     "RecordingInfo",
     "ChunkInfo",
-    "SegmentInfo",
+    "ArenaInfo",
+    "ExtentInfo",
     "Events",
     "EventWindows",
     "default_socket_path",
@@ -73,7 +74,7 @@ __all__ = [
     "UntrustedDaemon",
     "RootMismatch",
     "StartFailed",
-    "SegmentError",
+    "MappingError",
     "DaemonError",
     "ProtocolError",
     "PathRefused",

@@ -2,12 +2,13 @@
 
 How a lease follows the data
 ----------------------------
-``Client.open`` gets one lease and maps the segment of every chunk of the reply. The lease
-must stay held while any Arrow buffer of the recording is alive, wherever that buffer went
-(a column kept in a list, a numpy view...). Every such buffer keeps its ``Mapping`` object
-alive (see ``_segment``), so a ``weakref.finalize`` on each mapping tells when it is
-gone, and :class:`_LeaseRelease` sends ``release`` once the last of them is. (A reply
-without chunks, an empty window, leaves nothing to follow: its lease is released at once.)
+``Client.open`` gets one lease and reads every chunk of the reply in place in the arenas'
+mappings (``_arena``: each arena mapped once per process). The lease must stay held while
+any Arrow buffer of the recording is alive, wherever that buffer went (a column kept in a
+list, a numpy view...): evshmd may reuse an extent once its lease ends. Every such buffer
+is based on the open's ``Hold`` object, so a ``weakref.finalize`` on the hold tells when
+the last of them is gone, and sends ``release`` then. (A reply without chunks, an empty
+window, leaves nothing to follow: its lease is released at once.)
 ``Recording.release()`` merely drops the recording's own references, and
 numpy/polars/torch views and windows (``_views``, ``_recording``) all hold Arrow buffers,
 so they hold the lease too.
@@ -36,6 +37,7 @@ import time
 import weakref
 from typing import Any, Callable, TypeVar, Union
 
+from ._arena import Hold, arena_mapping, chunk_rows, forget, join_chunks, stream_buffer
 from ._connect import connect as _connect
 from ._connect import daemon_status, default_socket_path
 from ._errors import (
@@ -43,9 +45,9 @@ from ._errors import (
     ConnectionLost,
     DaemonError,
     EvshmError,
+    MappingError,
     PathRefused,
     ProtocolError,
-    SegmentError,
 )
 from ._protocol import (
     LineBuffer,
@@ -67,7 +69,6 @@ from ._protocol import (
     stats_request,
 )
 from ._recording import Recording
-from ._segment import chunk_rows, join_chunks, map_sealed_segment, map_segment
 
 __all__ = ["Client"]
 
@@ -104,7 +105,7 @@ def _went_away(conn: _Connection, error: EvshmError) -> bool:
     """Whether ``error`` came from evshmd closing ``conn``, as it does when it stops: the
     connection was dropped from its end, or a segment of a reply vanished (a stopping
     daemon removes them) and the connection turns out dropped."""
-    if isinstance(error, SegmentError):
+    if isinstance(error, MappingError):
         if not error.vanished:
             return False
         try:
@@ -317,23 +318,6 @@ class _Connection:
         self._sock.close()
 
 
-class _LeaseRelease:
-    """Drops a lease once the last of the ``count`` mappings of its open is gone; each
-    mapping's finalizer calls :meth:`mapping_gone`."""
-
-    def __init__(self, conn: _Connection, lease: int, count: int) -> None:
-        self._conn = conn
-        self._lease = lease
-        # One token per mapping. list.pop() is atomic, and token 0 is the last one left,
-        # so exactly one finalizer takes it, however the finalizers race across threads.
-        self._tokens = list(range(count))
-
-    def mapping_gone(self) -> None:
-        """Called by each mapping's finalizer, in any thread, at any time."""
-        if self._tokens.pop() == 0:
-            self._conn.drop_lease(self._lease)
-
-
 class _Slot:
     """The client's current connection, shared with the client's finalizer."""
 
@@ -429,7 +413,7 @@ class Client:
         conn = self._connection()
         try:
             return call(conn)
-        except (ConnectionLost, SegmentError) as exc:
+        except (ConnectionLost, MappingError) as exc:
             if not _went_away(conn, exc):
                 raise
             first = exc
@@ -478,7 +462,7 @@ class Client:
 
         Raises :class:`~evshm.RecordingNotFound`, :class:`~evshm.PathRefused`,
         :class:`~evshm.UnsupportedFormat`, :class:`~evshm.CorruptRecording`,
-        :class:`~evshm.OverBudget`, :class:`~evshm.ShmFull`, :class:`~evshm.SegmentError`...;
+        :class:`~evshm.OverBudget`, :class:`~evshm.ShmFull`, :class:`~evshm.MappingError`...;
         :class:`TypeError` or :class:`ValueError` for a window that is not two integers in
         order.
         """
@@ -501,44 +485,42 @@ class Client:
         requested = time.perf_counter()
         lease = reply.lease
         try:
-            mappings: list[Any] = []
-            for chunk in reply.chunks:
-                segment = chunk.segment
-                if segment.path is not None:
-                    mappings.append(map_segment(segment.path, segment.size))
-                elif fds:
-                    mappings.append(map_sealed_segment(fds.pop(0), segment.name, segment.size))
-                else:
-                    raise SegmentError(f"evshmd passed neither a path nor a descriptor for "
-                                       f"segment {segment.name}")
+            forget(reply.gone)
+            passed = [arena for arena in reply.arenas if arena.passed]
+            if len(passed) != len(fds):
+                raise MappingError(f"evshmd marked {len(passed)} arenas passed but sent "
+                                   f"{len(fds)} descriptors")
+            mappings = {arena.name: arena_mapping(arena, fds.pop(0) if arena.passed else None)
+                        for arena in reply.arenas}
         except BaseException:
             conn.drop_lease(lease)
             raise
         finally:
             for fd in fds:
                 os.close(fd)
-        # From here on the lease follows the mapping objects (see the module docstring).
-        release = _LeaseRelease(conn, lease, len(mappings))
-        finalizers = [weakref.finalize(mapping, release.mapping_gone) for mapping in mappings]
-        for finalizer in finalizers:
+        if not reply.chunks:
+            conn.drop_lease(lease)  # no row: nothing to hold the extents for
+        # From here on the lease follows the hold (see the module docstring).
+        hold = Hold(mappings.values())
+        finalizer = weakref.finalize(hold, conn.drop_lease, lease) if reply.chunks else None
+        if finalizer is not None:
             finalizer.atexit = False
-        if not mappings:
-            conn.drop_lease(lease)  # no row: nothing to hold the segments for
         try:
-            parts = [(chunk, chunk_rows(mapping, chunk))
-                     for chunk, mapping in zip(reply.chunks, mappings)]
+            streams = [stream_buffer(hold, mappings[chunk.extent.arena], chunk.extent)
+                       for chunk in reply.chunks]
+            parts = [(chunk, chunk_rows(stream, chunk))
+                     for chunk, stream in zip(reply.chunks, streams)]
             rows = join_chunks([(chunk, part) for chunk, part in parts if part.num_rows],
                                reply.schema, reply.metadata)
         except BaseException:
-            # The traceback keeps the mappings alive: release the lease now, not when the
-            # exception is gone (the mappings stay valid without it).
-            for finalizer in finalizers:
-                finalizer.detach()
-            if mappings:
+            # The traceback keeps the buffers alive: release the lease now, not when the
+            # exception is gone.
+            if finalizer is not None and finalizer.detach() is not None:
                 conn.drop_lease(lease)
             raise
+        del hold
         attached = time.perf_counter()
-        rec = Recording(reply, reply.chunks, mappings, rows, window=reply.window)
+        rec = Recording(reply, reply.chunks, streams, rows, window=reply.window)
         return rec, requested - start, attached - requested
 
     def list(self) -> builtins.list[RecordingInfo]:

@@ -3,7 +3,6 @@ object for ``--json``."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pyarrow.compute as pc
@@ -33,7 +32,7 @@ def describe(rec: Recording, request_s: float, attach_s: float) -> None:
     _line("rows", str(rec.rows))
     if rec.window is not None:
         _line("window", f"[{rec.window[0]}, {rec.window[1]}) us")
-    _line("segments", _segments(rec))
+    _line("extents", _extents(rec))
     _line("schema", ", ".join(f"{field.name}: {field.type}" for field in rec.table.schema))
     times = _time_range(rec)
     _line("time", "(no events)" if times is None else f"{times[0]} .. {times[1]} us")
@@ -42,19 +41,14 @@ def describe(rec: Recording, request_s: float, attach_s: float) -> None:
     _line("attach", f"{attach_s * 1e3:.3f} ms (map + Arrow IPC open, no copy)")
 
 
-def _segments(rec: Recording) -> str:
-    """Where the chunks' segments are, their total size, and whether they were cached."""
-    segments = [chunk.segment for chunk in rec.chunks]
-    if not segments:
-        where = "none"
-    elif len(segments) == 1:
-        where = segments[0].path or f"{segments[0].name} (sealed memfd)"
-    else:
-        folders = sorted({os.path.dirname(s.path) for s in segments if s.path is not None})
-        where = (f"{len(segments)}, one per chunk, "
-                 + (f"in {', '.join(folders)}" if folders else "sealed memfds"))
+def _extents(rec: Recording) -> str:
+    """Where the chunks' extents are, their total size, and whether they were cached."""
+    extents = [chunk.extent for chunk in rec.chunks]
+    arenas = sorted({extent.arena for extent in extents})
+    where = "none" if not extents else (
+        f"{len(extents)}, one per chunk, in {len(arenas)} arena{'s' * (len(arenas) != 1)}")
     state = "cached" if rec.cached else "decoded now"
-    return f"{where} ({sum(s.size for s in segments)} bytes, {state})"
+    return f"{where} ({sum(e.size for e in extents)} bytes, {state})"
 
 
 def open_json(rec: Recording, request_s: float, attach_s: float) -> dict[str, Any]:
@@ -68,9 +62,9 @@ def open_json(rec: Recording, request_s: float, attach_s: float) -> dict[str, An
         "height": rec.height,
         "rows": rec.rows,
         "window": None if rec.window is None else list(rec.window),
-        "chunks": [{"index": chunk.index, "segment": {"name": chunk.segment.name,
-                                                      "path": chunk.segment.path,
-                                                      "size": chunk.segment.size},
+        "chunks": [{"index": chunk.index, "extent": {"arena": chunk.extent.arena,
+                                                     "offset": chunk.extent.offset,
+                                                     "size": chunk.extent.size},
                     "rows": chunk.rows, "start": chunk.start, "end": chunk.end}
                    for chunk in rec.chunks],
         "schema": [{"name": field.name, "type": str(field.type)}

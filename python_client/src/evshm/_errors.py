@@ -13,7 +13,7 @@ __all__ = [
     "ConnectionLost",
     "RootMismatch",
     "StartFailed",
-    "SegmentError",
+    "MappingError",
     "DaemonError",
     "ProtocolError",
     "PathRefused",
@@ -62,16 +62,18 @@ class StartFailed(EvshmError):
     """:func:`evshm.start` could not start evshmd; the message ends with its log."""
 
 
-class SegmentError(EvshmError):
-    """A shared-memory segment named by the daemon cannot be mapped safely.
+class MappingError(EvshmError):
+    """Shared memory named by the daemon (an arena) cannot be mapped safely, or what
+    it holds is not what the reply announced.
 
-    For instance it vanished, or its size differs from the size in the reply (mapping
-    past the end of a file would crash the process with SIGBUS, so it is refused).
+    For instance the arena vanished, or its size differs from the size in the reply
+    (mapping past the end of a file would crash the process with SIGBUS, so it is
+    refused).
     """
 
     def __init__(self, message: str, *, vanished: bool = False) -> None:
         super().__init__(message)
-        #: Whether the segment's file was gone: evshmd removes its segments when it stops.
+        #: Whether the arena's file was gone: evshmd removes its arenas when it stops.
         self.vanished = vanished
 
 
@@ -122,7 +124,7 @@ class CorruptRecording(DaemonError):
 
 
 class ShmFull(DaemonError):
-    """The shared-memory filesystem has no room for the decoded segment (``shm_full``):
+    """The shared-memory filesystem has no room for the decoded chunk (``shm_full``):
     other files fill it, or it is small (Docker's 64 MB ``/dev/shm``: ``--shm-size``)."""
 
 

@@ -1,4 +1,4 @@
-"""The evshmd control protocol, version 2, as pure functions on bytes (no I/O).
+"""The evshmd control protocol, version 3, as pure functions on bytes (no I/O).
 
 This mirrors ``client/src/protocol.rs``; ``docs/PROTOCOL.md`` is the contract. Nothing
 here touches a socket (the h11 way): requests are encoded to one line of bytes, received
@@ -27,7 +27,8 @@ __all__ = [
     "LineBuffer",
     "parse_reply",
     "RecordingInfo",
-    "SegmentInfo",
+    "ArenaInfo",
+    "ExtentInfo",
     "ChunkInfo",
     "OpenReply",
     "Hello",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 #: The protocol version this client speaks (sent in ``hello``).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Longest request line the daemon accepts, newline included (PROTOCOL.md, Framing).
 MAX_REQUEST_LINE = 65_536
 #: Longest reply line this client accepts, newline included. A ``list`` of many thousand
@@ -282,7 +283,7 @@ class RecordingInfo:
         path: the path to pass to ``Client.open``.
         format: the recording format (``evt2``, ``evt3``, ``dat``...).
         size: size of the recording file in bytes.
-        decoded: whether a decoded segment is resident (opening it costs no decode).
+        decoded: whether a decoded chunk of it is resident.
     """
 
     path: str
@@ -292,37 +293,50 @@ class RecordingInfo:
 
 
 @dataclass(frozen=True)
-class SegmentInfo:
-    """A shared-memory segment holding one complete Arrow IPC stream (one record batch).
+class ArenaInfo:
+    """An arena: a shared-memory file of fixed size that a client maps whole, once per
+    process, and in which chunks' tables lie as extents.
 
     Attributes:
-        name: the segment's name (its file name in the shared-memory directory, or the
-            memfd's name when the daemon runs sealed).
-        path: the file to map read-only; ``None`` when the daemon runs sealed and passed
-            the segment as a descriptor instead.
-        size: bytes of the stream (on hugetlbfs the file is longer, in whole huge pages).
+        name: the arena's name (its file name in the shared-memory directory, or the
+            memfd's name when the daemon runs sealed), unique for the machine's boot.
+        path: the file to map read-only; ``None`` when the daemon runs sealed and passes
+            the arena as a descriptor instead, the first time a connection hears of it.
+        size: its size in bytes, which never changes.
+        passed: whether its descriptor came with this reply.
     """
 
     name: str
     path: str | None
     size: int
+    passed: bool = False
+
+
+@dataclass(frozen=True)
+class ExtentInfo:
+    """Where a chunk's table lies: ``size`` bytes at ``offset`` of arena ``arena``,
+    holding one complete Arrow IPC stream (one record batch)."""
+
+    arena: str
+    offset: int
+    size: int
 
 
 @dataclass(frozen=True)
 class ChunkInfo:
-    """One chunk of a recording (a run of consecutive events decoded into a segment of
-    its own), and which rows of it are used.
+    """One chunk of a recording (a run of consecutive events decoded on its own), and
+    which rows of it are used.
 
     Attributes:
         index: position of the chunk in the recording, from 0.
-        segment: the segment holding the chunk's table.
-        rows: rows of the segment's record batch.
+        extent: where the chunk's table lies.
+        rows: rows of the extent's record batch.
         start, end: the rows ``start`` to ``end`` (excluded) of that batch that belong to
             the recording or window at hand.
     """
 
     index: int
-    segment: SegmentInfo
+    extent: ExtentInfo
     rows: int
     start: int
     end: int
@@ -342,6 +356,7 @@ class OpenReply:
     path: str
     table: str
     window: tuple[int, int] | None
+    arenas: tuple[ArenaInfo, ...]
     chunks: tuple[ChunkInfo, ...]
     rows: int
     format: str
@@ -352,6 +367,7 @@ class OpenReply:
     cached: bool
     dropped: int = 0
     skipped: int = 0
+    gone: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -387,36 +403,69 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def _parse_chunk(entry: Any, number: int) -> ChunkInfo:
+def _parse_arenas(reply: Mapping[str, Any]) -> tuple[ArenaInfo, ...]:
+    entries = reply.get("arenas", [])
+    if not isinstance(entries, list):
+        raise _malformed(f"open reply field 'arenas' should be a list, got {entries!r}")
+    arenas: list[ArenaInfo] = []
+    for number, entry in enumerate(entries):
+        what = f"arena {number}"
+        arena = _object(entry, what)
+        info = ArenaInfo(
+            name=_field(arena, "name", str, what),
+            path=_optional_str(arena, "path"),
+            size=_field(arena, "size", int, what),
+            passed=arena.get("passed", False) is True,
+        )
+        if info.size <= 0:
+            raise _malformed(f"{what} ({info.name}) has size {info.size}")
+        if any(other.name == info.name for other in arenas):
+            raise _malformed(f"open reply lists arena {info.name} twice")
+        arenas.append(info)
+    return tuple(arenas)
+
+
+def _parse_chunk(entry: Any, number: int, arenas: Mapping[str, ArenaInfo]) -> ChunkInfo:
     what = f"chunk {number}"
     chunk = _object(entry, what)
-    segment = _object(chunk.get("segment"), f"{what} field 'segment'")
+    extent = _object(chunk.get("extent"), f"{what} field 'extent'")
     info = ChunkInfo(
         index=_field(chunk, "index", int, what),
-        segment=SegmentInfo(
-            name=_field(segment, "name", str, f"{what} segment"),
-            path=_optional_str(segment, "path"),
-            size=_field(segment, "size", int, f"{what} segment"),
+        extent=ExtentInfo(
+            arena=_field(extent, "arena", str, f"{what} extent"),
+            offset=_field(extent, "offset", int, f"{what} extent"),
+            size=_field(extent, "size", int, f"{what} extent"),
         ),
         rows=_field(chunk, "rows", int, what),
         start=_field(chunk, "start", int, what),
         end=_field(chunk, "end", int, what),
     )
-    if info.segment.size <= 0 or info.index < 0:
-        raise _malformed(f"{what} has index {info.index} and segment size {info.segment.size}")
+    if info.extent.size <= 0 or info.index < 0 or info.extent.offset < 0:
+        raise _malformed(f"{what} has index {info.index} and an extent of {info.extent.size} "
+                         f"bytes at {info.extent.offset}")
+    arena = arenas.get(info.extent.arena)
+    if arena is None:
+        raise _malformed(f"{what} lies in arena {info.extent.arena}, which the reply does "
+                         "not list")
+    if info.extent.offset + info.extent.size > arena.size:
+        raise _malformed(f"{what} lies at bytes {info.extent.offset}..+{info.extent.size} of "
+                         f"arena {arena.name}, which holds {arena.size} bytes")
     if not 0 <= info.start <= info.end <= info.rows:
         raise _malformed(f"{what} asks for rows {info.start}..{info.end} "
                          f"of a batch of {info.rows}")
     return info
 
 
-def _parse_chunks(reply: Mapping[str, Any], whole: bool) -> tuple[ChunkInfo, ...]:
+def _parse_chunks(reply: Mapping[str, Any], whole: bool,
+                  arenas: tuple[ArenaInfo, ...]) -> tuple[ChunkInfo, ...]:
     """The ``chunks`` of an open reply, checked to be one run of rows in recording order
-    (every row of every chunk when ``whole``, i.e. no window was asked for)."""
+    (every row of every chunk when ``whole``, i.e. no window was asked for), each in one of
+    ``arenas``."""
     entries = reply.get("chunks")
     if not isinstance(entries, list):
         raise _malformed(f"open reply field 'chunks' should be a list, got {entries!r}")
-    chunks = tuple(_parse_chunk(entry, number) for number, entry in enumerate(entries))
+    by_name = {arena.name: arena for arena in arenas}
+    chunks = tuple(_parse_chunk(entry, number, by_name) for number, entry in enumerate(entries))
     for before, after in zip(chunks, chunks[1:]):
         if after.index <= before.index:
             raise _malformed(f"open reply lists chunk {after.index} after chunk {before.index}")
@@ -465,12 +514,17 @@ def _parse_metadata(reply: Mapping[str, Any]) -> dict[str, str]:
 def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
     """Check an ``open`` reply and return its fields."""
     window = _parse_window(reply)
+    arenas = _parse_arenas(reply)
+    gone = reply.get("gone", [])
+    if not isinstance(gone, list) or not all(isinstance(name, str) for name in gone):
+        raise _malformed(f"open reply field 'gone' should be a list of names, got {gone!r}")
     result = OpenReply(
         lease=_field(reply, "lease", int, "open reply"),
         path=_field(reply, "path", str, "open reply"),
         table=reply.get("table", "events"),
         window=window,
-        chunks=_parse_chunks(reply, whole=window is None),
+        arenas=arenas,
+        chunks=_parse_chunks(reply, whole=window is None, arenas=arenas),
         rows=_field(reply, "rows", int, "open reply"),
         format=_field(reply, "format", str, "open reply"),
         width=_optional_int(reply, "width"),
@@ -480,6 +534,7 @@ def parse_open_reply(reply: Mapping[str, Any]) -> OpenReply:
         cached=_field(reply, "cached", bool, "open reply"),
         dropped=_optional_int(reply, "dropped") or 0,
         skipped=_optional_int(reply, "skipped") or 0,
+        gone=tuple(gone),
     )
     if result.table not in TABLES:
         raise _malformed(f"open reply names an unknown table {result.table!r}")

@@ -1,7 +1,7 @@
 """A recording mapped from shared memory, its views and its windows.
 
-A :class:`Recording` is a table over the mappings of its chunks' segments plus what the
-daemon said about it. Windows (:meth:`Recording.time_window`, :meth:`Recording.slice`)
+A :class:`Recording` is a table over its chunks' streams in the arenas' mappings plus
+what the daemon said about it. Windows (:meth:`Recording.time_window`, :meth:`Recording.slice`)
 are recordings too: zero-copy slices of the same table that share the mappings and the
 lease; ``client.open(path, window=(t0, t1))``, where the daemon selects the rows, returns
 the same kind of object.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
@@ -34,16 +34,16 @@ __all__ = ["Recording"]
 class Recording:
     """A decoded recording (or a window of one) mapped read-only from shared memory.
 
-    The daemon serves a recording as consecutive *chunks*, each decoded into a segment of
+    The daemon serves a recording as consecutive *chunks*, each decoded into an extent of
     its own (:attr:`chunks`). :attr:`table` is a :class:`pyarrow.Table` (columns ``t:
     int64`` in microseconds, ``x: int16``, ``y: int16``, ``p: int8``) whose buffers point
-    into the mappings of those segments, one Arrow chunk per segment: nothing was copied,
-    however many segments. :meth:`numpy` and :meth:`torch` are views of the same memory
-    when the rows lie in one segment (:attr:`zero_copy`) and copies otherwise;
+    into the arenas' mappings, one Arrow chunk per chunk: nothing was copied, however
+    many chunks. :meth:`numpy` and :meth:`torch` are views of the same memory when the
+    rows lie in one chunk (:attr:`zero_copy`) and copies otherwise;
     :meth:`polars` is always a view. :meth:`time_window` and :meth:`slice` give windows,
     without copying.
 
-    The daemon's lease on the segments lasts while anything that points into a mapping
+    The daemon's lease on the extents lasts while anything that points into them
     is alive: this object, a window of it, the table, a column, a numpy array, a polars
     frame or a tensor made from it. :meth:`release` (or :meth:`close`, or leaving a
     ``with`` block) only gives up this object's own references; it never raises, even
@@ -59,18 +59,18 @@ class Recording:
         format: source format (``evt2``, ``evt3``, ``dat``...).
         width, height: sensor geometry (``None`` if the daemon sent none).
         lease: the lease id on the connection that opened the recording.
-        chunks: the chunks this object's rows come from, in order, each with its segment
-            (``segment.path`` is ``None`` when the daemon runs sealed and passed it as a
-            descriptor) and the rows ``start..end`` of it that are this object's.
+        chunks: the chunks this object's rows come from, in order, each with its extent
+            (arena, offset, size) and the rows ``start..end`` of it that are this
+            object's.
         cached: whether every chunk was resident already (no decode for this open).
-        table_name: ``"events"`` or ``"triggers"``, the table the segments hold.
+        table_name: ``"events"`` or ``"triggers"``, the table the extents hold.
         dropped: events of the opened chunks outside their stated sensor size, left out.
         skipped: records of the opened chunks passed over instead of decoded (malformed
             text lines, words of unknown type or before the first time word, unreadable
             packets, a truncated final word); 0 from a daemon that does not count them.
     """
 
-    def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], mappings: Sequence[Any],
+    def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], streams: Sequence[pa.Buffer],
                  table: pa.Table, *, start: int = 0,
                  window: tuple[int, int] | None = None) -> None:
         self.path: str = reply.path
@@ -87,7 +87,7 @@ class Recording:
         self.dropped: int = reply.dropped
         self.skipped: int = reply.skipped
         self._reply = reply
-        self._mappings: tuple[Any, ...] | None = tuple(mappings)  # one per chunk
+        self._streams: tuple[pa.Buffer, ...] | None = tuple(streams)  # one per chunk
         self._table: pa.Table | None = table
         self._index: TimeIndex | None = None
 
@@ -95,27 +95,26 @@ class Recording:
 
     @property
     def table(self) -> pa.Table:
-        """The events, read in place from the mappings of the chunks' segments (one
-        Arrow chunk per segment that holds rows). Raises once released."""
+        """The events, read in place from the arenas' mappings (one Arrow chunk per
+        chunk that holds rows). Raises once released."""
         if self._table is None:
             raise EvshmError(f"recording {self.path} was released")
         return self._table
 
     @property
-    def segment_buffers(self) -> tuple[pa.Buffer, ...]:
-        """The segment of each of :attr:`chunks` (a whole Arrow IPC stream) as a
-        read-only, zero-copy buffer, in the same order.
+    def stream_buffers(self) -> tuple[pa.Buffer, ...]:
+        """The extent of each of :attr:`chunks` (a whole Arrow IPC stream) as a
+        read-only, zero-copy buffer into the arena's mapping, in the same order.
 
         Like the table, the buffers keep the lease held while they are alive.
         """
-        if self._mappings is None:
+        if self._streams is None:
             raise EvshmError(f"recording {self.path} was released")
-        return tuple(mapping.buffer(chunk.segment.size)
-                     for chunk, mapping in zip(self.chunks, self._mappings))
+        return self._streams
 
     @property
     def zero_copy(self) -> bool:
-        """Whether this object's rows lie in at most one segment, so that
+        """Whether this object's rows lie in at most one chunk, so that
         :meth:`numpy`, :meth:`torch` and :meth:`events` are views of the shared memory
         rather than copies. (:attr:`table` and :meth:`polars` never copy.)"""
         return sum(1 for chunk in self.chunks if chunk.end > chunk.start) <= 1
@@ -123,15 +122,15 @@ class Recording:
     def numpy(self) -> dict[str, np.ndarray]:
         """One read-only numpy array per column (``t``, ``x``, ``y``, ``p``).
 
-        Zero-copy when :attr:`zero_copy` (the rows lie in one segment: a window inside a
+        Zero-copy when :attr:`zero_copy` (the rows lie in one chunk: a window inside a
         chunk, a recording of one chunk); otherwise each array is a new concatenation of
-        the rows of the segments (one copy: a numpy array is contiguous). Needs numpy
+        the rows of the chunks (one copy: a numpy array is contiguous). Needs numpy
         (``pip install 'evshm[numpy]'``).
         """
         return numpy_columns(self.table)
 
     def polars(self) -> pl.DataFrame:
-        """A polars DataFrame over the same memory (no copy, however many segments:
+        """A polars DataFrame over the same memory (no copy, however many chunks:
         polars columns are chunked like the table's; ``.rechunk()`` makes them
         contiguous, by copying).
 
@@ -233,19 +232,19 @@ class Recording:
 
     def _derive(self, lo: int, hi: int, window: tuple[int, int] | None) -> Recording:
         table = self.table  # raises once released
-        assert self._mappings is not None
-        # The chunks (and their mappings) that rows lo..hi of this object come from.
+        assert self._streams is not None
+        # The chunks (and their streams) that rows lo..hi of this object come from.
         chunks: list[ChunkInfo] = []
-        mappings: list[Any] = []
+        streams: list[pa.Buffer] = []
         offset = 0
-        for chunk, mapping in zip(self.chunks, self._mappings):
+        for chunk, stream in zip(self.chunks, self._streams):
             first = chunk.start + max(lo - offset, 0)
             last = chunk.start + min(hi - offset, chunk.end - chunk.start)
             if first < last:
                 chunks.append(dataclasses.replace(chunk, start=first, end=last))
-                mappings.append(mapping)
+                streams.append(stream)
             offset += chunk.end - chunk.start
-        return Recording(self._reply, chunks, mappings, table.slice(lo, hi - lo),
+        return Recording(self._reply, chunks, streams, table.slice(lo, hi - lo),
                          start=self.start + lo, window=window)
 
     # ----------------------------------------------------------------- lifetime
@@ -263,7 +262,7 @@ class Recording:
         (immediately if none was kept).
         """
         self._table = None
-        self._mappings = None
+        self._streams = None
         self._index = None
 
     def close(self) -> None:

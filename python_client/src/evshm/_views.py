@@ -1,18 +1,18 @@
-"""numpy, polars and torch views of a table read from segments.
+"""numpy, polars and torch views of a table read from the arenas.
 
-A recording's table has, per column, one Arrow chunk for each segment its rows come from
-(see ``_segment``). Views are zero-copy as long as that is possible:
+A recording's table has, per column, one Arrow chunk for each chunk its rows come from
+(see ``_arena``). Views are zero-copy as long as that is possible:
 
 - numpy arrays and torch tensors are contiguous, so a column whose rows lie in one chunk
-  is viewed in place (its data pointer lies inside the segment mapping), and a column
+  is viewed in place (its data pointer lies inside the arena's mapping), and a column
   whose rows span several chunks is concatenated into new memory first: one copy of
   those rows, the only way to make one contiguous array of them;
 - a polars frame holds chunked columns itself, so it is always built in place
   (``rechunk=False``), with one polars chunk per Arrow chunk.
 
-A view in place keeps, through Arrow's buffer ownership, a reference to the ``Mapping``
-object, so the mapping (and the daemon's lease, see ``_client``) lives exactly as long as
-some view does; a concatenated column owns its memory and holds neither.
+A view in place keeps, through Arrow's buffer ownership, a reference to the open's
+``Hold`` object, so the daemon's lease (see ``_client``) and the mappings live exactly as
+long as some view does; a concatenated column owns its memory and holds neither.
 
 torch: ``torch.from_numpy`` on a read-only array warns that "PyTorch does not support
 non-writable tensors". The tensors are made through DLPack instead (pyarrow arrays export
@@ -52,13 +52,13 @@ def column_array(table: pa.Table, name: str) -> pa.Array[Any]:
 
 def numpy_columns(table: pa.Table) -> dict[str, np.ndarray]:
     """One read-only numpy array per column (see the module docstring for when the
-    arrays are views of the segments and when copies)."""
+    arrays are views of the arenas and when copies)."""
     require("numpy", "numpy", "Recording.numpy()")
     arrays: dict[str, Any] = {}
     for name in table.column_names:
         array = column_array(table, name).to_numpy(zero_copy_only=True)
         # Read-only from Arrow already; a concatenated copy is made read-only too, so
-        # that code never comes to depend on how many segments a window spans.
+        # that code never comes to depend on how many chunks a window spans.
         array.flags.writeable = False
         arrays[name] = array
     return arrays
@@ -72,7 +72,7 @@ def polars_frame(table: pa.Table) -> pl.DataFrame:
 
 
 def torch_columns(table: pa.Table) -> dict[str, torch.Tensor]:
-    """One CPU tensor per column, made through DLPack (views of the segments or copies,
+    """One CPU tensor per column, made through DLPack (views of the arenas or copies,
     like :func:`numpy_columns`)."""
     torch_module = require("torch", "torch", "Recording.torch()")
     tensors: dict[str, Any] = {}

@@ -10,7 +10,7 @@ item is the daemon's window (only the chunks it touches are decoded and mapped),
 pass over recordings larger than evshmd's memory budget stays within it.
 
 In ``DataLoader`` workers, under ``fork`` or ``spawn``, each worker process connects to
-the daemon on its own (on first use) and attaches the same segments: the events are in
+the daemon on its own (on first use) and maps the same arenas: the events are in
 RAM once however many workers read them. Nothing large is pickled: a spawned worker gets
 the socket path and the list of windows, never a connection or a mapping. A forked
 worker notices the new pid and drops what it inherited without touching the parent's
