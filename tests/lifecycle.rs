@@ -4,7 +4,7 @@
 use super::*;
 
 #[test]
-fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
+fn sigterm_removes_every_arena_and_the_socket_while_mappings_stay_valid() {
     let mut daemon = Daemon::start(|root| {
         write_evt3(&root.join("a.raw"), 10_000);
         write_evt3(&root.join("b.raw"), 20_000);
@@ -12,16 +12,16 @@ fn sigterm_removes_every_segment_and_the_socket_while_mappings_stay_valid() {
     let client = daemon.client();
     let a = client.open("a.raw").unwrap();
     let b = client.open("b.raw").unwrap();
-    let segments = daemon.segments();
-    assert_eq!(segments.len(), 4, "an event and a trigger table per recording");
-    for segment in &segments {
-        let mode = segment.metadata().unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o440, "segments are read-only and not world-readable");
+    let arenas = daemon.arenas();
+    assert_eq!(arenas.len(), 1, "both recordings in one arena");
+    for arena in &arenas {
+        let mode = arena.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o440, "arenas are read-only and not world-readable");
     }
     let before = rows(a.batches());
     let instance = daemon.instance().to_owned();
     assert!(daemon.terminate().success());
-    assert!(segments_of(&instance).is_empty(), "no segment left in /dev/shm");
+    assert!(arenas_of(&instance).is_empty(), "no arena left in /dev/shm");
     assert!(!util::liveness_of(&instance).exists(), "no liveness file left in /dev/shm");
     assert!(!daemon.socket.exists(), "socket removed");
     assert!(!util::lock_of(&daemon.socket).exists(), "and its lock file, last");
@@ -35,7 +35,7 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     let socket_dir = TempDir::new("restart");
     let socket = socket_dir.path().join("evshmd.sock");
     // A shared-memory directory of this test's own: in /dev/shm, any daemon another test
-    // starts meanwhile would remove the killed one's segments first.
+    // starts meanwhile would remove the killed one's arenas first.
     let shm = socket_dir.path().join("shm");
     std::fs::create_dir(&shm).unwrap();
     let args = ["--shm-dir", shm.to_str().unwrap()];
@@ -44,8 +44,8 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     let client = first.client();
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
-    let leftovers = first.segments();
-    assert_eq!(leftovers.len(), 2);
+    let leftovers = first.arenas();
+    assert_eq!(leftovers.len(), 1);
 
     first.kill();
     assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
@@ -57,7 +57,7 @@ fn after_a_kill_readers_keep_their_data_and_a_restart_removes_the_leftovers() {
     assert!(leftovers.iter().all(|s| !s.exists()), "the restarted daemon removed them");
     assert!(!first.liveness().exists(), "and the dead one's liveness file");
     assert_ne!(first.instance(), second.instance());
-    assert_eq!(rows(recording.batches()), before, "removing a mapped segment unmaps nothing");
+    assert_eq!(rows(recording.batches()), before, "removing a mapped arena unmaps nothing");
     assert_eq!(second.client().open("a.raw").unwrap().rows(), 20_000);
 }
 
@@ -128,7 +128,7 @@ fn killed_readers_lose_their_leases_and_no_one_else_does() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(rows(mine.batches()), mine_rows, "the other reader is unaffected");
-    assert_eq!(observer.stats().unwrap().segments, 2, "still resident for the others");
+    assert_eq!(observer.stats().unwrap().extents, 1, "still resident for the others");
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn a_daemon_in_its_own_pid_namespace_serves_clients_outside_it() {
 }
 
 /// Regression: a daemon that is PID 1 of its pid namespace (as in a container) never
-/// removed what a killed predecessor left, since their segment names carried the same pid.
+/// removed what a killed predecessor left, since their file names carried the same pid.
 #[test]
 fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
     let dir = TempDir::new("pidns-restart");
@@ -188,8 +188,8 @@ fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
     let recording = client.open("a.raw").unwrap();
     let instance = util::instance_at(&socket);
     let shm = first.shm.clone();
-    let leftovers = util::segments_in(&shm, &instance);
-    assert_eq!(leftovers.len(), 2, "an event and a trigger table");
+    let leftovers = util::arenas_in(&shm, &instance);
+    assert_eq!(leftovers.len(), 1, "one arena");
     first.kill();
     assert!(leftovers.iter().all(|s| s.exists()), "a killed daemon cannot clean up");
 
@@ -202,7 +202,7 @@ fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
     let serving = util::instance_at(&socket);
     drop(again);
     second.stop();
-    assert!(util::segments_in(&shm, &serving).is_empty());
+    assert!(util::arenas_in(&shm, &serving).is_empty());
     assert!(!util::liveness_in(&shm, &serving).exists());
 }
 

@@ -35,7 +35,7 @@ fn bad_requests_get_named_errors_and_the_daemon_keeps_serving() {
         raw.request(r#"{"op":"hello","version":99}"#)["error"]["code"],
         "unsupported_version"
     );
-    assert_eq!(raw.request(r#"{"op":"hello","version":2}"#)["ok"], true);
+    assert_eq!(raw.request(r#"{"op":"hello","version":3}"#)["ok"], true);
     for (line, code) in [
         ("{not json", "bad_request"),
         ("[1, 2]", "bad_request"),
@@ -113,10 +113,10 @@ fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
     });
     let mut silent = daemon.raw();
     let mut stalled = daemon.raw();
-    assert_eq!(stalled.request(r#"{"op":"hello","version":2}"#)["ok"], true);
+    assert_eq!(stalled.request(r#"{"op":"hello","version":3}"#)["ok"], true);
     stalled.send(br#"{"op":"sta"#);
     let mut idle = daemon.raw();
-    assert_eq!(idle.request(r#"{"op":"hello","version":2}"#)["ok"], true);
+    assert_eq!(idle.request(r#"{"op":"hello","version":3}"#)["ok"], true);
 
     let reply = stalled.reply().expect("an error before closing");
     assert_eq!(reply["error"]["code"], "bad_request");
@@ -128,7 +128,7 @@ fn stalled_and_silent_connections_are_closed_but_idle_ones_kept() {
     // A line that trickles in, a byte every half frame timeout: each read is in time,
     // the line is not, and it is cut off while the drip is still going.
     let mut dripping = daemon.raw();
-    assert_eq!(dripping.request(r#"{"op":"hello","version":2}"#)["ok"], true);
+    assert_eq!(dripping.request(r#"{"op":"hello","version":3}"#)["ok"], true);
     let mut tap = dripping.writer();
     let dripped = Arc::new(AtomicBool::new(false));
     let drip = std::thread::spawn({
@@ -173,8 +173,8 @@ fn double_and_foreign_releases_are_refused() {
     let daemon = Daemon::start(|root| write_evt3(&root.join("a.raw"), 100));
     let mut owner = daemon.raw();
     let mut stranger = daemon.raw();
-    owner.request(r#"{"op":"hello","version":2}"#);
-    stranger.request(r#"{"op":"hello","version":2}"#);
+    owner.request(r#"{"op":"hello","version":3}"#);
+    stranger.request(r#"{"op":"hello","version":3}"#);
     let lease = owner.request(r#"{"op":"open","path":"a.raw"}"#)["lease"].as_u64().unwrap();
     let release = format!(r#"{{"op":"release","lease":{lease}}}"#);
     assert_eq!(stranger.request(&release)["error"]["code"], "unknown_lease");
@@ -209,7 +209,7 @@ fn a_storm_of_connections_leaks_no_descriptor_and_no_memory() {
             1 => raw.send(b"{\"op\":\"hel"),
             2 => raw.send(b"\x00\xff garbage\n"),
             _ => {
-                raw.request(r#"{"op":"hello","version":2}"#);
+                raw.request(r#"{"op":"hello","version":3}"#);
                 raw.request(r#"{"op":"open","path":"a.raw"}"#);
             }
         }
@@ -237,7 +237,7 @@ fn connections_beyond_the_cap_are_refused_and_the_served_keep_working() {
     let mut idle: Vec<util::RawConnection> = Vec::new();
     let refused = loop {
         let mut raw = daemon.raw();
-        let reply = raw.request(r#"{"op":"hello","version":2}"#);
+        let reply = raw.request(r#"{"op":"hello","version":3}"#);
         if reply["ok"] == true {
             idle.push(raw);
             assert!(idle.len() < 200, "no cap on connections");
@@ -257,7 +257,7 @@ fn connections_beyond_the_cap_are_refused_and_the_served_keep_working() {
     idle.truncate(20);
     // The daemon counts a connection out once it sees it closed: soon, not at once.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while daemon.raw().request(r#"{"op":"hello","version":2}"#)["ok"] != true {
+    while daemon.raw().request(r#"{"op":"hello","version":3}"#)["ok"] != true {
         assert!(Instant::now() < deadline, "closed connections make no room");
         std::thread::sleep(Duration::from_millis(20));
     }

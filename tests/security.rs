@@ -52,8 +52,8 @@ fn other_users_need_the_group_and_the_allow_list() {
     let shared = Daemon::start_with(None, &["--group", "65534"], populate);
     let (ok, text) = cli_as_nobody(&shared.socket, &["open", "a.raw"]).unwrap();
     assert!(ok && text.contains("rows      1000"), "a member of the group opens and maps: {text}");
-    for segment in shared.segments() {
-        let meta = segment.metadata().unwrap();
+    for arena in shared.arenas() {
+        let meta = arena.metadata().unwrap();
         assert_eq!((meta.gid(), meta.permissions().mode() & 0o777), (65534, 0o440));
     }
 
@@ -64,8 +64,8 @@ fn other_users_need_the_group_and_the_allow_list() {
     assert!(own.stats().is_ok(), "the daemon's own user is always served");
     // Regression: members of --group who were not allowed could map every segment file.
     let opened = own.open("a.raw").unwrap();
-    assert!(opened.info().chunks[0].segment.path.is_none(), "an allow list implies --sealed");
-    assert!(listed.segments().is_empty(), "no segment file anyone could open");
+    assert!(opened.info().arenas[0].path.is_none(), "an allow list implies --sealed");
+    assert!(listed.arenas().is_empty(), "no arena file anyone could open");
     drop(opened);
     let by_group =
         Daemon::start_with(None, &["--group", "65534", "--allow-gid", "nogroup"], populate);
@@ -73,22 +73,21 @@ fn other_users_need_the_group_and_the_allow_list() {
 }
 
 #[test]
-fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
+fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_an_arena() {
     let daemon = Daemon::start_with(None, &["--group", "65534"], |root| {
         write_evt3(&root.join("a.raw"), 5000);
     });
     let client = daemon.client();
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
-    let segment =
-        recording.info().chunks[0].segment.path.as_ref().unwrap().to_str().unwrap().to_owned();
+    let arena = recording.info().arenas[0].path.as_ref().unwrap().to_str().unwrap().to_owned();
     let attempts = [
-        format!("printf x >> {segment}"),
-        format!("printf x | dd of={segment} conv=notrunc status=none"),
-        format!("truncate -s 0 {segment}"),
-        format!("truncate -s +1M {segment}"),
-        format!("chmod 666 {segment}"),
-        format!("rm -f {segment}"),
+        format!("printf x >> {arena}"),
+        format!("printf x | dd of={arena} conv=notrunc status=none"),
+        format!("truncate -s 0 {arena}"),
+        format!("truncate -s +1M {arena}"),
+        format!("chmod 666 {arena}"),
+        format!("rm -f {arena}"),
     ];
     if !rustix::process::getuid().is_root() {
         util::skip::skip("needs root to run the attempts as another user");
@@ -103,10 +102,10 @@ fn a_reader_in_the_group_can_neither_write_grow_shrink_nor_open_up_a_segment() {
             .unwrap();
         assert!(!status.success(), "`{attempt}` succeeded as a group member");
     }
-    let meta = std::fs::metadata(&segment).unwrap();
+    let meta = std::fs::metadata(&arena).unwrap();
     assert_eq!(
         (meta.len(), meta.permissions().mode() & 0o777),
-        (recording.info().chunks[0].segment.size, 0o440)
+        (recording.info().arenas[0].size, 0o440)
     );
     assert_eq!(rows(recording.batches()), before, "readers see what the daemon wrote");
 }
@@ -143,13 +142,13 @@ fn open_receiving_fd(socket: &Path, path: &str) -> (serde_json::Value, std::os::
         }
         (serde_json::from_slice::<serde_json::Value>(&reply).unwrap(), fds)
     };
-    exchange("{\"op\":\"hello\",\"version\":2}\n".into());
+    exchange("{\"op\":\"hello\",\"version\":3}\n".into());
     let (reply, mut fds) = exchange(format!("{{\"op\":\"open\",\"path\":\"{path}\"}}\n"));
     (reply, fds.pop().expect("a descriptor with the reply"))
 }
 
 #[test]
-fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
+fn in_sealed_mode_nobody_can_change_an_arena_not_even_root() {
     use rustix::io::Errno;
     let daemon =
         Daemon::start_with(None, &["--sealed"], |root| write_evt3(&root.join("a.raw"), 5000));
@@ -157,9 +156,9 @@ fn in_sealed_mode_nobody_can_change_a_segment_not_even_root() {
     let recording = client.open("a.raw").unwrap();
     let before = rows(recording.batches());
     assert_eq!(before.len(), 5000);
-    assert!(recording.info().chunks[0].segment.path.is_none(), "no path: the descriptor is passed");
+    assert!(recording.info().arenas[0].path.is_none(), "no path: the descriptor is passed");
     assert_zero_copy(&recording);
-    assert!(daemon.segments().is_empty(), "no file in /dev/shm, so nothing can leak");
+    assert!(daemon.arenas().is_empty(), "no file in /dev/shm, so nothing can leak");
 
     let (reply, fd) = open_receiving_fd(&daemon.socket, "a.raw");
     assert_eq!(reply["rows"], 5000);
@@ -246,16 +245,17 @@ fn a_path_swapped_for_a_link_or_a_fifo_never_serves_anything_else() {
 
 /// Regression: a process of the daemon's own uid could `chmod` a segment and rewrite it,
 /// or truncate it (readers then die of SIGBUS), and the daemon kept serving it to every
-/// later open. A segment changed so is now decoded anew instead.
+/// later open. An arena changed so is now retired: what it holds is decoded anew into
+/// another.
 #[test]
-fn a_segment_changed_by_the_daemons_own_uid_is_not_served_again() {
+fn an_arena_changed_by_the_daemons_own_uid_is_not_served_again() {
     let daemon = Daemon::start(|root| {
         write_evt3(&root.join("a.raw"), 3_000);
         write_evt3(&root.join("b.raw"), 3_000);
     });
     let client = daemon.client();
     let path_of = |recording: &evshm::Recording| {
-        recording.info().chunks[0].segment.path.clone().expect("a named segment")
+        recording.info().arenas[0].path.clone().expect("a named arena")
     };
     for (name, change) in [("a.raw", "chmod"), ("b.raw", "truncate")] {
         let first = client.open(name).unwrap();
@@ -326,7 +326,7 @@ impl Served {
         let instance = util::instance_at(&self.socket);
         assert!(self.terminate().success(), "evshmd stopped cleanly");
         assert!(!self.socket.exists(), "evshmd removed its socket");
-        assert!(segments_of(&instance).is_empty() && !util::liveness_of(&instance).exists());
+        assert!(arenas_of(&instance).is_empty() && !util::liveness_of(&instance).exists());
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {

@@ -50,16 +50,13 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let segment = String::from_utf8(output.stdout).unwrap();
-        assert_eq!(
-            segment.trim(),
-            info.chunks[0].segment.name,
-            "both readers attach the same segment"
-        );
+        let extent = String::from_utf8(output.stdout).unwrap();
+        let expected = format!("{} {}", info.chunks[0].extent.arena, info.chunks[0].extent.offset);
+        assert_eq!(extent.trim(), expected, "both readers read the same extent");
         assert_eq!(rows(&read_ipc_file(&dump)), got, "{name}: Python and Rust readers agree");
     }
     let stats = client.stats().unwrap();
-    assert_eq!(stats.decodes, 4, "Python's opens were served from the resident segments");
+    assert_eq!(stats.decodes, 4, "Python's opens were served from the resident chunks");
 }
 
 #[test]
@@ -252,7 +249,7 @@ fn concurrent_opens_of_one_recording_decode_it_once() {
                 barrier.wait();
                 let recording = client.open("big.raw").unwrap();
                 (
-                    recording.info().chunks[0].segment.name.clone(),
+                    recording.info().chunks[0].extent.clone(),
                     recording.rows(),
                     recording.info().cached,
                 )
@@ -263,7 +260,7 @@ fn concurrent_opens_of_one_recording_decode_it_once() {
     assert!(results.iter().all(|r| r.0 == results[0].0 && r.1 == 3_000_000));
     assert_eq!(results.iter().filter(|r| !r.2).count(), 1, "exactly one open decoded");
     let stats = daemon.client().stats().unwrap();
-    assert_eq!((stats.decodes, stats.cache_hits, stats.segments), (1, 3, 2));
+    assert_eq!((stats.decodes, stats.cache_hits, stats.extents), (1, 3, 1));
 }
 
 #[test]
@@ -314,7 +311,7 @@ fn a_file_without_geometry_loses_nothing_and_takes_one_from_the_request() {
         ErrorCode::BadRequest
     );
     let mut raw = daemon.raw();
-    raw.request(r#"{"op":"hello","version":2}"#);
+    raw.request(r#"{"op":"hello","version":3}"#);
     let reply = raw.request(r#"{"op":"open","path":"stated.dat","width":640}"#);
     assert_eq!(reply["error"]["code"], "bad_request");
 }
@@ -333,11 +330,11 @@ fn a_changed_file_is_decoded_anew_while_old_readers_keep_their_data() {
     let new = client.open("a.raw").unwrap();
     assert_eq!(new.rows(), 2500);
     assert!(!new.info().cached);
-    assert_ne!(new.info().chunks[0].segment.name, old.info().chunks[0].segment.name);
+    assert_ne!(new.info().chunks[0].extent, old.info().chunks[0].extent);
     assert_eq!(rows(old.batches()), old_rows, "the old generation is intact");
-    let old_segment = old.info().chunks[0].segment.path.clone().unwrap();
+    assert_eq!(client.stats().unwrap().extents, 2);
     drop(old);
-    assert!(!old_segment.exists(), "the old generation goes with its last lease");
+    assert_eq!(client.stats().unwrap().extents, 1, "the old generation goes with its last lease");
     assert_eq!(client.stats().unwrap().decodes, 2);
 }
 
@@ -362,7 +359,7 @@ fn leases_follow_the_buffers_and_end_when_the_connection_closes() {
     let _also = client.open("a.raw").unwrap();
     assert_eq!(observer.stats().unwrap().leases, 2);
     let mut raw = daemon.raw();
-    raw.request(r#"{"op":"hello","version":2}"#);
+    raw.request(r#"{"op":"hello","version":3}"#);
     raw.request(r#"{"op":"open","path":"a.raw"}"#);
     assert_eq!(observer.stats().unwrap().leases, 3);
     drop(raw);

@@ -26,14 +26,23 @@ use evshm::ClientError;
 use evshm::ErrorCode;
 use evshm_formats::synth::SynthConfig;
 use util::real::{Row, read_ipc_file, real_data, rows};
-use util::{Daemon, TempDir, evshm_cli, python, segments_of, synthetic, write_evt3};
+use util::{Daemon, TempDir, arenas_of, evshm_cli, python, synthetic, write_evt3};
 
-/// Asserts that every buffer of every column lies inside the mapping of its chunk.
+/// Asserts that every buffer of every column lies inside its chunk's stream, and every
+/// stream inside the mapping of an arena of the recording.
 fn assert_zero_copy(recording: &evshm::Recording) {
-    assert_eq!(recording.batches().len(), recording.mappings().count(), "a batch per chunk");
-    for (batch, mapping) in recording.batches().iter().zip(recording.mappings()) {
-        let mapping = mapping.as_ptr_range();
-        let (start, end) = (mapping.start as usize, mapping.end as usize);
+    let arenas: Vec<std::ops::Range<usize>> = (recording.arenas())
+        .map(|arena| arena.as_ptr_range())
+        .map(|r| r.start as usize..r.end as usize)
+        .collect();
+    assert_eq!(recording.batches().len(), recording.streams().count(), "a batch per chunk");
+    for (batch, stream) in recording.batches().iter().zip(recording.streams()) {
+        let stream = stream.as_ptr_range();
+        let (start, end) = (stream.start as usize, stream.end as usize);
+        assert!(
+            arenas.iter().any(|arena| arena.start <= start && end <= arena.end),
+            "stream {start:#x}..{end:#x} is outside the arenas' mappings {arenas:x?}"
+        );
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
             let data = column.to_data();
             assert!(!data.buffers().is_empty());
@@ -41,7 +50,7 @@ fn assert_zero_copy(recording: &evshm::Recording) {
                 let at = buffer.as_ptr() as usize;
                 assert!(
                     start <= at && at + buffer.len() <= end,
-                    "column {} buffer at {at:#x} is outside the mapping {start:#x}..{end:#x}",
+                    "column {} buffer at {at:#x} is outside its stream {start:#x}..{end:#x}",
                     field.name()
                 );
             }

@@ -260,7 +260,7 @@ fn read_ahead_decodes_the_next_chunk_of_a_forward_reader() {
 }
 
 #[test]
-fn sealed_segments_of_hundreds_of_chunks_arrive_with_one_reply() {
+fn sealed_recordings_of_hundreds_of_chunks_arrive_with_one_reply() {
     // At 2.6 bytes per event, a 64 KiB step holds ~25k events: 7.5 M events make ~300
     // chunks, more descriptors than one message carries.
     let events = across_the_wrap(7_500_000);
@@ -269,7 +269,8 @@ fn sealed_segments_of_hundreds_of_chunks_arrive_with_one_reply() {
     });
     let whole = daemon.client().open("many.raw").unwrap();
     assert!(whole.info().chunks.len() > 250, "{} chunks", whole.info().chunks.len());
-    assert!(whole.info().chunks.iter().all(|c| c.segment.path.is_none()));
+    assert!(whole.info().arenas.iter().all(|a| a.path.is_none()));
+    assert!(whole.info().arenas.len() <= 2, "{} arenas", whole.info().arenas.len());
     assert_zero_copy(&whole);
     assert_eq!(whole.rows(), events.len() as u64);
     let first_and_last = (times(&whole)[0], *times(&whole).last().unwrap());

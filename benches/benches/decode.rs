@@ -1,7 +1,8 @@
 //! The decoders' bench: evshm-formats on each format, from memory, single thread: the
-//! index pass that counts the events to size a segment, the decoding pass into columns
-//! already in memory, the same into fresh memory (as evshmd writes into a new segment),
-//! and into the touched columns of a segment through a sink that writes as evshmd's does.
+//! index pass that counts the events to size an extent, the decoding pass into columns
+//! already in memory, the same into fresh memory (as evshmd writes into pages no chunk
+//! used before), and into the touched columns of an arena's extent through a sink that
+//! writes as evshmd's does.
 //!
 //! With the driver's plan (`benches/run.sh`) it decodes the plan's files, the very files
 //! the peers (expelliarmus, `evt3`) decode in `benches/python/peers.py`, and writes
@@ -22,8 +23,8 @@ use evshm_formats::{
     ChunkLimits, ColumnSink, CountingSink, DatEncoder, Decoder, EventSink, Evt2Encoder,
     Evt3Encoder, Format, Geometry, GeometryFilter, Indexer, Slots,
 };
+use evshmd::arena::{Arenas, Extent};
 use evshmd::instance::InstanceId;
-use evshmd::segment::{Segment, ShmDir};
 use serde_json::json;
 
 /// Bytes fed to the decoder at a time, as evshmd reads a file.
@@ -82,7 +83,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
     }
     let mut criterion = criterion.configure_from_args();
     let mut results = BTreeMap::new();
-    let shm = ShmDir::new(Path::new("/dev/shm"), &InstanceId::random()?, None, false);
+    let arenas = new_arenas()?;
     for input in &inputs {
         let name = input.format.name();
         let mut counter = CountingSink::default();
@@ -98,7 +99,7 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
             .sampling_mode(SamplingMode::Flat)
             .sample_size(10)
             .throughput(Throughput::Elements(input.events));
-        // evshmd's first pass: the index, which counts the events to size the segment.
+        // evshmd's first pass: the index, which counts the events to size the extent.
         let count = bench(&mut group, "count", || {
             let mut indexer = Indexer::new(input.format, ChunkLimits::events(u64::MAX));
             input.data.chunks(CHUNK).for_each(|chunk| indexer.feed(chunk));
@@ -110,17 +111,17 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
             warm.clear();
             decode(input, &mut warm);
         });
-        // ...and into fresh memory, as evshmd writes into a new segment: every page is
-        // faulted in on first write.
+        // ...and into fresh memory, as evshmd writes into pages no chunk used before:
+        // every page is faulted in on first write.
         let decode_fresh = bench(&mut group, "decode_fresh", || {
             let mut fresh = ColumnSink::with_capacity(input.events as usize);
             decode(input, &mut fresh);
             fresh
         });
-        // ...and into the columns of a segment made and mapped as evshmd makes one, through
-        // its geometry filter and a sink that writes as evshmd's does, every page touched
-        // first: the daemon's decode without the faults of a fresh segment.
-        let mut mapped = MappedColumns::new(&shm, input.events as usize)?;
+        // ...and into the columns of an extent of an arena made and mapped as evshmd makes
+        // them, through its geometry filter and a sink that writes as evshmd's does, every
+        // page touched first: the daemon's decode into provisioned memory.
+        let mut mapped = MappedColumns::new(&arenas, input.events as usize)?;
         let decode_mapped = bench(&mut group, "decode_mapped", || {
             let mut sink = GeometryFilter::new(mapped.sink(), input.geometry);
             decode(input, &mut sink);
@@ -153,11 +154,24 @@ fn run(plan: Option<&Plan>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Arenas in /dev/shm, as evshmd makes them by default, unlinked when dropped.
+fn new_arenas() -> anyhow::Result<Arc<Arenas>> {
+    let instance = InstanceId::random()?;
+    Ok(Arenas::new(Path::new("/dev/shm"), &instance, None, false, 4 << 30, u64::MAX))
+}
+
+/// An extent of `len` bytes of `arenas`, its pages allocated.
+fn extent(arenas: &Arc<Arenas>, len: u64) -> Result<Extent, evshmd::ingest::IngestError> {
+    let extent = arenas.reserve(len)?.expect("arenas without a limit have room");
+    extent.back()?;
+    Ok(extent)
+}
+
 /// What evshmd does on the first open of a file read as one chunk: the index pass, then
-/// the decode into segments.
+/// the decode into an extent of `arenas`.
 fn ingest_whole(
     file: &Path,
-    shm: &Arc<ShmDir>,
+    arenas: &Arc<Arenas>,
 ) -> Result<evshmd::ingest::DecodedChunk, evshmd::ingest::IngestError> {
     let file = evshmd::file::RecordingFile::open(file)?;
     let detected = file.detect()?;
@@ -165,41 +179,46 @@ fn ingest_whole(
     let data = detected.data_offset as u64;
     file.read_range(data, u64::MAX, |bytes| indexer.feed(bytes))?;
     let chunks = indexer.finish();
-    let source = evshmd::ingest::SegmentSource { shm, spares: None };
-    evshmd::ingest::ingest_chunk(&file, "bench", &detected, &chunks[0], source, no_room)
+    let place = |len| Ok((extent(arenas, len)?, ()));
+    evshmd::ingest::ingest_chunk(&file, "bench", &detected, &chunks[0], place)
 }
 
-/// evshmd's ingest of one file, run in-process through the daemon's library, and its
-/// parts beyond decoding: reading the file, creating and allocating the segment
-/// (`ftruncate` + `fallocate`), then also mapping it, faulting in every page and
-/// unmapping it. Segments are created in /dev/shm by this process and unlinked when
-/// dropped (untimed).
+/// evshmd's ingest of one file, run in-process through the daemon's library, into pages
+/// provisioned (an extent freed by the previous run, as after an eviction) and into fresh
+/// ones (a new arena each run), and its parts beyond decoding: reading the file,
+/// allocating an extent's pages (`fallocate`), then also faulting every page in. Arenas
+/// are created in /dev/shm by this process and unlinked when dropped (untimed).
 fn bench_ingest(
     criterion: &mut Criterion,
     input: &DecodeInput,
 ) -> anyhow::Result<serde_json::Value> {
-    let instance = InstanceId::random()?;
-    let shm = ShmDir::new(Path::new("/dev/shm"), &instance, None, false);
-    let len = ingest_whole(&input.file, &shm)?.events.segment.len();
+    let arenas = new_arenas()?;
+    let len = ingest_whole(&input.file, &arenas)?.extent.len();
     let mut group = criterion.benchmark_group(format!("ingest/{}", input.format));
     group.sampling_mode(SamplingMode::Flat).sample_size(10);
-    let whole = bench(&mut group, "ingest", || ingest_whole(&input.file, &shm).expect("ingest"));
+    let whole = bench(&mut group, "ingest", || ingest_whole(&input.file, &arenas).expect("ingest"));
+    let fresh = bench(&mut group, "ingest_fresh", || {
+        let arenas = new_arenas().expect("arenas");
+        (ingest_whole(&input.file, &arenas).expect("ingest"), arenas)
+    });
     let read = bench(&mut group, "read_file", || {
         let mut file = std::fs::File::open(&input.file).expect("open");
         let mut buffer = vec![0u8; CHUNK];
         while file.read(&mut buffer).expect("read") > 0 {}
     });
-    let create = bench(&mut group, "segment_create", || shm.create(len).expect("create"));
-    let fill = bench(&mut group, "segment_create_fault_unmap", || {
-        let segment = shm.create(len).expect("create");
-        let mut map = segment.map_mut().expect("map");
-        map.iter_mut().step_by(4096).for_each(|byte| *byte = 1);
-        drop(map);
-        segment
+    let allocate = bench(&mut group, "allocate", || {
+        let arenas = new_arenas().expect("arenas");
+        (extent(&arenas, len).expect("extent"), arenas)
+    });
+    let fill = bench(&mut group, "allocate_fault", || {
+        let arenas = new_arenas().expect("arenas");
+        let mut extent = extent(&arenas, len).expect("extent");
+        extent.bytes_mut().iter_mut().step_by(4096).for_each(|byte| *byte = 1);
+        (extent, arenas)
     });
     // The same pages faulted in by one MAP_POPULATE instead of a fault per page, on a
-    // file of the same size that this bench creates and allocates like a segment.
-    let scratch = shm.dir().join(format!("{}populate", shm.prefix()));
+    // file of the same size that this bench creates and allocates like an extent.
+    let scratch = arenas.dir().join(format!("{}populate", arenas.prefix()));
     let file =
         std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&scratch)?;
     let _remove = RemoveOnDrop(&scratch);
@@ -217,11 +236,12 @@ fn bench_ingest(
     });
     group.finish();
     Ok(json!({
-        "segment_bytes": len,
+        "extent_bytes": len,
         "ingest": whole,
+        "ingest_fresh": fresh,
         "read_file": read,
-        "segment_create": create,
-        "segment_create_fault_unmap": fill,
+        "allocate": allocate,
+        "allocate_fault": fill,
         "map_fault_unmap": faults,
         "map_populate_unmap": populate,
     }))
@@ -247,35 +267,32 @@ fn decode(input: &Input, sink: &mut impl EventSink) {
     decoder.finish(sink);
 }
 
-/// The event columns `t`, `x`, `y`, `p` of `events` rows in one segment made and mapped
-/// as evshmd makes one, each column 64-byte aligned, every page touched.
+/// The event columns `t`, `x`, `y`, `p` of `events` rows in one extent of an arena made
+/// and mapped as evshmd makes them, each column 64-byte aligned, every page touched.
 struct MappedColumns {
-    map: memmap2::MmapMut,
+    extent: Extent,
     events: usize,
-    /// Unlinks the segment when dropped, after the map.
-    _segment: Segment,
 }
 
 /// Bytes per row of each event column.
 const COLUMN_WIDTHS: [usize; 4] = [8, 2, 2, 1];
 
 impl MappedColumns {
-    fn new(shm: &Arc<ShmDir>, events: usize) -> anyhow::Result<Self> {
+    fn new(arenas: &Arc<Arenas>, events: usize) -> anyhow::Result<Self> {
         let len = COLUMN_WIDTHS.iter().map(|width| padded(width * events)).sum::<usize>();
-        let segment = shm.create(len as u64)?;
-        let mut map = segment.map_mut()?;
-        map.iter_mut().step_by(4096).for_each(|byte| *byte = 0);
-        Ok(Self { map, events, _segment: segment })
+        let mut extent = extent(arenas, len as u64)?;
+        extent.bytes_mut().iter_mut().step_by(4096).for_each(|byte| *byte = 0);
+        Ok(Self { extent, events })
     }
 
     /// An empty sink over the columns.
-    fn sink(&mut self) -> SegmentSink<'_> {
+    fn sink(&mut self) -> ColumnsSink<'_> {
         let n = self.events;
-        let (t, rest) = self.map.split_at_mut(padded(8 * n));
+        let (t, rest) = self.extent.bytes_mut().split_at_mut(padded(8 * n));
         let (x, rest) = rest.split_at_mut(padded(2 * n));
         let (y, p) = rest.split_at_mut(padded(2 * n));
         let (t, x, y, p) = (cast_mut(t), cast_mut(x), cast_mut(y), cast_mut(p));
-        SegmentSink { t: &mut t[..n], x: &mut x[..n], y: &mut y[..n], p: &mut p[..n], len: 0 }
+        ColumnsSink { t: &mut t[..n], x: &mut x[..n], y: &mut y[..n], p: &mut p[..n], len: 0 }
     }
 }
 
@@ -301,7 +318,7 @@ impl Primitive for i8 {}
 
 /// Writes events into mapped columns as evshmd's sink (`daemon/src/ingest.rs`) does:
 /// through slots where the decoder takes them, one by one otherwise.
-struct SegmentSink<'a> {
+struct ColumnsSink<'a> {
     t: &'a mut [i64],
     x: &'a mut [i16],
     y: &'a mut [i16],
@@ -309,7 +326,7 @@ struct SegmentSink<'a> {
     len: usize,
 }
 
-impl EventSink for SegmentSink<'_> {
+impl EventSink for ColumnsSink<'_> {
     #[inline]
     fn event(&mut self, t: i64, x: u16, y: u16, p: u8) {
         let i = self.len;
@@ -332,11 +349,6 @@ impl EventSink for SegmentSink<'_> {
     fn commit(&mut self, n: usize) {
         self.len += n;
     }
-}
-
-/// Makes no room before a segment is created (evshmd may evict resident recordings).
-fn no_room(_needed: evshmd::budget::Usage) -> Result<(), evshmd::ingest::IngestError> {
-    Ok(())
 }
 
 /// Removes a file when dropped.

@@ -117,7 +117,14 @@ impl Client {
             height,
             window: options.window,
         };
-        let (reply, fds): (OpenReply, _) = self.lock().request(&request)?;
+        let (reply, fds): (OpenReply, _) = {
+            let mut connection = self.lock();
+            let (reply, fds): (OpenReply, _) = connection.request(&request)?;
+            for arena in &reply.arenas {
+                connection.named(&arena.name);
+            }
+            (reply, fds)
+        };
         // From here every way out releases the lease: with the last buffer that carries
         // it, or at once if the reply cannot be attached.
         let lease = Lease::new(reply.lease, Arc::clone(&self.connection));

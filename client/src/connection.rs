@@ -26,6 +26,9 @@ pub(crate) struct Connection {
     /// Where `recvmsg` writes, kept so that no request allocates one.
     chunk: Vec<u8>,
     broken: bool,
+    /// The arenas the daemon named on this connection: the process forgets their
+    /// mappings when the connection goes (the daemon may be gone, and its arenas with it).
+    arenas: Vec<String>,
 }
 
 /// Bytes read from the socket at a time.
@@ -34,7 +37,15 @@ const RECV_CHUNK: usize = 64 * 1024;
 impl Connection {
     /// A connection over `stream`, before any request.
     pub(crate) fn new(stream: UnixStream) -> Self {
-        Connection { stream, pending: Vec::new(), chunk: vec![0; RECV_CHUNK], broken: false }
+        let (pending, chunk, arenas) = (Vec::new(), vec![0; RECV_CHUNK], Vec::new());
+        Connection { stream, pending, chunk, broken: false, arenas }
+    }
+
+    /// Notes that the daemon named `arena` on this connection.
+    pub(crate) fn named(&mut self, arena: &str) {
+        if !self.arenas.iter().any(|known| known == arena) {
+            self.arenas.push(arena.to_owned());
+        }
     }
 
     /// Sends a request and parses its reply; descriptors that came with the reply (a
@@ -110,6 +121,12 @@ impl Connection {
             }
             self.pending.extend_from_slice(&self.chunk[..bytes]);
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        crate::mapping::forget(&self.arenas);
     }
 }
 

@@ -5,8 +5,9 @@
 //! shrinks (in sealed mode the kernel enforces that for everyone, and a passed arena
 //! without the seals is refused). A client maps each arena whole and read-only the first
 //! time a reply names it, keeps the mapping in a process-wide table under the arena's
-//! name (unique for the machine's boot), and unmaps it once evshmd says it is gone and no
-//! buffer of it is left: a warm open maps nothing. The mappings survive `fork` (a child
+//! name (unique for the machine's boot), and unmaps it once evshmd says it is gone, or
+//! the connection that named it is closed, and no buffer of it is left: a warm open maps
+//! nothing. The mappings survive `fork` (a child
 //! inherits them; it opens its own connection and leases).
 //!
 //! An extent of an arena holds one chunk's Arrow IPC stream; evshmd allocates its pages
@@ -168,7 +169,11 @@ fn map_file(file: &File, path: &Path, expected: u64) -> Result<ArenaMap, MapErro
     // writes an extent only while no lease holds it, and clients read an extent only
     // under a lease (every buffer carries it): the bytes do not change under the `&[u8]`
     // views Arrow takes of them.
-    let map = unsafe { memmap2::MmapOptions::new().len(actual as usize).map(file) }.map_err(io)?;
+    // No reservation (hugetlbfs would reserve every huge page of the arena): only
+    // extents whose pages evshmd allocated are read.
+    let map =
+        unsafe { memmap2::MmapOptions::new().len(actual as usize).no_reserve_swap().map(file) }
+            .map_err(io)?;
     Ok(ArenaMap { map })
 }
 

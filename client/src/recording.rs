@@ -9,7 +9,7 @@ use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_schema::{ArrowError, SchemaRef};
-use evshm_protocol::{ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
+use evshm_protocol::{ArenaInfo, ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
@@ -36,6 +36,9 @@ pub struct RecordingInfo {
     pub table: Table,
     /// The window asked for, if any.
     pub window: Option<Window>,
+    /// The arenas the chunks lie in (as the reply named them: `path` is `None` for a
+    /// sealed arena, passed as a descriptor).
+    pub arenas: Vec<ArenaInfo>,
     /// The chunks holding the rows, in time order: their extents and which rows of each
     /// were asked for.
     pub chunks: Vec<ChunkInfo>,
@@ -129,6 +132,7 @@ impl Recording {
             path: reply.path,
             table: reply.table,
             window: reply.window,
+            arenas: reply.arenas,
             chunks: reply.chunks,
             format: reply.format,
             width: reply.width,

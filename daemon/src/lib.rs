@@ -44,6 +44,8 @@ mod session;
 pub mod state;
 mod stats;
 #[cfg(test)]
+mod temp_dir;
+#[cfg(test)]
 mod testing;
 mod times;
 mod window;

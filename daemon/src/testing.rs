@@ -1,7 +1,7 @@
 //! What the daemon's unit tests share: a temporary directory, synthetic recordings, and a
 //! `Daemon` over them with arenas in its own directory (no socket).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,27 +15,7 @@ use crate::instance::InstanceId;
 use crate::roots::Roots;
 use crate::state::{Daemon, Settings};
 
-/// A directory removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A new, empty directory named after `name` (unique per process and call).
-    pub fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("evshmd-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use crate::temp_dir::TempDir;
 
 /// The events of a synthetic recording of `events` events on a 1280x720 sensor.
 pub fn synthetic(events: u64) -> Synth {

@@ -1,9 +1,25 @@
 //! Finding rows by time in a published table: the rows of a window.
 //!
-//! A search reads the one block of the `t` column it needs, from the daemon's own
-//! mapping of the arena, guided by the maximum of every block, kept from the decode.
+//! A search reads the one block of the `t` column it needs with `pread` from the arena
+//! file, not through the daemon's mapping (an arena truncated by a process of the daemon's
+//! own uid makes a read an error, not a SIGBUS), guided by the maximum of every block,
+//! kept from the decode.
 
-/// Rows per block of the summary of maxima: one 8 KiB scan per search.
+use std::os::unix::fs::FileExt;
+
+/// What a column can be read from: a table's stream in its arena, or a file in tests.
+pub trait ReadAt {
+    /// Fills `buf` from byte `offset` on.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// Rows per block of the summary of maxima: one 8 KiB read per search.
 const BLOCK: usize = 1024;
 
 /// Where a published table's `t` column is, and the maximum of each block of its rows.
@@ -25,20 +41,27 @@ impl TimeColumn {
     }
 
     /// The first row at or after `from` whose time is at least `time`, or the number of
-    /// rows if there is none, reading the column in `stream`, the table's bytes.
-    pub fn first_at_or_after(&self, stream: &[u8], time: i64, from: usize) -> usize {
+    /// rows if there is none, reading the column from `stream`.
+    pub fn first_at_or_after(
+        &self,
+        stream: &impl ReadAt,
+        time: i64,
+        from: usize,
+    ) -> std::io::Result<usize> {
+        let mut bytes = [0u8; BLOCK * 8];
         for block in from / BLOCK..self.block_max.len() {
             if self.block_max[block] < time {
                 continue;
             }
             let (start, end) = ((block * BLOCK).max(from), ((block + 1) * BLOCK).min(self.rows));
-            let at = self.offset as usize + start * 8;
-            let rows = stream[at..at + (end - start) * 8].as_chunks::<8>().0;
+            let bytes = &mut bytes[..(end - start) * 8];
+            stream.read_exact_at(bytes, self.offset + start as u64 * 8)?;
+            let rows = bytes.as_chunks::<8>().0;
             if let Some(i) = rows.iter().position(|&t| i64::from_le_bytes(t) >= time) {
-                return start + i;
+                return Ok(start + i);
             }
         }
-        self.rows
+        Ok(self.rows)
     }
 }
 
@@ -59,7 +82,10 @@ mod tests {
             let expected = (from..times.len()).find(|&i| times[i] >= time).unwrap_or(times.len());
             let mut file = vec![0xAAu8; 24];
             file.extend(times.iter().flat_map(|t| t.to_le_bytes()));
-            let found = TimeColumn::new(&times, 24).first_at_or_after(&file, time, from);
+            let path = std::env::temp_dir().join(format!("evshmd-times-{}", std::process::id()));
+            std::fs::write(&path, &file).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let found = TimeColumn::new(&times, 24).first_at_or_after(&file, time, from).unwrap();
             prop_assert_eq!(found, expected);
         }
     }

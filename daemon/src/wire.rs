@@ -51,6 +51,7 @@ pub fn open_error(error: &OpenError) -> ErrorReply {
         OpenError::BadWindow(_) => ErrorCode::BadRequest,
         OpenError::OverBudget { .. } => ErrorCode::OverBudget,
         OpenError::Ingest { error, .. } => ingest_code(error),
+        OpenError::ReadArena { .. } => ErrorCode::Internal,
     };
     let message = match error {
         // Detection's message names the file by its canonical path: name it as asked.

@@ -114,7 +114,18 @@ fn malformed_open_replies(exchanges: &[Value]) -> Vec<Value> {
             r["chunks"][1]["end"] = json!(rows + 1);
         }),
         broken("a window that ends before it starts", &|r| r["window"] = json!([5, 4])),
-        broken("an empty segment", &|r| r["chunks"][0]["segment"]["size"] = json!(0)),
+        broken("an empty extent", &|r| r["chunks"][0]["extent"]["size"] = json!(0)),
+        broken("an extent in an arena the reply does not list", &|r| {
+            r["chunks"][1]["extent"]["arena"] = json!("evshm-v2-unlisted");
+        }),
+        broken("an extent past the end of its arena", &|r| {
+            let size = r["arenas"][0]["size"].as_u64().unwrap();
+            r["chunks"][1]["extent"]["offset"] = json!(size - 64);
+        }),
+        broken("an arena listed twice", &|r| {
+            let arena = r["arenas"][0].clone();
+            r["arenas"].as_array_mut().unwrap().push(arena);
+        }),
         broken("a missing field", &|r| {
             r.as_object_mut().unwrap().remove("lease");
         }),

@@ -20,4 +20,4 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaemon
     monkeypatch.setattr(_client, "_connect", daemon.connect)
     yield daemon
     gc.collect()
-    daemon.close_memfds()
+    daemon.close_memfd()

@@ -2,15 +2,17 @@
 
 Requests are answered in-process (redis-py's ``MockSocket`` idea), so the client's
 framing, lease bookkeeping and error handling are tested without a daemon. It speaks
-protocol 2: a recording is served as chunks, each an ordinary file (or, sealed, a memfd
-passed as a descriptor) holding an Arrow IPC stream of one record batch, and windows are
-selected by the documented running-maximum rule.
+protocol 3: a recording is served as chunks, each an extent (a page-aligned run) of an
+arena file (or, sealed, of a memfd passed as a descriptor once per connection) holding an
+Arrow IPC stream of one record batch, and windows are selected by the documented
+running-maximum rule.
 """
 
 from __future__ import annotations
 
 import array
 import fcntl
+import itertools
 import json
 import os
 import socket
@@ -53,27 +55,30 @@ def with_daemon_schema(table: pa.Table) -> pa.Table:
     return table.cast(schema)
 
 
-def write_segment(path: str, table: pa.Table) -> int:
-    """Write ``table`` as an Arrow IPC stream of one record batch; return its size."""
+def ipc_stream(table: pa.Table) -> bytes:
+    """``table`` as an Arrow IPC stream of one record batch."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_batch(table.combine_chunks().to_batches()[0] if table.num_rows
                            else pa.RecordBatch.from_pylist([], schema=table.schema))
-    data = sink.getvalue().to_pybytes()
-    with open(path, "wb") as f:
-        f.write(data)
-    return len(data)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+#: Extents are whole pages of their arena.
+PAGE = 4096
+
+#: Arenas made by every fake daemon of the process: their names must be unique, as the
+#: client keeps its mappings by name.
+_ARENAS = itertools.count(1)
 
 
 @dataclass
 class FakeChunk:
-    """A chunk the fake daemon serves: its segment file (or sealed memfd), size, rows."""
+    """A chunk the fake daemon serves: where its stream lies in the arena, and its rows."""
 
-    name: str
-    path: str
+    offset: int
     size: int
     rows: int
-    memfd: int | None = None  # sealed mode: the daemon's own descriptor
 
 
 def window_rows(t: list[int], t0: int, t1: int) -> tuple[int, int]:
@@ -92,8 +97,9 @@ def window_rows(t: list[int], t0: int, t1: int) -> tuple[int, int]:
 
 
 def assert_inside(rec: evshm.Recording, address: int, nbytes: int) -> None:
-    """The bytes at ``address`` lie inside the mapping of one of ``rec``'s segments."""
-    ranges = [(b.address, b.address + b.size) for b in rec.segment_buffers]
+    """The bytes at ``address`` lie inside one of ``rec``'s streams, in an arena's
+    mapping."""
+    ranges = [(b.address, b.address + b.size) for b in rec.stream_buffers]
     assert any(start <= address and address + nbytes <= end for start, end in ranges), (
         hex(address), [(hex(start), hex(end)) for start, end in ranges])
 
@@ -131,6 +137,7 @@ class FakeSocket:
         self.closed = False
         self.shutdown_called = False
         self.leases: set[int] = set()
+        self.told: set[str] = set()  # arenas named on this connection
         self.on_recv: Callable[[], None] | None = None  # run once, mid-request
         self.recv_error: BaseException | None = None
         self.recv_flags = 0
@@ -189,7 +196,7 @@ class FakeSocket:
 
 class FakeDaemon:
     """Serves one recording (whatever path is asked for, but ``missing.raw``) as chunks,
-    each an IPC stream in a file of its own, or a sealed memfd when ``sealed``."""
+    each an extent of one arena file, or of a sealed memfd when ``sealed``."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
@@ -200,43 +207,53 @@ class FakeDaemon:
         self.served = 0
         self.table = events_table()
         self.chunks: list[FakeChunk] = []
+        self.arena_name = ""
+        self.arena_path = ""
+        self.arena_size = 0
+        self.memfd: int | None = None  # sealed mode: the daemon's own descriptor
+        self.gone: list[str] = []  # arenas dropped, for the next replies
         self.serve(self.table)
 
     def serve(self, table: pa.Table, chunk_rows: int | None = None,
               sealed: bool = False) -> None:
         """Serve ``table`` in chunks of ``chunk_rows`` rows (one chunk by default) for
-        every later open, from files, or sealed memfds if ``sealed``.
+        every later open, from a new arena file, or a sealed memfd if ``sealed``.
 
-        Each chunk goes to a new file: rewriting a mapped file would make the old mappings
-        fault.
+        Each call makes a new arena, and says the previous one is gone: rewriting a mapped
+        file in place would change what earlier mappings read.
         """
-        self.close_memfds()
+        self.close_memfd()
+        if self.arena_name:
+            self.gone.append(self.arena_name)
         self.table = table
         self.sealed = sealed
         self.chunks = []
+        self.served += 1
+        self.arena_name = f"evshm-v2-fake-{os.getpid()}-{next(_ARENAS):020x}"
+        self.arena_path = str(self.tmp_path / self.arena_name)
+        data = bytearray()
         step = chunk_rows or max(table.num_rows, 1)
         for first in range(0, max(table.num_rows, 1), step):
-            self.served += 1
-            name = f"evshm-v1-fake-{self.served}"
-            path = str(self.tmp_path / name)
             part = table.slice(first, step)
-            size = write_segment(path, part)
-            chunk = FakeChunk(name, path, size, part.num_rows)
-            if sealed:
-                chunk.memfd = sealed_memfd(name, Path(path).read_bytes())
-                os.unlink(path)
-            self.chunks.append(chunk)
+            stream = ipc_stream(part)
+            self.chunks.append(FakeChunk(len(data), len(stream), part.num_rows))
+            data += stream + bytes(-len(stream) % PAGE)
+        data += bytes(PAGE)  # free space after the extents
+        self.arena_size = len(data)
+        if sealed:
+            self.memfd = sealed_memfd(self.arena_name, bytes(data))
+        else:
+            Path(self.arena_path).write_bytes(bytes(data))
 
     @property
-    def segments(self) -> list[str]:
-        """The segment files of the chunks (empty in sealed mode)."""
-        return [chunk.path for chunk in self.chunks if chunk.memfd is None]
+    def arenas(self) -> list[str]:
+        """The arena files served now (empty in sealed mode)."""
+        return [] if self.memfd is not None else [self.arena_path]
 
-    def close_memfds(self) -> None:
-        for chunk in self.chunks:
-            if chunk.memfd is not None:
-                os.close(chunk.memfd)
-                chunk.memfd = None
+    def close_memfd(self) -> None:
+        if self.memfd is not None:
+            os.close(self.memfd)
+            self.memfd = None
 
     def connect(self, path: str, timeout: float | None, explicit: bool = True) -> FakeSocket:
         sock = FakeSocket(self)
@@ -250,7 +267,8 @@ class FakeDaemon:
     def leases(self) -> int:
         return sum(len(s.leases) for s in self.sockets if not s.closed)
 
-    def open_reply(self, request: dict[str, Any], lease: int) -> tuple[dict[str, Any], list[int]]:
+    def open_reply(self, sock: FakeSocket, request: dict[str, Any],
+                   lease: int) -> tuple[dict[str, Any], list[int]]:
         """The reply to an ``open`` of the served recording, and its descriptors."""
         window = request.get("window")
         selected = []
@@ -268,14 +286,22 @@ class FakeDaemon:
         chunks = []
         for number, start, end in selected:
             chunk = self.chunks[number]
-            segment: dict[str, Any] = {"name": chunk.name, "size": chunk.size}
-            if chunk.memfd is None:
-                segment["path"] = chunk.path
-            chunks.append({"index": number, "segment": segment, "rows": chunk.rows,
+            extent = {"arena": self.arena_name, "offset": chunk.offset, "size": chunk.size}
+            chunks.append({"index": number, "extent": extent, "rows": chunk.rows,
                            "start": start, "end": end})
+        arena: dict[str, Any] = {"name": self.arena_name, "size": self.arena_size}
+        fds = []
+        if self.memfd is None:
+            arena["path"] = self.arena_path
+        elif self.arena_name not in sock.told:
+            arena["passed"] = True
+            fds.append(self.memfd)
+        if selected:
+            sock.told.add(self.arena_name)
         reply: dict[str, Any] = {
             "ok": True, "lease": lease, "path": request["path"],
-            "table": request.get("table", "events"), "chunks": chunks,
+            "table": request.get("table", "events"),
+            "arenas": [arena] if selected else [], "chunks": chunks,
             "rows": sum(end - start for _, start, end in selected),
             "format": "evt3", "width": 640, "height": 480,
             "schema": [{"name": f.name, "type": str(f.type)} for f in self.table.schema],
@@ -283,8 +309,11 @@ class FakeDaemon:
             "skipped": 0}
         if window is not None:
             reply["window"] = window
-        memfds = (self.chunks[number].memfd for number, _, _ in selected)
-        return reply, [fd for fd in memfds if fd is not None]
+        gone = [name for name in self.gone if name in sock.told]
+        if gone:
+            reply["gone"] = gone
+            sock.told.difference_update(gone)
+        return reply, fds if selected else []
 
     def answer(self, sock: FakeSocket, request: dict[str, Any]) -> tuple[bytes, list[int]]:
         op = request["op"]
@@ -292,7 +321,7 @@ class FakeDaemon:
             return self.overrides[op], []
         fds: list[int] = []
         if op == "hello":
-            reply: dict[str, Any] = {"ok": True, "version": 2, "server": "fake/1",
+            reply: dict[str, Any] = {"ok": True, "version": 3, "server": "fake/1",
                                      "roots": [str(self.tmp_path)]}
         elif op == "open":
             if request["path"] == "missing.raw":
@@ -301,7 +330,7 @@ class FakeDaemon:
             else:
                 lease, self.next_lease = self.next_lease, self.next_lease + 1
                 sock.leases.add(lease)
-                reply, fds = self.open_reply(request, lease)
+                reply, fds = self.open_reply(sock, request, lease)
         elif op == "release":
             if request["lease"] in sock.leases:
                 sock.leases.discard(request["lease"])
@@ -310,7 +339,7 @@ class FakeDaemon:
                 reply = {"ok": False, "error": {"code": "unknown_lease",
                                                 "message": f"lease {request['lease']}"}}
         elif op == "stats":
-            reply = {"ok": True, "leases": self.leases, "segments": 1}
+            reply = {"ok": True, "leases": self.leases, "extents": 1}
         elif op == "evict":
             reply = {"ok": True, "evicted": 0, "bytes_evicted": 0}
         elif op == "list":
@@ -322,8 +351,8 @@ class FakeDaemon:
 
 
 def sealed_memfd(name: str, data: bytes) -> int:
-    """A memfd holding ``data``, sealed against writing, growing and shrinking, as the
-    daemon makes them with ``--sealed``."""
+    """A memfd holding ``data``, sealed against writing, growing and shrinking (evshmd's
+    own arenas are sealed against new writable mappings instead of all writes)."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     os.write(fd, data)
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS,

@@ -43,7 +43,7 @@ def address(array: Any) -> int:
 
 
 def mapped_anywhere(rec: evshm.Recording, array: np.ndarray) -> bool:
-    ranges = [(b.address, b.address + b.size) for b in rec.segment_buffers]
+    ranges = [(b.address, b.address + b.size) for b in rec.stream_buffers]
     return any(start <= address(array) < end for start, end in ranges)
 
 
@@ -54,19 +54,20 @@ def test_several_chunks_make_one_table_over_all_the_mappings(fake: FakeDaemon):
         assert [(c.index, c.rows, c.start, c.end) for c in rec.chunks] == [
             (0, 700, 0, 700), (1, 700, 0, 700), (2, 700, 0, 700), (3, 700, 0, 700),
             (4, 200, 0, 200)]
-        assert [c.segment.path for c in rec.chunks] == fake.segments
+        assert [(c.extent.arena, c.extent.offset) for c in rec.chunks] == [
+            (fake.arena_name, c.offset) for c in fake.chunks]
         assert not rec.zero_copy
-        buffers = rec.segment_buffers
+        buffers = rec.stream_buffers
         assert [b.size for b in buffers] == [c.size for c in fake.chunks]
         for column in rec.table.columns:
-            # One Arrow chunk per segment, each read in place from its own mapping.
+            # One Arrow chunk per chunk, each read in place from its extent.
             assert [len(chunk) for chunk in column.chunks] == [700, 700, 700, 700, 200]
             for chunk, buffer in zip(column.chunks, buffers):
                 for buf in chunk.buffers():
                     if buf is not None:
                         assert buffer.address <= buf.address
                         assert buf.address + buf.size <= buffer.address + buffer.size
-        assert [mappings_of(path) for path in fake.segments] == [1] * 5
+        assert mappings_of(fake.arena_path) == 1, "the arena is mapped once"
         assert "chunks=5" in repr(rec)
 
 
@@ -98,8 +99,8 @@ def test_views_across_chunks_are_copies_and_within_one_are_views(fake: FakeDaemo
         assert [(c.index, c.start, c.end) for c in across.chunks] == [
             (0, 690, 700), (1, 0, 700), (2, 0, 10)]
         assert across.numpy()["t"].tolist() == t[690:1410].tolist()
-        assert [b.address for b in across.segment_buffers] == [
-            b.address for b in rec.segment_buffers[:3]]
+        assert [b.address for b in across.stream_buffers] == [
+            b.address for b in rec.stream_buffers[:3]]
         # A slice of a slice keeps counting rows in the recording and in the chunks.
         inner = across.slice(5, 20)
         assert inner.start == 695 and [(c.index, c.start, c.end) for c in inner.chunks] == [
@@ -112,7 +113,7 @@ def test_torch_views_across_chunks_are_copies_and_within_one_are_views(fake: Fak
                                 "(pip install 'evshm[torch]'): torch views untested here")
     t = served(fake)
     with evshm.Client("/fake.sock") as client, client.open("a.raw") as rec:
-        ranges = [(b.address, b.address + b.size) for b in rec.segment_buffers]
+        ranges = [(b.address, b.address + b.size) for b in rec.stream_buffers]
         for view, in_place in ((rec.slice(710, 1390), True), (rec.slice(690, 1410), False)):
             tensors = view.torch()
             assert tensors["t"].tolist() == t[view.start:view.start + view.rows].tolist()
@@ -178,7 +179,7 @@ def test_windows_served_by_the_daemon_equal_slices_of_the_whole(fake: FakeDaemon
                 assert_inside(rec, address(array), array.nbytes)
                 del array
             if not rec.rows:
-                assert rec.chunks == () and rec.segment_buffers == ()
+                assert rec.chunks == () and rec.stream_buffers == ()
                 assert rec.numpy()["t"].dtype == np.int64 and rec.time_bounds is None
             del rec
         whole.release()
@@ -197,7 +198,7 @@ def test_an_empty_window_holds_no_lease(fake: FakeDaemon):
         assert fake.sockets[0].ops()[-2:] == ["open", "release"]
 
 
-def test_the_lease_follows_every_mapping(fake: FakeDaemon):
+def test_the_lease_follows_every_buffer(fake: FakeDaemon):
     served(fake)
     with evshm.Client("/fake.sock") as client:
         rec = client.open("a.raw")
@@ -205,17 +206,19 @@ def test_the_lease_follows_every_mapping(fake: FakeDaemon):
         rec.close()
         del rec
         gc.collect()
-        # Only chunk 3's mapping is still reachable, and it alone holds the lease.
-        assert [mappings_of(path) for path in fake.segments] == [0, 0, 0, 1, 0]
+        # Only a view into chunk 3 is still reachable, and it alone holds the lease.
         assert fake.leases == 1 and "release" not in fake.sockets[0].ops()
         assert len(kept) == 45
         del kept
         gc.collect()
-        assert [mappings_of(path) for path in fake.segments] == [0] * 5
         assert fake.leases == 0 and fake.sockets[0].ops().count("release") == 1
+        # The arena stays mapped for the next open: a warm open maps nothing.
+        assert mappings_of(fake.arena_path) == 1
+    gc.collect()
+    assert mappings_of(fake.arena_path) == 0, "unmapped once its connection is closed"
 
 
-def test_thousands_of_multi_chunk_open_and_drop_cycles_leave_no_mapping(fake: FakeDaemon):
+def test_thousands_of_multi_chunk_open_and_drop_cycles_leave_one_mapping(fake: FakeDaemon):
     pl = pytest.importorskip("polars")
     t = served(fake)
     client = evshm.Client("/fake.sock")
@@ -235,42 +238,44 @@ def test_thousands_of_multi_chunk_open_and_drop_cycles_leave_no_mapping(fake: Fa
         del rec, cols, frame, window
     gc.collect()
     assert total > 0
-    assert [mappings_of(path) for path in fake.segments] == [0] * 5
+    assert mappings_of(fake.arena_path) == 1
     assert fake.leases == 0
     assert sum(sock.ops().count("release") for sock in fake.sockets) == 2000
     client.close()
+    gc.collect()
+    assert mappings_of(fake.arena_path) == 0
 
 
 # ----------------------------------------------------------------------- failures
 
 
-def test_a_chunk_that_cannot_be_mapped_releases_the_lease(fake: FakeDaemon):
+def test_an_arena_that_cannot_be_mapped_releases_the_lease(fake: FakeDaemon):
     served(fake)
-    os.unlink(fake.segments[2])
+    os.unlink(fake.arena_path)
     with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match=fake.chunks[2].name):
+        with pytest.raises(evshm.MappingError, match=fake.arena_name):
             client.open("a.raw")
         gc.collect()
         assert fake.leases == 0
-        assert [mappings_of(path) for path in fake.segments] == [0] * 5
 
 
 def test_a_chunk_of_the_wrong_row_count_releases_the_lease(fake: FakeDaemon):
     served(fake)
     fake.chunks[4].rows = 201  # the reply says 201, the stream holds 200
     with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match="holds 200 rows"):
+        with pytest.raises(evshm.MappingError, match="holds 200 rows"):
             client.open("a.raw")
         gc.collect()
-        assert fake.leases == 0 and [mappings_of(p) for p in fake.segments] == [0] * 5
+        assert fake.leases == 0
 
 
 def test_a_reply_for_another_window_is_malformed(fake: FakeDaemon, monkeypatch):
     served(fake)
     original = fake.open_reply
 
-    def shifted(request: dict[str, Any], lease: int) -> tuple[dict[str, Any], list[int]]:
-        reply, fds = original(request, lease)
+    def shifted(sock: Any, request: dict[str, Any],
+                lease: int) -> tuple[dict[str, Any], list[int]]:
+        reply, fds = original(sock, request, lease)
         reply["window"] = [request["window"][0], request["window"][1] + 1]
         return reply, fds
 
@@ -286,28 +291,28 @@ def test_a_reply_for_another_window_is_malformed(fake: FakeDaemon, monkeypatch):
 
 
 def assert_refused_without_leaks(fake: FakeDaemon, error: str) -> None:
-    """Opening a.raw fails with a SegmentError matching `error`, releases every lease and
+    """Opening a.raw fails with a MappingError matching `error`, releases every lease and
     leaves no descriptor open."""
     before = open_fds()
     with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match=error):
+        with pytest.raises(evshm.MappingError, match=error):
             client.open("a.raw")
         gc.collect()
         assert fake.leases == 0
     assert open_fds() == before
 
 
-def test_sealed_chunks_arrive_as_descriptors_over_several_reads(fake: FakeDaemon):
+def test_a_sealed_arena_arrives_as_a_descriptor_once_per_connection(fake: FakeDaemon):
     t = served(fake, sealed=True)
     before = open_fds()
     with evshm.Client("/fake.sock") as client:
-        assert fake.segments == []
-        rec = client.open("a.raw")  # 5 descriptors, 2 per read, among 5-byte reads
-        assert [c.segment.path for c in rec.chunks] == [None] * 5
+        assert fake.arenas == []
+        rec = client.open("a.raw")  # its descriptor comes among 5-byte reads
+        assert [c.extent.arena for c in rec.chunks] == [fake.arena_name] * 5
         assert np.array_equal(rec.numpy()["t"], t)
         with open("/proc/self/maps") as maps:
-            lines = [line for line in maps if "memfd:evshm-v1-fake-" in line]
-        assert len(lines) == 5 and all(line.split()[1] == "r--s" for line in lines)
+            lines = [line for line in maps if f"memfd:{fake.arena_name}" in line]
+        assert len(lines) == 1 and lines[0].split()[1] == "r--s"
         window = client.open("a.raw", window=(int(t[800]), int(t[2500])))
         assert [c.index for c in window.chunks] == [1, 2, 3]
         lo, hi = reference(t, int(t[800]), int(t[2500]))
@@ -322,19 +327,18 @@ def test_missing_descriptors_are_refused_and_the_lease_released(fake: FakeDaemon
     served(fake, sealed=True)
     original = fake.open_reply
     monkeypatch.setattr(fake, "open_reply",
-                        lambda request, lease: (original(request, lease)[0],
-                                                original(request, lease)[1][:-1]))
-    assert_refused_without_leaks(fake, "neither a path nor a descriptor")
+                        lambda sock, request, lease: (original(sock, request, lease)[0], []))
+    assert_refused_without_leaks(fake, "marked 1 arenas passed but sent 0 descriptors")
 
 
 def test_an_unsealed_descriptor_is_refused(fake: FakeDaemon):
     served(fake, sealed=True)
-    sealed = fake.chunks[3].memfd
+    sealed = fake.memfd
     assert sealed is not None
     unsealed = os.memfd_create("unsealed", os.MFD_CLOEXEC)
-    os.write(unsealed, os.pread(sealed, fake.chunks[3].size, 0))
+    os.write(unsealed, os.pread(sealed, fake.arena_size, 0))
     os.close(sealed)
-    fake.chunks[3].memfd = unsealed
+    fake.memfd = unsealed
     assert_refused_without_leaks(fake, "seals")
 
 

@@ -14,7 +14,7 @@ import evshm
 def test_hello_is_the_first_request(fake):
     client = evshm.Client("/fake.sock")
     sock = fake.sockets[0]
-    assert sock.requests == [{"op": "hello", "version": 2,
+    assert sock.requests == [{"op": "hello", "version": 3,
                               "client": f"evshm-python/{evshm.__version__}"}]
     assert client.server == "fake/1"
     assert client.roots == [str(fake.tmp_path)]
@@ -24,23 +24,22 @@ def test_hello_is_the_first_request(fake):
 def test_requests_through_a_socket_returning_five_bytes(fake):
     with evshm.Client("/fake.sock") as client:
         assert client.list() == [evshm.RecordingInfo("a.raw", "evt3", 12, True)]
-        assert client.stats() == {"leases": 0, "segments": 1}
+        assert client.stats() == {"leases": 0, "extents": 1}
         with pytest.raises(evshm.RecordingNotFound):
             client.open("missing.raw")
         assert client.stats()["leases"] == 0  # error replies leave the stream in sync
 
 
-def test_open_maps_the_segment_and_reads_in_place(fake):
+def test_open_maps_the_arena_and_reads_in_place(fake):
     with evshm.Client("/fake.sock") as client:
         rec = client.open("a.raw")
         assert (rec.path, rec.rows, rec.format, rec.width, rec.height) == (
             "a.raw", 1000, "evt3", 640, 480)
         [chunk] = rec.chunks
-        assert chunk.segment.path == fake.segments[0]
-        assert chunk.segment.size == fake.chunks[0].size
+        assert chunk.extent == evshm.ExtentInfo(fake.arena_name, 0, fake.chunks[0].size)
         assert (chunk.index, chunk.rows, chunk.start, chunk.end) == (0, 1000, 0, 1000)
         assert rec.lease == 1 and rec.cached is False and rec.zero_copy
-        [buffer] = rec.segment_buffers
+        [buffer] = rec.stream_buffers
         base, size = buffer.address, buffer.size
         for column in rec.table.columns:
             assert column.num_chunks == 1
@@ -135,7 +134,7 @@ def test_a_connection_evshmd_dropped_is_made_again_once(fake):
     client = evshm.Client("/fake.sock")
     first = fake.sockets[0]
     first.recv_error = ConnectionResetError(104, "Connection reset by peer")
-    assert client.stats()["segments"] == 1
+    assert client.stats()["extents"] == 1
     assert first.closed
     assert len(fake.sockets) == 2 and fake.sockets[1].ops() == ["hello", "stats"]
     fake.sockets[1].recv_error = BrokenPipeError(32, "Broken pipe")
@@ -161,7 +160,7 @@ def test_exception_mid_request_closes_the_socket(fake, failure):
     assert first.closed
     if expected is evshm.ConnectionLost:
         assert "/fake.sock" in str(info.value)
-    assert client.stats()["segments"] == 1  # the next request reconnects
+    assert client.stats()["extents"] == 1  # the next request reconnects
     assert len(fake.sockets) == 2 and fake.sockets[1].ops() == ["hello", "stats"]
     client.close()
 
@@ -195,10 +194,10 @@ def test_malformed_open_reply_closes_the_socket(fake):
     client.close()
 
 
-def test_segment_of_the_wrong_size_is_refused_and_released(fake):
-    fake.chunks[0].size += 1
+def test_an_arena_of_the_wrong_size_is_refused_and_released(fake):
+    fake.arena_size += 1
     with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match="SIGBUS"):
+        with pytest.raises(evshm.MappingError, match="refusing to map it"):
             client.open("a.raw")
         assert fake.leases == 0
         assert fake.sockets[0].ops()[-1] == "release"
@@ -207,7 +206,7 @@ def test_segment_of_the_wrong_size_is_refused_and_released(fake):
 def test_row_count_mismatch_is_refused_and_released(fake):
     fake.chunks[0].rows = 999
     with evshm.Client("/fake.sock") as client:
-        with pytest.raises(evshm.SegmentError, match="999"):
+        with pytest.raises(evshm.MappingError, match="999"):
             client.open("a.raw")
         assert fake.leases == 0
 
@@ -224,7 +223,7 @@ def test_fork_detection_opens_a_new_connection(fake, monkeypatch):
     parent_sock = fake.sockets[0]
     table = client.open("a.raw").table
     monkeypatch.setattr(os, "getpid", lambda: -42)  # we are "the child" now
-    assert client.stats()["segments"] == 1
+    assert client.stats()["extents"] == 1
     child_sock = fake.sockets[1]
     assert parent_sock.closed and not parent_sock.shutdown_called
     assert child_sock.ops() == ["hello", "stats"]
@@ -258,7 +257,7 @@ def test_real_fork_child_gets_its_own_connection(tmp_path):
         f = conn.makefile("rb")
         for line in f:
             op = __import__("json").loads(line)["op"]
-            reply = b'{"ok":true,"version":2}\n' if op == "hello" else \
+            reply = b'{"ok":true,"version":3}\n' if op == "hello" else \
                 f'{{"ok":true,"pid_conn":{len(peers)}}}\n'.encode()
             conn.sendall(reply)
 
@@ -361,12 +360,12 @@ def test_cli_open_prints_the_description(fake, capsys):
     assert main(["--socket", "/fake.sock", "open", "a.raw"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line[:10] for line in lines] == [
-        "path      ", "format    ", "rows      ", "segments  ", "schema    ",
+        "path      ", "format    ", "rows      ", "extents   ", "schema    ",
         "time      ", "request   ", "attach    "]
     assert lines[1] == "format    evt3 640x480"
     assert lines[2] == "rows      1000"
-    assert lines[3] == (f"segments  {fake.segments[0]} ({fake.chunks[0].size} bytes, "
-                        "decoded now)")
+    assert lines[3] == (f"extents   1, one per chunk, in 1 arena ({fake.chunks[0].size} "
+                        "bytes, decoded now)")
     assert lines[4] == "schema    t: int64, x: int16, y: int16, p: int8"
     assert lines[5] == "time      0 .. 999 us"
     assert lines[7].endswith(" ms (map + Arrow IPC open, no copy)")
@@ -382,14 +381,14 @@ def test_cli_open_a_window_of_several_chunks(fake, capsys):
     assert lines[2:5] == [
         "rows      450",
         "window    [250, 700) us",
-        f"segments  3, one per chunk, in {fake.tmp_path} "
+        f"extents   3, one per chunk, in 1 arena "
         f"({sum(chunk.size for chunk in fake.chunks[:3])} bytes, decoded now)"]
     assert lines[6] == "time      250 .. 699 us"
     assert fake.sockets[0].requests[1]["window"] == [250, 700]
     assert main(["--socket", "/fake.sock", "open", "a.raw", "--window", "5", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[2:5] == ["rows      0", "window    [5, 5) us",
-                          "segments  none (0 bytes, cached)"]
+                          "extents   none (0 bytes, cached)"]
     with pytest.raises(SystemExit):
         main(["--socket", "/fake.sock", "open", "a.raw", "--window", "7", "5"])
     assert "ends before it starts" in capsys.readouterr().err
@@ -404,7 +403,7 @@ def test_cli_ls_and_stats(fake, capsys):
     assert out[0].split() == ["PATH", "FORMAT", "SIZE", "DECODED"]
     assert out[1].split() == ["a.raw", "evt3", "12", "yes"]
     assert main(["--socket", "/fake.sock", "stats"]) == 0
-    assert capsys.readouterr().out.split() == ["leases", "0", "segments", "1"]
+    assert capsys.readouterr().out.split() == ["leases", "0", "extents", "1"]
 
 
 def test_pickled_client_connects_on_first_use(fake):
@@ -414,7 +413,7 @@ def test_pickled_client_connects_on_first_use(fake):
     clone = pickle.loads(pickle.dumps(client))
     assert (clone.socket_path, clone.timeout) == ("/fake.sock", 7.0)
     assert len(fake.sockets) == 1  # unpickling does no I/O
-    assert clone.stats()["segments"] == 1
+    assert clone.stats()["extents"] == 1
     assert len(fake.sockets) == 2 and fake.sockets[1].ops() == ["hello", "stats"]
     clone.close()
     client.close()

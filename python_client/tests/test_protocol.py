@@ -58,7 +58,7 @@ def test_encode_request_refuses_a_line_over_the_limit():
 
 
 REPLIES: list[dict[str, Any]] = [
-    {"ok": True, "version": 2, "server": "evshmd/0.1.0"},
+    {"ok": True, "version": 3, "server": "evshmd/0.1.0"},
     {"ok": True, "recordings": [{"path": "dé/x.raw", "format": "evt3", "size": 3,
                                  "decoded": False}]},
     {"ok": False, "error": {"code": "not_found", "message": "no root holds a/b.raw"}},
@@ -188,10 +188,12 @@ def test_exception_names_do_not_shadow_builtins():
         assert not hasattr(builtins, name), name
 
 
+ARENA = "evshm-v2-9f2c41d07a3b5e18-4c1d"
+
+
 def _chunk(index: int, rows: int, start: int, end: int) -> dict[str, Any]:
-    name = f"evshm-v1-4242-{index:04x}"
-    return {"index": index, "segment": {"name": name, "path": f"/dev/shm/{name}",
-                                        "size": 13 * rows + 1000},
+    return {"index": index, "extent": {"arena": ARENA, "offset": index << 26,
+                                       "size": 13 * rows + 1000},
             "rows": rows, "start": start, "end": end}
 
 
@@ -203,6 +205,7 @@ SCHEMA = [{"name": "t", "type": "int64"}, {"name": "x", "type": "int16"},
 OPEN_REPLY: dict[str, Any] = {
     "ok": True, "lease": 7, "path": "day1/cam0.raw", "table": "events",
     "window": [2000000, 2050000],
+    "arenas": [{"name": ARENA, "path": f"/dev/shm/{ARENA}", "size": 1 << 30}],
     "chunks": [_chunk(3, 4194310, 4021881, 4194310), _chunk(4, 4194296, 0, 301122)],
     "rows": 473551, "format": "evt3", "width": 1280, "height": 720,
     "schema": SCHEMA, "metadata": METADATA, "cached": False, "dropped": 0,
@@ -216,18 +219,16 @@ WHOLE_REPLY: dict[str, Any] = {
 
 
 def test_parse_open_reply():
-    assert (evshm.ChunkInfo, evshm.SegmentInfo) == (proto.ChunkInfo, proto.SegmentInfo)
+    assert (evshm.ChunkInfo, evshm.ArenaInfo, evshm.ExtentInfo) == (
+        proto.ChunkInfo, proto.ArenaInfo, proto.ExtentInfo)
     reply = proto.parse_open_reply(OPEN_REPLY)
     assert reply == proto.OpenReply(
         lease=7, path="day1/cam0.raw", table="events", window=(2000000, 2050000),
+        arenas=(proto.ArenaInfo(ARENA, f"/dev/shm/{ARENA}", 1 << 30),),
         chunks=(
-            proto.ChunkInfo(3, proto.SegmentInfo("evshm-v1-4242-0003",
-                                                 "/dev/shm/evshm-v1-4242-0003",
-                                                 13 * 4194310 + 1000),
+            proto.ChunkInfo(3, proto.ExtentInfo(ARENA, 3 << 26, 13 * 4194310 + 1000),
                             rows=4194310, start=4021881, end=4194310),
-            proto.ChunkInfo(4, proto.SegmentInfo("evshm-v1-4242-0004",
-                                                 "/dev/shm/evshm-v1-4242-0004",
-                                                 13 * 4194296 + 1000),
+            proto.ChunkInfo(4, proto.ExtentInfo(ARENA, 4 << 26, 13 * 4194296 + 1000),
                             rows=4194296, start=0, end=301122),
         ),
         rows=473551, format="evt3", width=1280, height=720,
@@ -241,11 +242,13 @@ def test_parse_whole_sealed_and_empty_open_replies():
     assert whole.window is None and whole.rows == 30
     assert [(c.index, c.start, c.end) for c in whole.chunks] == [(0, 0, 10), (1, 0, 15),
                                                                   (2, 0, 5)]
-    sealed = dict(WHOLE_REPLY, chunks=[
-        {**chunk, "segment": {"name": chunk["segment"]["name"], "size": 1}}
-        for chunk in WHOLE_REPLY["chunks"]])
-    assert [c.segment.path for c in proto.parse_open_reply(sealed).chunks] == [None] * 3
-    empty = proto.parse_open_reply({**OPEN_REPLY, "window": [5, 5], "chunks": [], "rows": 0})
+    sealed = dict(WHOLE_REPLY, arenas=[{"name": ARENA, "size": 1 << 30, "passed": True}],
+                  gone=["evshm-v2-9f2c41d07a3b5e18-0001"])
+    parsed_sealed = proto.parse_open_reply(sealed)
+    assert parsed_sealed.arenas == (proto.ArenaInfo(ARENA, None, 1 << 30, passed=True),)
+    assert parsed_sealed.gone == ("evshm-v2-9f2c41d07a3b5e18-0001",)
+    empty = proto.parse_open_reply({**OPEN_REPLY, "window": [5, 5], "chunks": [], "rows": 0,
+                                    "arenas": []})
     assert (empty.chunks, empty.rows, empty.window) == ((), 0, (5, 5))
     # `metadata`, `dropped` and `skipped` may be absent (the Rust side defaults them).
     bare = {key: value for key, value in OPEN_REPLY.items()
@@ -274,9 +277,16 @@ def _with_chunk(number: int, **change: Any) -> dict[str, Any]:
     {"schema": [{"name": 1, "type": "int64"}]},
     {"metadata": {"a": 1}}, {"metadata": []},
     {"table": "frames"},
-    _with_chunk(0, segment=None), _with_chunk(0, segment={"name": "n", "path": "p"}),
-    _with_chunk(0, segment={"name": "n", "path": 5, "size": 9}),
-    _with_chunk(0, segment={"name": "n", "path": "p", "size": 0}),
+    _with_chunk(0, extent=None), _with_chunk(0, extent={"arena": ARENA, "offset": 0}),
+    _with_chunk(0, extent={"arena": ARENA, "offset": "0", "size": 9}),
+    _with_chunk(0, extent={"arena": ARENA, "offset": 0, "size": 0}),
+    _with_chunk(0, extent={"arena": ARENA, "offset": -64, "size": 9}),
+    _with_chunk(0, extent={"arena": "unlisted", "offset": 0, "size": 9}),
+    _with_chunk(0, extent={"arena": ARENA, "offset": (1 << 30) - 8, "size": 9}),
+    {"arenas": None}, {"arenas": [{"name": ARENA}]},
+    {"arenas": [{"name": ARENA, "size": 0}]},
+    {"arenas": [{"name": ARENA, "size": 1 << 30}, {"name": ARENA, "size": 1 << 30}]},
+    {"gone": "x"}, {"gone": [1]},
     _with_chunk(0, index=-1), _with_chunk(0, index="3"), _with_chunk(1, index=3),
     _with_chunk(0, rows=None), _with_chunk(0, start=-1),
     _with_chunk(0, start=4194311, end=4194311),  # past the batch's end
@@ -291,7 +301,7 @@ def test_parse_open_reply_refuses_bad_fields(change):
 
 
 def test_a_version_1_reply_is_refused():
-    v1 = {key: value for key, value in WHOLE_REPLY.items() if key != "chunks"}
+    v1 = {key: value for key, value in WHOLE_REPLY.items() if key not in ("chunks", "arenas")}
     v1["segment"] = {"name": "evshm-v1-1-a", "path": "/dev/shm/evshm-v1-1-a", "size": 400}
     with pytest.raises(evshm.ProtocolError, match="'chunks'"):
         proto.parse_open_reply(v1)
@@ -310,9 +320,9 @@ def test_a_whole_recording_reply_must_ask_for_every_row():
 def test_parse_list_and_stats_replies():
     infos = proto.parse_list_reply(REPLIES[1])
     assert infos == [evshm.RecordingInfo("dé/x.raw", "evt3", 3, False)]
-    stats = proto.parse_stats_reply({"ok": True, "segments": 2, "leases": 3,
+    stats = proto.parse_stats_reply({"ok": True, "extents": 2, "leases": 3,
                                      "future": "text", "flag": True})
-    assert stats == {"segments": 2, "leases": 3}
+    assert stats == {"extents": 2, "leases": 3}
 
 
 def test_parse_hello_reply_checks_the_version():

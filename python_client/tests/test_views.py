@@ -83,7 +83,7 @@ def test_each_view_holds_the_lease_until_it_dies(fake, kind: str):
         pytest.skip("torch is not installed (pip install 'evshm[torch]')")
     with evshm.Client("/fake.sock") as client:
         rec = client.open("a.raw")
-        [path] = fake.segments
+        [path] = fake.arenas
         if kind == "numpy":
             view: Any = rec.numpy()["x"]
         elif kind == "polars":
@@ -101,7 +101,10 @@ def test_each_view_holds_the_lease_until_it_dies(fake, kind: str):
         assert (view.rows if kind == "window" else len(view)) > 0  # still readable
         del view
         gc.collect()
-        assert fake.leases == 0 and mappings_of(path) == 0
+        # The lease is gone; the arena stays mapped for the client's next opens.
+        assert fake.leases == 0 and mappings_of(path) == 1
+    gc.collect()
+    assert mappings_of(path) == 0, "unmapped with the connection that named it"
 
 
 def test_closing_everything_while_views_live_raises_nothing(fake):
@@ -115,17 +118,17 @@ def test_closing_everything_while_views_live_raises_nothing(fake):
     assert cols["t"][-1] == 999 and frame["t"][500] == 500
     assert window.numpy()["t"].tolist() == list(range(100, 200))
     assert isinstance(frame, pl.DataFrame)
-    [path] = fake.segments
+    [path] = fake.arenas
     del cols, frame, window
     gc.collect()
     assert mappings_of(path) == 0 and fake.leases == 0
     assert fake.sockets[0].closed  # the client was closed: its connection went last
 
 
-def test_thousands_of_open_and_drop_cycles_leave_no_mapping(fake):
+def test_thousands_of_open_and_drop_cycles_leave_one_mapping(fake):
     pl = pytest.importorskip("polars")
     client = evshm.Client("/fake.sock")
-    [path] = fake.segments
+    [path] = fake.arenas
     total = 0
     for i in range(2000):
         rec = client.open("a.raw")
@@ -138,11 +141,13 @@ def test_thousands_of_open_and_drop_cycles_leave_no_mapping(fake):
         del rec, cols, frame, window
     gc.collect()
     assert total > 0
-    assert mappings_of(path) == 0
+    assert mappings_of(path) == 1, "mapped once, for every open"
     assert fake.leases == 0
     releases = sum(sock.ops().count("release") for sock in fake.sockets)
     assert releases == 2000
     client.close()
+    gc.collect()
+    assert mappings_of(path) == 0
 
 
 # ----------------------------------------------------------------------- windows

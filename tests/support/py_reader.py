@@ -21,7 +21,7 @@ def main() -> None:
             with pa.OSFile(out, "wb") as sink:
                 with pa.ipc.new_file(sink, table.schema) as writer:
                     writer.write_table(table)
-            print(recording.chunks[0].segment.name)
+            print(recording.chunks[0].extent.arena, recording.chunks[0].extent.offset)
 
 
 if __name__ == "__main__":

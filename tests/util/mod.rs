@@ -163,9 +163,9 @@ impl Daemon {
         RawConnection { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
     }
 
-    /// The segment files this daemon has in the shared-memory directory.
-    pub fn segments(&self) -> Vec<PathBuf> {
-        segments_in(&self.shm_dir, &self.instance)
+    /// The arena files this daemon has in the shared-memory directory.
+    pub fn arenas(&self) -> Vec<PathBuf> {
+        arenas_in(&self.shm_dir, &self.instance)
     }
 
     /// The file whose lock says that it is alive.
@@ -215,7 +215,7 @@ impl Drop for Daemon {
         if self.killed {
             return;
         }
-        let leaked = self.segments();
+        let leaked = self.arenas();
         for path in &leaked {
             let _ = std::fs::remove_file(path);
         }
@@ -256,13 +256,13 @@ pub fn liveness_in(shm_dir: &Path, instance: &str) -> PathBuf {
     shm_dir.join(format!("evshm-v2-{instance}.lock"))
 }
 
-/// Segment files of the evshmd instance with this id, in [`SHM_DIR`].
-pub fn segments_of(instance: &str) -> Vec<PathBuf> {
-    segments_in(Path::new(SHM_DIR), instance)
+/// Arena files of the evshmd instance with this id, in [`SHM_DIR`].
+pub fn arenas_of(instance: &str) -> Vec<PathBuf> {
+    arenas_in(Path::new(SHM_DIR), instance)
 }
 
-/// Segment files of the evshmd instance with this id, in `shm_dir`.
-pub fn segments_in(shm_dir: &Path, instance: &str) -> Vec<PathBuf> {
+/// Arena files of the evshmd instance with this id, in `shm_dir`.
+pub fn arenas_in(shm_dir: &Path, instance: &str) -> Vec<PathBuf> {
     let prefix = format!("evshm-v2-{instance}-");
     std::fs::read_dir(shm_dir)
         .unwrap()

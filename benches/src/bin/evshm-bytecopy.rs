@@ -88,10 +88,10 @@ fn recording(client: &evshm::Client, opened: &Opened, path: &str) -> anyhow::Res
     // Drop the previous copy first: only one is held at a time.
     *opened = None;
     let recording = client.open(path)?;
-    let [mapping] = recording.mappings().collect::<Vec<_>>()[..] else {
+    let [stream] = recording.streams().collect::<Vec<_>>()[..] else {
         anyhow::bail!("{path} is in several chunks: start evshmd with a larger --chunk-events");
     };
-    let bytes = Arc::new(mapping.to_vec());
+    let bytes = Arc::new(stream.to_vec());
     *opened = Some((path.to_owned(), Arc::clone(&bytes)));
     Ok(bytes)
 }

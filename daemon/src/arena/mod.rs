@@ -381,9 +381,12 @@ impl Arenas {
         // A raw mapping: it is read and written only through `Extent`s, disjoint runs of
         // it, where pages are allocated (`Extent::back`), of a file this process just
         // created that never shrinks (no one else can open it for writing: mode 0440, or
-        // a memfd sealed below before anyone else has it).
+        // a memfd sealed below before anyone else has it). No reservation for the whole
+        // size (hugetlbfs would reserve every huge page of it): pages are allocated per
+        // extent, by `fallocate`.
         let map = memmap2::MmapOptions::new()
             .len(size as usize)
+            .no_reserve_swap()
             .map_raw(&file)
             .map_err(|e| ArenaError::Io { what: "map", path: shown.clone(), source: e })?;
         if self.sealed {
@@ -670,6 +673,22 @@ impl Extent {
                 self.len() as usize,
             )
         }
+    }
+}
+
+/// A table's stream at `offset` of an extent, read with `pread` from the arena's file.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAt<'e> {
+    /// The extent.
+    pub extent: &'e Extent,
+    /// Offset of the stream in the extent.
+    pub offset: u64,
+}
+
+impl crate::times::ReadAt for StreamAt<'_> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let at = self.extent.range.start + self.offset + offset;
+        std::os::unix::fs::FileExt::read_exact_at(&self.extent.arena.file, buf, at)
     }
 }
 

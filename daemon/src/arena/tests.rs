@@ -1,7 +1,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
-use crate::testing::TempDir;
+use crate::temp_dir::TempDir;
 
 fn arenas(dir: &TempDir, sealed: bool, size: u64, most: u64) -> Arc<Arenas> {
     Arenas::new(&dir.0, &InstanceId::random().unwrap(), None, sealed, size, most)
@@ -58,14 +58,8 @@ fn arenas_grow_by_whole_arenas_up_to_the_most_and_a_large_table_gets_its_own() {
     let small = arenas.usage().arenas;
     assert_eq!(small, 2);
     let dir2 = TempDir::new("arena-large");
-    let roomy = super::Arenas::new(
-        &dir2.0,
-        &InstanceId::random().unwrap(),
-        None,
-        false,
-        4 * page(),
-        u64::MAX,
-    );
+    let roomy =
+        Arenas::new(&dir2.0, &InstanceId::random().unwrap(), None, false, 4 * page(), u64::MAX);
     let large = roomy.reserve(6 * page()).unwrap().unwrap();
     assert_eq!((large.arena().size(), large.len()), (6 * page(), 6 * page()));
 }

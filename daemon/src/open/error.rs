@@ -42,6 +42,15 @@ pub enum OpenError {
         /// The budget.
         limit: u64,
     },
+    /// A resident chunk's table could not be read to find a window's rows (its arena was
+    /// truncated by a process of the daemon's own uid).
+    #[error("cannot read arena {arena}: {source}")]
+    ReadArena {
+        /// The arena's name.
+        arena: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// What needs more than the budget, and what to do: a whole recording can be read by

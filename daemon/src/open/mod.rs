@@ -17,6 +17,7 @@ use evshm_protocol::{Table, Window};
 pub use error::OpenError;
 pub use target::Target;
 
+use crate::arena::StreamAt;
 use crate::cache::{Outcome, Resident};
 use crate::file::{FileIdentity, RecordingFile};
 use crate::ingest::{IngestError, TableStream};
@@ -188,6 +189,7 @@ impl ChunkTable {
     }
 
     /// The stream's bytes, in the daemon's mapping of the arena.
+    #[cfg(test)]
     pub fn bytes(&self) -> &[u8] {
         let stream = self.stream();
         let start = stream.offset as usize;
@@ -203,7 +205,13 @@ impl ChunkRows for ChunkTable {
     }
 
     fn first_at_or_after(&self, time: i64, from: u64) -> Result<u64, OpenError> {
-        Ok(self.stream().times.first_at_or_after(self.bytes(), time, from as usize) as u64)
+        let extent = &self.resident.decoded.extent;
+        let stream = StreamAt { extent, offset: self.stream().offset };
+        let found = self.stream().times.first_at_or_after(&stream, time, from as usize);
+        found.map(|row| row as u64).map_err(|source| OpenError::ReadArena {
+            arena: extent.arena().name().to_owned(),
+            source,
+        })
     }
 }
 

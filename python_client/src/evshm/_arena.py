@@ -75,7 +75,10 @@ class Mapping:
 
     def __init__(self, fd: int, length: int, name: str) -> None:
         """Map ``length`` bytes of ``fd`` read-only and shared; ``fd`` may be closed after."""
-        address = _LIBC.mmap(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        # No reservation (hugetlbfs would reserve every huge page of the arena): only
+        # extents whose pages evshmd allocated are read.
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_NORESERVE", 0x4000)
+        address = _LIBC.mmap(None, length, mmap.PROT_READ, flags, fd, 0)
         if address is None or address == _MAP_FAILED:
             code = ctypes.get_errno()
             raise OSError(code, os.strerror(code))

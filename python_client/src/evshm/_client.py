@@ -126,17 +126,20 @@ class _Connection:
         self.timeout = timeout
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        # Leases whose mapping is gone, waiting for the lock to send `release`.
+        # Leases whose buffers are gone, waiting for the lock to send `release`.
         self.pending: collections.deque[int] = collections.deque()
-        # Leases whose mapping may still be alive (not released yet).
+        # Leases whose buffers may still be alive (not released yet).
         self.live: set[int] = set()
         self.closing = False  # close as soon as no lease is live
         self.closed = False
         # Whether evshmd closed it (it stopped or restarted): see Client._call.
         self.dropped = False
         self._lines = LineBuffer()
-        # Descriptors passed with the reply being read (a sealed segment, SCM_RIGHTS).
+        # Descriptors passed with the reply being read (a sealed arena, SCM_RIGHTS).
         self._fds: list[int] = []
+        # Arenas evshmd named on this connection: the process forgets their mappings when
+        # it closes (evshmd may be gone, and its arenas with it).
+        self.arenas: set[str] = set()
         self._sock = _connect(socket_path, timeout, explicit)
         try:
             self.hello = self.request(hello_request(_client_name()), parse_hello_reply)
@@ -173,6 +176,7 @@ class _Connection:
                                     f"malformed reply from evshmd: asked for window {window}, "
                                     f"got the rows of {result.window}")
             self.live.add(result.lease)  # under the lock, before anything can release it
+            self.arenas.update(arena.name for arena in result.arenas)
             fds, self._fds = self._fds, []
             return result, fds
 
@@ -249,7 +253,7 @@ class _Connection:
     # ----------------------------------------------------------------- leases
 
     def drop_lease(self, lease: int) -> None:
-        """The mapping of ``lease`` is gone: release it now if the lock is free, else later.
+        """The buffers of ``lease`` are gone: release it now if the lock is free, else later.
 
         Safe to call from a finalizer at any point, including in the middle of a request
         on this connection: it never blocks on the lock.
@@ -316,6 +320,7 @@ class _Connection:
         self.live.clear()
         self._close_fds()
         self._sock.close()
+        forget(self.arenas)
 
 
 class _Slot:
