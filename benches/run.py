@@ -4,10 +4,10 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
 
 1. build release (the workspace and the criterion benches);
 2. generate recordings with ``evshm generate`` into a temporary directory: EVT3 files whose
-   segments span 1 MB to 4 GB for attach, one file per format for the decoders, and a
+   tables span 1 MB to 4 GB for attach, one file per format for the decoders, and a
    large EVT3 file for the time window;
 3. start ``evshmd`` on them (with a ``--chunk-events`` above every recording's size, so
-   that each is served as one chunk, one segment, as the attach, load and readers benches
+   that each is served as one chunk, one extent, as the attach, load and readers benches
    assume) and ``evshm-bytecopy`` in front of it;
 4. run, in this order, each with the same plan (``$EVSHM_BENCH_PLAN``): the Rust attach
    bench (criterion), the Python attach script, ``evshm-load``, the decoders' bench
@@ -15,7 +15,7 @@ Started by ``benches/run.sh`` (which makes the bench virtualenv first). Steps:
    script (``evshm-window`` for Rust) and the decode-threads script, the last two with
    evshmd daemons of their own at the default chunk size, and the transforms against
    tonic's on the real recordings;
-5. stop everything, check that no segment is left in /dev/shm, write the report and the
+5. stop everything, check that no arena is left in /dev/shm, write the report and the
    plots (``report.py``), and remove the temporary directory.
 
 A step that fails is reported as such in the document and the run goes on. Raw results
@@ -210,9 +210,9 @@ def main() -> None:
         if daemon is not None:
             daemon.stop()
         shutil.rmtree(work, ignore_errors=True)
-    # Every Evshmd checks on stop that it left no segment; this is the byte-copy server's.
+    # Every Evshmd checks on stop that it left no arena; this is the byte-copy server's.
     left = [n for n in os.listdir("/dev/shm")
-            if daemon is not None and n.startswith(daemon.segment_prefix)]
+            if daemon is not None and n.startswith(daemon.arena_prefix)]
 
     meta = {
         "command": "benches/run.sh" + (" --quick" if args.quick else ""),
@@ -236,7 +236,7 @@ def main() -> None:
     print(f"== done in {time.time() - started:.0f} s: {os.path.relpath(args.docs)}/BENCHMARKS.md",
           flush=True)
     if left:
-        raise SystemExit(f"run.py: segments left in /dev/shm: {left}")
+        raise SystemExit(f"run.py: arenas left in /dev/shm: {left}")
 
 
 def generate(release: str, path: str, fmt: str, events: int) -> None:

@@ -51,7 +51,8 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         let extent = String::from_utf8(output.stdout).unwrap();
-        let expected = format!("{} {}", info.chunks[0].extent.arena, info.chunks[0].extent.offset);
+        let extent = &info.chunks[0].extent;
+        let expected = format!("{} {} {}", extent.arena, extent.offset, extent.size);
         assert_eq!(extent.trim(), expected, "both readers read the same extent");
         assert_eq!(rows(&read_ipc_file(&dump)), got, "{name}: Python and Rust readers agree");
     }

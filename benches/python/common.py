@@ -61,6 +61,31 @@ def smaps_rollup(pid: int) -> Dict[str, int]:
     return out
 
 
+def arena_shared_pss(pid: int) -> int:
+    """The PSS, in bytes, of the pages of evshm's arenas that process ``pid`` maps and
+    that another process maps too: its share of the extents that readers read. (Pages of
+    an arena only ``pid`` maps, such as evshmd's provisioned pages or extents no reader
+    reads, are its ``Private_*`` pages and charged to it alone: left out.)"""
+    total = 0
+    fields: Dict[str, int] = {}
+    inside = False
+
+    def flush() -> int:
+        return (fields.get("Pss", 0) - fields.get("Private_Clean", 0)
+                - fields.get("Private_Dirty", 0)) * 1024 if inside else 0
+
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and not head[0].endswith(":"):  # a new mapping
+                total += flush()
+                fields = {}
+                inside = len(head) >= 6 and "evshm-v2-" in head[5]
+            elif len(head) == 3 and head[2] == "kB":
+                fields[head[0].rstrip(":")] = int(head[1])
+    return total + flush()
+
+
 def numpy_columns(table: pa.Table) -> Dict[str, np.ndarray]:
     """The event columns as numpy arrays, zero-copy (a single chunk each: the driver's
     evshmd serves every recording as one chunk, see ``run.py``)."""
@@ -128,7 +153,7 @@ def _accepts(path: str) -> bool:
 
 class Evshmd:
     """An evshmd child on ``root`` (context manager); SIGTERM on exit, which removes its
-    segments, and a check that none is left behind. ``args`` are more options
+    arenas, and a check that none is left behind. ``args`` are more options
     (``--chunk-events``, ``--decode-threads``...); ``log_level`` ``info`` makes it log
     each index and chunk decode with its time (see :func:`daemon_log_times`)."""
 
@@ -149,24 +174,26 @@ class Evshmd:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"evshmd did not start on {socket_path}")
             time.sleep(0.01)
-        # The daemon names its segments after its instance id, held in the socket's lock.
+        # The daemon names its arenas after its instance id, held in the socket's lock.
         with open(f"{socket_path}.lock") as lock:
-            self.segment_prefix = f"evshm-v2-{lock.read().strip()}-"
+            self.arena_prefix = f"evshm-v2-{lock.read().strip()}-"
 
     def wait_provisioned(self, settle_s: float = 1.0, limit_s: float = 30.0) -> int:
-        """Wait until the daemon's spare segments (``--provision``) stop growing, as they
-        would for a daemon started a while before the open; return how many there are."""
+        """Wait until the daemon's provisioned memory (``--provision``: free pages of its
+        arenas allocated ahead for the next cold opens) stops growing, as it would for a
+        daemon started a while before the open; return its bytes."""
         import evshm
 
         deadline = time.monotonic() + limit_s
         with evshm.Client(self.socket) as client:
-            spares, since = client.stats().get("spares", 0), time.monotonic()
+            provisioned = client.stats().get("bytes_provisioned", 0)
+            since = time.monotonic()
             while time.monotonic() < deadline and time.monotonic() - since < settle_s:
                 time.sleep(0.05)
-                now = client.stats().get("spares", 0)
-                if now != spares:
-                    spares, since = now, time.monotonic()
-        return int(spares)
+                now = client.stats().get("bytes_provisioned", 0)
+                if now != provisioned:
+                    provisioned, since = now, time.monotonic()
+        return int(provisioned)
 
     def __enter__(self) -> "Evshmd":
         return self
@@ -185,9 +212,9 @@ class Evshmd:
         if self._log is not subprocess.DEVNULL:
             self._log.close()
         left = [n for n in os.listdir(self.shm_dir)
-                if n.startswith(self.segment_prefix)]
+                if n.startswith(self.arena_prefix)]
         if left:
-            raise RuntimeError(f"evshmd left segments behind: {left}")
+            raise RuntimeError(f"evshmd left arenas behind: {left}")
 
 
 # evshmd's info lines for an index pass (each request that takes the index further into

@@ -2,17 +2,17 @@
 peers' correctness.
 
 For each recording of the plan's ``decode`` list (one per format), each cold open from a
-fresh evshmd (so that it finds nothing cached, and so that no daemon keeps the segments
+fresh evshmd (so that it finds nothing cached, and so that no daemon keeps the extents
 of earlier opens: on this virtual machine, faulting in memory that was not freed lately
 costs several times more; the peers free their arrays between runs too):
 
-- ``evshmd cold open``: ``evshm.Client.open`` of a recording no segment holds yet, once
-  the daemon has made its spare segments (``--provision``, its default of 1 GiB), as a
-  daemon started a while before the open has: the
-  daemon's index pass over the file, then the decode of its chunks (default
-  ``--chunk-events`` and ``--decode-threads``) into segments, publication, then the
-  client's maps and in-place read (a table with one Arrow chunk per segment); the file
-  itself is in the page cache for evshmd and the peers;
+- ``evshmd cold open``: ``evshm.Client.open`` of a recording no extent holds yet, once
+  the daemon has provisioned its arenas (``--provision``, its default of 1 GiB of free
+  pages allocated and mapped ahead), as a daemon started a while before the open has:
+  the daemon's index pass over the file, then the decode of its chunks (default
+  ``--chunk-events`` and ``--decode-threads``) into extents of an arena, publication,
+  then the client's map of the arena and in-place read (a table with one Arrow chunk per
+  extent); the file itself is in the page cache for evshmd and the peers;
 - each peer that reads the format decodes the same file into numpy arrays.
 
 Before any timing, every peer's output is compared with evshm's, event by event (count
@@ -139,13 +139,13 @@ def main() -> None:
             client.close()
 
         cold: List[float] = []
-        spares: List[int] = []
+        provisioned: List[int] = []
         peer_times: Dict[str, List[float]] = {name: [] for name in peers}
         for i in range(1, reps + 1):
             with daemon(i) as fresh, evshm.Client(fresh.socket) as client:
                 # Started well before the open, as a daemon serving a training job is: its
-                # spare segments (--provision) made.
-                spares.append(fresh.wait_provisioned())
+                # free pages (--provision) allocated ahead.
+                provisioned.append(fresh.wait_provisioned())
                 client.stats()  # connected before the clock starts
 
                 def cold_open() -> None:
@@ -160,7 +160,7 @@ def main() -> None:
             "file_bytes": os.path.getsize(source), "first_open_s": first_open,
             "chunks": chunks,
             "evshmd_cold_open": summary(cold),
-            "evshmd_spares": spares,
+            "evshmd_provisioned_bytes": provisioned,
             "peers": {name: {**verdicts[name], "time": summary(peer_times[name])}
                       for name in peers},
         }

@@ -37,6 +37,7 @@ import numpy as np
 from common import (
     COLUMNS,
     BytecopyClient,
+    arena_shared_pss,
     column_sums,
     load_plan,
     now,
@@ -131,8 +132,10 @@ def run_workers(method: str, n: int, plan_path: str, plan: Dict[str, Any],
             p.stdin.flush()
         outs = [json.loads(p.stdout.readline()) for p in procs]
         after = [smaps_rollup(p.pid) for p in procs]
-        # evshmd keeps no mapping of a published segment: its share should be nil.
-        publisher = smaps_rollup(plan["evshmd_pid"])["Pss_Shmem"] if method == "evshm" else None
+        # evshmd keeps its mapping of the arena, through which it wrote the extent: the
+        # readers share those pages with it, and its share of them is charged to it (the
+        # coordinator maps none: it read the recording in a child process).
+        publisher = arena_shared_pss(plan["evshmd_pid"]) if method == "evshm" else None
         for p in procs:
             p.stdin.write("exit\n")
             p.stdin.flush()
@@ -227,9 +230,24 @@ def run_ray(plan: Dict[str, Any], counts: List[int], reps: int,
 
 # ----------------------------------------------------------------------------- main
 
+def expected_sums(plan: Dict[str, Any]) -> Tuple[Dict[str, int], int]:
+    """The column sums every reader must find, and one copy of the data: the bytes of
+    the extents' pages (whole pages: no extent shares a page with another)."""
+    import evshm
+
+    data = plan["readers_dataset"]
+    with evshm.Client(plan["socket"]) as client, client.open(data["path"]) as rec:
+        sums = column_sums(numpy_columns(rec.table))
+        one_copy = sum(-(-chunk.extent.size // 4096) * 4096 for chunk in rec.chunks)
+    return sums, one_copy
+
+
 def main() -> None:
     if sys.argv[1] == "--worker":
         worker(sys.argv[2], load_plan(sys.argv[3]))
+        return
+    if sys.argv[1] == "--expected":
+        print(json.dumps(expected_sums(load_plan(sys.argv[2]))))
         return
     plan_path = sys.argv[1]
     plan = load_plan(plan_path)
@@ -242,11 +260,12 @@ def main() -> None:
     print(f"readers.py: {data['events']} events of {data['format']} "
           f"({os.path.basename(data['file'])}), peer {data['peer']}", flush=True)
 
-    import evshm
-
-    with evshm.Client(plan["socket"]) as client, client.open(data["path"]) as rec:
-        expected = column_sums(numpy_columns(rec.table))
-        one_copy = sum(chunk.segment.size for chunk in rec.chunks)
+    # Read in a child: a process keeps its mapping of an arena (and the pages it read
+    # there) for as long as evshmd has the arena, and the coordinator must not share the
+    # readers' pages.
+    child = subprocess.run([sys.executable, __file__, "--expected", plan_path],
+                           capture_output=True, text=True, check=True)
+    expected, one_copy = json.loads(child.stdout)
     runs: Dict[str, Dict[int, List[Dict[str, Any]]]] = {m: {n: [] for n in counts}
                                                          for m in METHODS}
     for rep in range(reps):

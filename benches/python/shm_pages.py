@@ -1,11 +1,14 @@
-"""What it costs to give a new segment its pages: the floor under every cold open.
+"""What it costs to give new shared memory its pages: the floor under every cold open
+that evshmd's provisioned pages (``--provision``) do not cover.
 
-A decoder that writes its columns into a new shared-memory segment first has to get the
-segment's pages from the kernel: allocated (``fallocate``, as evshmd does, so that a full
-/dev/shm is an error rather than a SIGBUS), then faulted into the writer's mapping page by
-page. This script times exactly that, with no decoding at all, for a segment of the size
-33.5 M events take (13 bytes each, as in benchmark section 4), in /dev/shm and as a memfd
-(evshmd's sealed mode), and prints it as the event rate it caps a single thread at.
+A decoder that writes its columns into an extent of an arena whose pages are not yet
+allocated first has to get them from the kernel: allocated (``fallocate``, as evshmd
+does, so that a full /dev/shm is an error rather than a SIGBUS), then faulted into the
+writer's mapping page by page. Provisioned pages are allocated and mapped ahead, so a
+decode into them pays only the writes (the last line). This script times exactly that,
+with no decoding at all, for an extent of the size 33.5 M events take (13 bytes each, as
+in benchmark section 4), in /dev/shm and as a memfd (evshmd's sealed mode), and prints it
+as the event rate it caps a single thread at.
 
 Whether tmpfs hands out 2 MiB pages is a kernel setting, not evshm's:
 /sys/kernel/mm/transparent_hugepage/shmem_enabled for memfds, the ``huge=`` mount option
@@ -92,13 +95,13 @@ def main() -> None:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     print(f"shmem_enabled: {setting('/sys/kernel/mm/transparent_hugepage/shmem_enabled')}")
     print(f"/dev/shm mount options: {dev_shm_mount()}")
-    print(f"segment: {SIZE / 1e6:.0f} MB ({EVENTS:,} events of {BYTES_PER_EVENT} B); "
+    print(f"extent: {SIZE / 1e6:.0f} MB ({EVENTS:,} events of {BYTES_PER_EVENT} B); "
           f"medians of {rounds} rounds")
     for label, run in [("/dev/shm file: fallocate + write every page", in_dev_shm),
                        ("memfd: fallocate + write every page", in_memfd),
-                       ("pages already mapped: write only", copy_only)]:
+                       ("pages already mapped (provisioned): write only", copy_only)]:
         seconds = statistics.median(run() for _ in range(rounds))
-        print(f"{label:45s} {seconds * 1e3:7.1f} ms  = {EVENTS / seconds / 1e6:6.0f} Mev/s")
+        print(f"{label:50s} {seconds * 1e3:7.1f} ms  = {EVENTS / seconds / 1e6:6.0f} Mev/s")
 
 
 if __name__ == "__main__":

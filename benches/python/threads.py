@@ -3,12 +3,12 @@
 
 For each recording of the plan's ``decode`` list (one per format), cold opens alternate
 between the two thread counts, each from a fresh evshmd (so that it finds neither an
-index nor a segment, and so that no daemon keeps the segments of earlier opens: on this
+index nor an extent, and so that no daemon keeps the extents of earlier opens: on this
 virtual machine, faulting in memory that was not freed lately costs several times more,
 which would make later opens slower than earlier ones): the daemon's index pass over the
-file (one thread, whatever the option), the decode of every chunk into segments (on up
-to N threads), publication, then the client's maps and in-place read, timed from
-``evshm.Client.open`` to the table in hand. The daemons log each index pass and chunk
+file (one thread, whatever the option), the decode of every chunk into extents of an
+arena (on up to N threads), publication, then the client's map and in-place read, timed
+from ``evshm.Client.open`` to the table in hand. The daemons log each index pass and chunk
 decode with its time, which splits every open into its serial part (the index) and the
 rest. The first round is left out (warm-up) and gives the column sums that both thread
 counts' tables must agree on. Writes ``threads.json``.

@@ -4,7 +4,7 @@ of the real recordings.
 Each real recording with a sensor size (``$EVSHM_REAL_DATA``, else ``../shared/data/real``
 beside the repository) is served by a fresh evshmd; its first 50 ms window is what both
 libraries get, each in its native form: evshm's transform the window's ``Events``
-(read-only views of the segment, no copy), tonic's the same events as tonic's structured
+(read-only views of the extent, no copy), tonic's the same events as tonic's structured
 array, made once before the clock starts (its cost, ``as_structured()``, is reported
 apart). Both are called with the same parameters (random ones forced to act: flips and
 reversal with ``p=1``). The two are timed alternately, call after call, so that both
@@ -233,7 +233,7 @@ def section(result: Dict[str, Any], produced_by: str) -> str:
         f"{result['versions']['tonic']}, numpy {result['versions']['numpy']}), on the same "
         "first 50 ms window of each real recording (the files of `shared/data/real`, "
         "served by evshmd): evshm's transform gets the window's `Events` (read-only views "
-        "of the segment), tonic's the same events as its structured array, made before the "
+        "of the extent), tonic's the same events as its structured array, made before the "
         "clock starts (`as_structured()`, its cost, is in the table's head). Same "
         "parameters; random ones forced to act (`p=1`). The calls alternate between the "
         "two, and each figure is the median of at least 5 calls (up to 200, or about 1 s "

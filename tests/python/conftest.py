@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
 #: clearly in the memory counters of the sharing tests.
 BIG_EVENTS = 3_000_000
 #: Geometry of the synthetic recordings: small, so that histograms and voxel grids of a
-#: batch stay small next to the segment.
+#: batch stay small next to the recording's extent.
 WIDTH, HEIGHT = 160, 120
 
 
@@ -75,10 +75,12 @@ def daemon(tmp_path: Path, daemon_args: list[str], real_in_root: bool) -> Iterat
     sock = str(tmp_path / "evshmd.sock")
     log = tmp_path / "evshmd.log"
     with open(log, "wb") as log_file:
-        # No spare segments (--provision): they would be files of their own in /dev/shm,
-        # and memory held by every daemon of the suite.
+        # No provisioned pages (--provision): free memory allocated ahead in the arenas,
+        # held by every daemon of the suite, which would blur the tests that count the
+        # pages of an arena (a test module that tests provisioning passes its own).
+        provision = [] if "--provision" in daemon_args else ["--provision", "0"]
         proc = subprocess.Popen([str(binary), "--root", str(root), "--socket", sock,
-                                 "--provision", "0", *daemon_args],
+                                 *provision, *daemon_args],
                                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                                 env={**os.environ, "RUST_LOG": "debug"})
     d = Daemon(proc=proc, root=root, socket=sock, log=log, real=real)
@@ -96,8 +98,8 @@ def daemon(tmp_path: Path, daemon_args: list[str], real_in_root: bool) -> Iterat
                 pytest.fail(f"evshmd did not exit within {STOP_DEADLINE} s of SIGTERM:\n"
                             f"{d.log_text()}")
     assert proc.returncode == 0, f"evshmd exited with {proc.returncode}:\n{d.log_text()}"
-    left = d.segments()
-    assert not left, f"segments left in /dev/shm after SIGTERM: {left}"
+    left = d.arenas()
+    assert not left, f"arenas left in /dev/shm after SIGTERM: {left}"
     assert not os.path.exists(sock), f"socket file {sock} left after SIGTERM"
     assert not os.path.exists(f"{sock}.lock"), f"lock file {sock}.lock left after SIGTERM"
 

@@ -7,7 +7,7 @@ wheel's); tests skip when there is none. The real recordings are read from
 ``$EVSHM_REAL_DATA``, else ``<repo>/../shared/data/real`` (third-party files, never copied
 into the repository); tests that need them skip when the folder is absent. Each daemon gets
 copies of the recordings in its own root, and on teardown must exit 0 on SIGTERM leaving
-no segment of its instance in /dev/shm and no socket or lock file.
+no arena of its instance in /dev/shm and no socket or lock file.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Daemon:
     socket: str
     log: Path
     real: Path | None  # the real-data folder the root was filled from, if any
-    #: The daemon's instance id, which names its segments: read from its socket's lock
+    #: The daemon's instance id, which names its arenas: read from its socket's lock
     #: file once it answers (a clean shutdown removes the file).
     instance: str = ""
 
@@ -114,7 +114,7 @@ class Daemon:
         return self.proc.pid
 
     @property
-    def segment_prefix(self) -> str:
+    def arena_prefix(self) -> str:
         return f"evshm-v2-{self.instance}-"
 
     def client(self, **kwargs: Any) -> evshm.Client:
@@ -124,8 +124,9 @@ class Daemon:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def segments(self) -> list[str]:
-        return glob.glob(f"/dev/shm/{self.segment_prefix}*")
+    def arenas(self) -> list[str]:
+        """The arena files of this daemon in /dev/shm (none when it runs sealed)."""
+        return glob.glob(f"/dev/shm/{self.arena_prefix}*")
 
 
 def wait_until_answering(daemon: Daemon) -> None:
@@ -189,10 +190,25 @@ def decode_whole(recording: Path, out: Path) -> pa.Table:
         return reader.read_all()
 
 
-def segment_file(segment: evshm.SegmentInfo) -> str:
-    """The file of ``segment``: it has one unless evshmd runs sealed (test_sealed.py)."""
-    assert segment.path is not None, f"segment {segment.name} came as a descriptor"
-    return segment.path
+def arena_file(extent: evshm.ExtentInfo, shm_dir: str | Path = "/dev/shm") -> str:
+    """The file of the arena ``extent`` lies in: ``shm_dir/<arena name>`` (an arena's name
+    is its file name in evshmd's ``--shm-dir``; a sealed arena has no file)."""
+    return os.path.join(str(shm_dir), extent.arena)
+
+
+def arena_mapping(name: str, pid: int | str = "self") -> tuple[int, int]:
+    """Start and end address of the one mapping of arena ``name`` in process ``pid``, read
+    back from /proc/PID/maps (a file by its path, a sealed memfd as ``/memfd:NAME``): the
+    client maps each arena once per process, whole, shared and read-only."""
+    with open(f"/proc/{pid}/maps") as maps:
+        found = [line.split() for line in maps
+                 if len(line.split()) >= 6 and (line.split()[5].endswith(f"/{name}")
+                                                or line.split()[5] == f"/memfd:{name}")]
+    assert len(found) == 1, f"arena {name}: {len(found)} mappings, not one: {found}"
+    [line] = found
+    assert line[1] == "r--s", line
+    start, end = (int(v, 16) for v in line[0].split("-"))
+    return start, end
 
 
 def time_bounds(rec: evshm.Recording) -> tuple[int, int]:
@@ -202,38 +218,34 @@ def time_bounds(rec: evshm.Recording) -> tuple[int, int]:
     return bounds
 
 
-def mapped_ranges(rec: evshm.Recording) -> list[list[tuple[int, int]]]:
-    """The address ranges of the mappings of each of ``rec``'s segments, in chunk order,
-    read back from /proc/self/maps (a file by its path, a sealed memfd by its name): at
-    least one each (more when other recordings of this process map the same segment),
-    all shared and read-only."""
-    with open("/proc/self/maps") as maps:
-        lines = [line.split() for line in maps]
+def extent_ranges(rec: evshm.Recording) -> list[tuple[int, int]]:
+    """The address range of each of ``rec``'s chunks' extents, in chunk order, in this
+    process's one mapping of the arena (read back from /proc/self/maps): the arena is
+    mapped whole, so the range is its mapping's start plus the extent's offset and size.
+    Also checks that each stream buffer of ``rec`` is exactly that range."""
     ranges = []
-    for chunk in rec.chunks:
-        segment = chunk.segment
-        wanted = segment.path if segment.path is not None else f"/memfd:{segment.name}"
-        found = [line for line in lines if len(line) >= 6 and line[5] == wanted]
-        assert found, f"{wanted} is not mapped"
-        assert all(line[1] == "r--s" for line in found), found
-        bounds = []
-        for line in found:
-            start, end = line[0].split("-")
-            bounds.append((int(start, 16), int(end, 16)))
-        ranges.append(bounds)
+    for chunk, stream in zip(rec.chunks, rec.stream_buffers):
+        start, end = arena_mapping(chunk.extent.arena)
+        extent = chunk.extent
+        assert extent.offset % 64 == 0 and extent.offset + extent.size <= end - start, extent
+        first = start + extent.offset
+        assert (stream.address, stream.size) == (first, extent.size), (hex(stream.address),
+                                                                        hex(first))
+        ranges.append((first, first + extent.size))
     return ranges
 
 
 def assert_table_in_place(rec: evshm.Recording) -> None:
-    """Every buffer of ``rec.table`` lies inside a mapping of the segment of its chunk
-    (column chunk ``i`` comes from the ``i``-th chunk that holds rows): zero copy."""
-    used = [ranges for chunk, ranges in zip(rec.chunks, mapped_ranges(rec))
+    """Every buffer of ``rec.table`` lies inside the extent of its chunk, in this process's
+    mapping of its arena (column chunk ``i`` comes from the ``i``-th chunk that holds
+    rows): zero copy."""
+    used = [bounds for chunk, bounds in zip(rec.chunks, extent_ranges(rec))
             if chunk.end > chunk.start]
     for column in rec.table.columns:
         chunks = [chunk for chunk in column.chunks if len(chunk)]
         assert len(chunks) == len(used)
-        for chunk, ranges in zip(chunks, used):
+        for chunk, (start, end) in zip(chunks, used):
             for buf in chunk.buffers():
                 if buf is not None:
-                    assert any(start <= buf.address and buf.address + buf.size <= end
-                               for start, end in ranges), hex(buf.address)
+                    assert start <= buf.address and buf.address + buf.size <= end, \
+                        hex(buf.address)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import evshm
-from evshm import _client, _segment
+from evshm import _arena, _client
 from harness import Daemon, decode_whole, evshmd_binary, generate
 
 #: Events per chunk: a chunk of two.raw is about 0.7 MB decoded.
@@ -40,7 +40,7 @@ def test_a_window_across_two_chunks_over_the_budget_says_the_budget_it_needs(
         message = refused.value.message
         assert message.startswith(f"two.raw: the window [{start}, {end}) spans chunks 0 and 1 "
                                   "(it crosses the boundary between them, so both must be "
-                                  "resident at once), whose segments need "), message
+                                  "resident at once), whose chunks need "), message
         assert "time windows" not in message
         needed = re.search(r"raise --memory-budget to at least (\d+)K, or make chunks "
                            r"smaller \(--chunk-events, --chunk-span\)$", message)
@@ -111,34 +111,39 @@ def test_a_client_whose_daemon_stopped_is_told_so(own_socket: str, root: Path):
 
 
 @pytest.mark.parametrize("restart", [True, False])
-def test_segments_removed_by_a_stop_during_an_open(own_socket: str, root: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   restart: bool):
-    """evshmd stops between its reply and the mapping of the segments it named, as in a
+def test_arenas_removed_by_a_stop_during_an_open(own_socket: str, root: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 restart: bool):
+    """evshmd stops between its reply and the mapping of the arena it named, as in a
     DataLoader worker mid-epoch: the open is made again on the restarted daemon, or the
     error says that evshmd stopped (not just `No such file or directory`)."""
     client = evshm.start(root)
-    mapped = _segment.map_segment
+    mapped = _arena.arena_mapping
     stopped: list[str] = []
 
-    def stop_first(path: str, size: int) -> object:
+    def stop_first(arena: evshm.ArenaInfo, fd: int | None) -> _arena.Mapping:
         if not stopped:
-            stopped.append(path)
+            assert arena.path is not None
+            stopped.append(arena.path)
             evshm.stop()
             if restart:
                 evshm.start(root).close()
-        return mapped(path, size)
+        return mapped(arena, fd)
 
-    monkeypatch.setattr(_client, "map_segment", stop_first)
+    monkeypatch.setattr(_client, "arena_mapping", stop_first)
     if restart:
         with client.open("small.raw") as rec:
             assert rec.rows == 200_000
-        assert not os.path.exists(stopped[0]), "the first reply's segment is gone"
+            # The restarted daemon's arena, not the first one's.
+            assert all(chunk.extent.arena != os.path.basename(stopped[0])
+                       for chunk in rec.chunks)
+        assert not os.path.exists(stopped[0]), "the first reply's arena is gone"
+        assert os.path.basename(stopped[0]) not in _arena._MAPPED, "never mapped"
         return
     with pytest.raises(evshm.ConnectionLost) as lost:
         client.open("small.raw")
     message = str(lost.value)
     assert message.startswith(f"evshmd at {own_socket} stopped or restarted, closing this "
-                              f"client's connection (segment {stopped[0]} is gone: evshmd "
-                              "removes its segments when it stops"), message
+                              f"client's connection (arena {stopped[0]} is gone: evshmd "
+                              "removes its arenas when it stops"), message
     assert "reconnecting failed" in message

@@ -17,11 +17,12 @@ import evshm
 import workers
 from harness import (
     Daemon,
+    arena_file,
+    arena_mapping,
     assert_table_in_place,
     decode_whole,
-    mapped_ranges,
+    extent_ranges,
     real_manifest,
-    segment_file,
     time_bounds,
 )
 
@@ -78,9 +79,13 @@ def test_a_recording_of_many_chunks_is_the_whole_decode_in_place(daemon: Daemon,
         assert all((c.start, c.end) == (0, c.rows) for c in rec.chunks)
         assert not rec.zero_copy
         assert_same_rows(rec.table, expected)
-        for column in rec.table.columns:  # one Arrow chunk per segment
+        for column in rec.table.columns:  # one Arrow chunk per extent
             assert [len(c) for c in column.chunks] == [c.rows for c in rec.chunks]
-        assert all(len(mappings) == 1 for mappings in mapped_ranges(rec))
+        # Every chunk an extent of its own, all in one arena mapped once.
+        ranges = extent_ranges(rec)
+        assert all(a[1] <= b[0] or b[1] <= a[0]
+                   for i, a in enumerate(ranges) for b in ranges[i + 1:]), "disjoint"
+        assert len({chunk.extent.arena for chunk in rec.chunks}) == 1
         assert_table_in_place(rec)
         # numpy copies across chunks; polars does not.
         assert np.array_equal(rec.numpy()["t"], expected.column("t").to_numpy())
@@ -157,7 +162,7 @@ def test_views_of_a_window_inside_one_chunk_are_zero_copy(daemon: Daemon, real: 
         assert starts[3] <= lo < hi <= starts[4]
         with client.open(name, window=(t0, t1)) as rec:
             assert rec.zero_copy and [c.index for c in rec.chunks] == [3]
-            [[(start, end)]] = mapped_ranges(rec)
+            [(start, end)] = extent_ranges(rec)
             views: dict[str, np.ndarray] = rec.numpy()
             for array in views.values():
                 assert start <= address(array) and address(array) + array.nbytes <= end
@@ -180,31 +185,38 @@ def test_views_of_a_window_inside_one_chunk_are_zero_copy(daemon: Daemon, real: 
                 assert start <= tensor.data_ptr() < end
 
 
-def test_the_lease_follows_every_mapping(daemon: Daemon, real: Path):
+def test_the_lease_follows_every_extent(daemon: Daemon, real: Path):
     name = "evt2_sample.raw"
     with daemon.client() as client:
         rec = client.open(name)
-        paths = [segment_file(chunk.segment) for chunk in rec.chunks]
+        [arena] = {chunk.extent.arena for chunk in rec.chunks}
+        path = arena_file(rec.chunks[0].extent)
         starts = chunk_starts(rec)
         kept = rec.slice(starts[3] + 10, starts[3] + 110).numpy()["x"]  # inside chunk 3
+        before = client.stats()
         rec.close()
         del rec
         gc.collect()
-        # Only chunk 3's mapping is still reachable, and it alone holds the lease.
-        assert [workers.mappings_of(p) for p in paths] == [int(k == 3) for k in range(len(paths))]
+        # Only a view into chunk 3's extent is still reachable, and it holds the lease
+        # of every extent of the open: evict drops none of them.
         assert client.stats()["leases"] == 1
+        assert client.evict()["evicted"] == 0
+        assert client.stats()["extents"] == before["extents"]
         assert len(kept) == 100
         del kept
         gc.collect()
         assert client.stats()["leases"] == 0
-        assert [workers.mappings_of(p) for p in paths] == [0] * len(paths)
+        assert client.evict()["evicted"] == len(starts) - 1
+        # The process keeps its one mapping of the arena (nothing of it is read now).
+        arena_mapping(arena)
+        assert workers.mappings_of(path) == 1
 
 
 def test_thousands_of_window_opens_leave_no_mapping(synthetic: Daemon):
     pl = pytest.importorskip("polars")
     client = synthetic.client()
     with client.open("small.raw") as rec:
-        paths = [segment_file(chunk.segment) for chunk in rec.chunks]
+        [arena] = {arena_file(chunk.extent) for chunk in rec.chunks}
         first, last = time_bounds(rec)
     cycles = 2000
     step = (last - first) // cycles
@@ -220,6 +232,7 @@ def test_thousands_of_window_opens_leave_no_mapping(synthetic: Daemon):
         del rec, cols, frame
     gc.collect()
     assert total > 0
-    assert [workers.mappings_of(p) for p in paths] == [0] * len(paths)
+    # One mapping of the arena, made by the first open: the 2,000 others mapped nothing.
+    assert workers.mappings_of(arena) == 1
     assert client.stats()["leases"] == 0
     client.close()

@@ -43,8 +43,8 @@ def test_open(daemon: Daemon, real):
     assert lines[0] == "path      evt3_sample.raw"
     assert lines[1] == "format    evt3 1280x720"
     assert lines[2] == "rows      219596"
-    assert re.fullmatch(rf"segments  /dev/shm/{daemon.segment_prefix}\S+ "
-                        r"\(\d+ bytes, decoded now\)", lines[3]), lines[3]
+    assert re.fullmatch(r"extents   1, one per chunk, in 1 arena \(\d+ bytes, decoded now\)",
+                        lines[3]), lines[3]
     assert lines[4] == "schema    t: int64, x: int16, y: int16, p: int8"
     assert lines[5] == "time      11718656 .. 11727457 us"
     assert re.fullmatch(r"request   \d+\.\d{3} ms \(round trip, includes the decode "
@@ -61,8 +61,9 @@ def test_stats_with_the_socket_from_the_environment(daemon: Daemon):
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     stats = dict(line.split() for line in proc.stdout.splitlines())
-    for key in ("segments", "bytes_resident", "leases", "connections", "opens", "decodes",
-                "cache_hits", "errors"):
+    for key in ("extents", "bytes_resident", "leases", "connections", "opens", "decodes",
+                "cache_hits", "errors", "arenas", "bytes_arenas", "bytes_free",
+                "bytes_provisioned", "largest_free"):
         assert stats[key].isdigit(), stats
     assert stats["connections"] == "1"
 
@@ -103,8 +104,10 @@ def test_json_output(daemon: Daemon, real):
     assert (opened["width"], opened["height"], opened["window"]) == (1280, 720,
                                                                      [11720000, 11721000])
     assert opened["rows"] == sum(c["end"] - c["start"] for c in opened["chunks"]) > 0
-    assert opened["chunks"][0]["segment"]["path"].startswith(
-        f"/dev/shm/{daemon.segment_prefix}")
+    extent = opened["chunks"][0]["extent"]
+    assert extent["arena"].startswith(daemon.arena_prefix)
+    assert os.path.exists(f"/dev/shm/{extent['arena']}")
+    assert extent["offset"] % 64 == 0 and extent["size"] > 0
     assert opened["schema"][0] == {"name": "t", "type": "int64"}
     assert 11720000 <= opened["time"][0] <= opened["time"][1] < 11721000
     assert opened["cached"] is False and opened["dropped"] == 0 and opened["skipped"] == 0

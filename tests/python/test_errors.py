@@ -83,7 +83,7 @@ class Raw:
         return json.loads(line)
 
     def hello(self) -> None:
-        assert self.send(b'{"op":"hello","version":2,"client":"raw-test"}\n')["ok"] is True
+        assert self.send(b'{"op":"hello","version":3,"client":"raw-test"}\n')["ok"] is True
 
     def eof(self) -> bool:
         return self.file.readline() == b""
@@ -120,7 +120,13 @@ def test_hello_is_required_first(daemon: Daemon):
 
 def test_unsupported_version(daemon: Daemon):
     raw = Raw(daemon.socket)
-    assert error_code(raw.send(b'{"op": "hello", "version": 3}\n')) == "unsupported_version"
+    # Version 2 named one segment per chunk; version 3 names arenas and extents. A
+    # client of either other version is refused, and told which the daemon speaks.
+    for version in (2, 4):
+        reply = raw.send(b'{"op": "hello", "version": %d}\n' % version)
+        assert error_code(reply) == "unsupported_version"
+        assert "speaks version 3" in reply["error"]["message"], reply
+    assert raw.send(b'{"op": "hello", "version": 3}\n')["ok"] is True
     raw.close()
 
 

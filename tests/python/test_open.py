@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.ipc
 import pytest
 
-from harness import Daemon, generate, python_env, real_manifest, segment_file
+from evshm import _arena
+from harness import Daemon, arena_file, arena_mapping, generate, python_env, real_manifest
 
 MANIFEST = real_manifest()
 FILES = [entry["file"] for entry in MANIFEST] or ["(no real data)"]
@@ -60,25 +61,22 @@ def test_open_matches_the_expected_decode(daemon: Daemon, real: Path, name: str)
             del table
 
 
-def _maps_line(path: str) -> str:
-    with open("/proc/self/maps") as maps:
-        lines = [line for line in maps if line.rstrip("\n").endswith(path)]
-    assert len(lines) == 1, lines
-    return lines[0]
-
-
 @pytest.mark.parametrize("name", FILES)
 def test_columns_point_into_the_read_only_mapping(daemon: Daemon, real: Path, name: str):
     manifest_entry(name)
     with daemon.client() as client:
         with client.open(name) as rec:
             [chunk] = rec.chunks  # a small recording: one chunk
-            segment = segment_file(chunk.segment)
-            [buffer] = rec.segment_buffers
+            extent = chunk.extent
+            arena = arena_file(extent)
+            [buffer] = rec.stream_buffers
             base, size = buffer.address, buffer.size
-            assert size == chunk.segment.size == os.stat(segment).st_size
+            # The extent: a run of whole 64-byte steps of the arena file, holding exactly
+            # one Arrow IPC stream.
+            assert size == extent.size > 0 and extent.offset % 64 == 0
+            assert extent.offset + extent.size <= os.stat(arena).st_size
             for column in rec.table.columns:
-                assert column.num_chunks == 1  # one record batch per segment
+                assert column.num_chunks == 1  # one record batch per extent
                 array = column.chunks[0]
                 for buf in array.buffers():
                     if buf is not None:
@@ -87,14 +85,23 @@ def test_columns_point_into_the_read_only_mapping(daemon: Daemon, real: Path, na
                 address = view.__array_interface__["data"][0]
                 assert base <= address < base + size
                 assert not view.flags.writeable
-            # The kernel agrees: a shared, read-only mapping of the segment file...
-            start, end = _maps_line(segment).split()[0].split("-")
-            perms = _maps_line(segment).split()[1]
-            assert perms == "r--s"
-            assert int(start, 16) == base and int(end, 16) >= base + size
+            # The kernel agrees: one shared, read-only mapping of the whole arena file,
+            # the stream at the extent's offset in it...
+            start, end = arena_mapping(extent.arena)
+            assert end - start >= os.stat(arena).st_size
+            assert base == start + extent.offset
+            # ...the client's table of mappings names the same one...
+            mapping = _arena._MAPPED[extent.arena]
+            assert (mapping.address, mapping.length) == (start, os.stat(arena).st_size)
             # ...and no descriptor left open on it (CPython's mmap before 3.13 kept one
             # while the mapping lived; the client maps through libc and keeps none).
-            assert descriptors_on(segment) == []
+            assert descriptors_on(arena) == []
+            # What the bytes are: the stream read with plain file I/O from the arena file
+            # at the extent's offset is the same stream.
+            with open(arena, "rb") as f:
+                f.seek(extent.offset)
+                copy = f.read(extent.size)
+            assert copy == buffer.to_pybytes()
             del buffer, column, chunk, view
 
 
@@ -109,21 +116,39 @@ def descriptors_on(path: str) -> list:
     return found
 
 
-def test_second_open_is_cached_and_shares_the_segment(daemon: Daemon, real: Path):
+def test_second_open_is_cached_and_shares_the_extent(daemon: Daemon, real: Path):
     with daemon.client() as client:
         first = client.open("evt3_sample.raw")
         second = client.open("evt3_sample.raw")
         assert first.cached is False and second.cached is True
-        [segment] = [chunk.segment for chunk in first.chunks]
-        assert [chunk.segment for chunk in second.chunks] == [segment]
+        [extent] = [chunk.extent for chunk in first.chunks]
+        assert [chunk.extent for chunk in second.chunks] == [extent]
+        # The same bytes of the one mapping of the arena: no second mapping.
+        assert first.stream_buffers[0].address == second.stream_buffers[0].address
+        arena_mapping(extent.arena)
         assert first.lease != second.lease
-        assert segment.name == os.path.basename(segment_file(segment))
-        assert segment.name.startswith(daemon.segment_prefix)
+        assert os.path.basename(arena_file(extent)) == extent.arena
+        assert extent.arena.startswith(daemon.arena_prefix)
+        assert os.path.exists(arena_file(extent))
+        assert daemon.arenas() == [arena_file(extent)]
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 1 and stats["opens"] == 2
-        # One decode makes two segments: the event table and the trigger table.
-        assert stats["segments"] == 2 and stats["leases"] == 2
-        assert stats["bytes_resident"] > segment.size
+        # One decode makes one extent, in the one arena: the chunk's event table and its
+        # trigger table are two streams of it.
+        assert stats["extents"] == 1 and stats["leases"] == 2
+        assert stats["arenas"] == 1
+        with client.open("evt3_sample.raw", table="triggers") as triggers:
+            [other] = [chunk.extent for chunk in triggers.chunks]
+            assert other.arena == extent.arena
+            assert extent.offset + extent.size <= other.offset
+            assert other.offset + other.size <= extent.offset + stats["bytes_resident"]
+        assert stats["bytes_arenas"] == os.stat(arena_file(extent)).st_size
+        assert stats["bytes_resident"] > extent.size
+        # The arena file's pages are the two extents' (whole pages: --provision 0 keeps
+        # no free page allocated).
+        assert os.stat(arena_file(extent)).st_blocks * 512 == stats["bytes_resident"]
+        assert stats["bytes_free"] == stats["bytes_arenas"] - stats["bytes_resident"]
+        assert stats["bytes_provisioned"] == 0
         first.release()
         second.release()
 
@@ -163,7 +188,8 @@ import sys, evshm
 with evshm.Client(sys.argv[1]) as client:
     with client.open(sys.argv[2]) as rec:
         t = rec.table.column("t").chunk(0).to_numpy(zero_copy_only=True)
-        print(rec.chunks[0].segment.path, rec.cached, rec.rows, int(t[0]), int(t[-1]))
+        extent = rec.chunks[0].extent
+        print(extent.arena, extent.offset, rec.cached, rec.rows, int(t[0]), int(t[-1]))
 """
 
 
@@ -175,8 +201,10 @@ def test_several_processes_share_one_decode(daemon: Daemon, real: Path):
                                 text=True, timeout=120) for _ in range(3)]
         for proc in procs:
             assert proc.returncode == 0, proc.stderr
-            path, cached, rows, _, _ = proc.stdout.split()
-            assert (path, cached, int(rows)) == (keep.chunks[0].segment.path, "True", 539481)
+            arena, offset, cached, rows, _, _ = proc.stdout.split()
+            extent = keep.chunks[0].extent
+            assert (arena, int(offset), cached, int(rows)) == (extent.arena, extent.offset,
+                                                               "True", 539481)
         stats = client.stats()
         assert stats["decodes"] == 1 and stats["cache_hits"] == 3
         keep.release()
@@ -186,7 +214,8 @@ def test_thousands_of_recordings_held_at_once_hold_no_descriptor(daemon: Daemon,
                                                                   tmp_path: Path):
     """Regression (issue 13): CPython's mmap before 3.13 kept a descriptor per mapping, so
     a process holding the segments of 2,000 small recordings (a DataLoader over an
-    N-CARS-like dataset) ran out of descriptors under the usual limit of 1,024."""
+    N-CARS-like dataset) ran out of descriptors under the usual limit of 1,024. With
+    arenas, 2,000 recordings are 2,000 extents of one arena, mapped once."""
     import resource
 
     source = generate(tmp_path / "one.raw", 100)
@@ -203,10 +232,14 @@ def test_thousands_of_recordings_held_at_once_hold_no_descriptor(daemon: Daemon,
         with daemon.client() as client:
             held = [client.open(name) for name in names]
             assert all(rec.rows == 100 for rec in held)
-            segments = sum(len(rec.chunks) for rec in held)
-            assert segments == 2000
+            extents = {(c.extent.arena, c.extent.offset) for rec in held for c in rec.chunks}
+            assert len(extents) == 2000
+            arenas = {arena for arena, _ in extents}
+            for arena in arenas:
+                arena_mapping(arena)  # each mapped once, however many extents
+            assert len(arenas) == 1 == client.stats()["arenas"]
             opened = len(os.listdir("/proc/self/fd")) - before
-            assert opened <= 2, f"{opened} descriptors for {segments} mapped segments"
+            assert opened <= 2, f"{opened} descriptors for {len(arenas)} mapped arenas"
             for rec in held:
                 rec.release()
     finally:

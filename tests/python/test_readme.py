@@ -47,4 +47,4 @@ def test_the_readme_runs_from_pip_install_to_stop(bare_venv: Path, wheel: Path,
     ids = set(line.split("instance ")[1].split()[0] for line in log.splitlines()
               if "instance " in line and " serving " in line)
     assert len(ids) == 1, log
-    assert glob.glob(f"/dev/shm/evshm-v2-{ids.pop()}*") == [], "no segment left"
+    assert glob.glob(f"/dev/shm/evshm-v2-{ids.pop()}*") == [], "no arena left"

@@ -1,5 +1,6 @@
-"""Several reader processes, forked or spawned, attach the same segments: correct data,
-one copy in RAM (read back from /proc). numpy only: this runs wherever the suite runs."""
+"""Several reader processes, forked or spawned, map the same arena and read the same
+extents: correct data, one copy in RAM (read back from /proc), one mapping of the arena
+per process. numpy only: this runs wherever the suite runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 import evshm
 import workers
-from harness import Daemon, segment_file, time_bounds, wait_for
+from harness import Daemon, arena_file, time_bounds, wait_for
 
 READERS = 2
 DURATION = 2_000  # µs: tens of windows over big.raw, a few over small.raw
@@ -31,7 +32,11 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
     expected = {i: workers.checksum(windows[i]) for i in range(len(windows))}
     whole = {p: workers.checksum(windows.recording(p)) for p in paths}
     [chunk] = windows.recording("big.raw").chunks  # 3 M events: one chunk by default
-    segment, size = segment_file(chunk.segment), chunk.segment.size
+    [small] = windows.recording("small.raw").chunks
+    # Both in one arena (1 GiB): each reader reads both extents whole.
+    assert chunk.extent.arena == small.extent.arena
+    arena = arena_file(chunk.extent)
+    read = sum(-(-c.extent.size // 4096) * 4096 for c in (chunk, small))  # whole pages
     assert sum(rows for i, (rows, *_) in expected.items()
                if windows.window(i)[0] == "big.raw") == whole["big.raw"][0]
 
@@ -45,9 +50,10 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
         proc.start()
     try:
         reports = [results.get(timeout=120) for _ in procs]
-        readers = {pid: workers.mapping_memory(pid, segment) for pid, *_ in reports}
-        others = {pid: workers.mapping_memory(pid, segment)
+        readers = {pid: workers.mapping_memory(pid, arena) for pid, *_ in reports}
+        others = {pid: workers.mapping_memory(pid, arena)
                   for pid in (os.getpid(), synthetic.pid)}
+        resident = os.stat(arena).st_blocks * 512  # the arena file's pages
         rollups = {pid: workers.rollup(pid) for pid in readers}
         with synthetic.client() as observer:
             # The parent's attachments, the observer, one per reader (the daemon may not
@@ -65,20 +71,26 @@ def test_reader_processes_share_one_copy(synthetic: Daemon, method: str):
     assert [proc.exitcode for proc in procs] == [0] * READERS
 
     seen: dict[int, tuple] = {}
-    for pid, sums, their_whole, segments in reports:
+    for pid, sums, their_whole, extents, mapped in reports:
         assert pid != os.getpid()
         assert their_whole == whole
-        assert segments["big.raw"] == segment  # the same segment, attached anew
+        assert extents["big.raw"] == chunk.extent  # the same extent, read anew
+        assert mapped == {chunk.extent.arena: 1}  # the arena mapped once per process
         seen.update(sums)
     assert seen == expected  # every window read once, with the parent's content
     # One decode per recording; each reader has its own connection and leases.
     assert stats["decodes"] == 2
     assert stats["leases"] == 2 + 2 * READERS
-    workers.assert_one_copy(size, readers, others, rollups)
+    # All the pages of the arena are the extents of the two decodes (events and
+    # triggers): --provision 0 keeps no free page.
+    assert resident == stats["bytes_resident"]
+    workers.assert_one_copy(read, resident, readers, others, rollups)
 
     windows.close()
     gc.collect()
-    assert workers.mappings_of(segment) == 0
+    # The process keeps its one mapping of the arena for the next opens (a warm open
+    # maps nothing): however many recordings and windows, one mapping.
+    assert workers.mappings_of(arena) == 1
     with synthetic.client() as observer:
         wait_for(lambda: observer.stats()["leases"] == 0, "the readers' leases to end")
 

@@ -50,7 +50,7 @@ def instance_of(socket_path: str) -> str:
 
 
 def left_behind(socket_path: str, instance: str) -> list[str]:
-    """What a stopped daemon left: its segments and liveness file, its socket and lock."""
+    """What a stopped daemon left: its arenas and liveness file, its socket and lock."""
     files = glob.glob(f"/dev/shm/evshm-v2-{instance}*")
     return files + [p for p in (socket_path, f"{socket_path}.lock") if os.path.exists(p)]
 

@@ -40,8 +40,14 @@ def test_triggers_are_a_second_table_from_the_same_decode(daemon: Daemon):
         assert triggers.table.column_names == ["t", "id", "p"]
         assert triggers.table.to_pydict() == {"t": [4096, 4112], "id": [3, 2], "p": [1, 0]}
         assert triggers.cached and client.stats()["decodes"] == 1
-        [buffer] = triggers.segment_buffers
+        [buffer] = triggers.stream_buffers
         base, size = buffer.address, buffer.size
+        # An extent of its own, in the same arena as the events' extent.
+        [event_extent] = [chunk.extent for chunk in events.chunks]
+        [extent] = [chunk.extent for chunk in triggers.chunks]
+        assert extent.arena == event_extent.arena
+        assert extent.size == size and extent.offset != event_extent.offset
+        assert events.stream_buffers[0].address - event_extent.offset == base - extent.offset
         for column in triggers.table.columns:
             for buf in column.chunks[0].buffers():
                 if buf is not None:

@@ -27,7 +27,7 @@ from evshm.torch import (
     collate_events,
 )
 from evshm.transforms import EventHistogram
-from harness import Daemon, segment_file, time_bounds, wait_for
+from harness import Daemon, arena_file, extent_ranges, time_bounds, wait_for
 
 DURATION = 2_000  # µs
 LOADER_TIMEOUT = 120  # s: DataLoader raises instead of hanging on a stuck worker
@@ -53,8 +53,9 @@ def test_items_are_zero_copy_tensors_of_the_windows(synthetic: Daemon):
     rec = dataset.recording("small.raw")
     first, last = time_bounds(rec)
     assert len(dataset) == len(range(first, last + 1, DURATION))
-    [buffer] = rec.segment_buffers  # one chunk by default
+    [buffer] = rec.stream_buffers  # one chunk by default
     base = buffer.address
+    assert extent_ranges(rec) == [(base, base + buffer.size)]  # in the arena's mapping
     total = 0
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "non-writable tensor" warning
@@ -127,11 +128,16 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
                      "x_sum": int(cols["x"].sum(dtype=np.int64)),
                      "histogram": EventHistogram()(events)}
     assert len(by_t0) == len(dataset)  # small.raw starts at 10 s: no t0 is shared
-    with synthetic.client() as client, client.open("big.raw") as rec:
-        [chunk] = rec.chunks
-        segment, size = segment_file(chunk.segment), chunk.segment.size
+    with synthetic.client() as client:
+        with client.open("big.raw") as rec, client.open("small.raw") as other:
+            [chunk] = rec.chunks
+            [small] = other.chunks
+    assert chunk.extent.arena == small.extent.arena  # both in one arena (1 GiB)
+    arena = arena_file(chunk.extent)
+    read = sum(-(-c.extent.size // 4096) * 4096 for c in (chunk, small))  # whole pages
     gc.collect()
-    assert workers.mappings_of(segment) == 0  # the test process maps nothing now
+    # The test process maps the arena once, however many recordings it read from it.
+    assert workers.mappings_of(arena) == 1
 
     loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2,
                         multiprocessing_context=method, persistent_workers=True,
@@ -164,9 +170,12 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
     try:
         # The persistent workers are idle now, each still attached to both recordings
         # (touch_everything read every event of them when the worker started).
-        readers = {pid: workers.mapping_memory(pid, segment) for pid in pids}
-        others = {pid: workers.mapping_memory(pid, segment)
+        readers = {pid: workers.mapping_memory(pid, arena) for pid in pids}
+        others = {pid: workers.mapping_memory(pid, arena)
                   for pid in (os.getpid(), synthetic.pid)}
+        resident = os.stat(arena).st_blocks * 512  # the arena file's pages
+        # Each worker maps the arena once (a forked one keeps the mapping it inherited).
+        assert {workers.mappings_of(arena, str(pid)) for pid in pids} == {1}
         rollups = {pid: workers.rollup(pid) for pid in pids}
         with synthetic.client() as observer:  # itself, and one per worker
             wait_for(lambda: observer.stats()["connections"] == 1 + 2,
@@ -178,7 +187,8 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
     assert stats["decodes"] == 2  # once per recording, for every process
     assert stats["leases"] == 2 * 2  # each worker attached both recordings
     # Batches of 4 histograms (600 KB) may still sit in torch's shared memory.
-    workers.assert_one_copy(size, readers, others, rollups, slack=8 << 20)
+    assert resident == stats["bytes_resident"]  # --provision 0: no free page kept
+    workers.assert_one_copy(read, resident, readers, others, rollups, slack=8 << 20)
     with synthetic.client() as observer:
         wait_for(lambda: observer.stats()["connections"] == 1, "the workers to disconnect")
         assert observer.stats()["leases"] == 0

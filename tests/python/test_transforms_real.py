@@ -1,4 +1,4 @@
-"""evshm.transforms on real windows served by evshmd (read-only views of the segments),
+"""evshm.transforms on real windows served by evshmd (read-only views of the extents),
 against tonic's transforms where tonic has the same one, and against the event-by-event
 references of references.py; plus the edge cases real windows may not hold (borders,
 padding, events off the sensor, time stepping back), on small synthetic events."""
@@ -31,7 +31,7 @@ REFERENCE_EVENTS = 40_000
 
 @pytest.fixture
 def windows(daemon: Daemon, real: Path) -> dict[str, evshm.Events]:
-    """Each real window as evshm gives it: read-only views into the segments."""
+    """Each real window as evshm gives it: read-only views into the extents."""
     out = {}
     with daemon.client() as client:
         for name, offset, duration in WINDOWS:

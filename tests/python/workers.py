@@ -61,38 +61,42 @@ def mappings_of(path: str, pid: str = "self") -> int:
         return sum(1 for line in maps if line.rstrip("\n").endswith(path))
 
 
-def assert_one_copy(size: int, readers: dict[int, dict[str, int]],
+def assert_one_copy(read: int, resident: int, readers: dict[int, dict[str, int]],
                     others: dict[int, dict[str, int]],
                     rollups: dict[int, dict[str, int]], slack: int = 1 << 20) -> None:
     """The memory test: ``readers`` and ``others`` hold the /proc/PID/smaps counters of
-    the segment's mapping in the readers and in the other processes that may map it,
-    ``rollups`` the readers' /proc/PID/smaps_rollup, all taken while the readers held
-    their mappings.
+    the arena's mapping in the readers and in the other processes that map it (evshmd
+    among them), ``rollups`` the readers' /proc/PID/smaps_rollup, all taken while the
+    readers held their mappings. ``read`` is the bytes of the extents each reader read
+    whole, ``resident`` the bytes of the arena file's pages (its ``st_blocks``).
 
-    Every reader read every event, so each has the whole segment resident (Rss). If
-    the pages were shared, the Pss of all the processes that map them adds up to one
-    copy; two private copies would add up to two. PSS charges each page 1/k to each of
-    the k processes mapping it; the kernel keeps it exact to well under a kB, and
-    smaps rounds each figure down to a kB, so the sum of all mappers lands within
-    1% of the segment (which absorbs that rounding and the last partial page, ~40 KB
-    on a 39 MB segment).
+    Each reader maps the whole arena, but only the pages it read are resident in it:
+    at least ``read`` bytes (Rss), none of them private (Private_*: the same pages are
+    mapped by evshmd, which wrote them). If the pages are shared, the Pss of all the
+    processes that map the arena adds up to one copy of its resident pages; a private
+    copy in a reader would add up to more. PSS charges each page 1/k to each of the k
+    processes mapping it; the kernel keeps it exact to well under a kB, and smaps rounds
+    each figure down to a kB, so the sum of all mappers lands within 1% of the pages
+    (which absorbs that rounding).
     """
-    tolerance = 0.01 * size
+    tolerance = 0.01 * resident
     for pid, mem in readers.items():
-        assert mem.get("Rss", 0) * 1024 >= size - tolerance, (pid, mem)
+        assert mem.get("Rss", 0) * 1024 >= read - tolerance, (pid, mem, read)
+        assert mem.get("Rss", 0) * 1024 <= resident + tolerance, (pid, mem, resident)
         assert mem.get("Private_Clean", 0) + mem.get("Private_Dirty", 0) == 0, (pid, mem)
     readers_pss = sum(mem["Pss"] for mem in readers.values()) * 1024
     everyone_pss = readers_pss + sum(mem.get("Pss", 0) for mem in others.values()) * 1024
-    assert abs(everyone_pss - size) <= tolerance, (everyone_pss, size, readers, others)
-    assert readers_pss <= size + tolerance, (readers_pss, size)
-    # The same seen in smaps_rollup: the segment is shared memory (tmpfs), so it is in
+    assert abs(everyone_pss - resident) <= tolerance, (everyone_pss, resident, readers,
+                                                       others)
+    assert readers_pss <= read + tolerance, (readers_pss, read)
+    # The same seen in smaps_rollup: the arena is shared memory (tmpfs), so it is in
     # each reader's Pss_Shmem; their sum stays one copy plus ``slack`` bytes of other
     # shared memory (multiprocessing's semaphores, torch's batches in flight).
     if all("Pss_Shmem" in r for r in rollups.values()):
         for pid, r in rollups.items():
             assert r["Pss_Shmem"] >= readers[pid]["Pss"] - 4, (pid, r)
         shmem = sum(r["Pss_Shmem"] for r in rollups.values()) * 1024
-        assert shmem <= size + tolerance + slack, (shmem, size)
+        assert shmem <= read + tolerance + slack, (shmem, read)
 
 
 # ----------------------------------------------------------------------- checksums
@@ -108,12 +112,14 @@ def checksum(rec: evshm.Recording) -> tuple[int, int, int, int, int]:
 def read_share(windows: evshm.EventWindows, worker: int, workers: int, results: Any,
                done: Any) -> None:
     """A reader process: checksum windows ``worker::workers``, then read every event of
-    every recording (so the whole segments are resident in this process), report, and
-    keep everything mapped until ``done`` is set (or 120 s pass)."""
+    every recording (so their whole extents are resident in this process), report, and
+    keep everything mapped until ``done`` is set (or 120 s pass). Reports the extent of
+    each recording's first chunk, and how many mappings of its arena this process has."""
     sums = {i: checksum(windows[i]) for i in range(worker, len(windows), workers)}
     whole = {path: checksum(windows.recording(path)) for path in windows.paths}
-    segments = {path: windows.recording(path).chunks[0].segment.path for path in windows.paths}
-    results.put((os.getpid(), sums, whole, segments))
+    extents = {path: windows.recording(path).chunks[0].extent for path in windows.paths}
+    mapped = {extent.arena: mappings_of(f"/{extent.arena}") for extent in extents.values()}
+    results.put((os.getpid(), sums, whole, extents, mapped))
     done.wait(120)
     windows.close()
 

@@ -1,9 +1,10 @@
 """Reads one recording through the evshm Python client, for the Rust cross-process tests.
 
 Usage: py_reader.py SOCKET PATH OUT.arrow
-Writes the table it read to OUT.arrow (Arrow IPC file) and prints the name of its (first)
-segment, so the Rust test can check that both readers attached the same segment and saw the
-same values.
+Writes the table it read to OUT.arrow (Arrow IPC file) and prints where its first chunk
+lies, ``ARENA OFFSET SIZE`` (its extent: the arena's name, the offset and size of the
+stream in it), so the Rust test can check that both readers read the same extent of the
+same arena and saw the same values.
 """
 
 import sys
@@ -21,7 +22,8 @@ def main() -> None:
             with pa.OSFile(out, "wb") as sink:
                 with pa.ipc.new_file(sink, table.schema) as writer:
                     writer.write_table(table)
-            print(recording.chunks[0].extent.arena, recording.chunks[0].extent.offset)
+            extent = recording.chunks[0].extent
+            print(extent.arena, extent.offset, extent.size)
 
 
 if __name__ == "__main__":

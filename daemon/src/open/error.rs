@@ -80,7 +80,7 @@ fn too_big(window: Option<Window>, chunks: &Range<usize>, needed: u64, limit: u6
         ),
     };
     format!(
-        "the window [{}, {}) {span}, whose segments need {needed_text} decoded, more than \
+        "the window [{}, {}) {span}, whose chunks need {needed_text} decoded, more than \
          the memory budget of {limit_text}: raise --memory-budget to at least {enough}, or \
          make chunks smaller (--chunk-events, --chunk-span)",
         window.start, window.end

@@ -103,7 +103,7 @@ def _path_arg(path: PathArg) -> str:
 
 def _went_away(conn: _Connection, error: EvshmError) -> bool:
     """Whether ``error`` came from evshmd closing ``conn``, as it does when it stops: the
-    connection was dropped from its end, or a segment of a reply vanished (a stopping
+    connection was dropped from its end, or an arena of a reply vanished (a stopping
     daemon removes them) and the connection turns out dropped."""
     if isinstance(error, MappingError):
         if not error.vanished:
@@ -113,7 +113,7 @@ def _went_away(conn: _Connection, error: EvshmError) -> bool:
         except ConnectionLost:
             pass
         else:
-            return False  # evshmd still serves: the segment went some other way
+            return False  # evshmd still serves: the arena went some other way
     return conn.dropped
 
 
@@ -533,7 +533,7 @@ class Client:
         return self._call(lambda conn: conn.request(list_request(), parse_list_reply))
 
     def stats(self) -> dict[str, int]:
-        """The daemon's counters (``segments``, ``bytes_resident``, ``leases``...)."""
+        """The daemon's counters (``extents``, ``bytes_resident``, ``leases``...)."""
         return self._call(lambda conn: conn.request(stats_request(), parse_stats_reply))
 
     def evict(self) -> dict[str, int]:
