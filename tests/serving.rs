@@ -50,10 +50,11 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
             .output()
             .unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let extent = String::from_utf8(output.stdout).unwrap();
+        let printed = String::from_utf8(output.stdout).unwrap();
         let extent = &info.chunks[0].extent;
-        let expected = format!("{} {} {}", extent.arena, extent.offset, extent.size);
-        assert_eq!(extent.trim(), expected, "both readers read the same extent");
+        let arena = &info.arenas[extent.arena as usize].name;
+        let expected = format!("{arena} {} {}", extent.offset, extent.size);
+        assert_eq!(printed.trim(), expected, "both readers read the same extent");
         assert_eq!(rows(&read_ipc_file(&dump)), got, "{name}: Python and Rust readers agree");
     }
     let stats = client.stats().unwrap();

@@ -31,6 +31,7 @@ mod connection;
 mod error;
 mod mapping;
 mod recording;
+mod stream;
 mod trust;
 
 pub use client::{Client, OpenOptions};

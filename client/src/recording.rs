@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
-use arrow_ipc::reader::StreamDecoder;
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_schema::SchemaRef;
 use evshm_protocol::{ArenaInfo, ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::mapping::ArenaMap;
+use crate::stream::StreamSchema;
 
 /// How long the parts of an open took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,19 +107,20 @@ impl Recording {
         let lease = Arc::new(lease);
         let mut streams = Vec::with_capacity(reply.chunks.len());
         let mut batches = Vec::with_capacity(reply.chunks.len());
-        let mut schema = None;
+        let mut schema: Option<StreamSchema> = None;
         for chunk in &reply.chunks {
             let extent = &chunk.extent;
             // `check` made sure every chunk's arena is listed.
-            let position = reply.arenas.iter().position(|a| a.name == extent.arena);
-            let arena = &arenas[position.expect("checked")];
+            let arena = &arenas[extent.arena as usize];
             let stream = crate::mapping::extent_buffer(arena, extent, Arc::clone(&lease))?;
-            let (chunk_schema, batch) = decode_in_place(&stream, chunk)?;
-            schema.get_or_insert(chunk_schema);
-            batches.push(batch);
+            let schema = match &schema {
+                Some(schema) => schema,
+                None => schema.insert(StreamSchema::of(&stream)?),
+            };
+            batches.push(rows_asked(schema.batch(&stream)?, chunk)?);
             streams.push(stream);
         }
-        let schema = schema.unwrap_or_else(|| {
+        let schema = schema.map(|s| s.schema().clone()).unwrap_or_else(|| {
             let metadata = reply.metadata.clone().into_iter().collect();
             Arc::new(match reply.table {
                 Table::Events => evshm_protocol::schema::event_schema(metadata),
@@ -183,28 +184,9 @@ impl Recording {
     }
 }
 
-/// Decodes the IPC stream of one chunk in `stream` without copying (every buffer is a
-/// slice of `stream`, and a misaligned buffer is an error rather than a silent copy), and
-/// slices its record batch to the rows asked for.
-fn decode_in_place(
-    stream: &Buffer,
-    chunk: &ChunkInfo,
-) -> Result<(SchemaRef, RecordBatch), ClientError> {
-    let mut decoder = StreamDecoder::new().with_require_alignment(true);
-    let mut rest = stream.clone();
-    let mut batches = Vec::new();
-    while !rest.is_empty() {
-        if let Some(batch) = decoder.decode(&mut rest)? {
-            batches.push(batch);
-        }
-    }
-    decoder.finish()?;
-    let schema = decoder
-        .schema()
-        .ok_or_else(|| ArrowError::IpcError("extent holds no schema message".into()))?;
-    let [batch] = <[RecordBatch; 1]>::try_from(batches).map_err(|batches| {
-        ClientError::Protocol(format!("extent holds {} record batches, not one", batches.len()))
-    })?;
+/// The rows of `chunk` asked for, sliced from its `batch` (no copy), once checked
+/// against what the reply said of it.
+fn rows_asked(batch: RecordBatch, chunk: &ChunkInfo) -> Result<RecordBatch, ClientError> {
     let (start, end) = (chunk.start as usize, chunk.end as usize);
     if batch.num_rows() as u64 != chunk.rows || start > end || end > batch.num_rows() {
         return Err(ClientError::Protocol(format!(
@@ -214,7 +196,7 @@ fn decode_in_place(
             chunk.rows
         )));
     }
-    Ok((schema, batch.slice(start, end - start)))
+    Ok(batch.slice(start, end - start))
 }
 
 /// A lease on the extents of one open, released when dropped: when the last buffer that

@@ -110,6 +110,11 @@ pub fn arenas_of(opened: &Opened) -> Vec<&std::sync::Arc<Arena>> {
     arenas
 }
 
+/// The position of `arena` in `arenas` (which holds it).
+fn position(arenas: &[&std::sync::Arc<Arena>], arena: &std::sync::Arc<Arena>) -> u32 {
+    arenas.iter().position(|a| std::sync::Arc::ptr_eq(a, arena)).unwrap_or(0) as u32
+}
+
 /// The reply to a successful open, under `lease`. `passed(arena)` says whether the
 /// arena's descriptor goes with it (sealed mode, first time on the connection), in the
 /// order of the arenas listed; `gone` names arenas told before that evshmd dropped.
@@ -124,7 +129,8 @@ pub fn open_reply(
         Table::Events => &EVENT_COLUMNS[..],
         Table::Triggers => &TRIGGER_COLUMNS[..],
     };
-    let arenas = (arenas_of(opened).into_iter())
+    let arenas_of = arenas_of(opened);
+    let arenas = (arenas_of.iter())
         .map(|arena| ArenaInfo {
             name: arena.name().to_owned(),
             path: arena.path().map(Path::to_owned),
@@ -146,7 +152,7 @@ pub fn open_reply(
                 ChunkInfo {
                     index: s.chunk as u64,
                     extent: ExtentInfo {
-                        arena: extent.arena().name().to_owned(),
+                        arena: position(&arenas_of, extent.arena()),
                         offset: extent.offset() + stream.offset,
                         size: stream.len,
                     },

@@ -107,7 +107,8 @@ pub struct OpenReply {
     /// The window asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Window>,
-    /// The arenas the chunks lie in, each once, in the order they are first named.
+    /// The arenas the chunks lie in, each once, in the order they are first named; a
+    /// chunk's extent names its arena by position in this list.
     #[serde(default)]
     pub arenas: Vec<ArenaInfo>,
     /// The chunks holding the rows asked for, in time order: every chunk of the
@@ -169,10 +170,12 @@ impl OpenReply {
             if extent.size == 0 {
                 return Err(format!("chunk {} has an empty extent", chunk.index));
             }
-            let Some(arena) = self.arenas.iter().find(|a| a.name == extent.arena) else {
+            let Some(arena) = self.arenas.get(extent.arena as usize) else {
                 return Err(format!(
-                    "chunk {} lies in arena {}, which the reply does not list",
-                    chunk.index, extent.arena
+                    "chunk {} lies in arena {} of a reply that lists {}",
+                    chunk.index,
+                    extent.arena,
+                    self.arenas.len()
                 ));
             };
             if extent.offset.checked_add(extent.size).is_none_or(|end| end > arena.size) {
@@ -254,8 +257,8 @@ pub struct ArenaInfo {
 /// Where a chunk's table lies: a run of bytes of an arena holding one Arrow IPC stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtentInfo {
-    /// The arena's name.
-    pub arena: String,
+    /// The arena's position in the reply's `arenas`.
+    pub arena: u32,
     /// Offset of the stream in the arena, a multiple of 64.
     pub offset: u64,
     /// Exact size of the stream in bytes.

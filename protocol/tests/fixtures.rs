@@ -116,7 +116,7 @@ fn malformed_open_replies(exchanges: &[Value]) -> Vec<Value> {
         broken("a window that ends before it starts", &|r| r["window"] = json!([5, 4])),
         broken("an empty extent", &|r| r["chunks"][0]["extent"]["size"] = json!(0)),
         broken("an extent in an arena the reply does not list", &|r| {
-            r["chunks"][1]["extent"]["arena"] = json!("evshm-v2-unlisted");
+            r["chunks"][1]["extent"]["arena"] = json!(1);
         }),
         broken("an extent past the end of its arena", &|r| {
             let size = r["arenas"][0]["size"].as_u64().unwrap();

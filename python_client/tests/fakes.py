@@ -286,7 +286,7 @@ class FakeDaemon:
         chunks = []
         for number, start, end in selected:
             chunk = self.chunks[number]
-            extent = {"arena": self.arena_name, "offset": chunk.offset, "size": chunk.size}
+            extent = {"arena": 0, "offset": chunk.offset, "size": chunk.size}
             chunks.append({"index": number, "extent": extent, "rows": chunk.rows,
                            "start": start, "end": end})
         arena: dict[str, Any] = {"name": self.arena_name, "size": self.arena_size}

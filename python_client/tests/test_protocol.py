@@ -192,7 +192,7 @@ ARENA = "evshm-v2-9f2c41d07a3b5e18-4c1d"
 
 
 def _chunk(index: int, rows: int, start: int, end: int) -> dict[str, Any]:
-    return {"index": index, "extent": {"arena": ARENA, "offset": index << 26,
+    return {"index": index, "extent": {"arena": 0, "offset": index << 26,
                                        "size": 13 * rows + 1000},
             "rows": rows, "start": start, "end": end}
 
@@ -277,12 +277,13 @@ def _with_chunk(number: int, **change: Any) -> dict[str, Any]:
     {"schema": [{"name": 1, "type": "int64"}]},
     {"metadata": {"a": 1}}, {"metadata": []},
     {"table": "frames"},
-    _with_chunk(0, extent=None), _with_chunk(0, extent={"arena": ARENA, "offset": 0}),
-    _with_chunk(0, extent={"arena": ARENA, "offset": "0", "size": 9}),
-    _with_chunk(0, extent={"arena": ARENA, "offset": 0, "size": 0}),
-    _with_chunk(0, extent={"arena": ARENA, "offset": -64, "size": 9}),
-    _with_chunk(0, extent={"arena": "unlisted", "offset": 0, "size": 9}),
-    _with_chunk(0, extent={"arena": ARENA, "offset": (1 << 30) - 8, "size": 9}),
+    _with_chunk(0, extent=None), _with_chunk(0, extent={"arena": 0, "offset": 0}),
+    _with_chunk(0, extent={"arena": 0, "offset": "0", "size": 9}),
+    _with_chunk(0, extent={"arena": 0, "offset": 0, "size": 0}),
+    _with_chunk(0, extent={"arena": 0, "offset": -64, "size": 9}),
+    _with_chunk(0, extent={"arena": 1, "offset": 0, "size": 9}),
+    _with_chunk(0, extent={"arena": ARENA, "offset": 0, "size": 9}),
+    _with_chunk(0, extent={"arena": 0, "offset": (1 << 30) - 8, "size": 9}),
     {"arenas": None}, {"arenas": [{"name": ARENA}]},
     {"arenas": [{"name": ARENA, "size": 0}]},
     {"arenas": [{"name": ARENA, "size": 1 << 30}, {"name": ARENA, "size": 1 << 30}]},

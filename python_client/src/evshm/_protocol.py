@@ -314,8 +314,9 @@ class ArenaInfo:
 
 @dataclass(frozen=True)
 class ExtentInfo:
-    """Where a chunk's table lies: ``size`` bytes at ``offset`` of arena ``arena``,
-    holding one complete Arrow IPC stream (one record batch)."""
+    """Where a chunk's table lies: ``size`` bytes at ``offset`` of the arena named
+    ``arena``, holding one complete Arrow IPC stream (one record batch). (On the wire the
+    arena is given by its position in the reply's ``arenas``.)"""
 
     arena: str
     offset: int
@@ -425,14 +426,19 @@ def _parse_arenas(reply: Mapping[str, Any]) -> tuple[ArenaInfo, ...]:
     return tuple(arenas)
 
 
-def _parse_chunk(entry: Any, number: int, arenas: Mapping[str, ArenaInfo]) -> ChunkInfo:
+def _parse_chunk(entry: Any, number: int, arenas: tuple[ArenaInfo, ...]) -> ChunkInfo:
     what = f"chunk {number}"
     chunk = _object(entry, what)
     extent = _object(chunk.get("extent"), f"{what} field 'extent'")
+    position = _field(extent, "arena", int, f"{what} extent")
+    if not 0 <= position < len(arenas):
+        raise _malformed(f"{what} lies in arena {position} of a reply that lists "
+                         f"{len(arenas)}")
+    arena = arenas[position]
     info = ChunkInfo(
         index=_field(chunk, "index", int, what),
         extent=ExtentInfo(
-            arena=_field(extent, "arena", str, f"{what} extent"),
+            arena=arena.name,
             offset=_field(extent, "offset", int, f"{what} extent"),
             size=_field(extent, "size", int, f"{what} extent"),
         ),
@@ -443,10 +449,6 @@ def _parse_chunk(entry: Any, number: int, arenas: Mapping[str, ArenaInfo]) -> Ch
     if info.extent.size <= 0 or info.index < 0 or info.extent.offset < 0:
         raise _malformed(f"{what} has index {info.index} and an extent of {info.extent.size} "
                          f"bytes at {info.extent.offset}")
-    arena = arenas.get(info.extent.arena)
-    if arena is None:
-        raise _malformed(f"{what} lies in arena {info.extent.arena}, which the reply does "
-                         "not list")
     if info.extent.offset + info.extent.size > arena.size:
         raise _malformed(f"{what} lies at bytes {info.extent.offset}..+{info.extent.size} of "
                          f"arena {arena.name}, which holds {arena.size} bytes")
@@ -464,8 +466,7 @@ def _parse_chunks(reply: Mapping[str, Any], whole: bool,
     entries = reply.get("chunks")
     if not isinstance(entries, list):
         raise _malformed(f"open reply field 'chunks' should be a list, got {entries!r}")
-    by_name = {arena.name: arena for arena in arenas}
-    chunks = tuple(_parse_chunk(entry, number, by_name) for number, entry in enumerate(entries))
+    chunks = tuple(_parse_chunk(entry, number, arenas) for number, entry in enumerate(entries))
     for before, after in zip(chunks, chunks[1:]):
         if after.index <= before.index:
             raise _malformed(f"open reply lists chunk {after.index} after chunk {before.index}")

@@ -146,16 +146,11 @@ fn open(
     writeln!(out, "chunks    {} ({cached})", info.chunks.len())?;
     for chunk in &info.chunks {
         let extent = &chunk.extent;
+        let arena = info.arenas.get(extent.arena as usize).map_or("?", |a| a.name.as_str());
         writeln!(
             out,
-            "  #{:<5} rows {}..{} of {}  arena {} at {} ({} bytes)",
-            chunk.index,
-            chunk.start,
-            chunk.end,
-            chunk.rows,
-            extent.arena,
-            extent.offset,
-            extent.size
+            "  #{:<5} rows {}..{} of {}  arena {arena} at {} ({} bytes)",
+            chunk.index, chunk.start, chunk.end, chunk.rows, extent.offset, extent.size
         )?;
     }
     writeln!(out, "schema    {}", schema.join(", "))?;
