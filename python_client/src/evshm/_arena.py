@@ -26,11 +26,12 @@ Contract (see the product brief, "Zero-copy reading, Python", and docs/PROTOCOL.
   (and every numpy view of those) keeps the hold alive, and the hold's finalizer ends the
   lease (``_client``). evshmd may reuse an extent's bytes once its lease has ended, so
   nothing is read from an arena but through a hold.
-- ``pa.ipc.open_stream(stream).read_all()`` builds the table with buffers that point
-  into the mapping: no copy. :func:`chunk_rows` slices the rows asked for out of a
-  chunk's stream and :func:`join_chunks` puts the slices of all chunks in one table:
-  both only make new views of the same buffers (``Table.slice``, ``Table.from_batches``),
-  so the table still points into the mappings.
+- :class:`StreamReader` decodes the schema once per reply and each chunk's record batch
+  with ``pa.ipc.read_message`` and ``pa.ipc.read_record_batch`` over the stream's buffer:
+  the batch's buffers point into the mapping, no copy. It slices the rows asked for out of
+  each chunk's batch, and :func:`join_chunks` puts the slices of all chunks in one table:
+  both only make new views of the same buffers (``RecordBatch.slice``,
+  ``Table.from_batches``), so the table still points into the mappings.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from ._errors import MappingError
 from ._protocol import ArenaInfo, ChunkInfo, ExtentInfo
 
 __all__ = ["Mapping", "Hold", "arena_mapping", "forget", "mapped_arenas", "stream_buffer",
-           "read_table", "chunk_rows", "join_chunks"]
+           "StreamReader", "join_chunks"]
 
 # F_SEAL_FUTURE_WRITE (Linux 5.1) is not in every Python's fcntl.
 _F_SEAL_FUTURE_WRITE = getattr(fcntl, "F_SEAL_FUTURE_WRITE", 0x0010)
@@ -200,62 +201,85 @@ def _map_fd(fd: int, shown: str, arena: ArenaInfo) -> Mapping:
         os.close(fd)
 
 
-def read_table(stream: pa.Buffer) -> pa.Table:
-    """Read the Arrow IPC stream ``stream`` into a table, without copying.
-
-    The table's buffers point into the stream's memory and keep it alive. Raises
-    :class:`~evshm.MappingError` when the bytes are not an Arrow IPC stream.
-    """
-    try:
-        return pa.ipc.open_stream(stream).read_all()
-    except pa.ArrowException as exc:
-        raise MappingError(f"extent is not a readable Arrow IPC stream: {exc}") from None
+#: What ends every stream: a continuation marker and a zero length.
+_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 
 
-def chunk_rows(stream: pa.Buffer, chunk: ChunkInfo) -> pa.Table:
-    """The rows ``chunk.start`` to ``chunk.end`` of the chunk's ``stream``, without
-    copying.
-
-    Raises :class:`~evshm.MappingError` unless the stream holds the ``chunk.rows`` rows
-    the daemon announced.
-    """
-    table = read_table(stream)
-    if table.num_rows != chunk.rows:
-        raise MappingError(f"chunk {chunk.index} holds {table.num_rows} rows but evshmd "
-                           f"announced {chunk.rows}")
-    return table.slice(chunk.start, chunk.end - chunk.start)
+def _message_end(stream: pa.Buffer, at: int) -> int:
+    """Where the encapsulated message's flatbuffer at byte ``at`` of ``stream`` ends."""
+    prefix = bytes(memoryview(stream)[at:at + 8])
+    if len(prefix) < 8 or prefix[:4] != b"\xff\xff\xff\xff":
+        raise MappingError(f"extent has no Arrow IPC message at byte {at}")
+    return at + 8 + int.from_bytes(prefix[4:], "little")
 
 
-def join_chunks(parts: Sequence[tuple[ChunkInfo, pa.Table]],
+class StreamReader:
+    """Reads the one record batch of each chunk's stream in place, decoding the schema
+    once per reply: every chunk's stream is a schema message, one record batch message
+    and the end marker, and the chunks of one reply share their schema (each one's schema
+    message is compared with the first's byte for byte). That is what
+    ``pa.ipc.open_stream(stream).read_all()`` does, less a schema decode per chunk."""
+
+    def __init__(self, first: pa.Buffer) -> None:
+        self._schema_end = _message_end(first, 0)
+        self._schema_message = first.slice(0, self._schema_end)
+        try:
+            self.schema = pa.ipc.read_schema(self._schema_message)
+        except pa.ArrowException as exc:
+            raise MappingError(f"extent holds no readable Arrow schema: {exc}") from None
+
+    def rows(self, stream: pa.Buffer, chunk: ChunkInfo) -> pa.RecordBatch:
+        """The rows ``chunk.start`` to ``chunk.end`` of the chunk's ``stream``, without
+        copying.
+
+        Raises :class:`~evshm.MappingError` unless the stream is one schema message (this
+        reader's), one batch of the ``chunk.rows`` rows the daemon announced and the end
+        marker.
+        """
+        end = self._schema_end
+        if stream.size < end or not stream.slice(0, end).equals(self._schema_message):
+            raise MappingError(f"chunk {chunk.index} holds another schema than the first")
+        try:
+            message = pa.ipc.read_message(stream.slice(end))
+            batch = pa.ipc.read_record_batch(message, self.schema)
+        except pa.ArrowException as exc:
+            raise MappingError(f"chunk {chunk.index} is not a readable Arrow IPC stream: "
+                               f"{exc}") from None
+        body_end = _message_end(stream, end) + (message.body.size if message.body else 0)
+        if bytes(memoryview(stream)[body_end:]) != _END:
+            raise MappingError(f"chunk {chunk.index} holds more than one record batch")
+        if batch.num_rows != chunk.rows:
+            raise MappingError(f"chunk {chunk.index} holds {batch.num_rows} rows but evshmd "
+                               f"announced {chunk.rows}")
+        return batch.slice(chunk.start, chunk.end - chunk.start)
+
+
+def join_chunks(batches: Sequence[pa.RecordBatch], schema: pa.Schema | None,
                 fields: Sequence[tuple[str, str]], metadata: MappingType[str, str]) -> pa.Table:
-    """One table of the rows of ``parts`` (``(chunk, rows)`` from :func:`chunk_rows`), in
-    order, without copying: a column has one Arrow chunk per part that holds rows.
+    """One table of ``batches`` (the rows of the chunks, from :meth:`StreamReader.rows`),
+    in order, without copying: a column has one Arrow chunk per batch that holds rows.
 
     ``fields`` (``(name, type)`` pairs) and ``metadata`` are the schema the daemon
-    announced: every part must have those columns, and with no part at all they make
-    the schema of the empty table. Raises :class:`~evshm.MappingError` otherwise.
+    announced: the chunks' ``schema`` must have those columns, and with no chunk at all
+    (``schema`` is ``None``) they make the schema of the empty table. Raises
+    :class:`~evshm.MappingError` otherwise.
     """
-    for chunk, table in parts:
-        columns = tuple((field.name, str(field.type)) for field in table.schema)
+    if schema is not None:
+        columns = tuple((field.name, str(field.type)) for field in schema)
         if columns != tuple(fields):
-            raise MappingError(f"chunk {chunk.index} holds columns {columns} but evshmd "
-                               f"announced {tuple(fields)}")
-    if not parts:
-        schema_metadata: dict[bytes | str, bytes | str] = {k: v for k, v in metadata.items()}
-        try:
-            # The daemon declares its columns non-nullable; so does the empty table, so
-            # that its schema equals the schema of any non-empty one. (pyarrow-stubs type
-            # type_for_alias for literal aliases only; it takes any str, raising ValueError.)
-            schema = pa.schema([pa.field(name, pa.type_for_alias(kind),  # type: ignore[call-overload]
-                                         nullable=False)
-                                for name, kind in fields], metadata=schema_metadata)
-        except ValueError as exc:
-            raise MappingError(f"cannot build an empty table of columns {tuple(fields)}: "
-                               f"{exc}") from None
-        return schema.empty_table()
-    batches = [batch for _, table in parts for batch in table.to_batches() if batch.num_rows]
+            raise MappingError(f"the chunks hold columns {columns} but evshmd announced "
+                               f"{tuple(fields)}")
+        return pa.Table.from_batches([batch for batch in batches if batch.num_rows],
+                                     schema=schema)
+    schema_metadata: dict[bytes | str, bytes | str] = {k: v for k, v in metadata.items()}
     try:
-        return pa.Table.from_batches(batches, schema=parts[0][1].schema)
-    except pa.ArrowInvalid as exc:
-        raise MappingError(f"the chunks of one recording disagree on its schema: "
+        # The daemon declares its columns non-nullable; so does the empty table, so that
+        # its schema equals the schema of any non-empty one. (pyarrow-stubs type
+        # type_for_alias for literal aliases only; it takes any str, raising ValueError.)
+        empty = pa.schema([pa.field(name, pa.type_for_alias(kind),  # type: ignore[call-overload]
+                                    nullable=False)
+                           for name, kind in fields], metadata=schema_metadata)
+    except ValueError as exc:
+        raise MappingError(f"cannot build an empty table of columns {tuple(fields)}: "
                            f"{exc}") from None
+    return empty.empty_table()

@@ -37,7 +37,7 @@ import time
 import weakref
 from typing import Any, Callable, TypeVar, Union
 
-from ._arena import Hold, arena_mapping, chunk_rows, forget, join_chunks, stream_buffer
+from ._arena import Hold, StreamReader, arena_mapping, forget, join_chunks, stream_buffer
 from ._connect import connect as _connect
 from ._connect import daemon_status, default_socket_path
 from ._errors import (
@@ -513,10 +513,11 @@ class Client:
         try:
             streams = [stream_buffer(hold, mappings[chunk.extent.arena], chunk.extent)
                        for chunk in reply.chunks]
-            parts = [(chunk, chunk_rows(stream, chunk))
-                     for chunk, stream in zip(reply.chunks, streams)]
-            rows = join_chunks([(chunk, part) for chunk, part in parts if part.num_rows],
-                               reply.schema, reply.metadata)
+            reader = StreamReader(streams[0]) if streams else None
+            batches = [reader.rows(stream, chunk)
+                       for chunk, stream in zip(reply.chunks, streams)] if reader else []
+            rows = join_chunks(batches, reader.schema if reader else None, reply.schema,
+                               reply.metadata)
         except BaseException:
             # The traceback keeps the buffers alive: release the lease now, not when the
             # exception is gone.

@@ -9,7 +9,6 @@ the same kind of object.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -241,7 +240,7 @@ class Recording:
             first = chunk.start + max(lo - offset, 0)
             last = chunk.start + min(hi - offset, chunk.end - chunk.start)
             if first < last:
-                chunks.append(dataclasses.replace(chunk, start=first, end=last))
+                chunks.append(chunk._replace(start=first, end=last))
                 streams.append(stream)
             offset += chunk.end - chunk.start
         return Recording(self._reply, chunks, streams, table.slice(lo, hi - lo),
