@@ -211,7 +211,7 @@ fn a_window_across_two_chunks_over_the_budget_is_told_the_budget_it_needs() {
     assert_eq!(daemon_code(refused), ErrorCode::OverBudget);
     let expected = format!(
         "two.raw: the window [{start}, {end}) spans chunks 0 and 1 (it crosses the boundary \
-         between them, so both must be resident at once), whose segments need "
+         between them, so both must be resident at once), whose chunks need "
     );
     assert!(message.contains(&expected), "{message}");
     assert!(!message.contains("time windows"), "{message}");

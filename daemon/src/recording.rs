@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use evshm_formats::{Chunk, ChunkLimits, Detected, Indexer};
@@ -29,6 +29,8 @@ pub struct RecordingIndex {
     /// The recording's name, as clients give it (for the log).
     name: String,
     progress: Mutex<Progress>,
+    /// Told when a step of the index pass is done (or failed).
+    stepped: Condvar,
 }
 
 /// How far the index is built.
@@ -36,9 +38,13 @@ pub struct RecordingIndex {
 struct Progress {
     /// The chunks known so far, in file order.
     chunks: Vec<Chunk>,
-    /// The index pass, until it reaches the end of the file.
+    /// The index pass, until it reaches the end of the file; taken out while a request
+    /// reads the next step (without the lock, so that others meanwhile look at the chunks
+    /// known: a whole-file open decodes chunks while its index pass goes on).
     indexer: Option<Indexer>,
-    /// Bytes of event data fed to it.
+    /// Whether a request is reading the next step.
+    stepping: bool,
+    /// Bytes of event data fed to the pass.
     fed: u64,
 }
 
@@ -51,8 +57,9 @@ impl RecordingIndex {
         limits: ChunkLimits,
     ) -> Self {
         let indexer = Some(Indexer::new(detected.format, limits));
-        let progress = Progress { chunks: Vec::new(), indexer, fed: 0 };
-        Self { detected, file, name, progress: Mutex::new(progress) }
+        let progress = Progress { chunks: Vec::new(), indexer, stepping: false, fed: 0 };
+        let (progress, stepped) = (Mutex::new(progress), Condvar::new());
+        Self { detected, file, name, progress, stepped }
     }
 
     /// Chunk `chunk`, or `None` past the last one, indexing further into the file as
@@ -85,10 +92,12 @@ impl RecordingIndex {
     /// How many chunks the recording has, if the index reached the end of the file.
     pub fn chunks_if_complete(&self) -> Option<usize> {
         let progress = lock(&self.progress);
-        progress.indexer.is_none().then_some(progress.chunks.len())
+        (progress.indexer.is_none() && !progress.stepping).then_some(progress.chunks.len())
     }
 
-    /// Indexes until chunk `chunk` is known or the file ends.
+    /// Indexes until chunk `chunk` is known or the file ends. One request at a time reads
+    /// the next step of the pass, without holding the lock; the others wait for it only if
+    /// they need a chunk it has not reached.
     fn reach(
         &self,
         chunk: usize,
@@ -97,21 +106,39 @@ impl RecordingIndex {
         let mut progress = lock(&self.progress);
         let started = Instant::now();
         let before = progress.fed;
-        while progress.chunks.len() <= chunk && progress.indexer.is_some() {
-            let Progress { chunks, indexer, fed } = &mut *progress;
-            let Some(pass) = indexer else { break };
-            let offset = self.detected.data_offset as u64 + *fed;
+        loop {
+            if progress.chunks.len() > chunk {
+                break;
+            }
+            if progress.stepping {
+                progress = self.stepped.wait(progress).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let Some(mut pass) = progress.indexer.take() else { break };
+            progress.stepping = true;
+            let offset = self.detected.data_offset as u64 + progress.fed;
+            drop(progress);
             let mut read = 0;
-            self.file.read_range(offset, INDEX_STEP, |bytes| {
+            let stepped = self.file.read_range(offset, INDEX_STEP, |bytes| {
                 read += bytes.len() as u64;
                 pass.feed(bytes);
-            })?;
-            *fed += read;
+            });
+            progress = lock(&self.progress);
+            progress.stepping = false;
+            self.stepped.notify_all();
+            progress.fed += read;
             indexed(read);
+            if let Err(e) = stepped {
+                // The pass keeps what it was fed before the failure: a later request goes
+                // on from there.
+                progress.indexer = Some(pass);
+                return Err(e);
+            }
             if read < INDEX_STEP {
-                chunks.extend(indexer.take().expect("indexing").finish());
+                progress.chunks.extend(pass.finish());
             } else {
-                chunks.extend(pass.take_completed());
+                progress.chunks.extend(pass.take_completed());
+                progress.indexer = Some(pass);
             }
         }
         if progress.fed > before {

@@ -95,9 +95,15 @@ fn open_once(
 ) -> Result<Opened, OpenError> {
     let OpenRequest { path, table, geometry, window } = *request;
     let target = target(daemon, path, geometry)?;
-    let likely = candidates(window, |chunk| target.bound(chunk))?;
-    let cold = likely.clone().any(|chunk| !target.is_resident(chunk));
+    let threads = daemon.settings.decode_threads;
+    // A whole-file open of a recording not indexed to its end decodes while indexing.
+    let pipelined = window.is_none() && target.recording.chunks_if_complete().is_none();
     let mut prefetched = Vec::new();
+    if pipelined {
+        prefetched = target.fetch_whole(threads)?.into_iter().map(Some).collect();
+    }
+    let likely = candidates(window, |chunk| target.bound(chunk))?;
+    let cold = !pipelined && likely.clone().any(|chunk| !target.is_resident(chunk));
     if cold {
         let needed = target.bytes_needed(likely.clone())?;
         let limit = daemon.budget.limit();
@@ -105,7 +111,7 @@ fn open_once(
             let name = target.name.clone();
             return Err(OpenError::OverBudget { name, window, chunks: likely, needed, limit });
         }
-        prefetched = target.fetch_all(likely.clone(), daemon.settings.decode_threads);
+        prefetched = target.fetch_all(likely.clone(), threads);
     }
     let chunks = select(
         window,

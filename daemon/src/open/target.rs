@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,6 +158,85 @@ impl Target {
             }
         });
         results.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every chunk of the recording, resident or decoded now, on `threads` threads that
+    /// start decoding as soon as the index pass (run by whichever needs the next chunk)
+    /// has found the first chunk: the pass and the decodes overlap. Fails with
+    /// `OverBudget` as soon as the chunks indexed so far need more than the budget, before
+    /// the pass ends; stops starting new decodes after the first failure (whose chunk's
+    /// entry holds it). Entry `i` holds chunk `i`.
+    pub fn fetch_whole(&self, threads: usize) -> Result<Vec<Fetched>, OpenError> {
+        let daemon = &self.daemon;
+        let (wait, limit) = (daemon.budget.wait(), daemon.budget.limit());
+        let results = Mutex::new(Vec::<Option<Fetched>>::new());
+        let (next, end) = (AtomicUsize::new(0), AtomicUsize::new(usize::MAX));
+        let (needed, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        let worker = || -> Result<(), OpenError> {
+            loop {
+                let chunk = next.fetch_add(1, Ordering::Relaxed);
+                if chunk >= end.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let indexed = |bytes| self.count_indexed(bytes);
+                let found = self.recording.chunk(chunk, indexed);
+                let Some(index) = found.map_err(|e| OpenError::ingest(&self.name, e))? else {
+                    end.fetch_min(chunk, Ordering::Relaxed);
+                    return Ok(());
+                };
+                let bytes = match chunk_layouts(&self.detected, &self.name, &index) {
+                    Ok((events, triggers)) => {
+                        daemon.arenas.footprint(chunk_extent(&events, &triggers).0)
+                    }
+                    Err(_) => 0, // the decode reports it
+                };
+                if needed.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(self.over_budget(limit));
+                }
+                let fetched = self.fetch(chunk, wait);
+                stop.fetch_or(fetched.0.is_err(), Ordering::Relaxed);
+                let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+                if results.len() <= chunk {
+                    results.resize_with(chunk + 1, || None);
+                }
+                results[chunk] = Some(fetched);
+            }
+        };
+        let outcomes: Vec<Result<(), OpenError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads.max(1)).map(|_| scope.spawn(worker)).collect();
+            workers.into_iter().map(|w| w.join().expect("a decode thread panicked")).collect()
+        });
+        outcomes.into_iter().collect::<Result<(), _>>()?;
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        let end = end.load(Ordering::Relaxed).min(results.len());
+        // A failed decode stops the others: its entry holds the failure; chunks after it
+        // that no thread reached are fetched by the caller's walk (and fail alike).
+        let mut fetched = Vec::with_capacity(end);
+        for (chunk, entry) in results.into_iter().take(end).enumerate() {
+            fetched.push(entry.unwrap_or_else(|| self.fetch(chunk, wait)));
+        }
+        Ok(fetched)
+    }
+
+    /// The error of a whole-file open that needs more than the budget `limit`, with the
+    /// bytes it needs (the index pass taken to the end for it).
+    fn over_budget(&self, limit: u64) -> OpenError {
+        let chunks = self.recording.chunks_if_complete().unwrap_or(0);
+        let all = match self.bound(usize::MAX) {
+            Ok(_) => self.recording.chunks_if_complete().unwrap_or(chunks),
+            Err(e) => return e,
+        };
+        match self.bytes_needed(0..all) {
+            Ok(needed) => OpenError::OverBudget {
+                name: self.name.clone(),
+                window: None,
+                chunks: 0..all,
+                needed,
+                limit,
+            },
+            Err(e) => e,
+        }
     }
 
     /// Decodes the chunks of `range` that are not resident, in the background, with
