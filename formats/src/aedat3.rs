@@ -146,7 +146,7 @@ impl Aedat3Decoder {
         self.stats.words += 1;
         let i32_at = |at: usize| i32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
         let kind = i16::from_le_bytes([h[0], h[1]]);
-        let (size, overflow, capacity) = (i32_at(4), i32_at(12), i32_at(20));
+        let (size, overflow, capacity) = (i32_at(4), i32_at(12), i32_at(16));
         let (Ok(size), Ok(capacity)) = (u64::try_from(size), u64::try_from(capacity)) else {
             // A packet of negative size: where the next one starts is unknown.
             self.stats.unknown += 1;
@@ -284,10 +284,12 @@ mod tests {
     use super::*;
     use crate::sink::VecSink;
 
+    /// A packet header whose number of events is one less than its capacity, as libcaer
+    /// may leave it: the capacity sizes the packet.
     fn packet_header(kind: i16, size: i32, overflow: i32, capacity: i32) -> Vec<u8> {
         let mut h = kind.to_le_bytes().to_vec();
         h.extend_from_slice(&1i16.to_le_bytes());
-        for v in [size, 4, overflow, capacity, capacity, capacity] {
+        for v in [size, 4, overflow, capacity, capacity - 1, capacity - 1] {
             h.extend_from_slice(&v.to_le_bytes());
         }
         h

@@ -53,7 +53,7 @@ impl Decoder {
             Format::Aedat4(layout) => Decoder::Aedat4(Aedat4Decoder::new(layout)),
             Format::Aedat3 => Decoder::Aedat3(Aedat3Decoder::default()),
             Format::Aedat2(chip) => Decoder::Aedat2(Aedat2Decoder::new(chip)),
-            Format::EventStream(kind) => Decoder::EventStream(EventStreamDecoder::new(kind)),
+            Format::EventStream(layout) => Decoder::EventStream(EventStreamDecoder::new(layout)),
             Format::AtisBin => Decoder::AtisBin(AtisBinDecoder::default()),
         }
     }

@@ -109,9 +109,9 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
         });
     }
     if head.starts_with(ES_MAGIC) {
-        let (kind, geometry, data_offset) = detect_event_stream(head)?;
+        let (layout, geometry, data_offset) = detect_event_stream(head)?;
         return Ok(Detected {
-            format: Format::EventStream(kind),
+            format: Format::EventStream(layout),
             data_offset,
             geometry,
             geometry_source: GeometrySource::Header,

@@ -62,8 +62,8 @@ impl<W: Write> Encoder<W> {
                 })?;
                 Encoder::Aedat2(Aedat2Encoder::new(out, chip)?)
             }
-            Format::EventStream(kind) => {
-                Encoder::EventStream(EventStreamEncoder::new(out, geometry, kind)?)
+            Format::EventStream(layout) => {
+                Encoder::EventStream(EventStreamEncoder::new(out, geometry, layout.kind)?)
             }
             Format::AtisBin => Encoder::AtisBin(AtisBinEncoder::new(out, geometry)?),
             Format::Aedat4(_) => return Err(EncodeError::Unsupported { format: format.name() }),

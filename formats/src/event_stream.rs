@@ -9,9 +9,12 @@
 //!   a reset); any other byte `b` adds `b >> 2` µs, bit 0 tells an exposure measurement
 //!   (skipped here) from a change detection, bit 1 the polarity; then x and y as above.
 //!
-//! Time starts at 0 and only rises. The reference is faery's decoder (`event_stream`),
-//! which stops at an event outside the sensor where evshm drops it and goes on. Generic,
-//! colour and other stream types carry no polarity events and are refused at detection.
+//! Time starts at 0 and only rises. y counts from the bottom of the sensor in the file
+//! (the Neuromorphic-Paris convention): evshm gives `height - 1 - y`, counted from the top
+//! like every other format here, as faery's reader does (loris gives the file's y). The
+//! reference is faery's decoder (`event_stream`), which stops at an event outside the
+//! sensor where evshm drops it and goes on. Generic, colour and other stream types carry
+//! no polarity events and are refused at detection.
 
 use std::io::Write;
 
@@ -35,9 +38,18 @@ pub enum EsKind {
     Atis,
 }
 
-/// Reads the header of a file that starts with [`MAGIC`]: the kind, the geometry and
+/// What a decoder needs to know of an Event Stream file, from its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EsLayout {
+    /// The event type.
+    pub kind: EsKind,
+    /// The sensor's height, to count y from the top.
+    pub height: u16,
+}
+
+/// Reads the header of a file that starts with [`MAGIC`]: the layout, the geometry and
 /// where the events start.
-pub(crate) fn detect_event_stream(head: &[u8]) -> Result<(EsKind, Geometry, usize), DetectError> {
+pub(crate) fn detect_event_stream(head: &[u8]) -> Result<(EsLayout, Geometry, usize), DetectError> {
     let short =
         || DetectError::Unrecognized { reason: "Event Stream file with a truncated header".into() };
     let [major, minor, patch, kind] = *head.get(MAGIC.len()..MAGIC.len() + 4).ok_or_else(short)?
@@ -62,7 +74,8 @@ pub(crate) fn detect_event_stream(head: &[u8]) -> Result<(EsKind, Geometry, usiz
     if width == 0 || height == 0 {
         return Err(DetectError::BadGeometry { detail: format!("width {width}, height {height}") });
     }
-    Ok((kind, Geometry { width, height }, HEADER_LEN))
+    let layout = EsLayout { kind, height: height as u16 };
+    Ok((layout, Geometry { width, height }, HEADER_LEN))
 }
 
 fn unsupported(what: &str) -> DetectError {
@@ -73,6 +86,8 @@ fn unsupported(what: &str) -> DetectError {
 #[derive(Debug, Clone)]
 pub struct EventStreamDecoder {
     kind: EsKind,
+    /// The highest row, from which the file's y counts down.
+    top: u16,
     t: i64,
     /// Bytes of the current event read so far (0: between events).
     at: u8,
@@ -84,9 +99,11 @@ pub struct EventStreamDecoder {
 }
 
 impl EventStreamDecoder {
-    /// A decoder at the start of the events of a stream of this kind.
-    pub fn new(kind: EsKind) -> Self {
-        Self { kind, t: 0, at: 0, lead: 0, x: 0, y: 0, stats: DecodeStats::default() }
+    /// A decoder at the start of the events of a stream of this layout.
+    pub fn new(layout: EsLayout) -> Self {
+        let top = layout.height.saturating_sub(1);
+        let (kind, stats) = (layout.kind, DecodeStats::default());
+        Self { kind, top, t: 0, at: 0, lead: 0, x: 0, y: 0, stats }
     }
 
     /// Decodes the next bytes of the stream.
@@ -137,7 +154,8 @@ impl EventStreamDecoder {
             EsKind::Atis if self.lead & 1 == 1 => return,
             EsKind::Atis => self.lead >> 1 & 1,
         };
-        sink.event(self.t, self.x, self.y, p);
+        // A row past the sensor wraps to a large value, which the geometry filter drops.
+        sink.event(self.t, self.x, self.top.wrapping_sub(self.y), p);
     }
 
     /// What was passed over so far.
@@ -225,7 +243,8 @@ impl<W: Write> EventStreamEncoder<W> {
         };
         self.buffer.push(lead);
         self.buffer.extend_from_slice(&event.x.to_le_bytes());
-        self.buffer.extend_from_slice(&event.y.to_le_bytes());
+        let y = self.geometry.height as u16 - 1 - event.y;
+        self.buffer.extend_from_slice(&y.to_le_bytes());
         if self.buffer.len() >= 1 << 16 {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
@@ -260,9 +279,9 @@ mod tests {
         let mut encoder = EventStreamEncoder::new(Vec::new(), geometry, kind).unwrap();
         events.iter().for_each(|e| encoder.push(e).unwrap());
         let file = encoder.finish().unwrap();
-        let (detected, size, offset) = detect_event_stream(&file).unwrap();
-        assert_eq!((detected, size, offset), (kind, geometry, 20));
-        let mut decoder = EventStreamDecoder::new(kind);
+        let (layout, size, offset) = detect_event_stream(&file).unwrap();
+        assert_eq!((layout, size, offset), (EsLayout { kind, height: 720 }, geometry, 20));
+        let mut decoder = EventStreamDecoder::new(layout);
         let mut sink = VecSink::default();
         for piece in file[offset..].chunks(2) {
             decoder.feed(piece, &mut sink);
@@ -291,11 +310,15 @@ mod tests {
 
     #[test]
     fn atis_exposure_measurements_and_resets_are_not_events() {
-        let mut decoder = EventStreamDecoder::new(EsKind::Atis);
+        let mut decoder = EventStreamDecoder::new(EsLayout { kind: EsKind::Atis, height: 480 });
         let mut sink = VecSink::default();
-        // A reset, an exposure measurement 1 µs in, a change detection (ON) 2 µs later.
-        decoder.feed(&[0xFC, 1 << 2 | 1, 5, 0, 6, 0, 2 << 2 | 0b10, 7, 0, 8, 0], &mut sink);
-        assert_eq!(sink.events, [Event { t: 3, x: 7, y: 8, p: 1 }]);
+        // A reset, an exposure measurement 1 µs in, a change detection (ON) 2 µs later at
+        // the file's row 8 (from the bottom), then an OFF 189 µs later at row 9, as faery
+        // 0.7.1 reads them.
+        let bytes = [0xFC, 1 << 2 | 1, 5, 0, 6, 0, 2 << 2 | 0b10, 7, 0, 8, 0, 0xFF, 0, 9, 0, 9, 0];
+        decoder.feed(&bytes, &mut sink);
+        let faery = [Event { t: 3, x: 7, y: 471, p: 1 }, Event { t: 192, x: 9, y: 470, p: 0 }];
+        assert_eq!(sink.events, faery);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::aedat2::Aedat2Chip;
 use crate::aedat4::Aedat4Layout;
-use crate::event_stream::EsKind;
+use crate::event_stream::EsLayout;
 use crate::evt21::WordOrder;
 use crate::geometry::Geometry;
 use crate::text::Columns;
@@ -28,7 +28,7 @@ pub enum Format {
     /// jAER AEDAT 2.0: 8-byte big-endian records of the given camera's addresses.
     Aedat2(Aedat2Chip),
     /// Event Stream 2.x (`.es`) of DVS or ATIS events.
-    EventStream(EsKind),
+    EventStream(EsLayout),
     /// ATIS 40-bit `.bin` records (N-MNIST, N-Caltech101).
     AtisBin,
 }

@@ -339,6 +339,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::event_stream::{EsKind, EsLayout};
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
     use crate::testing::{arbitrary_words, pieces};
@@ -503,8 +504,8 @@ mod tests {
         prop::sample::select(vec![
             Format::Aedat3,
             Format::Aedat2(crate::aedat2::Aedat2Chip::Dvs128),
-            Format::EventStream(crate::event_stream::EsKind::Dvs),
-            Format::EventStream(crate::event_stream::EsKind::Atis),
+            Format::EventStream(EsLayout { kind: EsKind::Dvs, height: 128 }),
+            Format::EventStream(EsLayout { kind: EsKind::Atis, height: 128 }),
             Format::AtisBin,
         ])
     }

@@ -76,7 +76,7 @@ pub use detect::{Detected, GeometrySource, detect};
 pub use encode::EncodeError;
 pub use encoder::Encoder;
 pub use error::DetectError;
-pub use event_stream::{EsKind, EventStreamDecoder, EventStreamEncoder};
+pub use event_stream::{EsKind, EsLayout, EventStreamDecoder, EventStreamEncoder};
 pub use evt2::{Evt2Decoder, Evt2Encoder};
 pub use evt3::{Evt3Decoder, Evt3Encoder};
 pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
