@@ -228,6 +228,92 @@ fn aedat4_recordings_are_served_like_the_others() {
     assert_eq!(listed, ["aedat4", "aedat4", "aedat4"]);
 }
 
+/// The fixtures of `formats/tests/data/peers`: each file, its format's name, and the
+/// events its reference reader reads (DVS128's in jAER's orientation, see
+/// `formats/tests/peers.rs`).
+fn dataset_fixtures() -> (PathBuf, Vec<(&'static str, &'static str, Vec<Row>)>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/data/peers");
+    let expected = |name: &str| rows(&read_ipc_file(&dir.join(format!("{name}.expected.arrow"))));
+    let dvs128 = expected("dvs128").into_iter().map(|(t, x, y, p)| (t, 127 - y, 127 - x, 1 - p));
+    let cases = vec![
+        ("n_mnist.bin", "atis_bin", expected("n_mnist")),
+        ("dvs_faery.es", "es", expected("dvs_faery")),
+        ("atis.es", "es", expected("atis")),
+        ("dvs128.aedat", "aedat2", dvs128.collect()),
+        ("davis346_aps_imu.aedat", "aedat2", expected("davis346")),
+        ("gesture_mixed.aedat", "aedat3", expected("gesture")),
+    ];
+    (dir, cases)
+}
+
+#[test]
+fn the_formats_of_datasets_are_served_in_chunks_and_windows() {
+    let (dir, cases) = dataset_fixtures();
+    let daemon = Daemon::start_with(None, &["--chunk-events", "100"], |root| {
+        for (name, ..) in &cases {
+            std::fs::copy(dir.join(name), root.join(name)).unwrap();
+        }
+    });
+    let client = daemon.client();
+    for (name, format, expected) in &cases {
+        let recording = client.open(name).unwrap();
+        assert_eq!(recording.info().format, *format);
+        assert_zero_copy(&recording);
+        assert_eq!(&rows(recording.batches()), expected, "{name}");
+        assert!(recording.info().chunks.len() > 1, "{name} is in chunks");
+        let times: Vec<i64> = expected.iter().map(|r| r.0).collect();
+        let (first, last) = (times[0], times[times.len() - 1]);
+        for (start, end) in [(first, first + 300), ((first + last) / 2, last), (last, last + 1)] {
+            let window = client.open_window(name, start, end).unwrap();
+            let from = times.partition_point(|&t| t < start);
+            let to = times.partition_point(|&t| t < end);
+            assert_eq!(rows(window.batches()), expected[from..to], "{name} [{start}, {end})");
+        }
+    }
+    let mut listed: Vec<(String, String)> =
+        client.list().unwrap().into_iter().map(|r| (r.path, r.format)).collect();
+    listed.sort();
+    let mut want: Vec<(String, String)> =
+        cases.iter().map(|(name, format, _)| (name.to_string(), format.to_string())).collect();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+#[test]
+fn the_cli_writes_the_formats_of_datasets() {
+    let dir = TempDir::new("convert-datasets");
+    let source = dir.path().join("source.raw");
+    write_evt3(&source, 20_000);
+    let synthetic = decode_file(&source);
+    let (fixtures, _) = dataset_fixtures();
+    let cases = [
+        (source.clone(), "aedat3", "out.aedat"),
+        (source.clone(), "es", "out.es"),
+        (source, "es-atis", "out.atis.es"),
+        (fixtures.join("n_mnist.bin"), "atis-bin", "out.bin"),
+        (fixtures.join("davis346_aps_imu.aedat"), "aedat2", "out2.aedat"),
+    ];
+    for (input, to, name) in cases {
+        let output = dir.path().join(name);
+        let run = Command::new(evshm_cli())
+            .arg("convert")
+            .arg(&input)
+            .arg(&output)
+            .args(["--to", to])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
+        let expected = if to.starts_with("aedat3") || to.starts_with("es") {
+            synthetic.clone()
+        } else {
+            decode_file(&input)
+        };
+        let got = decode_file(&output);
+        assert_eq!(got.len(), expected.len(), "{to}");
+        assert!(got == expected, "{} to {to}: events differ", input.display());
+    }
+}
+
 #[test]
 fn hello_names_the_daemon_and_its_roots_in_search_order() {
     let other = TempDir::new("second-root");

@@ -22,7 +22,7 @@ pub struct ConvertArgs {
     /// File to write.
     output: PathBuf,
     /// Output format [default: from the extension: .dat dat, .csv/.txt text,
-    /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3].
+    /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3, .es es, .bin atis-bin].
     #[arg(long, value_enum)]
     to: Option<OutputFormat>,
     /// Sensor width, for an input that states no geometry.
