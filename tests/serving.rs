@@ -228,10 +228,13 @@ fn aedat4_recordings_are_served_like_the_others() {
     assert_eq!(listed, ["aedat4", "aedat4", "aedat4"]);
 }
 
-/// The fixtures of `formats/tests/data/peers`: each file, its format's name, and the
-/// events its reference reader reads (DVS128's in jAER's orientation, see
+/// A fixture of `formats/tests/data/peers`: the file, its format's name, and the events
+/// its reference reader reads (DVS128's in jAER's orientation, see
 /// `formats/tests/peers.rs`).
-fn dataset_fixtures() -> (PathBuf, Vec<(&'static str, &'static str, Vec<Row>)>) {
+type Fixture = (&'static str, &'static str, Vec<Row>);
+
+/// The folder of the peers' fixtures, and each of them.
+fn dataset_fixtures() -> (PathBuf, Vec<Fixture>) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/data/peers");
     let expected = |name: &str| rows(&read_ipc_file(&dir.join(format!("{name}.expected.arrow"))));
     let dvs128 = expected("dvs128").into_iter().map(|(t, x, y, p)| (t, 127 - y, 127 - x, 1 - p));

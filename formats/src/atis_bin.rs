@@ -89,7 +89,7 @@ const MAX_STEP: i64 = 1_000_000;
 /// than [`MAX_STEP`]. Returns the guessed geometry.
 pub(crate) fn detect_atis_bin(head: &[u8], complete_below: usize) -> Option<Geometry> {
     if head.len() < MIN_RECORDS * RECORD
-        || (head.len() < complete_below && head.len() % RECORD != 0)
+        || (head.len() < complete_below && !head.len().is_multiple_of(RECORD))
     {
         return None;
     }
