@@ -17,8 +17,10 @@
 //! and with x and y swapped, and its polarity inverted (see docs/FORMATS.md).
 //!
 //! The timestamp wraps after 71.6 minutes: a backward jump larger than 2^31 µs is a wrap.
-//! A header without an `AEChip` line is read as DVS128 when every address in the head
-//! fits 15 bits.
+//! A header without an `AEChip` line (v2e writes none) is read as DVS128 when every
+//! address in the head fits 16 bits, else as the smallest DAVIS whose sensor holds the
+//! head's events; the geometry is then marked a guess, and a geometry given by the caller
+//! picks the camera instead (`Detected::with_geometry`).
 
 use std::io::Write;
 
@@ -104,13 +106,24 @@ pub(crate) fn detect_aedat2(head: &[u8]) -> Result<(Aedat2Chip, bool, usize), De
     }
     let Some(class) = header.get("AEChip") else {
         let records = head[header.len..].as_chunks::<8>().0;
-        let small = records.iter().all(|r| u32::from_be_bytes([r[0], r[1], r[2], r[3]]) < 1 << 16);
-        if small {
+        let addresses = || records.iter().map(|r| u32::from_be_bytes([r[0], r[1], r[2], r[3]]));
+        if addresses().all(|a| a < 1 << 16) {
             return Ok((Aedat2Chip::Dvs128, false, header.len));
         }
-        return Err(DetectError::UnsupportedFormat {
-            name: "AEDAT 2.0 without an AEChip header line, from a camera other than DVS128".into(),
-        });
+        // DAVIS addresses: the smallest DAVIS whose sensor holds the head's events (v2e,
+        // for one, writes no AEChip line).
+        let dvs = addresses().filter(|a| a & 0x8000_0400 == 0);
+        let (x, y) = dvs.fold((0, 0), |(x, y), a| (x.max(a >> 12 & 0x3FF), y.max(a >> 22 & 0x1FF)));
+        let davis = [Aedat2Chip::Davis240, Aedat2Chip::Davis346, Aedat2Chip::Davis640];
+        let fits = |chip: &Aedat2Chip| x < chip.geometry().width && y < chip.geometry().height;
+        return match davis.into_iter().find(fits) {
+            Some(chip) => Ok((chip, false, header.len)),
+            None => Err(DetectError::UnsupportedFormat {
+                name: "AEDAT 2.0 without an AEChip header line, of addresses no DVS128 or \
+                       DAVIS holds"
+                    .into(),
+            }),
+        };
     };
     match Aedat2Chip::of_class(class) {
         Some(chip) => Ok((chip, true, header.len)),
@@ -325,7 +338,12 @@ mod tests {
         assert!(chip("ch.unizh.ini.jaer.chip.cochlea.CochleaAMS1c").is_err());
         let bare = [b"#!AER-DAT2.0\r\n".as_slice(), &[0, 0, 0x12, 0x34, 0, 0, 0, 1]].concat();
         assert_eq!(detect_aedat2(&bare).unwrap(), (Aedat2Chip::Dvs128, false, 14));
-        let davis = [b"#!AER-DAT2.0\r\n".as_slice(), &[0x12, 0, 0, 0, 0, 0, 0, 1]].concat();
-        assert!(detect_aedat2(&davis).is_err());
+        // Raw x 300 on a DAVIS layout: a DAVIS346, as far as the head tells.
+        let davis =
+            [b"#!AER-DAT2.0\r\n".as_slice(), &(300u32 << 12).to_be_bytes(), &[0; 4]].concat();
+        assert_eq!(detect_aedat2(&davis).unwrap(), (Aedat2Chip::Davis346, false, 14));
+        let wide =
+            [b"#!AER-DAT2.0\r\n".as_slice(), &(700u32 << 12).to_be_bytes(), &[0; 4]].concat();
+        assert!(detect_aedat2(&wide).is_err());
     }
 }

@@ -12,7 +12,7 @@
 //! ATIS `.bin` if its head is whole 5-byte records with y at most 240 and time never going
 //! back (a format without a header can only be recognised so).
 
-use crate::aedat2::detect_aedat2;
+use crate::aedat2::{Aedat2Chip, detect_aedat2};
 use crate::aedat3::detect_aedat3;
 use crate::aedat4::{MAGIC as AEDAT4_MAGIC, detect_aedat4};
 use crate::atis_bin::detect_atis_bin;
@@ -73,12 +73,20 @@ impl Detected {
     }
 
     /// Takes a geometry from the caller for a file that states none. A file that states
-    /// one keeps it; the returned error gives it when the two differ.
+    /// one keeps it; the returned error gives it when the two differ. For an AEDAT 2.0 file
+    /// that names no camera, a geometry of one of jAER's cameras also picks its address
+    /// layout.
     pub fn with_geometry(mut self, given: Geometry) -> Result<Self, Geometry> {
         match self.stated_geometry() {
             Some(stated) if stated != given => Err(stated),
             Some(_) => Ok(self),
             None => {
+                // An AEDAT 2.0 file that names no camera: the given size picks it.
+                if let Format::Aedat2(_) = self.format
+                    && let Some(chip) = Aedat2Chip::of_geometry(given)
+                {
+                    self.format = Format::Aedat2(chip);
+                }
                 self.geometry = given;
                 self.geometry_source = GeometrySource::Given;
                 Ok(self)

@@ -131,6 +131,19 @@ fn aedat2_davis346_decodes_as_tonic_reads_it_and_skips_aps_imu_and_external_word
     assert_eq!(mixed.skipped, 0, "APS, IMU and external words are known, not unknown");
 }
 
+/// v2e writes no AEChip line: the camera is the smallest DAVIS that holds the head's
+/// events, marked a guess.
+#[test]
+fn aedat2_as_v2e_writes_it_decodes_to_the_events_it_was_given() {
+    let got = read("davis240_v2e.aedat", 64);
+    assert_eq!(got.format, Format::Aedat2(Aedat2Chip::Davis240));
+    assert_eq!(
+        (got.geometry, got.source),
+        (Geometry { width: 240, height: 180 }, GeometrySource::Default)
+    );
+    assert_eq!(got.events, expected("davis240_v2e"));
+}
+
 #[test]
 fn aedat3_decodes_as_tonic_reads_it_and_skips_other_packets_and_invalid_events() {
     let got = read("gesture.aedat", 1 << 20);

@@ -19,6 +19,9 @@ x int16, y int16, p int8) is what the peer reads from NAME:
   jAER's (peers.rs maps them); davis346.aedat: tonic.io.read_davis_346. davis346_aps_imu.aedat
   holds the same DVS events with APS samples, IMU words and external-input events among
   them, which tonic cannot skip: its expected events are davis346's.
+- davis240_v2e.aedat: AEDAT 2.0 as v2e's AEDat2Output writes it for a DAVIS240 (no
+  AEChip line; x and y mirrored, polarity in bit 11); its expected events are the ones
+  given to the writer, in v2e's orientation (y from the top).
 - gesture.aedat (AEDAT 3.1, the layout of DVS128 Gesture): tonic.io.read_dvs_ibm's bit
   fields.
 
@@ -160,6 +163,23 @@ def davis346():
     aedat2("davis346_aps_imu.aedat", chip, mixed)
 
 
+def davis240_v2e():
+    t, x, y, p = events(1500, 240, 180, 100, 8)
+    y[0] = 3  # v2e drops a first event whose address would start with `#`
+    head = (
+        "#!AER-DAT2.0\r\n# This is a raw AE data file created by AEDat2Output in v2e\r\n"
+        "# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event\r\n"
+        "# Timestamps tick is 1 us\r\n# Creation time: 10:00AM December 07 2026\r\n"
+    )
+    a = (239 - x) << 12 | (179 - y) << 22 | p << 11
+    out = np.empty(2 * len(t), np.int32)
+    out[0::2], out[1::2] = a, t
+    with open(path("davis240_v2e.aedat"), "wb") as f:
+        f.write(head.encode())
+        f.write(out.byteswap().tobytes())
+    write_arrow("davis240_v2e.expected.arrow", t, x, y, p)
+
+
 def aedat3(name, packets):
     head = (
         "#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
@@ -210,4 +230,5 @@ if __name__ == "__main__":
     es_atis()
     dvs128()
     davis346()
+    davis240_v2e()
     gesture()
