@@ -182,11 +182,8 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
         Some("aedat4" | "aedat" | "aedat2" | "aedat3") => {
             "an AEDAT file starts with `#!AER-DAT` and its version (2.0, 3.1 and 4.0 are read)"
         }
+        // `.bin` names too many formats to hint at ATIS records.
         Some("es") => "an Event Stream file starts with `Event Stream`",
-        Some("bin") => {
-            "an ATIS .bin file (N-MNIST) is 5-byte records with y at most 240 and time \
-             never going back, and this one is not"
-        }
         Some("csv" | "txt") => {
             "evshm reads text of four numbers per line, `t x y p` (or in the order a header \
              line such as `t,x,y,p` gives)"
