@@ -129,6 +129,13 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
     if head.starts_with(b"#!AER-DAT") {
         return aedat_2_or_3(head);
     }
+    if head.starts_with(HDF5_SIGNATURE) {
+        return Err(DetectError::UnsupportedFormat {
+            name: "HDF5 (DSEC, MVSEC and Metavision layouts are not read yet; convert to \
+                   another format with the dataset's own tools)"
+                .into(),
+        });
+    }
     let header = HeaderLines::parse(head);
     if (header.unterminated || header.len == head.len()) && head.len() == MAX_HEADER_LEN {
         return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
@@ -193,6 +200,9 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
     let ext = extension.unwrap_or_default();
     format!("{what}; the name ends in .{ext}, but {promise}")
 }
+
+/// The first bytes of an HDF5 file (without a user block).
+const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 /// An AEDAT file of version 2.0 or 3.1 (the head starts with `#!AER-DAT`).
 fn aedat_2_or_3(head: &[u8]) -> Result<Detected, DetectError> {
@@ -431,6 +441,7 @@ mod tests {
         assert!(err(b"% format EVT3;width=0;height=5\n").contains("geometry"));
         assert!(err(b"% note hi\nplain text").contains("not a DAT"));
         assert!(err(b"% Version 2\n\x0e\x08").contains("triggers"));
+        assert!(err(b"\x89HDF\r\n\x1a\n\x00\x00").contains("HDF5 (DSEC, MVSEC and Metavision"));
     }
 
     #[test]
