@@ -131,8 +131,8 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
     }
     if head.starts_with(HDF5_SIGNATURE) {
         return Err(DetectError::UnsupportedFormat {
-            name: "HDF5 (DSEC, MVSEC and Metavision layouts are not read yet; convert to \
-                   another format with the dataset's own tools)"
+            name: "HDF5 (DSEC, MVSEC and Metavision layouts are read by `evshm convert` \
+                   only; convert the file to serve it)"
                 .into(),
         });
     }
@@ -202,7 +202,7 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
 }
 
 /// The first bytes of an HDF5 file (without a user block).
-const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+pub const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
 
 /// An AEDAT file of version 2.0 or 3.1 (the head starts with `#!AER-DAT`).
 fn aedat_2_or_3(head: &[u8]) -> Result<Detected, DetectError> {

@@ -59,6 +59,8 @@ mod evt3;
 mod format;
 mod geometry;
 mod hash_header;
+#[cfg(feature = "hdf5")]
+mod hdf5;
 mod header;
 mod index;
 mod sink;
@@ -75,7 +77,7 @@ pub use atis_bin::{AtisBinDecoder, AtisBinEncoder};
 pub use blosc::{BloscError, blosc_decompress};
 pub use dat::{DatDecoder, DatEncoder};
 pub use decoder::Decoder;
-pub use detect::{Detected, GeometrySource, detect};
+pub use detect::{Detected, GeometrySource, HDF5_SIGNATURE, detect};
 pub use ecf::{ECF_FILTER_ID, EcfError, EcfLayout, ecf_decode, ecf_encode};
 pub use encode::EncodeError;
 pub use encoder::Encoder;
@@ -86,6 +88,8 @@ pub use evt3::{Evt3Decoder, Evt3Encoder};
 pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use format::Format;
 pub use geometry::Geometry;
+#[cfg(feature = "hdf5")]
+pub use hdf5::{Hdf5Error, Hdf5Layout, Hdf5Recording};
 pub use header::{HeaderLines, MAX_HEADER_LEN};
 pub use index::{Chunk, ChunkLimits, Indexer};
 pub use sink::{

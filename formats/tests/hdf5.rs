@@ -1,0 +1,65 @@
+//! HDF5 recordings in the layouts of DSEC (Blosc-compressed columns), MVSEC (gzip) and
+//! Metavision (uncompressed and ECF-compressed), written by h5py with hdf5plugin
+//! (`tests/data/hdf5/make_fixtures.py`), decode to what h5py reads from them.
+#![cfg(feature = "hdf5")]
+
+#[path = "../../tests/util/real.rs"]
+#[expect(dead_code, reason = "a shared module; these tests need only its IPC reader")]
+mod real;
+#[path = "../../tests/util/skip.rs"]
+mod skip;
+
+use std::path::PathBuf;
+
+use evshm_formats::{Geometry, HDF5_SIGNATURE, Hdf5Layout, Hdf5Recording, VecSink, detect};
+use real::{Row, read_ipc_file, rows};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/hdf5").join(name)
+}
+
+fn read(name: &str) -> (Hdf5Recording, Vec<Row>) {
+    let recording = Hdf5Recording::open(&fixture(name)).unwrap();
+    let mut sink = VecSink::default();
+    recording.decode(&mut sink).unwrap();
+    let got = sink.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+    (recording, got)
+}
+
+fn expected(name: &str) -> Vec<Row> {
+    rows(&read_ipc_file(&fixture(&format!("{name}.expected.arrow"))))
+}
+
+#[test]
+fn each_layout_decodes_as_h5py_reads_it() {
+    for (file, layout, want) in [
+        ("dsec.h5", Hdf5Layout::Dsec, "dsec"),
+        ("mvsec.h5", Hdf5Layout::Mvsec, "mvsec"),
+        ("metavision.h5", Hdf5Layout::Metavision, "metavision"),
+        ("metavision_ecf.h5", Hdf5Layout::Metavision, "metavision"),
+    ] {
+        let (recording, got) = read(file);
+        let want = expected(want);
+        assert_eq!(recording.layout(), layout, "{file}");
+        assert_eq!(recording.events(), want.len() as u64, "{file}");
+        assert_eq!(recording.stated_geometry(), None, "{file}");
+        assert_eq!(got.len(), want.len(), "{file}");
+        assert!(got == want, "{file}: events differ");
+    }
+    assert_eq!(Hdf5Layout::Dsec.default_geometry(), Geometry { width: 640, height: 480 });
+}
+
+#[test]
+fn the_byte_decoders_refuse_hdf5_and_say_where_it_is_read() {
+    let head = std::fs::read(fixture("dsec.h5")).unwrap();
+    assert!(head.starts_with(HDF5_SIGNATURE));
+    let message = detect(&head, Some("h5")).unwrap_err().to_string();
+    assert!(message.contains("evshm convert"), "{message}");
+}
+
+#[test]
+fn an_hdf5_file_of_another_layout_is_refused() {
+    let error = Hdf5Recording::open(&fixture("other.h5")).unwrap_err().to_string();
+    assert!(error.contains("none of the event layouts"), "{error}");
+    assert!(Hdf5Recording::open(&fixture("make_fixtures.py")).is_err(), "not HDF5");
+}
