@@ -26,6 +26,8 @@ const OVERFLOW_Y: u8 = 240;
 const OVERFLOW_STEP: i64 = 1 << 13;
 /// Timestamps a record holds: 23 bits.
 const TIME_RANGE: i64 = 1 << 23;
+/// Most overflow records the encoder writes between two events.
+const MAX_OVERFLOWS: i64 = 1 << 20;
 
 /// Push decoder for ATIS `.bin` records.
 #[derive(Debug, Clone, Default)]
@@ -147,9 +149,22 @@ impl<W: Write> AtisBinEncoder<W> {
         if event.t < 0 {
             return Err(EncodeError::NegativeTime { t: event.t });
         }
+        if (event.t - self.overflows * OVERFLOW_STEP - TIME_RANGE) / OVERFLOW_STEP > MAX_OVERFLOWS {
+            return Err(EncodeError::TimeNotEncodable {
+                t: event.t,
+                previous: self.overflows * OVERFLOW_STEP,
+                reason: "ATIS .bin reaches later times by overflow records of 2^13 µs, 5 bytes \
+                         each: more than 2^20 at once (2.4 hours) are refused; shift the times \
+                         to start near 0",
+            });
+        }
         while event.t - self.overflows * OVERFLOW_STEP >= TIME_RANGE {
             self.buffer.extend_from_slice(&[0, OVERFLOW_Y, 0, 0, 0]);
             self.overflows += 1;
+            if self.buffer.len() >= 1 << 16 {
+                self.out.write_all(&self.buffer)?;
+                self.buffer.clear();
+            }
         }
         let ts = event.t - self.overflows * OVERFLOW_STEP;
         if ts < 0 {
@@ -204,6 +219,8 @@ mod tests {
             Event { t: 40 << 23, x: 5, y: 6, p: 1 },
         ];
         let file = encode(&events, geometry);
+        let mut far = AtisBinEncoder::new(Vec::new(), geometry).unwrap();
+        assert!(far.push(&Event { t: 1_600_000_000_000_000, ..Event::default() }).is_err());
         let mut sink = VecSink::default();
         let mut decoder = AtisBinDecoder::default();
         for piece in file.chunks(3) {

@@ -175,8 +175,13 @@ impl EventStreamDecoder {
     }
 }
 
+/// The longest step between two events the encoder writes (in overflow bytes).
+const MAX_STEP: i64 = 1 << 32;
+
 /// Writes Event Stream 2.0.0 files of DVS or ATIS events (change detections only).
-/// Time may not go back.
+/// Time may not go back, nor step by more than 2^32 µs (the format counts time from 0 in
+/// overflow bytes of 127 µs: a recording whose times are far from 0, Unix time for one,
+/// must be shifted first).
 #[derive(Debug)]
 pub struct EventStreamEncoder<W: Write> {
     out: W,
@@ -224,16 +229,25 @@ impl<W: Write> EventStreamEncoder<W> {
             });
         }
         let mut delta = event.t - self.t;
+        if delta > MAX_STEP {
+            return Err(EncodeError::TimeNotEncodable {
+                t: event.t,
+                previous: self.t,
+                reason: "Event Stream counts time from 0 in steps of at most 127 µs (189 µs \
+                         for ATIS), one byte each: a step over 2^32 µs (71 minutes, 34 MB) is \
+                         refused; shift the times to start near 0",
+            });
+        }
         self.t = event.t;
         let lead = match self.kind {
             EsKind::Dvs => {
-                self.buffer.extend(std::iter::repeat_n(0xFF, (delta / 127) as usize));
+                self.overflow(0xFF, (delta / 127) as usize)?;
                 delta %= 127;
                 (delta as u8) << 1 | event.p
             }
             EsKind::Atis => {
                 let steps = delta / 63;
-                self.buffer.extend(std::iter::repeat_n(0xFF, (steps / 3) as usize));
+                self.overflow(0xFF, (steps / 3) as usize)?;
                 if steps % 3 > 0 {
                     self.buffer.push(0xFC | (steps % 3) as u8);
                 }
@@ -248,6 +262,20 @@ impl<W: Write> EventStreamEncoder<W> {
         if self.buffer.len() >= 1 << 16 {
             self.out.write_all(&self.buffer)?;
             self.buffer.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes `count` overflow bytes, flushing as the buffer fills.
+    fn overflow(&mut self, byte: u8, mut count: usize) -> Result<(), EncodeError> {
+        while count > 0 {
+            let n = count.min(1 << 16);
+            self.buffer.extend(std::iter::repeat_n(byte, n));
+            count -= n;
+            if self.buffer.len() >= 1 << 16 {
+                self.out.write_all(&self.buffer)?;
+                self.buffer.clear();
+            }
         }
         Ok(())
     }
@@ -295,7 +323,9 @@ mod tests {
         let mut encoder =
             EventStreamEncoder::new(Vec::new(), Geometry { width: 4, height: 4 }, kind).unwrap();
         encoder.push(&Event { t: 10, ..Event::default() }).unwrap();
-        encoder.push(&Event { t: 9, ..Event::default() }).is_err()
+        // Unix time in µs would take 12 TB of overflow bytes: refused, nothing allocated.
+        let far = encoder.push(&Event { t: 1_600_000_000_000_000, ..Event::default() });
+        encoder.push(&Event { t: 9, ..Event::default() }).is_err() && far.is_err()
     }
 
     #[test]
