@@ -418,7 +418,8 @@ impl<'a> Column<'a> {
                 what: format!("no chunk holds row {first}"),
             })?;
             let stored = read_chunk(self.raw, chunk, &self.name)?;
-            let len = chunk_rows as usize * self.size;
+            // The chunk's size from its shape, never more than the largest chunk read.
+            let len = (chunk_rows.saturating_mul(self.size as u64)).min(MAX_CHUNK) as usize;
             let bytes =
                 if chunk.filter_mask & 1 != 0 { stored } else { blosc_decompress(&stored, len)? };
             self.cached = Some((first, bytes));

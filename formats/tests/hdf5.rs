@@ -12,6 +12,7 @@ mod skip;
 use std::path::PathBuf;
 
 use evshm_formats::{Geometry, HDF5_SIGNATURE, Hdf5Layout, Hdf5Recording, VecSink, detect};
+use proptest::prelude::*;
 use real::{Row, read_ipc_file, rows};
 
 fn fixture(name: &str) -> PathBuf {
@@ -62,4 +63,29 @@ fn an_hdf5_file_of_another_layout_is_refused() {
     let error = Hdf5Recording::open(&fixture("other.h5")).unwrap_err().to_string();
     assert!(error.contains("none of the event layouts"), "{error}");
     assert!(Hdf5Recording::open(&fixture("make_fixtures.py")).is_err(), "not HDF5");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Real files with bytes flipped (in the container's metadata or in compressed chunks)
+    /// give an error or events, never a panic.
+    #[test]
+    fn damaged_files_are_refused_or_decoded(
+        which in prop::sample::select(vec!["dsec.h5", "mvsec.h5", "metavision_ecf.h5"]),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut bytes = std::fs::read(fixture(which)).unwrap();
+        for (at, byte) in flips {
+            let at = at.index(bytes.len());
+            bytes[at] ^= byte;
+        }
+        let dir = std::env::temp_dir().join(format!("evshm-hdf5-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(which);
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(recording) = Hdf5Recording::open(&path) {
+            let _ = recording.decode(&mut VecSink::default());
+        }
+    }
 }
