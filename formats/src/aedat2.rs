@@ -81,13 +81,16 @@ impl Aedat2Chip {
     fn of_class(class: &str) -> Option<Self> {
         let upper = class.to_ascii_uppercase();
         let simple = upper.rsplit('.').next().unwrap_or(&upper);
+        // DAVIS names as jAER's classes and the scripts that write its files spell them
+        // (DAVIS346B, Davis346blue, DAVI346, SBret10).
+        let davis = simple.contains("DAVI") || simple.contains("SBRET");
         if simple.contains("DVS128") || simple.contains("TMPDIFF128") {
             Some(Aedat2Chip::Dvs128)
-        } else if simple.contains("DAVIS240") || simple.contains("SBRET10") {
+        } else if davis && (simple.contains("240") || simple.contains("SBRET10")) {
             Some(Aedat2Chip::Davis240)
-        } else if simple.contains("DAVIS346") {
+        } else if davis && simple.contains("346") {
             Some(Aedat2Chip::Davis346)
-        } else if simple.contains("DAVIS640") {
+        } else if davis && simple.contains("640") {
             Some(Aedat2Chip::Davis640)
         } else {
             None

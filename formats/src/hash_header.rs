@@ -1,8 +1,9 @@
 //! The `#` text header of jAER's AEDAT 2.0 and libcaer's AEDAT 3.1 files: lines that start
 //! with `#`, each ended by `\r\n` (or `\n`), the first of them `#!AER-DAT2.0` or
-//! `#!AER-DAT3.1`. AEDAT 3.1 closes it with `#!END-HEADER`; an AEDAT 2.0 header ends at the
-//! first line that does not start with `#` (jAER's and tonic's rule), or at `#!END-HEADER`
-//! where newer jAER versions write one.
+//! `#!AER-DAT3.1`. AEDAT 3.1 closes it with `#!END-HEADER`; an AEDAT 2.0 header ends at
+//! `#End Of ASCII Header`, which newer jAER versions write last, else at the first line that
+//! does not start with `#` (jAER's and tonic's rule: a first record whose first byte is `#`
+//! is then misread, by them too).
 
 /// The lines of a `#` header, without the `#` and the line ending.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +31,8 @@ impl HashHeader {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             header.len += newline + 1;
             let text = String::from_utf8_lossy(line).trim().to_owned();
-            if text == "!END-HEADER" {
+            // libcaer's closing line, and the one newer jAER versions write.
+            if text == "!END-HEADER" || text.eq_ignore_ascii_case("End Of ASCII Header") {
                 header.closed = true;
                 break;
             }
@@ -75,5 +77,8 @@ mod tests {
         assert_eq!(h.get("source 1"), Some("DVS128"));
         assert_eq!((h.len, h.closed), (47, true));
         assert!(HashHeader::parse(b"#!AER-DAT3.1\r\n#Sou").unterminated);
+        // jAER's closing line: a first record that starts with `#` is data.
+        let h = HashHeader::parse(b"#!AER-DAT2.0\r\n#End Of ASCII Header\r\n#\x00\x00\n");
+        assert_eq!((h.len, h.closed), (36, true));
     }
 }
