@@ -16,6 +16,7 @@
 //! are read a window of rows at a time, so memory stays flat whatever the file's size.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -173,11 +174,67 @@ impl Hdf5Recording {
 
     /// Decodes every event into `sink`, a window of rows at a time.
     pub fn decode<S: EventSink>(&self, sink: &mut S) -> Result<(), Hdf5Error> {
+        self.decode_rows(0..self.events, sink)
+    }
+
+    /// Decodes the events of rows `rows` (clamped to the file's) into `sink`: a chunk of
+    /// [`Hdf5Recording::chunks`], or any other run of rows.
+    pub fn decode_rows<S: EventSink>(
+        &self,
+        rows: Range<u64>,
+        sink: &mut S,
+    ) -> Result<(), Hdf5Error> {
+        let rows = rows.start.min(self.events)..rows.end.min(self.events);
         match self.layout {
-            Hdf5Layout::Dsec => self.decode_dsec(sink),
-            Hdf5Layout::Mvsec => self.decode_mvsec(sink),
-            Hdf5Layout::Metavision => self.decode_metavision(sink),
+            Hdf5Layout::Dsec => self.decode_dsec(rows, sink),
+            Hdf5Layout::Mvsec => self.decode_mvsec(rows, sink),
+            Hdf5Layout::Metavision => self.decode_metavision(rows, sink),
         }
+    }
+
+    /// Cuts the rows into chunks of at least `events` events (the last may hold fewer),
+    /// each with a bound on its times, for serving windows. DSEC's `ms_to_idx` (the first
+    /// row of each millisecond) gives chunks cut at millisecond boundaries and their bounds
+    /// without reading an event; other layouts are read once to find each chunk's latest
+    /// time.
+    pub fn chunks(&self, events: u64) -> Result<Vec<Hdf5Chunk>, Hdf5Error> {
+        let events = events.max(1);
+        if self.layout == Hdf5Layout::Dsec
+            && let Ok(index) = self.file.dataset("ms_to_idx")
+        {
+            let index = index.read_u64().map_err(container)?;
+            return Ok(self.chunks_from_ms_index(&index, events));
+        }
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        while start < self.events {
+            let end = (start + events).min(self.events);
+            let mut bound = BoundSink::default();
+            self.decode_rows(start..end, &mut bound)?;
+            chunks.push(Hdf5Chunk { rows: start..end, time_bound: bound.0 });
+            start = end;
+        }
+        Ok(chunks)
+    }
+
+    /// Chunks cut at the rows where milliseconds start: every row before `index[k]` has a
+    /// time below `k` ms (after `t_offset`).
+    fn chunks_from_ms_index(&self, index: &[u64], events: u64) -> Vec<Hdf5Chunk> {
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for (k, &row) in index.iter().enumerate() {
+            let row = row.min(self.events);
+            if row >= start + events {
+                let time_bound = (k as i64 * 1000 - 1).saturating_add(self.t_offset);
+                chunks.push(Hdf5Chunk { rows: start..row, time_bound });
+                start = row;
+            }
+        }
+        if start < self.events || chunks.is_empty() {
+            // Past the index's last millisecond: no bound from it.
+            chunks.push(Hdf5Chunk { rows: start..self.events, time_bound: i64::MAX });
+        }
+        chunks
     }
 
     fn column(&self, name: &str) -> Result<Column<'_>, Hdf5Error> {
@@ -185,7 +242,7 @@ impl Hdf5Recording {
         Column::new(name, ds, &self.raw)
     }
 
-    fn decode_dsec<S: EventSink>(&self, sink: &mut S) -> Result<(), Hdf5Error> {
+    fn decode_dsec<S: EventSink>(&self, rows: Range<u64>, sink: &mut S) -> Result<(), Hdf5Error> {
         let mut columns = [
             self.column("events/x")?,
             self.column("events/y")?,
@@ -200,9 +257,9 @@ impl Hdf5Recording {
                 });
             }
         }
-        let mut start = 0;
-        while start < self.events {
-            let n = WINDOW.min(self.events - start);
+        let mut start = rows.start;
+        while start < rows.end {
+            let n = WINDOW.min(rows.end - start);
             let [x, y, p, t] = columns.each_mut().map(|c| c.rows(start, n));
             let (x, y, p, t) = (x?, y?, p?, t?);
             for i in 0..n as usize {
@@ -214,7 +271,7 @@ impl Hdf5Recording {
         Ok(())
     }
 
-    fn decode_mvsec<S: EventSink>(&self, sink: &mut S) -> Result<(), Hdf5Error> {
+    fn decode_mvsec<S: EventSink>(&self, rows: Range<u64>, sink: &mut S) -> Result<(), Hdf5Error> {
         let ds = self.file.dataset(&self.events_path).map_err(container)?;
         let shape = ds.shape().map_err(container)?;
         if shape.len() != 2 || shape[1] != 4 || ds.element_size().map_err(container)? != 8 {
@@ -223,9 +280,9 @@ impl Hdf5Recording {
                 what: "not N x 4 float64 rows (x, y, t, p)".into(),
             });
         }
-        let mut start = 0;
-        while start < self.events {
-            let n = WINDOW.min(self.events - start);
+        let mut start = rows.start;
+        while start < rows.end {
+            let n = WINDOW.min(rows.end - start);
             let bytes = ds.read_raw_rows(start, n).map_err(container)?;
             for row in bytes.chunks_exact(32) {
                 let f = |k: usize| {
@@ -239,7 +296,11 @@ impl Hdf5Recording {
         Ok(())
     }
 
-    fn decode_metavision<S: EventSink>(&self, sink: &mut S) -> Result<(), Hdf5Error> {
+    fn decode_metavision<S: EventSink>(
+        &self,
+        rows: Range<u64>,
+        sink: &mut S,
+    ) -> Result<(), Hdf5Error> {
         let ds = self.file.dataset(&self.events_path).map_err(container)?;
         if ds.element_size().map_err(container)? != 16 {
             return Err(Hdf5Error::Dataset {
@@ -249,12 +310,12 @@ impl Hdf5Recording {
         }
         let pipeline: Vec<u16> = ds.filters();
         if pipeline == [ECF_FILTER_ID as u16] {
-            return self.decode_ecf(&ds, sink);
+            return self.decode_ecf(&ds, rows, sink);
         }
         let mut column = Column::new(&self.events_path, ds, &self.raw)?;
-        let mut start = 0;
-        while start < self.events {
-            let n = WINDOW.min(self.events - start);
+        let mut start = rows.start;
+        while start < rows.end {
+            let n = WINDOW.min(rows.end - start);
             for r in column.rows(start, n)?.bytes.chunks_exact(16) {
                 let u16_at = |at: usize| u16::from_le_bytes([r[at], r[at + 1]]);
                 let t = i64::from_le_bytes(r[8..16].try_into().expect("8 bytes"));
@@ -265,28 +326,66 @@ impl Hdf5Recording {
         Ok(())
     }
 
-    /// Decodes `CD/events` compressed with ECF, chunk by chunk in row order; HDF5 filters
-    /// whole chunks, so the last one's events past the dataset's end are dropped.
-    fn decode_ecf<S: EventSink>(&self, ds: &Dataset, sink: &mut S) -> Result<(), Hdf5Error> {
+    /// Decodes the rows `rows` of `CD/events` compressed with ECF, from the chunks that
+    /// hold them; HDF5 filters whole chunks, so the last one's events past the dataset's end
+    /// are padding, never asked for.
+    fn decode_ecf<S: EventSink>(
+        &self,
+        ds: &Dataset,
+        rows: Range<u64>,
+        sink: &mut S,
+    ) -> Result<(), Hdf5Error> {
         let mut chunks = ds.chunks().map_err(container)?;
         chunks.sort_by_key(|c| c.offset.first().copied().unwrap_or(0));
-        let mut left = self.events;
+        let chunk_rows = ds.chunk_shape().map_err(container)?.and_then(|s| s.first().copied());
+        let chunk_rows = chunk_rows.unwrap_or(u64::MAX);
         for chunk in chunks {
-            let raw = read_chunk(&self.raw, &chunk, &self.events_path)?;
-            let mut events = VecSink::default();
+            let first = chunk.offset.first().copied().unwrap_or(0);
+            if first >= rows.end || first.saturating_add(chunk_rows) <= rows.start {
+                continue;
+            }
             if chunk.filter_mask & 1 != 0 {
                 return Err(Hdf5Error::Dataset {
                     dataset: self.events_path.clone(),
                     what: "a chunk stored without its ECF filter".into(),
                 });
             }
+            let raw = read_chunk(&self.raw, &chunk, &self.events_path)?;
+            let mut events = VecSink::default();
             ecf_decode(&raw, &mut events)?;
-            for e in events.events.iter().take(left as usize) {
-                sink.event(e.t, e.x, e.y, e.p);
+            for (row, e) in (first..).zip(&events.events) {
+                if rows.contains(&row) {
+                    sink.event(e.t, e.x, e.y, e.p);
+                }
             }
-            left -= (events.events.len() as u64).min(left);
         }
         Ok(())
+    }
+}
+
+/// A run of rows of an HDF5 recording, decoded on its own
+/// ([`Hdf5Recording::decode_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hdf5Chunk {
+    /// Its rows.
+    pub rows: Range<u64>,
+    /// No event of the chunk has a later time (`i64::MIN` if it has none; `i64::MAX`
+    /// where the file's time index says nothing).
+    pub time_bound: i64,
+}
+
+/// Keeps the latest time of the events it is given.
+struct BoundSink(i64);
+
+impl Default for BoundSink {
+    fn default() -> Self {
+        Self(i64::MIN)
+    }
+}
+
+impl EventSink for BoundSink {
+    fn event(&mut self, t: i64, _x: u16, _y: u16, _p: u8) {
+        self.0 = self.0.max(t);
     }
 }
 

@@ -89,7 +89,7 @@ pub use evt21::{Evt21Decoder, Evt21Encoder, WordOrder};
 pub use format::Format;
 pub use geometry::Geometry;
 #[cfg(feature = "hdf5")]
-pub use hdf5::{Hdf5Error, Hdf5Layout, Hdf5Recording};
+pub use hdf5::{Hdf5Chunk, Hdf5Error, Hdf5Layout, Hdf5Recording};
 pub use header::{HeaderLines, MAX_HEADER_LEN};
 pub use index::{Chunk, ChunkLimits, Indexer};
 pub use sink::{

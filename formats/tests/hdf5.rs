@@ -50,6 +50,38 @@ fn each_layout_decodes_as_h5py_reads_it() {
     assert_eq!(Hdf5Layout::Dsec.default_geometry(), Geometry { width: 640, height: 480 });
 }
 
+/// The chunks of each file, each decoded from its rows on its own, join to the whole,
+/// every event within its chunk's bound; DSEC's come from its `ms_to_idx` and end at
+/// millisecond boundaries.
+#[test]
+fn chunks_decode_as_the_whole_within_their_bounds() {
+    for file in ["dsec.h5", "mvsec.h5", "metavision.h5", "metavision_ecf.h5"] {
+        let (recording, whole) = read(file);
+        let chunks = recording.chunks(1500).unwrap();
+        assert!(chunks.len() > 2, "{file}");
+        let mut joined = Vec::new();
+        let mut next = 0;
+        for chunk in &chunks {
+            assert_eq!(chunk.rows.start, next, "{file}");
+            next = chunk.rows.end;
+            let mut sink = VecSink::default();
+            recording.decode_rows(chunk.rows.clone(), &mut sink).unwrap();
+            assert_eq!(sink.events.len() as u64, chunk.rows.end - chunk.rows.start, "{file}");
+            assert!(sink.events.iter().all(|e| e.t <= chunk.time_bound), "{file}: past the bound");
+            joined.extend(sink.events.iter().map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)));
+        }
+        assert_eq!(next, recording.events(), "{file}");
+        assert!(joined == whole, "{file}: the chunks do not join to the whole");
+        if file == "dsec.h5" {
+            let offset = 1_600_000_000_000_000;
+            for chunk in &chunks[..chunks.len() - 1] {
+                assert_eq!((chunk.time_bound - offset + 1) % 1000, 0, "a millisecond boundary");
+                assert!(chunk.rows.end - chunk.rows.start >= 1500);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_byte_decoders_refuse_hdf5_and_say_where_it_is_read() {
     let head = std::fs::read(fixture("dsec.h5")).unwrap();
