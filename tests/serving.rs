@@ -227,6 +227,175 @@ fn aedat4_recordings_are_served_like_the_others() {
     assert_eq!(listed, ["aedat4", "aedat4", "aedat4"]);
 }
 
+/// A fixture of `formats/tests/data/peers`: the file, its format's name, and the events
+/// its reference reader reads (DVS128's in jAER's orientation, see
+/// `formats/tests/peers.rs`).
+type Fixture = (&'static str, &'static str, Vec<Row>);
+
+/// The folder of the peers' fixtures, and each of them.
+fn dataset_fixtures() -> (PathBuf, Vec<Fixture>) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/data/peers");
+    let expected = |name: &str| rows(&read_ipc_file(&dir.join(format!("{name}.expected.arrow"))));
+    let dvs128 = expected("dvs128").into_iter().map(|(t, x, y, p)| (t, 127 - y, 127 - x, 1 - p));
+    let cases = vec![
+        ("n_mnist.bin", "atis_bin", expected("n_mnist")),
+        ("dvs_faery.es", "es", expected("dvs_faery")),
+        ("atis.es", "es", expected("atis")),
+        ("dvs128.aedat", "aedat2", dvs128.collect()),
+        ("davis346_aps_imu.aedat", "aedat2", expected("davis346")),
+        ("gesture_mixed.aedat", "aedat3", expected("gesture")),
+    ];
+    (dir, cases)
+}
+
+#[test]
+fn the_formats_of_datasets_are_served_in_chunks_and_windows() {
+    let (dir, cases) = dataset_fixtures();
+    let daemon = Daemon::start_with(None, &["--chunk-events", "100"], |root| {
+        for (name, ..) in &cases {
+            std::fs::copy(dir.join(name), root.join(name)).unwrap();
+        }
+    });
+    let client = daemon.client();
+    for (name, format, expected) in &cases {
+        let recording = client.open(name).unwrap();
+        assert_eq!(recording.info().format, *format);
+        assert_zero_copy(&recording);
+        assert_eq!(&rows(recording.batches()), expected, "{name}");
+        let times: Vec<i64> = expected.iter().map(|r| r.0).collect();
+        let (first, last) = (times[0], times[times.len() - 1]);
+        for (start, end) in [(first, first + 300), ((first + last) / 2, last), (last, last + 1)] {
+            let window = client.open_window(name, start, end).unwrap();
+            let from = times.partition_point(|&t| t < start);
+            let to = times.partition_point(|&t| t < end);
+            assert_eq!(rows(window.batches()), expected[from..to], "{name} [{start}, {end})");
+        }
+    }
+    let mut listed: Vec<(String, String)> =
+        client.list().unwrap().into_iter().map(|r| (r.path, r.format)).collect();
+    listed.sort();
+    let mut want: Vec<(String, String)> =
+        cases.iter().map(|(name, format, _)| (name.to_string(), format.to_string())).collect();
+    want.sort();
+    assert_eq!(listed, want);
+}
+
+/// Files larger than a chunk step (64 KiB) of each new format, written by evshm's
+/// encoders, come in several chunks, each decoded on its own.
+#[test]
+fn the_formats_of_datasets_come_in_chunks() {
+    use evshm_formats::synth::{Synth, SynthConfig};
+    use evshm_formats::{Aedat2Chip, Encoder, EsKind, EsLayout, Format, Geometry};
+    let davis240 = Geometry { width: 240, height: 180 };
+    let hd = Geometry { width: 1280, height: 720 };
+    let cases = [
+        ("a.aedat", Format::Aedat3, hd),
+        ("a.es", Format::EventStream(EsLayout { kind: EsKind::Dvs, height: 0 }), hd),
+        ("atis.es", Format::EventStream(EsLayout { kind: EsKind::Atis, height: 0 }), hd),
+        ("b.aedat", Format::Aedat2(Aedat2Chip::Davis240), davis240),
+        ("a.bin", Format::AtisBin, davis240),
+    ];
+    let events =
+        |geometry| Synth::new(SynthConfig { geometry, events: 40_000, ..SynthConfig::default() });
+    let daemon = Daemon::start_with(None, &["--chunk-events", "1000"], |root| {
+        for (name, format, geometry) in cases {
+            let mut encoder = Encoder::new(format, Vec::new(), geometry).unwrap();
+            events(geometry).for_each(|e| encoder.push(&e).unwrap());
+            std::fs::write(root.join(name), encoder.finish().unwrap()).unwrap();
+        }
+    });
+    let client = daemon.client();
+    for (name, _, geometry) in cases {
+        let expected: Vec<Row> =
+            events(geometry).map(|e| (e.t, e.x as i16, e.y as i16, e.p as i8)).collect();
+        let recording = client.open(name).unwrap();
+        assert!(recording.info().chunks.len() > 1, "{name} is in chunks");
+        assert_eq!(rows(recording.batches()), expected, "{name}");
+    }
+}
+
+#[test]
+fn the_cli_writes_the_formats_of_datasets() {
+    let dir = TempDir::new("convert-datasets");
+    let source = dir.path().join("source.raw");
+    write_evt3(&source, 20_000);
+    let synthetic = decode_file(&source);
+    let (fixtures, _) = dataset_fixtures();
+    let cases = [
+        (source.clone(), "aedat3", "out.aedat"),
+        (source.clone(), "es", "out.es"),
+        (source, "es-atis", "out.atis.es"),
+        (fixtures.join("n_mnist.bin"), "atis-bin", "out.bin"),
+        (fixtures.join("davis346_aps_imu.aedat"), "aedat2", "out2.aedat"),
+    ];
+    for (input, to, name) in cases {
+        let output = dir.path().join(name);
+        let run = Command::new(evshm_cli())
+            .arg("convert")
+            .arg(&input)
+            .arg(&output)
+            .args(["--to", to])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
+        let expected = if to.starts_with("aedat3") || to.starts_with("es") {
+            synthetic.clone()
+        } else {
+            decode_file(&input)
+        };
+        let got = decode_file(&output);
+        assert_eq!(got.len(), expected.len(), "{to}");
+        assert!(got == expected, "{} to {to}: events differ", input.display());
+    }
+}
+
+/// HDF5 recordings (read by `evshm convert` only, for now) convert to Arrow with what h5py
+/// reads from them, and to another format; their metadata names the layout and geometry.
+#[test]
+fn the_cli_converts_hdf5_recordings() {
+    let dir = TempDir::new("convert-hdf5");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/data/hdf5");
+    for (name, format, geometry) in [
+        ("dsec", "hdf5_dsec", "640"),
+        ("mvsec", "hdf5_mvsec", "346"),
+        ("metavision_ecf", "hdf5_metavision", "1280"),
+    ] {
+        let output = dir.path().join(format!("{name}.arrow"));
+        let run = Command::new(evshm_cli())
+            .arg("convert")
+            .arg(fixtures.join(format!("{name}.h5")))
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{name}: {}", String::from_utf8_lossy(&run.stderr));
+        let batches = read_ipc_file(&output);
+        let expected = name.trim_end_matches("_ecf");
+        let want = rows(&read_ipc_file(&fixtures.join(format!("{expected}.expected.arrow"))));
+        assert!(rows(&batches) == want, "{name}: events differ");
+        let metadata = batches[0].schema().metadata().clone();
+        assert_eq!(metadata["evshm.format"], format);
+        assert_eq!(metadata["evshm.width"], geometry);
+        assert_eq!(metadata["evshm.geometry"], "default");
+    }
+    let convert = |input: &str, output: &Path| {
+        let run = Command::new(evshm_cli())
+            .arg("convert")
+            .arg(fixtures.join(input))
+            .arg(output)
+            .output()
+            .unwrap();
+        (run.status.success(), String::from_utf8_lossy(&run.stderr).into_owned())
+    };
+    let es = dir.path().join("metavision.es");
+    let (ok, stderr) = convert("metavision_ecf.h5", &es);
+    assert!(ok, "{stderr}");
+    assert_eq!(decode_file(&es), rows(&read_ipc_file(&fixtures.join("metavision.expected.arrow"))));
+    // DSEC's absolute times (t_offset added) would take terabytes of Event Stream overflow
+    // bytes: refused, saying why.
+    let (ok, stderr) = convert("dsec.h5", &dir.path().join("dsec.es"));
+    assert!(!ok && stderr.contains("shift the times to start near 0"), "{stderr}");
+}
+
 #[test]
 fn hello_names_the_daemon_and_its_roots_in_search_order() {
     let other = TempDir::new("second-root");

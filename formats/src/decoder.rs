@@ -1,7 +1,11 @@
 //! One decoder type over every format, for callers that pick the format at run time.
 
+use crate::aedat2::Aedat2Decoder;
+use crate::aedat3::Aedat3Decoder;
 use crate::aedat4::Aedat4Decoder;
+use crate::atis_bin::AtisBinDecoder;
 use crate::dat::DatDecoder;
+use crate::event_stream::EventStreamDecoder;
 use crate::evt2::Evt2Decoder;
 use crate::evt3::Evt3Decoder;
 use crate::evt21::Evt21Decoder;
@@ -27,6 +31,14 @@ pub enum Decoder {
     Text(TextDecoder),
     /// AEDAT 4.0.
     Aedat4(Aedat4Decoder),
+    /// AEDAT 3.1.
+    Aedat3(Aedat3Decoder),
+    /// AEDAT 2.0.
+    Aedat2(Aedat2Decoder),
+    /// Event Stream.
+    EventStream(EventStreamDecoder),
+    /// ATIS `.bin`.
+    AtisBin(AtisBinDecoder),
 }
 
 impl Decoder {
@@ -39,6 +51,10 @@ impl Decoder {
             Format::Evt3 => Decoder::Evt3(Evt3Decoder::default()),
             Format::Text(columns) => Decoder::Text(TextDecoder::new(columns)),
             Format::Aedat4(layout) => Decoder::Aedat4(Aedat4Decoder::new(layout)),
+            Format::Aedat3 => Decoder::Aedat3(Aedat3Decoder::default()),
+            Format::Aedat2(chip) => Decoder::Aedat2(Aedat2Decoder::new(chip)),
+            Format::EventStream(layout) => Decoder::EventStream(EventStreamDecoder::new(layout)),
+            Format::AtisBin => Decoder::AtisBin(AtisBinDecoder::default()),
         }
     }
 
@@ -51,6 +67,10 @@ impl Decoder {
             Decoder::Evt3(d) => d.feed(bytes, sink),
             Decoder::Text(d) => d.feed(bytes, sink),
             Decoder::Aedat4(d) => d.feed(bytes, sink),
+            Decoder::Aedat3(d) => d.feed(bytes, sink),
+            Decoder::Aedat2(d) => d.feed(bytes, sink),
+            Decoder::EventStream(d) => d.feed(bytes, sink),
+            Decoder::AtisBin(d) => d.feed(bytes, sink),
         }
     }
 
@@ -70,7 +90,24 @@ impl Decoder {
             Decoder::Evt2(d) => Decoder::Evt2(d.snapshot()),
             Decoder::Evt21(d) => Decoder::Evt21(d.snapshot()),
             Decoder::Evt3(d) => Decoder::Evt3(d.snapshot()),
+            Decoder::Aedat3(d) => Decoder::Aedat3(d.snapshot()),
+            Decoder::Aedat2(d) => Decoder::Aedat2(d.snapshot()),
+            Decoder::EventStream(d) => Decoder::EventStream(d.snapshot()),
+            Decoder::AtisBin(d) => Decoder::AtisBin(d.snapshot()),
             Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("read as one chunk"),
+        }
+    }
+
+    /// For formats of records of varying length, read a byte at a time (AEDAT 3.1, AEDAT
+    /// 2.0, Event Stream, ATIS `.bin`): the bytes until the end of the record being read, 0
+    /// between records, where a chunk may start. `None` for the other formats.
+    pub(crate) fn to_boundary(&self) -> Option<usize> {
+        match self {
+            Decoder::Aedat3(d) => Some(d.to_boundary()),
+            Decoder::Aedat2(d) => Some(d.to_boundary()),
+            Decoder::EventStream(d) => Some(d.to_boundary()),
+            Decoder::AtisBin(d) => Some(d.to_boundary()),
+            _ => None,
         }
     }
 
@@ -80,7 +117,7 @@ impl Decoder {
             Decoder::Evt2(d) => d.clock.known().then(|| d.clock.time(0x3F)),
             Decoder::Evt21(d) => d.clock.known().then(|| d.clock.time(0x3F)),
             Decoder::Evt3(d) => d.state.time_known.then_some(d.state.time | 0xFFF),
-            Decoder::Dat(_) | Decoder::Text(_) | Decoder::Aedat4(_) => None,
+            _ => None,
         }
     }
 
@@ -94,6 +131,10 @@ impl Decoder {
             Decoder::Evt3(d) => d.stats(),
             Decoder::Text(d) => d.stats(),
             Decoder::Aedat4(d) => d.stats(),
+            Decoder::Aedat3(d) => d.stats(),
+            Decoder::Aedat2(d) => d.stats(),
+            Decoder::EventStream(d) => d.stats(),
+            Decoder::AtisBin(d) => d.stats(),
         }
     }
 }

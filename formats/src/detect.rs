@@ -5,10 +5,20 @@
 //! `evt 3.0` key, else the `system_ID` table; the geometry from the format options, else a
 //! `geometry WxH` line, else the `system_ID` table, else a per-format default
 //! ([`GeometrySource::Default`]).
+//!
+//! Other formats are told by their first bytes: `#!AER-DAT4.0` (AEDAT 4.0),
+//! `#!AER-DAT3.1` and `#!AER-DAT2.0` (AEDAT 3.1 and 2.0), `Event Stream` (Event Stream
+//! 2.x). A file with none of these and no `% ` header is text if it reads as text, else
+//! ATIS `.bin` if its head is whole 5-byte records with y at most 240 and time never going
+//! back (a format without a header can only be recognised so).
 
+use crate::aedat2::{Aedat2Chip, detect_aedat2};
+use crate::aedat3::detect_aedat3;
 use crate::aedat4::{MAGIC as AEDAT4_MAGIC, detect_aedat4};
+use crate::atis_bin::detect_atis_bin;
 use crate::dat::DAT_RECORD_LEN;
 use crate::error::DetectError;
+use crate::event_stream::{MAGIC as ES_MAGIC, detect_event_stream};
 use crate::evt21::WordOrder;
 use crate::format::Format;
 use crate::geometry::Geometry;
@@ -63,12 +73,20 @@ impl Detected {
     }
 
     /// Takes a geometry from the caller for a file that states none. A file that states
-    /// one keeps it; the returned error gives it when the two differ.
+    /// one keeps it; the returned error gives it when the two differ. For an AEDAT 2.0 file
+    /// that names no camera, a geometry of one of jAER's cameras also picks its address
+    /// layout.
     pub fn with_geometry(mut self, given: Geometry) -> Result<Self, Geometry> {
         match self.stated_geometry() {
             Some(stated) if stated != given => Err(stated),
             Some(_) => Ok(self),
             None => {
+                // An AEDAT 2.0 file that names no camera: the given size picks it.
+                if let Format::Aedat2(_) = self.format
+                    && let Some(chip) = Aedat2Chip::of_geometry(given)
+                {
+                    self.format = Format::Aedat2(chip);
+                }
                 self.geometry = given;
                 self.geometry_source = GeometrySource::Given;
                 Ok(self)
@@ -98,6 +116,26 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
             header,
         });
     }
+    if head.starts_with(ES_MAGIC) {
+        let (layout, geometry, data_offset) = detect_event_stream(head)?;
+        return Ok(Detected {
+            format: Format::EventStream(layout),
+            data_offset,
+            geometry,
+            geometry_source: GeometrySource::Header,
+            header: HeaderLines::default(),
+        });
+    }
+    if head.starts_with(b"#!AER-DAT") {
+        return aedat_2_or_3(head);
+    }
+    if head.starts_with(HDF5_SIGNATURE) {
+        return Err(DetectError::UnsupportedFormat {
+            name: "HDF5 (DSEC, MVSEC and Metavision layouts are read by `evshm convert` \
+                   only; convert the file to serve it)"
+                .into(),
+        });
+    }
     let header = HeaderLines::parse(head);
     if (header.unterminated || header.len == head.len()) && head.len() == MAX_HEADER_LEN {
         return Err(DetectError::HeaderTooLong { max: MAX_HEADER_LEN });
@@ -114,6 +152,15 @@ pub fn detect(head: &[u8], extension: Option<&str>) -> Result<Detected, DetectEr
                 data_offset: text.data_offset,
                 geometry,
                 geometry_source,
+                header,
+            });
+        }
+        if let Some(geometry) = detect_atis_bin(head, MAX_HEADER_LEN) {
+            return Ok(Detected {
+                format: Format::AtisBin,
+                data_offset: 0,
+                geometry,
+                geometry_source: GeometrySource::Default,
                 header,
             });
         }
@@ -139,9 +186,11 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
     let promise = match lower.as_deref() {
         Some("raw") => "a Prophesee RAW file starts with its `% ` header: was it cut off?",
         Some("dat") => "a Prophesee DAT file starts with its `% ` header: was it cut off?",
-        Some("aedat4") => {
-            "an AEDAT 4.0 file starts with `#!AER-DAT4.0` (AEDAT 2 and 3 are not read)"
+        Some("aedat4" | "aedat" | "aedat2" | "aedat3") => {
+            "an AEDAT file starts with `#!AER-DAT` and its version (2.0, 3.1 and 4.0 are read)"
         }
+        // `.bin` names too many formats to hint at ATIS records.
+        Some("es") => "an Event Stream file starts with `Event Stream`",
         Some("csv" | "txt") => {
             "evshm reads text of four numbers per line, `t x y p` (or in the order a header \
              line such as `t,x,y,p` gives)"
@@ -150,6 +199,31 @@ fn describe_headless(head: &[u8], extension: Option<&str>) -> String {
     };
     let ext = extension.unwrap_or_default();
     format!("{what}; the name ends in .{ext}, but {promise}")
+}
+
+/// The first bytes of an HDF5 file (without a user block).
+pub const HDF5_SIGNATURE: &[u8] = b"\x89HDF\r\n\x1a\n";
+
+/// An AEDAT file of version 2.0 or 3.1 (the head starts with `#!AER-DAT`).
+fn aedat_2_or_3(head: &[u8]) -> Result<Detected, DetectError> {
+    let version = head[b"#!AER-DAT".len()..].split(|&b| b == b'\r' || b == b'\n').next();
+    let version = String::from_utf8_lossy(version.unwrap_or_default()).trim().to_owned();
+    let (format, geometry, data_offset) = match version.as_str() {
+        "2.0" => {
+            let (chip, named, data_offset) = detect_aedat2(head)?;
+            (Format::Aedat2(chip), named.then(|| chip.geometry()), data_offset)
+        }
+        "3.1" => {
+            let (geometry, data_offset) = detect_aedat3(head)?;
+            (Format::Aedat3, geometry, data_offset)
+        }
+        other => return Err(DetectError::UnsupportedFormat { name: format!("AEDAT {other}") }),
+    };
+    let (geometry, geometry_source) = match geometry {
+        Some(geometry) => (geometry, GeometrySource::Header),
+        None => (format.default_geometry(), GeometrySource::Default),
+    };
+    Ok(Detected { format, data_offset, geometry, geometry_source, header: HeaderLines::default() })
 }
 
 /// The format a RAW header names, or `None` when the header is not a RAW header.
@@ -367,13 +441,14 @@ mod tests {
         assert!(err(b"% format EVT3;width=0;height=5\n").contains("geometry"));
         assert!(err(b"% note hi\nplain text").contains("not a DAT"));
         assert!(err(b"% Version 2\n\x0e\x08").contains("triggers"));
+        assert!(err(b"\x89HDF\r\n\x1a\n\x00\x00").contains("HDF5 (DSEC, MVSEC and Metavision"));
     }
 
     #[test]
     fn a_name_is_mentioned_only_when_it_promises_a_format_evshm_reads() {
         let err = |b: &[u8], ext| detect(b, ext).unwrap_err().to_string();
-        let bin = err(b"\x01\x02\x03 binary", Some("bin"));
-        assert!(!bin.contains(".bin") && !bin.contains("although"), "{bin}");
+        let bin = err(b"\x01\x02\x03 binary", Some("npy"));
+        assert!(!bin.contains(".npy") && !bin.contains("although"), "{bin}");
         assert!(bin.contains("by their content whatever their name"), "{bin}");
         assert!(bin.ends_with("convert other formats to one of these"), "{bin}");
         assert_eq!(bin, err(b"\x01\x02\x03 binary", None));
@@ -383,7 +458,7 @@ mod tests {
             err(b"", Some("csv"))
                 .contains("the file is empty; the name ends in .csv, but evshm reads text")
         );
-        assert!(err(b"\x00", Some("aedat4")).contains("AEDAT 2 and 3 are not read"));
+        assert!(err(b"\x00", Some("aedat4")).contains("2.0, 3.1 and 4.0 are read"));
     }
 
     #[test]

@@ -8,7 +8,8 @@ pub enum DetectError {
     #[error(
         "not an event recording evshm reads ({reason}); evshm reads, by their content \
          whatever their name: Prophesee RAW (EVT2, EVT2.1, EVT3) with a `% ` header, \
-         Prophesee DAT (CD events), iniVation AEDAT 4.0, and text with one `t x y p` event \
+         Prophesee DAT (CD events), iniVation AEDAT 4.0 and 3.1, jAER AEDAT 2.0, Event \
+         Stream 2.x (DVS, ATIS), ATIS .bin (N-MNIST), and text with one `t x y p` event \
          per line; convert other formats to one of these"
     )]
     Unrecognized {
@@ -17,7 +18,7 @@ pub enum DetectError {
     },
     /// The header names a format that exists but is not decoded yet.
     #[error(
-        "event format {name} is recognised but not supported yet; supported: EVT2, EVT2.1, EVT3, DAT, AEDAT4, text"
+        "event format {name} is recognised but not supported yet; supported: EVT2, EVT2.1, EVT3, DAT, AEDAT4, AEDAT 3.1, AEDAT 2.0, Event Stream 2.x DVS and ATIS, ATIS .bin, text"
     )]
     UnsupportedFormat {
         /// The format as spelled in the header.

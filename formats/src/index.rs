@@ -16,7 +16,10 @@
 //! [`Chunk::events`] and [`Chunk::triggers`].
 //!
 //! AEDAT4 and text files are one chunk: compressed packets and lines of varying length
-//! cannot be entered mid-file.
+//! cannot be entered mid-file. AEDAT 3.1, AEDAT 2.0, Event Stream and ATIS `.bin` are
+//! decoded by the index pass too (their decoders are simple byte machines), a byte at a
+//! time as far as steps go: a chunk that is full at a step ends at the end of the record
+//! being read there (`Decoder::to_boundary`), so that no record straddles two chunks.
 
 use crate::carry::Carry;
 use crate::decoder::Decoder;
@@ -91,6 +94,9 @@ pub struct Indexer {
     current: Chunk,
     /// About the chunk's earliest time, for `limits.span`.
     first_time: Option<i64>,
+    /// Where the current chunk ends, once full, for formats whose steps may fall inside a
+    /// record: the end of that record.
+    cut_at: Option<u64>,
 }
 
 impl Indexer {
@@ -104,6 +110,11 @@ impl Indexer {
             Format::Evt3 => Some(2),
             Format::Evt2 => Some(4),
             Format::Dat | Format::Evt21(_) => Some(8),
+            // Records of varying length, or of a length steps do not divide: always
+            // decoded, and cut at the first record boundary at or after a step.
+            Format::Aedat3 | Format::Aedat2(_) | Format::EventStream(_) | Format::AtisBin => {
+                Some(1)
+            }
             Format::Text(_) | Format::Aedat4(_) => None,
         };
         assert!(
@@ -132,6 +143,7 @@ impl Indexer {
             chunks,
             current,
             first_time: None,
+            cut_at: None,
         }
     }
 
@@ -144,10 +156,13 @@ impl Indexer {
         // A copy, so that the closure may borrow `self`.
         let mut carry = self.carry;
         carry.whole_words(word_len, bytes, |mut words| {
-            // Pieces that end at steps, where a chunk may end.
+            // Pieces that end at steps, where a chunk may end, and at a pending cut.
             while !words.is_empty() {
-                let to_step = (self.limits.step - self.pos % self.limits.step) as usize;
-                let (piece, rest) = words.split_at(to_step.min(words.len()));
+                let mut to_step = self.limits.step - self.pos % self.limits.step;
+                if let Some(at) = self.cut_at {
+                    to_step = to_step.min(at - self.pos);
+                }
+                let (piece, rest) = words.split_at((to_step as usize).min(words.len()));
                 self.step_words(piece);
                 words = rest;
             }
@@ -190,6 +205,10 @@ impl Indexer {
         } else {
             self.index_words(words);
         }
+        if self.cut_at == Some(self.pos) {
+            self.cut_at = None;
+            self.cut();
+        }
         if self.word_len.is_some() && self.pos.is_multiple_of(self.limits.step) {
             if self.decoding && self.independent_of_start() {
                 // `index_words` raises the bound at time words only: start from the
@@ -202,8 +221,11 @@ impl Indexer {
             if self.current.time_bound != i64::MIN {
                 self.first_time.get_or_insert(self.current.time_bound);
             }
-            if self.full() {
-                self.cut();
+            if self.full() && self.cut_at.is_none() {
+                match self.decoder.to_boundary() {
+                    Some(n @ 1..) => self.cut_at = Some(self.pos + n as u64),
+                    _ => self.cut(),
+                }
             }
         }
     }
@@ -230,7 +252,7 @@ impl Indexer {
             Decoder::Evt2(d) => d.time_known(),
             Decoder::Evt21(d) => d.time_known(),
             Decoder::Evt3(d) => d.state.time_known && d.state.row_known,
-            Decoder::Text(_) | Decoder::Aedat4(_) => false,
+            _ => false,
         }
     }
 
@@ -246,7 +268,7 @@ impl Indexer {
                 crate::evt21::index_words(&mut d.clock, order, words, &mut bound)
             }
             Decoder::Evt3(d) => crate::evt3::index_words(&mut d.state, words, &mut bound),
-            Decoder::Text(_) | Decoder::Aedat4(_) => unreachable!("always decoded"),
+            _ => unreachable!("always decoded"),
         };
         self.pos += words.len() as u64;
         self.current.events += events;
@@ -259,7 +281,9 @@ impl Indexer {
     }
 
     fn full(&self) -> bool {
-        let spanned = |span| self.first_time.is_some_and(|f| self.current.time_bound - f >= span);
+        let spanned = |span| {
+            self.first_time.is_some_and(|f| self.current.time_bound.saturating_sub(f) >= span)
+        };
         self.current.events >= self.limits.events || self.limits.span.is_some_and(spanned)
     }
 
@@ -315,6 +339,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::event_stream::{EsKind, EsLayout};
     use crate::evt21::WordOrder;
     use crate::sink::VecSink;
     use crate::testing::{arbitrary_words, pieces};
@@ -380,8 +405,14 @@ mod tests {
                 latest,
                 chunk.time_bound
             );
+            let records = chunk.decoder.to_boundary().is_some();
             if i + 1 < chunks.len() {
-                prop_assert!(chunk.end % limits.step == 0, "chunk {} ends off a step", i);
+                // Formats read a byte at a time end a chunk at the record after the step.
+                prop_assert!(
+                    records || chunk.end % limits.step == 0,
+                    "chunk {} ends off a step",
+                    i
+                );
                 prop_assert!(
                     chunk.events >= limits.events || limits.span.is_some(),
                     "chunk {} ended early",
@@ -440,6 +471,70 @@ mod tests {
                                           splits in prop::collection::vec(0usize..2000, 0..6)) {
             let cut = bytes.len().saturating_sub(tail);
             check(Format::Dat, &bytes[..cut], limits, &splits)?;
+        }
+    }
+
+    /// The event data of `events` written in `format` by evshm's encoder, on a 128x128
+    /// sensor, with bytes flipped at `flips`.
+    fn encoded(
+        format: Format,
+        events: &[crate::sink::Event],
+        flips: &[(prop::sample::Index, u8)],
+    ) -> Vec<u8> {
+        let geometry = crate::geometry::Geometry { width: 128, height: 128 };
+        let mut encoder = crate::encoder::Encoder::new(format, Vec::new(), geometry).unwrap();
+        events.iter().for_each(|e| encoder.push(e).unwrap());
+        let file = encoder.finish().unwrap();
+        // A headerless ATIS file of a few events is not recognisable: its data is all.
+        let offset = match format {
+            Format::AtisBin => 0,
+            _ => crate::detect(&file, None).unwrap().data_offset,
+        };
+        let mut data = file[offset..].to_vec();
+        if !data.is_empty() {
+            for (at, byte) in flips {
+                let at = at.index(data.len());
+                data[at] ^= byte;
+            }
+        }
+        data
+    }
+
+    fn record_format() -> impl Strategy<Value = Format> {
+        prop::sample::select(vec![
+            Format::Aedat3,
+            Format::Aedat2(crate::aedat2::Aedat2Chip::Dvs128),
+            Format::EventStream(EsLayout { kind: EsKind::Dvs, height: 128 }),
+            Format::EventStream(EsLayout { kind: EsKind::Atis, height: 128 }),
+            Format::AtisBin,
+        ])
+    }
+
+    fn rising_events() -> impl Strategy<Value = Vec<crate::sink::Event>> {
+        prop::collection::vec((0i64..400, 0u16..128, 0u16..128, 0u8..2), 0..300).prop_map(|steps| {
+            let mut t = 0;
+            steps
+                .into_iter()
+                .map(|(dt, x, y, p)| {
+                    t += dt * dt;
+                    crate::sink::Event { t, x, y, p }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn record_formats_chunk_at_record_ends(format in record_format(), events in rising_events(),
+                                               flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+                                               limits in limits(), splits in prop::collection::vec(0usize..900, 0..6)) {
+            check(format, &encoded(format, &events, &flips), limits, &splits)?;
+        }
+
+        #[test]
+        fn record_formats_chunk_arbitrary_bytes(format in record_format(), bytes in arbitrary_words(8),
+                                                limits in limits(), splits in prop::collection::vec(0usize..900, 0..6)) {
+            check(format, &bytes, limits, &splits)?;
         }
     }
 

@@ -5,8 +5,8 @@
 #![no_main]
 
 use evshm_formats::{
-    Aedat4Layout, ChunkLimits, ColumnSink, Columns, Compression, Decoder, Format, Indexer, VecSink,
-    WordOrder,
+    Aedat2Chip, Aedat4Layout, ChunkLimits, ColumnSink, Columns, Compression, Decoder, EsKind,
+    EsLayout, Format, Indexer, VecSink, WordOrder,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +14,13 @@ const fn aedat4(compression: Compression) -> Format {
     Format::Aedat4(Aedat4Layout { compression, stream: 0, packets_len: None })
 }
 
-const FORMATS: [Format; 10] = [
+const FORMATS: [Format; 16] = [
+    Format::Aedat3,
+    Format::Aedat2(Aedat2Chip::Dvs128),
+    Format::Aedat2(Aedat2Chip::Davis346),
+    Format::EventStream(EsLayout { kind: EsKind::Dvs, height: 480 }),
+    Format::EventStream(EsLayout { kind: EsKind::Atis, height: 1 }),
+    Format::AtisBin,
     aedat4(Compression::None),
     aedat4(Compression::Lz4),
     aedat4(Compression::Zstd),

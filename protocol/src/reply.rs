@@ -85,7 +85,8 @@ pub struct ListReply {
 pub struct RecordingEntry {
     /// Path to pass to `open`.
     pub path: String,
-    /// Event format: `dat`, `evt2`, `evt21`, `evt3`, `aedat4`, `text`.
+    /// Event format: `dat`, `evt2`, `evt21`, `evt3`, `aedat4`, `aedat3`, `aedat2`, `es`,
+    /// `atis_bin`, `text` (docs/FORMATS.md).
     pub format: String,
     /// File size in bytes.
     pub size: u64,

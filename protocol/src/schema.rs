@@ -9,7 +9,7 @@ use arrow_schema::{DataType, Field, Schema};
 pub const META_WIDTH: &str = "evshm.width";
 /// Schema metadata key: sensor height in pixels, decimal.
 pub const META_HEIGHT: &str = "evshm.height";
-/// Schema metadata key: source format (`dat`, `evt2`, `evt3`).
+/// Schema metadata key: source format (`dat`, `evt2`, `evt3`, `es`..., see docs/FORMATS.md).
 pub const META_FORMAT: &str = "evshm.format";
 /// Schema metadata key: the recording's path relative to its root.
 pub const META_SOURCE: &str = "evshm.source";

@@ -281,7 +281,7 @@ class RecordingInfo:
 
     Attributes:
         path: the path to pass to ``Client.open``.
-        format: the recording format (``evt2``, ``evt3``, ``dat``...).
+        format: the recording format (``evt3``, ``dat``, ``es``...: docs/FORMATS.md).
         size: size of the recording file in bytes.
         decoded: whether a decoded chunk of it is resident.
     """

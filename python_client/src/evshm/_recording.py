@@ -55,7 +55,7 @@ class Recording:
             returned (0 for what ``open`` returns; for a whole recording, the position
             in the recording).
         window: ``(t0, t1)`` when this is the time window ``[t0, t1)``, else ``None``.
-        format: source format (``evt2``, ``evt3``, ``dat``...).
+        format: source format (``evt2``, ``evt3``, ``dat``, ``es``...: docs/FORMATS.md).
         width, height: sensor geometry (``None`` if the daemon sent none).
         lease: the lease id on the connection that opened the recording.
         chunks: the chunks this object's rows come from, in order, each with its extent

@@ -1,5 +1,6 @@
 //! `evshm convert`: any recording evshm reads, to any format it writes or to an Arrow
-//! IPC file, streamed in chunks (memory stays flat whatever the size).
+//! IPC file, streamed in chunks (memory stays flat whatever the size). HDF5 recordings
+//! (DSEC, MVSEC, Metavision), which the daemon does not serve yet, are read here by offset.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,7 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use evshm::schema::{META_FORMAT, META_GEOMETRY, META_HEIGHT, META_SOURCE, META_WIDTH};
 use evshm_formats::{
-    Decoder, Detected, EncodeError, EventSink, Geometry, GeometryFilter, MAX_HEADER_LEN, detect,
+    Decoder, Detected, EncodeError, EventSink, Geometry, GeometryFilter, GeometrySource,
+    HDF5_SIGNATURE, Hdf5Recording, MAX_HEADER_LEN, detect,
 };
 
 use crate::output::{Output, OutputError, OutputFormat};
@@ -22,7 +24,7 @@ pub struct ConvertArgs {
     /// File to write.
     output: PathBuf,
     /// Output format [default: from the extension: .dat dat, .csv/.txt text,
-    /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3].
+    /// .arrow/.ipc/.feather Arrow IPC file, .raw evt3, .es es, .bin atis-bin].
     #[arg(long, value_enum)]
     to: Option<OutputFormat>,
     /// Sensor width, for an input that states no geometry.
@@ -49,6 +51,9 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     let size = input.metadata()?.len();
     let mut head = Vec::new();
     (&mut input).take(MAX_HEADER_LEN as u64).read_to_end(&mut head)?;
+    if head.starts_with(HDF5_SIGNATURE) {
+        return run_hdf5(args, target);
+    }
     let mut detected = detect(&head, args.input.extension().and_then(|e| e.to_str()))
         .with_context(|| format!("{}", args.input.display()))?;
     if let (Some(width), Some(height)) = (args.width, args.height) {
@@ -61,22 +66,81 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
             )
         })?;
     }
+    let input_info = InputInfo {
+        format: detected.format.name(),
+        geometry: detected.geometry,
+        stated: detected.stated_geometry(),
+        geometry_source: detected.geometry_source.name(),
+    };
+    let output = create_output(args, target, &input_info)?;
+    let (sink, skipped) = stream(&args.input, &detected, &head, input, size, output)?;
+    finish(args, &input_info, sink, skipped)
+}
+
+/// What the output's metadata and the warnings say of the input.
+struct InputInfo {
+    format: &'static str,
+    geometry: Geometry,
+    stated: Option<Geometry>,
+    geometry_source: &'static str,
+}
+
+/// Converts an HDF5 recording (DSEC, MVSEC, Metavision), read by offset.
+fn run_hdf5(args: &ConvertArgs, target: OutputFormat) -> anyhow::Result<()> {
+    let recording =
+        Hdf5Recording::open(&args.input).with_context(|| format!("{}", args.input.display()))?;
+    let given = args.width.zip(args.height).map(|(width, height)| Geometry { width, height });
+    let (geometry, source) = match (recording.stated_geometry(), given) {
+        (Some(stated), Some(given)) if stated != given => anyhow::bail!(
+            "{} states a {}x{} sensor; drop --width and --height",
+            args.input.display(),
+            stated.width,
+            stated.height
+        ),
+        (Some(stated), _) => (stated, GeometrySource::Header),
+        (None, Some(given)) => (given, GeometrySource::Given),
+        (None, None) => (recording.layout().default_geometry(), GeometrySource::Default),
+    };
+    let input_info = InputInfo {
+        format: recording.layout().name(),
+        geometry,
+        stated: (source != GeometrySource::Default).then_some(geometry),
+        geometry_source: source.name(),
+    };
+    let output = create_output(args, target, &input_info)?;
+    let mut sink = GeometryFilter::new(output, input_info.stated);
+    recording.decode(&mut sink).with_context(|| format!("{}", args.input.display()))?;
+    finish(args, &input_info, sink, 0)
+}
+
+fn create_output(
+    args: &ConvertArgs,
+    target: OutputFormat,
+    input: &InputInfo,
+) -> anyhow::Result<Output<BufWriter<File>>> {
     let out = File::create(&args.output)
         .with_context(|| format!("cannot create {}", args.output.display()))?;
     let out = BufWriter::with_capacity(CHUNK, out);
-
     let metadata = HashMap::from([
-        (META_WIDTH.to_owned(), detected.geometry.width.to_string()),
-        (META_HEIGHT.to_owned(), detected.geometry.height.to_string()),
-        (META_FORMAT.to_owned(), detected.format.name().to_owned()),
+        (META_WIDTH.to_owned(), input.geometry.width.to_string()),
+        (META_HEIGHT.to_owned(), input.geometry.height.to_string()),
+        (META_FORMAT.to_owned(), input.format.to_owned()),
         (META_SOURCE.to_owned(), args.input.display().to_string()),
-        (META_GEOMETRY.to_owned(), detected.geometry_source.name().into()),
+        (META_GEOMETRY.to_owned(), input.geometry_source.into()),
     ]);
-    let output = Output::create(target, out, detected.geometry, metadata)?;
-    let (sink, skipped) = stream(&args.input, &detected, &head, input, size, output)?;
+    Ok(Output::create(target, out, input.geometry, metadata)?)
+}
+
+/// Ends the output and says what was dropped or skipped.
+fn finish(
+    args: &ConvertArgs,
+    input: &InputInfo,
+    sink: GeometryFilter<Output<BufWriter<File>>>,
+    skipped: u64,
+) -> anyhow::Result<()> {
     let dropped = sink.dropped;
     let triggers_dropped = sink.inner.finish().map_err(|error| {
-        let hint = match (&error, detected.stated_geometry()) {
+        let hint = match (&error, input.stated) {
             (OutputError::Encode(EncodeError::OutOfRange { width, height, .. }), None) => format!(
                 " (the input states no geometry and {width}x{height} was assumed; \
                  pass --width and --height)"
@@ -89,7 +153,7 @@ pub fn run(args: &ConvertArgs) -> anyhow::Result<()> {
     if summary.dropped > 0 {
         eprintln!(
             "warning: {} events outside the {}x{} sensor were dropped",
-            summary.dropped, detected.geometry.width, detected.geometry.height
+            summary.dropped, input.geometry.width, input.geometry.height
         );
     }
     if summary.skipped > 0 {

@@ -80,10 +80,10 @@ fn run(cli: Cli, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Ls => {
             let recordings = connect()?.list()?;
             let width = recordings.iter().map(|r| r.path.len()).max().unwrap_or(4).max(4);
-            writeln!(out, "{:width$}  {:6}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE")?;
+            writeln!(out, "{:width$}  {:8}  {:>12}  DECODED", "PATH", "FORMAT", "SIZE")?;
             for r in recordings {
                 let decoded = if r.decoded { "yes" } else { "no" };
-                writeln!(out, "{:width$}  {:6}  {:>12}  {decoded}", r.path, r.format, r.size)?;
+                writeln!(out, "{:width$}  {:8}  {:>12}  {decoded}", r.path, r.format, r.size)?;
             }
         }
         Command::Open { path, triggers, window } => {

@@ -9,7 +9,8 @@ use arrow_array::{Int8Array, Int16Array, Int64Array, RecordBatch};
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{ArrowError, SchemaRef};
 use evshm_formats::{
-    Columns, EncodeError, Encoder, Event, EventSink, Format, Geometry, Trigger, WordOrder,
+    Aedat2Chip, Columns, EncodeError, Encoder, EsKind, EsLayout, Event, EventSink, Format,
+    Geometry, Trigger, WordOrder,
 };
 
 /// Rows per record batch of an Arrow output.
@@ -26,15 +27,29 @@ pub enum OutputFormat {
     Dat,
     /// One `t,x,y,p` line per event, with a header stating the geometry.
     Text,
+    /// libcaer AEDAT 3.1 polarity packets (DVS128 Gesture's format).
+    Aedat3,
+    /// jAER AEDAT 2.0, for the camera of the geometry (DVS128 128x128, DAVIS240 240x180,
+    /// DAVIS346 346x260, DAVIS640 640x480).
+    Aedat2,
+    /// Event Stream 2.0 DVS events (.es).
+    Es,
+    /// Event Stream 2.0 ATIS events (change detections).
+    EsAtis,
+    /// ATIS 40-bit .bin records (N-MNIST; at most 256x240, the geometry is not stored).
+    AtisBin,
     /// An Arrow IPC file with the event schema (`t`, `x`, `y`, `p`).
     Arrow,
 }
 
 impl OutputFormat {
-    /// The format a file name suggests: .dat, .csv/.txt, .arrow/.ipc/.feather, .raw (EVT3).
+    /// The format a file name suggests: .dat, .csv/.txt, .arrow/.ipc/.feather, .raw (EVT3),
+    /// .es (Event Stream DVS), .bin (ATIS). `.aedat` names AEDAT 2.0 and 3.1 alike: none.
     pub fn from_extension(path: &Path) -> Option<OutputFormat> {
         match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "raw" => Some(OutputFormat::Evt3),
+            "es" => Some(OutputFormat::Es),
+            "bin" => Some(OutputFormat::AtisBin),
             "dat" => Some(OutputFormat::Dat),
             "csv" | "txt" => Some(OutputFormat::Text),
             "arrow" | "ipc" | "feather" => Some(OutputFormat::Arrow),
@@ -51,6 +66,12 @@ impl OutputFormat {
             OutputFormat::Evt2 => Format::Evt2,
             OutputFormat::Dat => Format::Dat,
             OutputFormat::Text => Format::Text(Columns::TXYP),
+            OutputFormat::Aedat3 => Format::Aedat3,
+            // The encoder takes the camera from the geometry.
+            OutputFormat::Aedat2 => Format::Aedat2(Aedat2Chip::Dvs128),
+            OutputFormat::Es => Format::EventStream(EsLayout { kind: EsKind::Dvs, height: 0 }),
+            OutputFormat::EsAtis => Format::EventStream(EsLayout { kind: EsKind::Atis, height: 0 }),
+            OutputFormat::AtisBin => Format::AtisBin,
             OutputFormat::Arrow => return None,
         })
     }
