@@ -20,6 +20,8 @@ Usage: python transforms.py [PLAN]
     directory. Alone (``ALONE``, from the repository, with the test virtualenv, which
     has tonic): target/release/evshmd (else target/debug/evshmd), a temporary
     directory, and target/bench-results/json/; it also prints the report's section.
+    ``EVSHM_BENCH_ONLY=VoxelGrid,TimeSurface`` times only the transforms whose names
+    start so (to look at a few; the report's section then has fewer rows).
 Writes ``transforms.json``.
 """
 
@@ -144,7 +146,10 @@ def bench_window(events: evshm.Events) -> List[Dict[str, Any]]:
     integer_p = events.as_structured([("x", "<i2"), ("y", "<i2"), ("t", "<i8"),
                                       ("p", "<i1")])
     out = []
+    only = os.environ.get("EVSHM_BENCH_ONLY")
     for name, tonic_name, ours, theirs, comparable in pairs(events):
+        if only and not name.startswith(tuple(only.split(","))):
+            continue
         prepare: Callable[[], None] = lambda: None
         if name.startswith("VoxelGrid"):
             given = integer_p
