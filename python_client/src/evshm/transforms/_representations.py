@@ -183,8 +183,12 @@ def _sums(pixel: np.ndarray, channel: np.ndarray | None, weights: np.ndarray | N
         # pages faulted one at a time by the scattered writes.
         out = np.empty((channels, plane), dtype=dtype)
         out.fill(0)
-    for c in range(channels):  # a 1-d scatter each: much faster than out[:, touched]
-        out[c, touched] = sums[c * stride:(c + 1) * stride]
+    # One contiguous cast, then a 1-d scatter per channel of values of the output's type:
+    # much faster than out[:, touched], out[c, touched] (numpy's n-d path) or a scatter
+    # that casts.
+    values = sums.astype(out.dtype, copy=False)
+    for c in range(channels):
+        out[c][touched] = values[c * stride:(c + 1) * stride]
     return out
 
 
@@ -381,7 +385,7 @@ def _voxels_by_pixel(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
         np.multiply(y[lo:hi], width, out=q, dtype=np.intp)
         q += x[lo:hi]
         seen[q] = True
-    touched = np.flatnonzero(seen)
+    (touched,) = seen.nonzero()
     stride = len(touched)
     slot = scratch.array("slot", plane, np.intp)
     slot[touched] = np.arange(stride)
@@ -410,13 +414,10 @@ def _voxels_by_pixel(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
                        minlength=bins * stride)[:bins * stride].reshape(bins, stride)
     del index, weights, pairs
     out = np.zeros((bins, plane), dtype=dtype)
-    if bins * stride <= _BLOCK:  # few: one call, for its fixed cost
-        out[:, touched] = sums
-        return out
-    cast = scratch.array("cast", stride, out.dtype)
+    cast = scratch.array("cast", bins * stride, out.dtype).reshape(bins, stride)
+    np.copyto(cast, sums, casting="unsafe")
     for c in range(bins):  # a 1-d scatter each, of values already in the output's type
-        np.copyto(cast, sums[c], casting="unsafe")
-        out[c, touched] = cast
+        out[c][touched] = cast[c]  # (out[c, touched] takes numpy's slower n-d path)
     return out
 
 
