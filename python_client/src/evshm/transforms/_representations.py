@@ -53,7 +53,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .._events import Events
-from ._base import within
+from ._base import UNSIGNED, within
 
 __all__ = ["event_histogram", "event_frame", "voxel_grid", "time_surface",
            "EventHistogram", "EventFrame", "VoxelGrid", "TimeSurface"]
@@ -76,14 +76,10 @@ def _all_on_sensor(x: np.ndarray, y: np.ndarray, p: np.ndarray, width: int,
 def _below(values: np.ndarray, bound: int) -> bool:
     """Whether ``0 <= values < bound`` everywhere: for signed integers, one maximum of
     their unsigned view (a negative value wraps to a large one, as in ``within``)."""
-    unsigned = _UNSIGNED.get(values.dtype)
+    unsigned = UNSIGNED.get(values.dtype)
     if unsigned is not None:
         return int(values.view(unsigned).max()) < bound
     return bool(values.min() >= 0) and bool(values.max() < bound)
-
-
-_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
-_UNSIGNED.update({np.dtype(f"u{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)})
 
 
 #: Events per block of the voxel grid's passes: each block's temporaries (a few of
@@ -134,7 +130,7 @@ def _touched(flat: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     sort."""
     seen = np.zeros(size, dtype=bool)
     seen[flat] = True
-    touched = np.flatnonzero(seen)
+    (touched,) = seen.nonzero()
     # Only the entries at `touched` are written and read back: np.empty leaves the
     # pages of the others unwritten.
     slot = np.empty(size, dtype=np.int32 if size < 1 << 31 else np.int64)
