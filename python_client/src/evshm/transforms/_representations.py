@@ -372,7 +372,8 @@ def _voxels_by_pixel(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
     n, bins, plane = len(t), times.bins, height * width
     scratch = _scratch()
     block = min(n, _BLOCK)
-    pixel = scratch.array("pixel", block, np.intp)
+    pixel, slots = scratch.array("block_ints", 2 * block, np.intp).reshape(2, block)
+    tau, low, sign = scratch.array("block_floats", 3 * block, np.float64).reshape(3, block)
     seen = scratch.array("seen", plane, np.bool_)
     seen.fill(False)
     for lo in range(0, n, block):
@@ -389,8 +390,6 @@ def _voxels_by_pixel(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray,
     pairs = scratch.array("pairs", 4 * n, np.intp)
     index = pairs[:2 * n].reshape(n, 2)
     weights = pairs[2 * n:].view(np.float64).reshape(n, 2)
-    slots = scratch.array("slots", block, np.intp)
-    tau, low, sign = (scratch.array(name, block, np.float64) for name in ("tau", "low", "sign"))
     for lo in range(0, n, block):
         hi = min(lo + block, n)
         m = hi - lo
