@@ -269,11 +269,14 @@ def section(result: Dict[str, Any], produced_by: str) -> str:
     verdict = ("evshm's is the faster everywhere" if ratio >= 1
                else "**there evshm's is the slower**")
     lines += ["", f"The smallest ratio is {ratio:.2f}× (`{name}` on {file}): {verdict}. "
-              "Small windows (the last two) are mostly fixed costs of a few numpy calls "
-              "each; the large sensor's voxel grid is mostly memory, new pages faulted in "
-              "for the output (18 MB of float32 here, 37 MB of float64 for tonic), whose "
-              "cost on this virtual machine varies with what the other processes do, so "
-              "its ratio varies most from run to run. " + produced_by, ""]
+              "Small windows (the last two) are mostly fixed costs of a few dozen numpy "
+              "calls each. On the large sensor, new memory weighs: on this virtual machine "
+              "a first touch of a page costs several times a second one, and both sides "
+              "share one process's allocator, so that each one's allocations decide "
+              "whether the other's memory is reused or new. evshm's voxel grid keeps its "
+              "scratch arrays between calls (per thread) and writes its float32 output "
+              "(18 MB at 1280×720) once; tonic's float64 output (37 MB) is a new mapping "
+              "on every call, faulted in afresh. " + produced_by, ""]
     return "\n".join(lines)
 
 

@@ -148,6 +148,17 @@ def test_voxel_grid_scratch_is_per_thread_and_never_returned():
         assert np.array_equal(out, kept if i % 2 else VoxelGrid(3)(small))
 
 
+def test_voxel_grid_keeps_no_large_scratch(monkeypatch: pytest.MonkeyPatch):
+    kept: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(representations._scratch(), "arrays", kept)
+    monkeypatch.setattr(representations, "_KEEP", 20_000)
+    ev = sorted_events(4, 3_000)  # 24,000 bytes an array of 8 bytes an event
+    expected = voxels_by_definition(ev, 3, int(ev.t.min()), int(ev.t.max()))
+    for _ in range(2):
+        assert np.array_equal(VoxelGrid(3)(ev), expected.astype(np.float32))
+        assert "pixel" not in kept and all(array.nbytes <= 20_000 for array in kept.values())
+
+
 def test_window_normalisation_needs_a_time_window():
     ev = random_events(0)
     counted = Events(ev.t, ev.x, ev.y, ev.p, W, H)  # no t0/t1: an event-count window

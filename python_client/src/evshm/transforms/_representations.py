@@ -85,9 +85,11 @@ def _below(values: np.ndarray, bound: int) -> bool:
 #: Events per block of the voxel grid's passes: each block's temporaries (a few of
 #: 128 KiB) stay in the cache from one operation to the next.
 _BLOCK = 1 << 14
-#: Largest scratch array kept from call to call (bytes): a voxel grid keeps 9 bytes per
-#: pixel of its sensor and 32 per event of its window, up to this each.
-_KEEP = 64 << 20
+#: Largest scratch array kept from call to call (bytes). A voxel grid keeps, per thread,
+#: 8 bytes per event in five arrays (summed by bin: windows of up to 2 M events keep
+#: theirs, 80 MiB at most) or 32 per event in one (by pixel, sparse windows only) and
+#: 9 per pixel of the sensor in two; a larger array is made for the call only.
+_KEEP = 16 << 20
 
 
 class _Scratch(threading.local):
