@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from evshm import Events
 from evshm import _events as evshm_events
 from evshm import transforms as T
 from evshm.transforms import EventHistogram, VoxelGrid, event_histogram, voxel_grid
+from evshm.transforms import _representations as representations
 
 W, H = 7, 5
 
@@ -80,6 +82,81 @@ def test_voxel_grid_normalised_by_the_window():
     out = VoxelGrid(4, time_range="window")(ev)
     np.testing.assert_allclose(out, voxels_by_definition(ev, 4, 990, 2_010), atol=1e-5)
     assert not np.allclose(out, VoxelGrid(4)(ev), atol=1e-3)
+
+
+def sorted_events(seed: int, n: int = 400) -> Events:
+    """random_events in time order: what the voxel grid sums bin after bin."""
+    ev = random_events(seed, n)
+    order = np.argsort(ev.t, kind="stable")
+    return Events(ev.t[order], ev.x[order], ev.y[order], ev.p[order], W, H, ev.t0, ev.t1)
+
+
+@pytest.mark.parametrize("path", ["by_bin", "by_pixel"])
+@pytest.mark.parametrize("block", [16, representations._BLOCK])
+@pytest.mark.parametrize("bins", [1, 2, 5, 9])
+@pytest.mark.parametrize("ordered", [True, False])
+def test_voxel_grid_is_the_definition_to_the_bit(monkeypatch: pytest.MonkeyPatch, path: str,
+                                                 block: int, bins: int, ordered: bool):
+    # Either way of summing (forced here: bin after bin over whole planes, or over the
+    # touched pixels), in blocks or not, events in time order or stepping back: the
+    # definition's float64 sums, added in the events' order, cast once to float32.
+    monkeypatch.setattr(representations, "_DENSE", 1 << 40 if path == "by_bin" else 0)
+    monkeypatch.setattr(representations, "_BLOCK", block)
+    for seed in range(3):
+        ev = sorted_events(seed) if ordered else random_events(seed)
+        for t_range, (a, z) in ((None, (int(ev.t.min()), int(ev.t.max()))),
+                                ((1_200, 1_800), (1_200, 1_800))):
+            expected = voxels_by_definition(ev, bins, a, z)
+            exact = voxel_grid(ev.t, ev.x, ev.y, ev.p, W, H, bins, t_range=t_range,
+                               dtype=np.float64)
+            assert np.array_equal(exact, expected)
+            out = voxel_grid(ev.t, ev.x, ev.y, ev.p, W, H, bins, t_range=t_range)
+            assert out.dtype == np.float32 and np.array_equal(out, expected.astype(np.float32))
+
+
+def test_voxel_grid_by_bin_needs_the_bins_in_order():
+    ordered = sorted_events(0)
+    times = representations._Times(int(ordered.t.min()), int(ordered.t.max()), 5, clip=False)
+    assert representations._voxels_by_bin(ordered.t, ordered.x, ordered.y, ordered.p, W, H,
+                                          times, np.float64) is not None
+    args = (W, H, representations._Times(1_000, 2_000, 5, clip=False), np.float64)
+    # Time stepping back within a bin is in order for the bins; across a bin's start not.
+    t = np.array([1_000, 1_100, 1_050, 1_300, 1_240, 2_000], dtype=np.int64)
+    xy = np.zeros(6, dtype=np.int16)
+    p = np.ones(6, dtype=np.int8)
+    assert representations._voxels_by_bin(t[:3], xy[:3], xy[:3], p[:3], *args) is not None
+    assert representations._voxels_by_bin(t, xy, xy, p, *args) is None
+    assert np.array_equal(voxel_grid(t, xy, xy, p, W, H, 5, dtype=np.float64),
+                          voxels_by_definition(Events(t, xy, xy, p, W, H), 5, 1_000, 2_000))
+
+
+def test_voxel_grid_scratch_is_per_thread_and_never_returned():
+    # Scratch arrays are kept between calls (per thread): a call on another sensor, a
+    # smaller window or in another thread, and a second call, leave earlier outputs as
+    # they were and compute the same.
+    small, large = random_events(1, 50), sorted_events(2, 3_000)
+    first = VoxelGrid(3)(large)
+    kept = first.copy()
+    other = voxel_grid(small.t, small.x, small.y, small.p, 9, 6, 4)  # another sensor
+    assert np.array_equal(VoxelGrid(3)(large), kept) and np.array_equal(first, kept)
+    assert np.array_equal(other, voxels_by_definition(
+        Events(small.t, small.x, small.y, small.p, 9, 6), 4, int(small.t.min()),
+        int(small.t.max())).astype(np.float32))
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda i: VoxelGrid(3)(large if i % 2 else small), range(16)))
+    for i, out in enumerate(outs):
+        assert np.array_equal(out, kept if i % 2 else VoxelGrid(3)(small))
+
+
+def test_voxel_grid_keeps_no_large_scratch(monkeypatch: pytest.MonkeyPatch):
+    kept: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(representations._scratch(), "arrays", kept)
+    monkeypatch.setattr(representations, "_KEEP", 20_000)
+    ev = sorted_events(4, 3_000)  # 24,000 bytes an array of 8 bytes an event
+    expected = voxels_by_definition(ev, 3, int(ev.t.min()), int(ev.t.max()))
+    for _ in range(2):
+        assert np.array_equal(VoxelGrid(3)(ev), expected.astype(np.float32))
+        assert "pixel" not in kept and all(array.nbytes <= 20_000 for array in kept.values())
 
 
 def test_window_normalisation_needs_a_time_window():

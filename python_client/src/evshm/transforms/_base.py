@@ -110,13 +110,18 @@ def check_size(size: int | tuple[int, int], what: str) -> tuple[int, int]:
     return int(width), int(height)
 
 
+#: The unsigned integer type of each integer type's size, by dtype (made once: a small
+#: window notices the cost of building a dtype from its name).
+UNSIGNED = {np.dtype(f"{kind}{size}"): np.dtype(f"u{size}") for kind in "iu"
+            for size in (1, 2, 4, 8)}
+
+
 def within(offset: np.ndarray, bound: int) -> np.ndarray:
     """``0 <= offset < bound``, elementwise, for signed integer ``offset``: one unsigned
     comparison (a negative offset wraps to a large unsigned value)."""
     if offset.dtype.kind != "i":
         return (offset >= 0) & (offset < bound)
-    unsigned = offset.view(np.dtype(f"u{offset.dtype.itemsize}"))
-    return unsigned < bound
+    return offset.view(UNSIGNED[offset.dtype]) < bound
 
 
 def pixel_index(events: Events) -> tuple[np.ndarray, np.ndarray | None]:

@@ -56,7 +56,7 @@ def crop(events: Events, left: int, top: int, width: int, height: int) -> Events
     (the rectangle then reaches past the sensor: padding)."""
     dx = events.x - left  # in the column's type: |left| is at most a sensor's size
     dy = events.y - top
-    rows = np.flatnonzero(within(dx, width) & within(dy, height))
+    (rows,) = (within(dx, width) & within(dy, height)).nonzero()
     return Events(events.t[rows], dx[rows], dy[rows], events.p[rows], width, height,
                   events.t0, events.t1)
 
