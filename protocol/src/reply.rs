@@ -25,15 +25,23 @@ impl ErrorReply {
     }
 }
 
-/// Encodes a successful reply: `{"ok": true, ...body}` and a newline.
+/// Encodes a successful reply: `{"ok": true, ...body}` and a newline. `body` serializes
+/// as a JSON object (every reply type is a struct); its fields are spliced in after `ok`
+/// rather than flattened by serde, which goes through a map serializer: an open reply of
+/// hundreds of chunks is written several times faster so.
 pub fn reply_line<T: Serialize>(body: &T) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Succeeded<'a, T> {
-        ok: bool,
-        #[serde(flatten)]
-        body: &'a T,
+    let body = serde_json::to_vec(body).expect("replies always serialize");
+    let mut line = Vec::with_capacity(body.len() + 12);
+    line.extend_from_slice(b"{\"ok\":true");
+    match body.strip_prefix(b"{") {
+        Some(b"}") | None => line.push(b'}'),
+        Some(fields) => {
+            line.push(b',');
+            line.extend_from_slice(fields);
+        }
     }
-    line(&Succeeded { ok: true, body })
+    line.push(b'\n');
+    line
 }
 
 fn line<T: Serialize>(value: &T) -> Vec<u8> {
@@ -377,6 +385,7 @@ mod tests {
         let stats = StatsReply { opens: 3, ..StatsReply::default() };
         let line = reply_line(&stats);
         assert!(line.starts_with(b"{\"ok\":true,"));
+        assert_eq!(reply_line(&ReleaseReply {}), b"{\"ok\":true}\n");
         let parsed: StatsReply = parse_reply(&line[..line.len() - 1]).unwrap();
         assert_eq!(parsed, stats);
         let error = ErrorReply::new(ErrorCode::NotFound, "no such file");
