@@ -201,10 +201,6 @@ def _map_fd(fd: int, shown: str, arena: ArenaInfo) -> Mapping:
         os.close(fd)
 
 
-#: What ends every stream: a continuation marker and a zero length.
-_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
-
-
 def _message_end(stream: pa.Buffer, at: int) -> int:
     """Where the encapsulated message's flatbuffer at byte ``at`` of ``stream`` ends."""
     prefix = bytes(memoryview(stream)[at:at + 8])
@@ -214,10 +210,10 @@ def _message_end(stream: pa.Buffer, at: int) -> int:
 
 
 class StreamReader:
-    """Reads the one record batch of each chunk's stream in place, decoding the schema
-    once per reply: every chunk's stream is a schema message, one record batch message
-    and the end marker, and the chunks of one reply share their schema (each one's schema
-    message is compared with the first's byte for byte). That is what
+    """Reads the record batch of each chunk's stream in place, decoding the schema once
+    per reply: every chunk's stream is a schema message, one record batch message and the
+    end marker, and the chunks of one reply share their schema (each one's schema message
+    is compared with the first's byte for byte). That is what
     ``pa.ipc.open_stream(stream).read_all()`` does, less a schema decode per chunk."""
 
     def __init__(self, first: pa.Buffer) -> None:
@@ -232,25 +228,22 @@ class StreamReader:
         """The rows ``chunk.start`` to ``chunk.end`` of the chunk's ``stream``, without
         copying.
 
-        Raises :class:`~evshm.MappingError` unless the stream is one schema message (this
-        reader's), one batch of the ``chunk.rows`` rows the daemon announced and the end
-        marker.
+        Raises :class:`~evshm.MappingError` unless the stream begins with this reader's
+        schema message and holds a batch of the ``chunk.rows`` rows the daemon announced.
         """
         end = self._schema_end
-        if stream.size < end or not stream.slice(0, end).equals(self._schema_message):
+        if not stream.slice(0, end).equals(self._schema_message):
             raise MappingError(f"chunk {chunk.index} holds another schema than the first")
         try:
-            message = pa.ipc.read_message(stream.slice(end))
-            batch = pa.ipc.read_record_batch(message, self.schema)
-        except pa.ArrowException as exc:
+            batch = pa.ipc.read_record_batch(stream.slice(end), self.schema)
+        except (pa.ArrowException, OSError) as exc:
             raise MappingError(f"chunk {chunk.index} is not a readable Arrow IPC stream: "
                                f"{exc}") from None
-        body_end = _message_end(stream, end) + (message.body.size if message.body else 0)
-        if bytes(memoryview(stream)[body_end:]) != _END:
-            raise MappingError(f"chunk {chunk.index} holds more than one record batch")
         if batch.num_rows != chunk.rows:
             raise MappingError(f"chunk {chunk.index} holds {batch.num_rows} rows but evshmd "
                                f"announced {chunk.rows}")
+        if chunk.start == 0 and chunk.end == chunk.rows:
+            return batch  # the whole chunk: no slice to make
         return batch.slice(chunk.start, chunk.end - chunk.start)
 
 
