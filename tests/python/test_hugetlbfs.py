@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from evshm import _arena
 from harness import Daemon, arena_file, extent_ranges, generate
 
 PAGES = Path("/proc/sys/vm/nr_hugepages")
@@ -73,20 +72,22 @@ def test_an_arena_on_hugetlbfs_is_read_in_place_and_fully_unmapped(daemon: Daemo
         gc.collect()
         client.stats()  # flushes the releases
         assert client.evict()["evicted"] == 2
-    # The process keeps the arena mapped (a warm open maps nothing) while evshmd has it,
-    # and after: a mapping outlives the file.
-    def mapped() -> list[str]:
-        with open("/proc/self/maps") as maps:
-            return [line for line in maps if str(hugetlbfs) in line]
 
-    assert len(mapped()) == 1
-    daemon.proc.terminate()
-    assert daemon.proc.wait(timeout=20) == 0
-    assert [n for n in os.listdir(hugetlbfs) if n.startswith(daemon.arena_prefix)] == [], \
-        "the arena is unlinked"
-    assert len(mapped()) == 1
-    # What the client does when evshmd says an arena is gone: the mapping is undone as
-    # soon as nothing reads it (nothing does), which frees the mount's huge pages.
-    _arena.forget([extent.arena])
+        # The process keeps the arena mapped (a warm open maps nothing) while the
+        # connection that named it lives, and after evshmd unlinked it: a mapping
+        # outlives the file.
+        def mapped() -> list[str]:
+            with open("/proc/self/maps") as maps:
+                return [line for line in maps if str(hugetlbfs) in line]
+
+        assert len(mapped()) == 1
+        daemon.proc.terminate()
+        assert daemon.proc.wait(timeout=20) == 0
+        assert [n for n in os.listdir(hugetlbfs) if n.startswith(daemon.arena_prefix)] == [], \
+            "the arena is unlinked"
+        assert len(mapped()) == 1
+    # The connection closed (evshmd may be gone, and its arenas with it), the process
+    # forgets the arenas it named: the mapping is undone as soon as nothing reads it
+    # (nothing does), which frees the mount's huge pages.
     gc.collect()
     assert mapped() == [], "a mapping leaked"

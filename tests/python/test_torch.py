@@ -132,12 +132,13 @@ def test_training_loop_with_two_workers(synthetic: Daemon, method: str):
         with client.open("big.raw") as rec, client.open("small.raw") as other:
             [chunk] = rec.chunks
             [small] = other.chunks
-    assert chunk.extent.arena == small.extent.arena  # both in one arena (1 GiB)
-    arena = arena_file(chunk.extent)
+        assert chunk.extent.arena == small.extent.arena  # both in one arena (1 GiB)
+        arena = arena_file(chunk.extent)
+        gc.collect()
+        # The test process maps the arena once, however many recordings it read from
+        # it, while the connection that named it lives.
+        assert workers.mappings_of(arena) == 1
     read = sum(-(-c.extent.size // 4096) * 4096 for c in (chunk, small))  # whole pages
-    gc.collect()
-    # The test process maps the arena once, however many recordings it read from it.
-    assert workers.mappings_of(arena) == 1
 
     loader = DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2,
                         multiprocessing_context=method, persistent_workers=True,
