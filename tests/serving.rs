@@ -130,14 +130,7 @@ fn the_cli_converts_between_every_format_and_to_arrow() {
             ("arrow", "out.arrow"),
         ] {
             let output = dir.path().join(name);
-            let run = Command::new(evshm_cli())
-                .arg("convert")
-                .arg(&input)
-                .arg(&output)
-                .args(["--to", to])
-                .output()
-                .unwrap();
-            assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
+            convert(&input, &output, to);
             let got =
                 if to == "arrow" { rows(&read_ipc_file(&output)) } else { decode_file(&output) };
             assert_eq!(got.len(), expected.len(), "{} to {to}", input.display());
@@ -330,14 +323,7 @@ fn the_cli_writes_the_formats_of_datasets() {
     ];
     for (input, to, name) in cases {
         let output = dir.path().join(name);
-        let run = Command::new(evshm_cli())
-            .arg("convert")
-            .arg(&input)
-            .arg(&output)
-            .args(["--to", to])
-            .output()
-            .unwrap();
-        assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
+        convert(&input, &output, to);
         let expected = if to.starts_with("aedat3") || to.starts_with("es") {
             synthetic.clone()
         } else {
@@ -594,4 +580,16 @@ fn the_cli_lists_opens_and_reports() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     assert_eq!(output.status.code(), Some(141));
+}
+
+/// Runs `evshm convert INPUT OUTPUT --to TO`, which must succeed.
+fn convert(input: &Path, output: &Path, to: &str) {
+    let run = Command::new(evshm_cli())
+        .arg("convert")
+        .arg(input)
+        .arg(output)
+        .args(["--to", to])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{to}: {}", String::from_utf8_lossy(&run.stderr));
 }

@@ -207,10 +207,9 @@ impl Aedat2Decoder {
 /// forward by less than 2^31 µs.
 #[derive(Debug)]
 pub struct Aedat2Encoder<W: Write> {
-    out: W,
+    out: std::io::BufWriter<W>,
     chip: Aedat2Chip,
     previous: i64,
-    buffer: Vec<u8>,
 }
 
 impl<W: Write> Aedat2Encoder<W> {
@@ -223,7 +222,7 @@ impl<W: Write> Aedat2Encoder<W> {
              # Timestamps tick is 1 us\r\n# AEChip: {}\r\n",
             chip.class()
         )?;
-        Ok(Self { out, chip, previous: 0, buffer: Vec::with_capacity(1 << 16) })
+        Ok(Self { out: std::io::BufWriter::with_capacity(1 << 16, out), chip, previous: 0 })
     }
 
     /// Adds one event.
@@ -252,20 +251,14 @@ impl<W: Write> Aedat2Encoder<W> {
             Aedat2Chip::Dvs128 => y << 8 | x << 1 | (1 - p),
             _ => y << 22 | x << 12 | p << 11,
         };
-        self.buffer.extend_from_slice(&address.to_be_bytes());
-        self.buffer.extend_from_slice(&(event.t as u32).to_be_bytes());
-        if self.buffer.len() >= 1 << 16 {
-            self.out.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
+        self.out.write_all(&address.to_be_bytes())?;
+        self.out.write_all(&(event.t as u32).to_be_bytes())?;
         Ok(())
     }
 
     /// Writes what is pending and returns the writer.
-    pub fn finish(mut self) -> Result<W, EncodeError> {
-        self.out.write_all(&self.buffer)?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> Result<W, EncodeError> {
+        crate::encode::flushed(self.out)
     }
 }
 

@@ -123,16 +123,15 @@ pub(crate) fn detect_atis_bin(head: &[u8], complete_below: usize) -> Option<Geom
 /// overflow: the format has no way back.
 #[derive(Debug)]
 pub struct AtisBinEncoder<W: Write> {
-    out: W,
+    out: std::io::BufWriter<W>,
     geometry: Geometry,
     overflows: i64,
-    buffer: Vec<u8>,
 }
 
 impl<W: Write> AtisBinEncoder<W> {
     /// An encoder for events inside `geometry` (at most 256x240: x is a byte, y below 240).
     pub fn new(out: W, geometry: Geometry) -> Result<Self, EncodeError> {
-        Ok(Self { out, geometry, overflows: 0, buffer: Vec::with_capacity(1 << 16) })
+        Ok(Self { out: std::io::BufWriter::with_capacity(1 << 16, out), geometry, overflows: 0 })
     }
 
     /// Adds one event.
@@ -159,12 +158,8 @@ impl<W: Write> AtisBinEncoder<W> {
             });
         }
         while event.t - self.overflows * OVERFLOW_STEP >= TIME_RANGE {
-            self.buffer.extend_from_slice(&[0, OVERFLOW_Y, 0, 0, 0]);
+            self.out.write_all(&[0, OVERFLOW_Y, 0, 0, 0])?;
             self.overflows += 1;
-            if self.buffer.len() >= 1 << 16 {
-                self.out.write_all(&self.buffer)?;
-                self.buffer.clear();
-            }
         }
         let ts = event.t - self.overflows * OVERFLOW_STEP;
         if ts < 0 {
@@ -175,25 +170,19 @@ impl<W: Write> AtisBinEncoder<W> {
             });
         }
         let ts = ts as u32;
-        self.buffer.extend_from_slice(&[
+        self.out.write_all(&[
             event.x as u8,
             event.y as u8,
             event.p << 7 | (ts >> 16) as u8,
             (ts >> 8) as u8,
             ts as u8,
-        ]);
-        if self.buffer.len() >= 1 << 16 {
-            self.out.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
+        ])?;
         Ok(())
     }
 
     /// Writes what is pending and returns the writer.
-    pub fn finish(mut self) -> Result<W, EncodeError> {
-        self.out.write_all(&self.buffer)?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> Result<W, EncodeError> {
+        crate::encode::flushed(self.out)
     }
 }
 

@@ -159,10 +159,9 @@ pub(crate) fn index_records(decoder: &mut DatDecoder, bytes: &[u8], bound: &mut 
 /// consecutive events (35.8 minutes), so that the 32-bit wrap stays unambiguous.
 #[derive(Debug)]
 pub struct DatEncoder<W: Write> {
-    out: W,
+    out: std::io::BufWriter<W>,
     geometry: Geometry,
     previous: Option<i64>,
-    buffer: Vec<u8>,
 }
 
 impl<W: Write> DatEncoder<W> {
@@ -174,7 +173,7 @@ impl<W: Write> DatEncoder<W> {
             geometry.width, geometry.height
         )?;
         out.write_all(&[EVENT_CD, DAT_RECORD_LEN])?;
-        Ok(Self { out, geometry, previous: None, buffer: Vec::with_capacity(1 << 16) })
+        Ok(Self { out: std::io::BufWriter::with_capacity(1 << 16, out), geometry, previous: None })
     }
 
     /// Adds one event.
@@ -196,20 +195,14 @@ impl<W: Write> DatEncoder<W> {
         }
         self.previous = Some(event.t);
         let data = u32::from(event.x) | u32::from(event.y) << 14 | u32::from(event.p) << 28;
-        self.buffer.extend_from_slice(&(event.t as u32).to_le_bytes());
-        self.buffer.extend_from_slice(&data.to_le_bytes());
-        if self.buffer.len() >= 1 << 16 {
-            self.out.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
+        self.out.write_all(&(event.t as u32).to_le_bytes())?;
+        self.out.write_all(&data.to_le_bytes())?;
         Ok(())
     }
 
     /// Writes what is pending and returns the writer.
-    pub fn finish(mut self) -> Result<W, EncodeError> {
-        self.out.write_all(&self.buffer)?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> Result<W, EncodeError> {
+        crate::encode::flushed(self.out)
     }
 }
 

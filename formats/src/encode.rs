@@ -75,3 +75,9 @@ pub(crate) fn check_coordinates(
     }
     Ok(())
 }
+/// A buffered encoder's writer, flushed: what its `finish` returns.
+pub(crate) fn flushed<W: std::io::Write>(out: std::io::BufWriter<W>) -> Result<W, EncodeError> {
+    let mut out = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+    out.flush()?;
+    Ok(out)
+}

@@ -184,11 +184,10 @@ const MAX_STEP: i64 = 1 << 32;
 /// must be shifted first).
 #[derive(Debug)]
 pub struct EventStreamEncoder<W: Write> {
-    out: W,
+    out: std::io::BufWriter<W>,
     kind: EsKind,
     geometry: Geometry,
     t: i64,
-    buffer: Vec<u8>,
 }
 
 impl<W: Write> EventStreamEncoder<W> {
@@ -212,7 +211,7 @@ impl<W: Write> EventStreamEncoder<W> {
         out.write_all(&[2, 0, 0, kind_byte])?;
         out.write_all(&width.to_le_bytes())?;
         out.write_all(&height.to_le_bytes())?;
-        Ok(Self { out, kind, geometry, t: 0, buffer: Vec::with_capacity(1 << 16) })
+        Ok(Self { out: std::io::BufWriter::with_capacity(1 << 16, out), kind, geometry, t: 0 })
     }
 
     /// Adds one event.
@@ -249,42 +248,33 @@ impl<W: Write> EventStreamEncoder<W> {
                 let steps = delta / 63;
                 self.overflow(0xFF, (steps / 3) as usize)?;
                 if steps % 3 > 0 {
-                    self.buffer.push(0xFC | (steps % 3) as u8);
+                    self.out.write_all(&[0xFC | (steps % 3) as u8])?;
                 }
                 delta %= 63;
                 (delta as u8) << 2 | event.p << 1
             }
         };
-        self.buffer.push(lead);
-        self.buffer.extend_from_slice(&event.x.to_le_bytes());
+        self.out.write_all(&[lead])?;
+        self.out.write_all(&event.x.to_le_bytes())?;
         let y = self.geometry.height as u16 - 1 - event.y;
-        self.buffer.extend_from_slice(&y.to_le_bytes());
-        if self.buffer.len() >= 1 << 16 {
-            self.out.write_all(&self.buffer)?;
-            self.buffer.clear();
-        }
+        self.out.write_all(&y.to_le_bytes())?;
         Ok(())
     }
 
-    /// Writes `count` overflow bytes, flushing as the buffer fills.
+    /// Writes `count` overflow bytes.
     fn overflow(&mut self, byte: u8, mut count: usize) -> Result<(), EncodeError> {
         while count > 0 {
-            let n = count.min(1 << 16);
-            self.buffer.extend(std::iter::repeat_n(byte, n));
+            const RUN: usize = 4096;
+            let n = count.min(RUN);
+            self.out.write_all(&[byte; RUN][..n])?;
             count -= n;
-            if self.buffer.len() >= 1 << 16 {
-                self.out.write_all(&self.buffer)?;
-                self.buffer.clear();
-            }
         }
         Ok(())
     }
 
     /// Writes what is pending and returns the writer.
-    pub fn finish(mut self) -> Result<W, EncodeError> {
-        self.out.write_all(&self.buffer)?;
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> Result<W, EncodeError> {
+        crate::encode::flushed(self.out)
     }
 }
 
