@@ -29,6 +29,9 @@ pub(crate) struct Connection {
     /// The arenas the daemon named on this connection: the process forgets their
     /// mappings when the connection goes (the daemon may be gone, and its arenas with it).
     arenas: Vec<String>,
+    /// Replies owed for releases sent without waiting: read, in order, before the next
+    /// request's reply.
+    owed: usize,
 }
 
 /// Bytes read from the socket at a time.
@@ -38,13 +41,27 @@ impl Connection {
     /// A connection over `stream`, before any request.
     pub(crate) fn new(stream: UnixStream) -> Self {
         let (pending, chunk, arenas) = (Vec::new(), vec![0; RECV_CHUNK], Vec::new());
-        Connection { stream, pending, chunk, broken: false, arenas }
+        Connection { stream, pending, chunk, broken: false, arenas, owed: 0 }
     }
 
     /// Notes that the daemon named `arena` on this connection.
     pub(crate) fn named(&mut self, arena: &str) {
         if !self.arenas.iter().any(|known| known == arena) {
             self.arenas.push(arena.to_owned());
+        }
+    }
+
+    /// Sends `release` for `lease` without waiting for its reply (read with the next
+    /// request's): a drop costs no round trip, and the daemon reads the release before
+    /// anything this connection asks next. A failure leaves the connection broken, and
+    /// the daemon ends its leases with it.
+    pub(crate) fn release(&mut self, lease: u64) {
+        if self.broken {
+            return;
+        }
+        match (&self.stream).write_all(&Request::Release { lease }.to_line()) {
+            Ok(()) => self.owed += 1,
+            Err(_) => self.broken = true,
         }
     }
 
@@ -76,6 +93,17 @@ impl Connection {
             if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
                 let mut line: Vec<u8> = self.pending.drain(..=end).collect();
                 line.pop();
+                if self.owed > 0 {
+                    // A release's reply: an error means the lease had ended already.
+                    self.owed -= 1;
+                    evshm_protocol::parse_reply::<evshm_protocol::ReleaseReply>(&line).or_else(
+                        |e| match e {
+                            evshm_protocol::ReplyError::Daemon(_) => Ok(Default::default()),
+                            other => Err(other),
+                        },
+                    )?;
+                    continue;
+                }
                 return Ok((line, fds));
             }
             if self.pending.len() >= MAX_REPLY_LINE {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
-use evshm_protocol::{ArenaInfo, ChunkInfo, OpenReply, ReleaseReply, Request, Table, Window};
+use evshm_protocol::{ArenaInfo, ChunkInfo, OpenReply, Table, Window};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
@@ -217,8 +217,6 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
-        // A failure means the connection is gone, and the daemon ended the lease with it.
-        let _: Result<(ReleaseReply, _), _> =
-            connection.request(&Request::Release { lease: self.id });
+        connection.release(self.id);
     }
 }

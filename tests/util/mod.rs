@@ -335,3 +335,13 @@ pub fn write_evt3(path: &Path, events: u64) {
     let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     evshm_formats::synth::write_evt3(SynthConfig::events(events), file).unwrap();
 }
+
+/// Waits until `done` says so, at most 10 s: for what another connection or process does
+/// meanwhile (a release sent without waiting for its reply, a connection closed).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
