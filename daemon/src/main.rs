@@ -185,6 +185,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         make_private_dir(&fallback)?;
     }
     let instance = Arc::new(Instance::start(&socket, &args.shm_dir)?);
+    // Bound before anything is served, so that a taken port stops the daemon early.
+    #[cfg(feature = "flight")]
+    let flight = match flight {
+        Some(config) => {
+            let addr = config.addr;
+            Some(config.bind().with_context(|| format!("cannot listen on {addr} for --flight"))?)
+        }
+        None => None,
+    };
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
         log::info!("removed {stale} segments left by evshmd instances that are gone");
@@ -244,8 +253,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let daemon = Daemon::new(roots, shm, budget, access, settings);
     daemon.start_provisioning()?;
     #[cfg(feature = "flight")]
-    if let Some(config) = flight {
-        evshmd::flight::spawn(&daemon, config).context("cannot start the Flight service")?;
+    if let Some(listener) = flight {
+        listener.spawn(&daemon).context("cannot start the Flight service")?;
     }
     serve(&daemon, listener);
     Ok(())

@@ -135,47 +135,70 @@ impl FlightConfig {
     }
 }
 
-/// Binds the service's address and serves it on threads of its own until the process
-/// ends; returns the address bound (its port chosen by the system if 0 was given).
-pub fn spawn(daemon: &Arc<Daemon>, config: FlightConfig) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(config.addr)?;
-    listener.set_nonblocking(true)?;
-    let bound = listener.local_addr()?;
-    let mut server = Server::builder()
-        .tcp_nodelay(true)
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
-    if let Some((cert, key)) = &config.tls {
-        server =
-            server.tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))?;
+impl FlightConfig {
+    /// Binds the service's address, before the daemon serves anything (so that a taken
+    /// port stops it early, with nothing to clean up).
+    pub fn bind(self) -> std::io::Result<FlightListener> {
+        let listener = TcpListener::bind(self.addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(FlightListener { listener, config: self })
     }
-    let service = FlightServiceServer::new(EvshmFlight::new(Arc::clone(daemon), config.token))
-        .max_decoding_message_size(MAX_REQUEST_BYTES)
-        .max_encoding_message_size(usize::MAX);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKER_THREADS)
-        .max_blocking_threads(64)
-        .thread_name("evshmd-flight")
-        .enable_all()
-        .build()?;
-    let tls = config.tls.is_some();
-    std::thread::Builder::new().name("evshmd-flight".into()).spawn(move || {
-        runtime.block_on(async move {
-            let incoming = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => TcpIncoming::from(listener).with_nodelay(Some(true)),
-                Err(e) => {
-                    log::error!("Flight service cannot listen: {e}");
-                    return;
+}
+
+/// The service's bound address, to be served with [`FlightListener::spawn`].
+#[derive(Debug)]
+pub struct FlightListener {
+    listener: TcpListener,
+    config: FlightConfig,
+}
+
+impl FlightListener {
+    /// The address bound (its port chosen by the system if 0 was given).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the Flight service for `daemon` on threads of its own until the process
+    /// ends.
+    pub fn spawn(self, daemon: &Arc<Daemon>) -> anyhow::Result<SocketAddr> {
+        let FlightListener { listener, config } = self;
+        let bound = listener.local_addr()?;
+        let token = if config.token.is_set() { "a token" } else { "no token" };
+        let mut server = Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW);
+        if let Some((cert, key)) = &config.tls {
+            let identity = Identity::from_pem(cert, key);
+            server = server.tls_config(ServerTlsConfig::new().identity(identity))?;
+        }
+        let service = FlightServiceServer::new(EvshmFlight::new(Arc::clone(daemon), config.token))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(usize::MAX);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .max_blocking_threads(64)
+            .thread_name("evshmd-flight")
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new().name("evshmd-flight".into()).spawn(move || {
+            runtime.block_on(async move {
+                let incoming = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    Err(e) => {
+                        log::error!("Flight service cannot listen: {e}");
+                        return;
+                    }
+                };
+                if let Err(e) = server.add_service(service).serve_with_incoming(incoming).await {
+                    log::error!("Flight service stopped: {e}");
                 }
-            };
-            if let Err(e) = server.add_service(service).serve_with_incoming(incoming).await {
-                log::error!("Flight service stopped: {e}");
-            }
-        });
-    })?;
-    let scheme = if tls { "grpc+tls" } else { "grpc" };
-    log::info!("Flight service on {scheme}://{bound}");
-    Ok(bound)
+            });
+        })?;
+        let scheme = if config.tls.is_some() { "grpc+tls" } else { "grpc" };
+        log::info!("Flight service on {scheme}://{bound} ({token})");
+        Ok(bound)
+    }
 }
 
 #[cfg(test)]
