@@ -36,7 +36,7 @@ def main() -> None:
         epochs.append([target for _, target in loader])
     mapped = EventWindowDataset(PATHS, duration=DURATION, socket_path=socket,
                                 target=window_of)
-    sampler = DistributedSampler(mapped, shuffle=True, seed=5)
+    sampler: DistributedSampler[Any] = DistributedSampler(mapped, shuffle=True, seed=5)
     loader = DataLoader(mapped, batch_size=None, sampler=sampler, num_workers=1)
     sampled = [target for _, target in loader]
     every = [list(mapped.window(i)) for i in range(len(mapped))]

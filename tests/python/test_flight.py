@@ -14,9 +14,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from flight_util import TOKEN, flight_address, same_rows, token_file
 
 import evshm
-from flight_util import TOKEN, flight_address, same_rows, token_file
 from harness import Daemon, generate, wait_for
 
 #: What pyarrow raises for a Flight error status: a FlightError subclass, or an
@@ -40,14 +40,15 @@ def daemon_args(tmp_path: Path) -> list[str]:
 
 @pytest.fixture
 def remote(synthetic: Daemon) -> Iterator[evshm.RemoteClient]:
-    with evshm.Client(flight_address(synthetic), token=TOKEN) as client:
-        assert isinstance(client, evshm.RemoteClient)
+    client: object = evshm.Client(flight_address(synthetic), token=TOKEN)  # type: ignore[call-arg]
+    assert isinstance(client, evshm.RemoteClient)
+    with client:
         yield client
 
 
 def options(token: str | None = TOKEN) -> flight.FlightCallOptions:
     headers = [] if token is None else [(b"authorization", f"Bearer {token}".encode())]
-    return flight.FlightCallOptions(headers=headers, timeout=60)
+    return flight.FlightCallOptions(headers=headers, timeout=60)  # type: ignore[arg-type]
 
 
 def test_remote_opens_equal_local_ones(synthetic: Daemon, remote: evshm.RemoteClient) -> None:
@@ -63,8 +64,8 @@ def test_remote_opens_equal_local_ones(synthetic: Daemon, remote: evshm.RemoteCl
     whole = remote.open("big.raw")
     assert len(whole.chunks) > 20, "fetched chunk by chunk"
     assert [c.index for c in whole.chunks] == list(range(len(whole.chunks)))
-    window = whole.time_window(2_000_000, 2_000_500)
-    assert same_rows(window.table, local.open("big.raw", window=(2_000_000, 2_000_500)).table)
+    part = whole.time_window(2_000_000, 2_000_500)
+    assert same_rows(part.table, local.open("big.raw", window=(2_000_000, 2_000_500)).table)
     triggers = remote.open("big.raw", table="triggers")
     assert triggers.table.schema.names == ["t", "id", "p"]
     listed = {r.path: r for r in remote.list()}
@@ -105,11 +106,11 @@ def test_bad_requests_are_flight_errors_and_the_daemon_lives_on(
               json.dumps({**good, "path": "../../etc/passwd"}).encode(),
               json.dumps({**good, "evshm": 2}).encode(), b"x" * 200_000]
     for ticket in forged:
-        with pytest.raises(FLIGHT_ERRORS, match="evshm:|message length too large"):
+        with pytest.raises(FLIGHT_ERRORS, match=r"evshm:|message length too large"):
             raw.do_get(flight.Ticket(ticket), options()).read_all()
-    for command in (b"{}", b"not json", json.dumps({"path": "small.raw", "window": [9, 1]}).encode(),
-                    b"{" + b" " * 100_000 + b"}"):
-        with pytest.raises(FLIGHT_ERRORS, match="evshm:|message length too large"):
+    backwards = json.dumps({"path": "small.raw", "window": [9, 1]}).encode()
+    for command in (b"{}", b"not json", backwards, b"{" + b" " * 100_000 + b"}"):
+        with pytest.raises(FLIGHT_ERRORS, match=r"evshm:|message length too large"):
             raw.get_flight_info(flight.FlightDescriptor.for_command(command), options())
     with pytest.raises(FLIGHT_ERRORS, match="no Flight actions"):
         list(raw.do_action(flight.Action("x", b""), options()))

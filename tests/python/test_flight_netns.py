@@ -15,14 +15,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.ipc
 import pytest
-
 from flight_util import TOKEN, same_rows, self_signed, token_file
-from harness import Daemon, evshmd_binary, wait_for, wait_until_answering
 from netns import Hosts, netns_pair
+
+from harness import Daemon, evshmd_binary, wait_for, wait_until_answering
 
 PEER = Path(__file__).with_name("flight_peer.py")
 PORT = 8815
@@ -65,20 +66,21 @@ def server(hosts: Hosts, tmp_path: Path, synthetic_dir: Path, *args: str) -> Ite
                 proc.wait()
 
 
-def peer(hosts: Hosts, address: str, path: str, *args: str,
-         background: bool = False) -> dict | subprocess.Popen:
-    """flight_peer.py run in the client's namespace: its JSON line (or, ``background``,
-    the process)."""
-    argv = hosts.run_in(hosts.client, [sys.executable, str(PEER), address, path, *args])
-    if background:
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    done = subprocess.run(argv, capture_output=True, timeout=300)
+def peer_argv(hosts: Hosts, address: str, path: str, *args: str) -> list[str]:
+    """flight_peer.py's command line in the client's namespace."""
+    return hosts.run_in(hosts.client, [sys.executable, str(PEER), address, path, *args])
+
+
+def peer(hosts: Hosts, address: str, path: str, *args: str) -> dict[str, Any]:
+    """What flight_peer.py, run in the client's namespace, says (its JSON line)."""
+    done = subprocess.run(peer_argv(hosts, address, path, *args), capture_output=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return json.loads(done.stdout.decode().strip().splitlines()[-1])
 
 
 def read(path: Path) -> pa.Table:
-    with pa.ipc.open_file(path) as reader:
+    with pa.ipc.open_file(str(path)) as reader:
         return reader.read_all()
 
 
@@ -148,8 +150,8 @@ def test_a_stream_holds_a_lease_and_a_daemon_killed_mid_stream_is_an_error(
                 "--flight-no-token") as daemon:
         local = daemon.client()
         local.open("big.raw").release()  # decoded: the stream starts at once
-        reading = peer(hosts, address, "big.raw", background=True)
-        assert isinstance(reading, subprocess.Popen)
+        reading = subprocess.Popen(peer_argv(hosts, address, "big.raw"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for(lambda: local.stats()["leases"] == 1, "the stream's lease", 60.0)
         daemon.proc.send_signal(signal.SIGKILL)
         daemon.proc.wait(timeout=20)

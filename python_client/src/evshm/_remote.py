@@ -209,7 +209,8 @@ class RemoteClient:
 
         def fetch(endpoint: Any) -> pa.Table:
             try:
-                return client.do_get(endpoint.ticket, options).read_all()
+                table: pa.Table = client.do_get(endpoint.ticket, options).read_all()
+                return table
             except Exception as exc:
                 raise _error(exc, self.address) from exc
 
