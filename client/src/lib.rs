@@ -22,6 +22,9 @@
 //! # Ok::<(), evshm::ClientError>(())
 //! ```
 //!
+//! With the `remote` feature, `RemoteClient` reads the same recordings from another
+//! machine's evshmd through its Arrow Flight service (`evshmd --flight ADDR`).
+//!
 //! The messages on the socket are the `evshm-protocol` crate's, shared with the daemon;
 //! `docs/PROTOCOL.md` in the repository shows them on the wire.
 
@@ -30,6 +33,8 @@ mod connection;
 mod error;
 mod mapping;
 mod recording;
+#[cfg(feature = "remote")]
+mod remote;
 mod trust;
 
 pub use client::{Client, OpenOptions};
@@ -41,3 +46,5 @@ pub use evshm_protocol::{
 };
 pub use mapping::{MapError, map_sealed_segment, map_segment};
 pub use recording::{OpenTimings, Recording, RecordingInfo};
+#[cfg(feature = "remote")]
+pub use remote::{DEFAULT_PARALLEL, RemoteClient, RemoteError, RemoteOptions, RemoteRecording};
