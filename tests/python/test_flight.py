@@ -140,3 +140,19 @@ def test_a_ticket_of_a_changed_file_is_stale(synthetic: Daemon, tmp_path: Path) 
         raw.do_get(info.endpoints[0].ticket, options()).read_all()
     # The client opens again, once, on the new version.
     assert evshm.RemoteClient(address, token=TOKEN).open("changing.raw").rows == 60_000
+
+
+def test_datasets_read_over_flight(synthetic: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    """socket_path="grpc://..." makes the datasets' clients remote ones (the token from
+    $EVSHM_FLIGHT_TOKEN): the same windows as through the socket."""
+    pytest.importorskip("torch")
+    from evshm.torch import EventWindowDataset
+
+    monkeypatch.setenv("EVSHM_FLIGHT_TOKEN", TOKEN)
+    windows = [("big.raw", 1_000_000, 1_010_000), ("small.raw", 10_000_000, 10_001_000)]
+    remote = EventWindowDataset(windows=windows, socket_path=flight_address(synthetic))
+    local = EventWindowDataset(windows=windows, socket_path=synthetic.socket)
+    assert len(remote) == len(local) == 2
+    for i in range(2):
+        got, expected = remote[i], local[i]
+        assert all(got[name].equal(expected[name]) for name in ("t", "x", "y", "p"))

@@ -33,6 +33,9 @@ from ._segment import join_chunks
 
 __all__ = ["RemoteClient", "is_remote_address", "REMOTE_SCHEMES"]
 
+#: The environment variable a token defaults to.
+TOKEN_VARIABLE = "EVSHM_FLIGHT_TOKEN"
+
 #: Address schemes of the Flight service (``grpc+tls`` with TLS).
 REMOTE_SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
 
@@ -87,7 +90,8 @@ class RemoteClient:
         address: ``grpc://HOST:PORT``, or ``grpc+tls://HOST:PORT`` for a service with
             TLS.
         token: the service's bearer token (``--flight-token-file``), sent on every call
-            as ``authorization: Bearer <token>``.
+            as ``authorization: Bearer <token>``; default ``$EVSHM_FLIGHT_TOKEN``, if set
+            (so that the datasets, given ``socket_path="grpc://..."``, read remotely).
         tls_root_certs: PEM certificates to trust for TLS (bytes, or a file path); the
             system's by default.
         parallel: chunks fetched at once (each on its own gRPC stream).
@@ -118,7 +122,7 @@ class RemoteClient:
         self.address: str = address
         self.parallel: int = parallel
         self.timeout: float | None = timeout
-        self._token = token
+        self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE)
         self._certs: bytes | None = certs
         self._lock = threading.Lock()
         self._pid = -1
