@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
 /// Why the Flight settings were refused at start.
@@ -81,8 +82,13 @@ impl Token {
 
     /// Checks the `authorization` header of a call.
     pub fn check<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        self.check_metadata(request.metadata())
+    }
+
+    /// Checks the `authorization` header among a call's metadata.
+    pub fn check_metadata(&self, metadata: &MetadataMap) -> Result<(), Status> {
         let Some(expected) = &self.0 else { return Ok(()) };
-        let given = request.metadata().get("authorization").map(|v| v.as_bytes());
+        let given = metadata.get("authorization").map(|v| v.as_bytes());
         let Some(given) = given else {
             return Err(Status::unauthenticated("evshm:unauthenticated: no authorization header"));
         };

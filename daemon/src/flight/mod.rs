@@ -10,10 +10,12 @@
 //! - `auth`: the bearer token, and binding beyond loopback only with one;
 //! - `ticket`: what `GetFlightInfo` is asked and what `DoGet` is handed;
 //! - `service`: the Flight methods over the open pipeline;
+//! - `doget`: `DoGet`'s replies written without tonic's encoder, the body never copied;
 //! - `stream`: a chunk's stream as `FlightData`, slices of the mapping;
 //! - `status`: errors as gRPC statuses, led by the protocol's error codes.
 
 mod auth;
+mod doget;
 mod service;
 mod status;
 mod stream;
@@ -28,6 +30,7 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 pub use auth::{AuthSetupError, Token};
+pub use doget::ZeroCopyDoGet;
 pub use service::EvshmFlight;
 pub use ticket::MAX_TICKET_LEN;
 
@@ -172,9 +175,11 @@ impl FlightListener {
             let identity = Identity::from_pem(cert, key);
             server = server.tls_config(ServerTlsConfig::new().identity(identity))?;
         }
-        let service = FlightServiceServer::new(EvshmFlight::new(Arc::clone(daemon), config.token))
+        let flight = EvshmFlight::new(Arc::clone(daemon), config.token);
+        let generated = FlightServiceServer::new(flight.clone())
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(usize::MAX);
+        let service = ZeroCopyDoGet::new(generated, flight);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .max_blocking_threads(64)

@@ -51,6 +51,25 @@ impl EvshmFlight {
         Self { daemon, token }
     }
 
+    /// The token every call must carry.
+    pub fn token(&self) -> &Token {
+        &self.token
+    }
+
+    /// A `DoGet`'s messages, and the lease to hold while they are sent.
+    pub(super) async fn do_get_frames(
+        &self,
+        ticket: Ticket,
+        peer: Option<SocketAddr>,
+    ) -> Result<(Vec<FlightData>, StreamLease), Status> {
+        let ticket = ChunkTicket::decode(&ticket.ticket).map_err(|e| status::ticket_error(&e))?;
+        self.blocking(move |daemon| {
+            let lease = StreamLease::take(&daemon, peer);
+            chunk_stream(&daemon, &ticket).map(|messages| (messages, lease))
+        })
+        .await
+    }
+
     /// Runs blocking work `f` on the daemon off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -163,7 +182,7 @@ fn listing(daemon: &Daemon, prefix: &str) -> Vec<Result<FlightInfo, Status>> {
 /// What a `DoGet` holds while it streams: a lease on its chunk, counted in `stats` like a
 /// local client's, its peer listed among the clients.
 #[derive(Debug)]
-struct StreamLease {
+pub(super) struct StreamLease {
     daemon: Arc<Daemon>,
     client: u64,
 }
@@ -290,14 +309,7 @@ impl FlightService for EvshmFlight {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         self.token.check(&request)?;
         let peer = request.remote_addr();
-        let ticket =
-            ChunkTicket::decode(&request.get_ref().ticket).map_err(|e| status::ticket_error(&e))?;
-        let (messages, lease) = self
-            .blocking(move |daemon| {
-                let lease = StreamLease::take(&daemon, peer);
-                chunk_stream(&daemon, &ticket).map(|messages| (messages, lease))
-            })
-            .await?;
+        let (messages, lease) = self.do_get_frames(request.into_inner(), peer).await?;
         // The lease goes when the stream does: sent to its end, or dropped by a client
         // that went away.
         let stream = stream::iter(messages).map(move |data| {
