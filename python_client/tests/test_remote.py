@@ -29,7 +29,7 @@ def test_pickled_clients_carry_the_address_and_options_only() -> None:
     client = evshm.RemoteClient("grpc://127.0.0.1:1", token="secret", parallel=3, timeout=5)
     copy = pickle.loads(pickle.dumps(client))
     assert (copy.address, copy.parallel, copy.timeout) == ("grpc://127.0.0.1:1", 3, 5)
-    assert copy._token == "secret" and copy._client is None
+    assert copy._token == "secret" and copy._lanes == {}
 
 
 @pytest.mark.parametrize(("message", "kind", "code"), [

@@ -103,12 +103,12 @@ async fn do_get(
     })?;
     let peer = parts.extensions.get::<tonic::transport::server::TcpConnectInfo>();
     let peer = peer.and_then(tonic::transport::server::TcpConnectInfo::remote_addr);
-    let (messages, lease) = service.do_get_frames(ticket, peer).await?;
+    let messages = service.do_get_frames(ticket, peer).await?;
     let mut frames = VecDeque::new();
     for data in messages {
         frames.extend(frames_of(data));
     }
-    let body = Frames { frames, trailers: true, _lease: Box::new(lease) };
+    let body = Frames { frames, trailers: true };
     let mut response = Response::new(GrpcBody::new(body));
     response.headers_mut().insert("content-type", HeaderValue::from_static("application/grpc"));
     Ok(response)
@@ -157,12 +157,11 @@ fn frames_of(data: FlightData) -> Vec<Bytes> {
     vec![head.freeze(), data_body]
 }
 
-/// A response body of ready frames, then `grpc-status: 0`; holds `_lease` until the
-/// last frame is taken.
+/// A response body of ready frames, then `grpc-status: 0`. (The bodies' bytes hold the
+/// stream's lease: h2 keeps them until they are written.)
 struct Frames {
     frames: VecDeque<Bytes>,
     trailers: bool,
-    _lease: Box<dyn Send + Sync>,
 }
 
 impl Body for Frames {

@@ -24,6 +24,7 @@ use arrow_flight::{
 };
 use arrow_ipc::writer::IpcWriteOptions;
 use arrow_schema::Schema;
+use bytes::Bytes;
 use evshm_protocol::Table;
 use futures::stream::{self, BoxStream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -56,16 +57,23 @@ impl EvshmFlight {
         &self.token
     }
 
-    /// A `DoGet`'s messages, and the lease to hold while they are sent.
+    /// A `DoGet`'s messages, whose bodies hold a lease on the chunk until the last of
+    /// them is gone: sent to the socket (or dropped with a client that went away).
     pub(super) async fn do_get_frames(
         &self,
         ticket: Ticket,
         peer: Option<SocketAddr>,
-    ) -> Result<(Vec<FlightData>, StreamLease), Status> {
+    ) -> Result<Vec<FlightData>, Status> {
         let ticket = ChunkTicket::decode(&ticket.ticket).map_err(|e| status::ticket_error(&e))?;
         self.blocking(move |daemon| {
-            let lease = StreamLease::take(&daemon, peer);
-            chunk_stream(&daemon, &ticket).map(|messages| (messages, lease))
+            let lease = Arc::new(StreamLease::take(&daemon, peer));
+            let mut messages = chunk_stream(&daemon, &ticket)?;
+            for data in &mut messages {
+                let body = std::mem::take(&mut data.data_body);
+                data.data_body =
+                    Bytes::from_owner(Leased { bytes: body, _lease: Arc::clone(&lease) });
+            }
+            Ok(messages)
         })
         .await
     }
@@ -182,7 +190,7 @@ fn listing(daemon: &Daemon, prefix: &str) -> Vec<Result<FlightInfo, Status>> {
 /// What a `DoGet` holds while it streams: a lease on its chunk, counted in `stats` like a
 /// local client's, its peer listed among the clients.
 #[derive(Debug)]
-pub(super) struct StreamLease {
+struct StreamLease {
     daemon: Arc<Daemon>,
     client: u64,
 }
@@ -208,6 +216,18 @@ impl Drop for StreamLease {
         self.daemon.stats.leases.fetch_sub(1, Ordering::Relaxed);
         self.daemon.clients.remove(self.client);
         self.daemon.budget.notify_released();
+    }
+}
+
+/// Bytes that hold a stream's lease (no copy: a view of the same memory).
+struct Leased {
+    bytes: Bytes,
+    _lease: Arc<StreamLease>,
+}
+
+impl AsRef<[u8]> for Leased {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
     }
 }
 
@@ -309,14 +329,8 @@ impl FlightService for EvshmFlight {
     ) -> Result<Response<Self::DoGetStream>, Status> {
         self.token.check(&request)?;
         let peer = request.remote_addr();
-        let (messages, lease) = self.do_get_frames(request.into_inner(), peer).await?;
-        // The lease goes when the stream does: sent to its end, or dropped by a client
-        // that went away.
-        let stream = stream::iter(messages).map(move |data| {
-            let _held = &lease;
-            Ok(data)
-        });
-        Ok(Response::new(stream.boxed()))
+        let messages = self.do_get_frames(request.into_inner(), peer).await?;
+        Ok(Response::new(stream::iter(messages.into_iter().map(Ok)).boxed()))
     }
 
     async fn do_put(

@@ -94,7 +94,7 @@ class RemoteClient:
             (so that the datasets, given ``socket_path="grpc://..."``, read remotely).
         tls_root_certs: PEM certificates to trust for TLS (bytes, or a file path); the
             system's by default.
-        parallel: chunks fetched at once (each on its own gRPC stream).
+        parallel: chunks fetched at once, each on a connection of its own.
         timeout: seconds for each call, ``None`` for no limit.
 
     A client can be shared by threads; in a forked or spawned child (a DataLoader
@@ -126,7 +126,7 @@ class RemoteClient:
         self._certs: bytes | None = certs
         self._lock = threading.Lock()
         self._pid = -1
-        self._client: Any = None
+        self._lanes: dict[int, Any] = {}
 
     # ----------------------------------------------------------------- connection
 
@@ -139,19 +139,29 @@ class RemoteClient:
                       tls_root_certs=state["certs"], parallel=state["parallel"],
                       timeout=state["timeout"])
 
-    def _flight_client(self) -> Any:
+    def _flight_client(self, lane: int = 0) -> Any:
+        """The client of connection ``lane`` (one per chunk fetched at once: streams on one
+        HTTP/2 connection share one TCP stream and one thread of gRPC's), made in this
+        process on first use."""
         with self._lock:
-            if self._client is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
+                self._lanes = {}  # a parent's channels do not survive a fork
+                self._pid = os.getpid()
+            client = self._lanes.get(lane)
+            if client is None:
                 flight = _flight()
-                kwargs: dict[str, Any] = {}
+                kwargs: dict[str, Any] = {
+                    # Each lane's channel its own connection, not one shared by all.
+                    "generic_options": [("grpc.use_local_subchannel_pool", 1)],
+                }
                 if self._certs is not None:
                     kwargs["tls_root_certs"] = self._certs
                 try:
-                    self._client = flight.FlightClient(self.address, **kwargs)
+                    client = flight.FlightClient(self.address, **kwargs)
                 except Exception as exc:
                     raise _error(exc, self.address) from exc
-                self._pid = os.getpid()
-            return self._client
+                self._lanes[lane] = client
+            return client
 
     def _options(self) -> Any:
         headers = []
@@ -211,18 +221,25 @@ class RemoteClient:
             raise _error(exc, self.address) from exc
         endpoints = builtins.list(info.endpoints)
 
-        def fetch(endpoint: Any) -> pa.Table:
-            try:
-                table: pa.Table = client.do_get(endpoint.ticket, options).read_all()
-                return table
-            except Exception as exc:
-                raise _error(exc, self.address) from exc
+        lanes = max(1, min(self.parallel, len(endpoints)))
 
-        if len(endpoints) > 1 and self.parallel > 1:
-            with ThreadPoolExecutor(min(self.parallel, len(endpoints))) as pool:
-                tables = builtins.list(pool.map(fetch, endpoints))
+        def lane(number: int) -> list[pa.Table]:
+            # Endpoints number, number + lanes...: one after the other on this connection.
+            lane_client = self._flight_client(number)
+            got = []
+            for endpoint in endpoints[number::lanes]:
+                try:
+                    got.append(lane_client.do_get(endpoint.ticket, options).read_all())
+                except Exception as exc:
+                    raise _error(exc, self.address) from exc
+            return got
+
+        if lanes > 1:
+            with ThreadPoolExecutor(lanes) as pool:
+                per_lane = builtins.list(pool.map(lane, range(lanes)))
         else:
-            tables = [fetch(e) for e in endpoints]
+            per_lane = [lane(0)]
+        tables: list[pa.Table] = [per_lane[i % lanes][i // lanes] for i in range(len(endpoints))]
         return self._recording(path, table, window, info, endpoints, tables)
 
     def _recording(self, path: str, table: str, window: tuple[int, int] | None, info: Any,
@@ -259,11 +276,12 @@ class RemoteClient:
     # ----------------------------------------------------------------- lifetime
 
     def close(self) -> None:
-        """Close the gRPC channel (recordings already returned stay valid)."""
+        """Close the gRPC channels (recordings already returned stay valid)."""
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None and self._pid == os.getpid():
-            client.close()
+            lanes, self._lanes = self._lanes, {}
+        if self._pid == os.getpid():
+            for client in lanes.values():
+                client.close()
 
     def __enter__(self) -> RemoteClient:
         return self
