@@ -35,7 +35,7 @@ use super::service::EvshmFlight;
 /// The path of `DoGet`.
 const DO_GET: &str = "/arrow.flight.protocol.FlightService/DoGet";
 
-/// The Flight service with its `DoGet` route answered by [`EvshmFlight::do_get_frames`].
+/// The Flight service with its `DoGet` route answered here, its body never copied.
 #[derive(Debug, Clone)]
 pub struct ZeroCopyDoGet<S> {
     inner: S,
