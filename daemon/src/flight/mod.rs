@@ -188,6 +188,13 @@ impl FlightListener {
             .build()?;
         std::thread::Builder::new().name("evshmd-flight".into()).spawn(move || {
             runtime.block_on(async move {
+                tokio::spawn(async {
+                    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        every.tick().await;
+                        stream::purge_mappings();
+                    }
+                });
                 let incoming = match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => TcpIncoming::from(listener).with_nodelay(Some(true)),
                     Err(e) => {

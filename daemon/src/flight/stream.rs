@@ -11,7 +11,7 @@
 //!
 //! [`stream_bytes`] is the one place that knows where a chunk's stream is in memory.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arrow_flight::FlightData;
 use arrow_flight::utils::flight_data_to_arrow_batch;
@@ -20,31 +20,71 @@ use arrow_ipc::{MessageHeader, MetadataVersion, root_as_message};
 use arrow_schema::{ArrowError, Schema};
 use bytes::Bytes;
 
+use crate::cache::Resident;
 use crate::ipc::ALIGNMENT;
 use crate::open::ChunkTable;
 
 /// The Arrow IPC stream of a chunk's table, read-only, as bytes that keep the chunk
 /// resident (and its memory mapped) while any slice of them lives.
 ///
-/// Today this maps the table's published segment (with its page tables filled in at
-/// once); once segments are extents of one mapped arena it is a slice of that mapping.
+/// Today this maps the table's published segment, once while it is resident (see
+/// [`purge_mappings`]); once segments are extents of one mapped arena it is a slice of
+/// that mapping.
 pub fn stream_bytes(table: &ChunkTable) -> std::io::Result<Bytes> {
     let segment = &table.segment().segment;
-    let fd = segment.share()?;
-    let len = usize::try_from(segment.len()).map_err(std::io::Error::other)?;
-    // SAFETY: a published segment is never written, truncated or shrunk again by evshmd
-    // (its contract, `crate::segment`); sealed memfds have the kernel enforce it, and
-    // named ones could only be changed by the daemon's own uid or root, which named mode
-    // trusts (README). Its pages are allocated, so no access within `len` faults. The
-    // map is read-only.
-    let map = unsafe { memmap2::MmapOptions::new().len(len).populate().map(&fd)? };
+    let mut kept = mappings();
+    purge(&mut kept);
+    let found = kept.iter().find(|k| k.name == segment.name()).map(|k| Arc::clone(&k.map));
+    let map = match found {
+        Some(map) => map,
+        None => {
+            let fd = segment.share()?;
+            let len = usize::try_from(segment.len()).map_err(std::io::Error::other)?;
+            // SAFETY: a published segment is never written, truncated or shrunk again by
+            // evshmd (its contract, `crate::segment`); sealed memfds have the kernel
+            // enforce it, and named ones could only be changed by the daemon's own uid or
+            // root, which named mode trusts (README). Its pages are allocated, so no
+            // access within `len` faults. The map is read-only.
+            let map = unsafe { memmap2::MmapOptions::new().len(len).populate().map(&fd)? };
+            let map = Arc::new(map);
+            let chunk = Arc::downgrade(&table.resident);
+            kept.push(Kept { chunk, name: segment.name().to_owned(), map: Arc::clone(&map) });
+            map
+        }
+    };
     Ok(Bytes::from_owner(Mapped { map, _chunk: Arc::clone(&table.resident) }))
+}
+
+/// Drops the mappings of chunks no longer resident (evicted, or of an older file
+/// version). [`stream_bytes`] does on every call; the Flight runtime also does every
+/// second, so an evicted chunk's pages are not held longer than that.
+pub fn purge_mappings() {
+    purge(&mut mappings());
+}
+
+/// A segment mapped for streaming, kept while its chunk is resident: mapping 50 MB with
+/// its page tables filled and unmapping it again costs about 15 ms, on every `DoGet`.
+struct Kept {
+    chunk: Weak<Resident>,
+    name: String,
+    map: Arc<memmap2::Mmap>,
+}
+
+static MAPPINGS: Mutex<Vec<Kept>> = Mutex::new(Vec::new());
+
+fn mappings() -> MutexGuard<'static, Vec<Kept>> {
+    // A list of plain entries, never left half-changed by a panic.
+    MAPPINGS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn purge(kept: &mut Vec<Kept>) {
+    kept.retain(|k| k.chunk.strong_count() > 0);
 }
 
 /// A read-only mapping of a chunk's segment, and the chunk, kept as long as the bytes.
 struct Mapped {
-    map: memmap2::Mmap,
-    _chunk: Arc<crate::cache::Resident>,
+    map: Arc<memmap2::Mmap>,
+    _chunk: Arc<Resident>,
 }
 
 impl AsRef<[u8]> for Mapped {
@@ -193,6 +233,33 @@ mod tests {
             (100..250).map(|i| 10 * i).collect::<Vec<_>>()
         );
         assert!(parts.rows_data(schema, 900..1001, 1000).is_err());
+    }
+
+    #[test]
+    fn a_chunk_is_mapped_once_while_resident() {
+        use crate::open::{OpenRequest, ReadPosition, open, open_chunk};
+        use crate::testing::{TempDir, daemon, write_evt3};
+        use evshm_protocol::Table;
+
+        let dir = TempDir::new("flight-mappings");
+        let daemon = daemon(&dir, 1 << 20, u64::MAX);
+        write_evt3(&dir.0.join("root/m.raw"), 20_000);
+        let request =
+            OpenRequest { path: "m.raw", table: Table::Events, geometry: None, window: None };
+        let version =
+            open(&daemon, &request, &mut ReadPosition::default()).unwrap().target.identity.token();
+        let chunk = || open_chunk(&daemon, "m.raw", Table::Events, None, 0, &version).unwrap();
+        let (first, second) = (stream_bytes(&chunk()).unwrap(), stream_bytes(&chunk()).unwrap());
+        assert_eq!(first.as_ptr(), second.as_ptr(), "mapped once");
+        let parts = StreamParts::split(&first).unwrap();
+        assert!(parts.body.len() >= 20_000 * 13);
+        let name = chunk().segment().segment.name().to_owned();
+        let kept = || mappings().iter().any(|k| k.name == name);
+        assert!(kept());
+        drop((first, second, parts));
+        daemon.evict_unleased();
+        purge_mappings();
+        assert!(!kept(), "gone with the chunk");
     }
 
     #[test]
