@@ -14,7 +14,6 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arrow_flight::FlightData;
-use arrow_flight::utils::flight_data_to_arrow_batch;
 use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions};
 use arrow_ipc::{MessageHeader, MetadataVersion, root_as_message};
 use arrow_schema::{ArrowError, Schema};
@@ -149,7 +148,22 @@ impl StreamParts {
         if rows == (0..total) {
             return Ok(self.batch_data());
         }
-        let batch = flight_data_to_arrow_batch(&self.batch_data(), schema, &Default::default())?;
+        // Read in place (the body is a slice of the mapping, 64-byte aligned): only the
+        // rows kept are copied, by the writer below.
+        let message = root_as_message(&self.batch_header)
+            .map_err(|e| ArrowError::IpcError(format!("segment stream: {e}")))?;
+        let header = message
+            .header_as_record_batch()
+            .ok_or_else(|| ArrowError::IpcError("segment stream: no record batch header".into()))?;
+        let body = arrow_buffer::Buffer::from(self.body.clone());
+        let batch = arrow_ipc::reader::read_record_batch(
+            &body,
+            header,
+            schema,
+            &Default::default(),
+            None,
+            &message.version(),
+        )?;
         if rows.end > batch.num_rows() {
             return Err(ArrowError::InvalidArgumentError(format!(
                 "rows {}..{} of a chunk of {}",
@@ -191,6 +205,7 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int64Type;
     use arrow_buffer::MutableBuffer;
+    use arrow_flight::utils::flight_data_to_arrow_batch;
 
     use super::*;
     use crate::ipc::{EventColumns, StreamLayout};
