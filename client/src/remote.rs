@@ -26,7 +26,7 @@ use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::{FlightClient, FlightDescriptor, FlightInfo, Ticket};
 use arrow_schema::SchemaRef;
 use evshm_protocol::Table;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Chunks fetched at once unless [`RemoteOptions::parallel`] says otherwise.
@@ -245,9 +245,14 @@ impl RemoteClient {
                     Ok::<_, FlightError>(got)
                 }
             });
-            let lanes = futures::stream::iter(lanes).buffer_unordered(parallel);
-            let lanes: Vec<Vec<(usize, Vec<RecordBatch>)>> =
-                lanes.try_collect().await.map_err(|e| self.error(e))?;
+            // Each lane a task of its own, so that the lanes decode on every worker thread.
+            let lanes: Vec<_> = lanes.map(tokio::spawn).collect();
+            let mut done = Vec::with_capacity(lanes.len());
+            for lane in lanes {
+                let joined = lane.await.map_err(|e| self.data(format!("a fetch failed: {e}")))?;
+                done.push(joined.map_err(|e| self.error(e))?);
+            }
+            let lanes = done;
             let mut parts: Vec<(usize, Vec<RecordBatch>)> = lanes.into_iter().flatten().collect();
             parts.sort_by_key(|(i, _)| *i);
             let batches: Vec<RecordBatch> =
