@@ -829,7 +829,7 @@ class Report:
 
     # ------------------------------------------------------------------ flight
     def flight(self) -> str:
-        from flight import plot, section
+        from flight import plot, section, target_rows
 
         d = load(self.results, "flight.json")
         if not d:
@@ -837,6 +837,7 @@ class Report:
                               "Not run. " + self.command("flight"), ""])
         plot(d, os.path.join(self.docs, "bench_flight.png"))
         self.plots.append("bench_flight.png")
+        self.targets.extend(target_rows(d))
         return section(d, self.command("flight"))
 
     # ------------------------------------------------------------------ page
