@@ -20,7 +20,8 @@ table's bytes (13 per event) over the time from the first request to the table i
 Usage: python flight.py [PLAN]
     With the driver's PLAN (benches/run.py): its evshmd binaries, work and results
     directories. Alone (``ALONE``, from the repository after ``cargo build --release -p
-    evshmd -p evshm -p evshm-benches``): target/release/, a temporary directory (or
+    evshmd -p evshm -p evshm-benches``, in the virtualenv benches/run.sh makes, which has
+    matplotlib): target/release/, a temporary directory (or
     ``$EVSHM_BENCH_WORK``), target/bench-results/json/; it also prints the report's
     section and writes its plot. ``$EVSHM_FLIGHT_EVENTS`` changes the recording's size.
 Writes ``flight.json``.
@@ -45,8 +46,7 @@ import pyarrow.ipc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-ALONE = ("source scripts/venv.sh && PYTHONPATH=python_client/src "
-         "\"$PY\" benches/python/flight.py")
+ALONE = "PYTHONPATH=python_client/src target/bench-venv/bin/python benches/python/flight.py"
 EVENTS = int(os.environ.get("EVSHM_FLIGHT_EVENTS", 32 << 20))  # 33.6 M: 436 MB
 ROUNDS = int(os.environ.get("EVSHM_FLIGHT_ROUNDS", 5))
 RECORDING = "flight.raw"
