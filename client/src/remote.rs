@@ -126,6 +126,13 @@ impl RemoteRecording {
     }
 }
 
+/// The ticket of every chunk in one stream, from `GetFlightInfo`'s `app_metadata`
+/// (`{"whole": ticket}`), if the service gave one.
+fn whole_ticket(app_metadata: &[u8]) -> Option<Ticket> {
+    let value: serde_json::Value = serde_json::from_slice(app_metadata).ok()?;
+    value.get("whole")?.as_str().map(|whole| Ticket::new(whole.to_owned()))
+}
+
 /// The record batches of a `DoGet`, read in place from the received messages. (arrow-flight's
 /// own decoder copies every body not aligned to 64 bytes; Arrow needs each buffer aligned
 /// to its type only, which a body evshmd sends 8-byte aligned in its message mostly is.)
@@ -266,6 +273,15 @@ impl RemoteClient {
                 n => n,
             }
             .min(info.endpoint.len().max(1));
+            if parallel == 1
+                && info.endpoint.len() > 1
+                && let Some(whole) = whole_ticket(&info.app_metadata)
+            {
+                // One chunk at a time: all in one stream, which never waits between.
+                let batches =
+                    fetch(&mut client, whole, &schema).await.map_err(|e| self.error(e))?;
+                return self.recording(path, &info, schema, batches);
+            }
             let mut clients = vec![client];
             for _ in 1..parallel {
                 clients.push(self.client().await?);
@@ -297,15 +313,26 @@ impl RemoteClient {
             let lanes = done;
             let mut parts: Vec<(usize, Vec<RecordBatch>)> = lanes.into_iter().flatten().collect();
             parts.sort_by_key(|(i, _)| *i);
-            let batches: Vec<RecordBatch> =
-                parts.into_iter().flat_map(|(_, b)| b).filter(|b| b.num_rows() > 0).collect();
-            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            if info.total_records >= 0 && rows as i64 != info.total_records {
-                let detail = format!("{} rows announced, {rows} received", info.total_records);
-                return Err(RemoteError::Data { address: self.address.clone(), detail });
-            }
-            Ok(RemoteRecording { path: path.to_owned(), schema, batches })
+            let batches: Vec<RecordBatch> = parts.into_iter().flat_map(|(_, b)| b).collect();
+            self.recording(path, &info, schema, batches)
         })
+    }
+
+    /// The recording of `batches`, if they hold the rows `info` announced.
+    fn recording(
+        &self,
+        path: &str,
+        info: &FlightInfo,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<RemoteRecording, RemoteError> {
+        let batches: Vec<RecordBatch> = batches.into_iter().filter(|b| b.num_rows() > 0).collect();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        if info.total_records >= 0 && rows as i64 != info.total_records {
+            let detail = format!("{} rows announced, {rows} received", info.total_records);
+            return Err(RemoteError::Data { address: self.address.clone(), detail });
+        }
+        Ok(RemoteRecording { path: path.to_owned(), schema, batches })
     }
 
     /// A Flight client on a connection of its own, with the token.

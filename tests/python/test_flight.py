@@ -124,6 +124,13 @@ def test_chunks_come_on_parallel_streams(synthetic: Daemon) -> None:
     four = evshm.RemoteClient(address, token=TOKEN, parallel=4).open("big.raw")
     assert same_rows(one.table, four.table)
     assert one.rows == 3_000_000
+    # What one stream reads: every chunk in one DoGet, the ticket GetFlightInfo gave for it.
+    raw = flight.connect(address)
+    info = raw.get_flight_info(flight.FlightDescriptor.for_path("big.raw"), options())
+    whole = json.loads(info.app_metadata)["whole"]
+    stream = raw.do_get(flight.Ticket(whole.encode()), options()).read_all()
+    assert stream.num_rows == one.rows and same_rows(stream, one.table)
+    assert len(stream.column("t").chunks) == len(info.endpoints), "a batch per chunk"
     # Every stream held a lease while it lasted, and gave it back.
     wait_for(lambda: synthetic.client().stats()["leases"] == 0, "the streams' leases to go")
 

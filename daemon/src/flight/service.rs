@@ -127,20 +127,29 @@ fn flight_info(
     let schema = table_schema(&opened.target.detected, &opened.target.name, query.table);
     let version = opened.target.identity.token();
     let rows: u64 = opened.chunks.iter().map(|s| s.end - s.start).sum();
-    let endpoints = opened.chunks.iter().map(|s| {
-        let ticket = ChunkTicket::new(
-            &query.path,
-            query.table,
-            geometry,
-            s.chunk,
-            [s.start, s.end],
-            version.clone(),
-        );
-        FlightEndpoint::new().with_ticket(Ticket::new(ticket.encode()))
-    });
+    let ticket = |s: &crate::window::Selected<crate::open::ChunkTable>| {
+        let rows = [s.start, s.end];
+        ChunkTicket::new(&query.path, query.table, geometry, s.chunk, rows, version.clone())
+    };
+    let endpoints = opened
+        .chunks
+        .iter()
+        .map(|s| FlightEndpoint::new().with_ticket(Ticket::new(ticket(s).encode())));
+    // One ticket for all of it, in one stream: for a reader that fetches one chunk at a
+    // time, which then waits for nothing between chunks.
+    let whole =
+        opened.chunks.split_first().filter(|(_, rest)| !rest.is_empty()).map(|(first, rest)| {
+            let mut whole = ticket(first);
+            whole.then = rest.iter().map(|s| (s.chunk, [s.start, s.end])).collect();
+            String::from_utf8(whole.encode()).unwrap_or_default()
+        });
+    // Not for thousands of chunks: a ticket is at most MAX_TICKET_LEN bytes.
+    let whole = whole.filter(|whole| whole.len() <= super::MAX_TICKET_LEN);
+    let metadata = serde_json::json!({ "whole": whole }).to_string();
     let info = info_with_schema(&schema)?
         .with_descriptor(descriptor)
         .with_endpoints(endpoints.collect())
+        .with_app_metadata(metadata.into_bytes())
         .with_total_records(rows as i64)
         .with_total_bytes(rows as i64 * row_width(&schema))
         .with_ordered(true);
@@ -233,17 +242,29 @@ impl AsRef<[u8]> for Leased {
 
 /// A `DoGet`: the chunk's two messages, from the shared memory.
 fn chunk_stream(daemon: &Arc<Daemon>, ticket: &ChunkTicket) -> Result<Vec<FlightData>, Status> {
-    let table = open_chunk(
-        daemon,
-        &ticket.path,
-        ticket.table,
-        ticket.geometry(),
-        ticket.chunk,
-        &ticket.version,
-    )
-    .map_err(|e| status::chunk_error(&e))?;
+    let mut messages = Vec::with_capacity(2 + ticket.then.len());
+    let parts = std::iter::once((ticket.chunk, ticket.rows)).chain(ticket.then.iter().copied());
+    for (chunk, rows) in parts {
+        let [schema, batch] = chunk_messages(daemon, ticket, chunk, rows)?;
+        if messages.is_empty() {
+            messages.push(schema);
+        }
+        messages.push(batch);
+    }
+    Ok(messages)
+}
+
+/// Chunk `chunk`'s schema and record batch messages, cut to `rows`.
+fn chunk_messages(
+    daemon: &Arc<Daemon>,
+    ticket: &ChunkTicket,
+    chunk: usize,
+    [start, end]: [u64; 2],
+) -> Result<[FlightData; 2], Status> {
+    let table =
+        open_chunk(daemon, &ticket.path, ticket.table, ticket.geometry(), chunk, &ticket.version)
+            .map_err(|e| status::chunk_error(&e))?;
     let total = table.segment().rows;
-    let [start, end] = ticket.rows;
     if end > total {
         let message = format!("rows {start}..{end} of a chunk of {total}");
         return Err(Status::invalid_argument(format!("{}bad_ticket: {message}", status::PREFIX)));
@@ -256,7 +277,7 @@ fn chunk_stream(daemon: &Arc<Daemon>, ticket: &ChunkTicket) -> Result<Vec<Flight
         usize::try_from(start).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(usize::MAX);
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     let batch = parts.rows_data(Arc::new(schema), rows, total).map_err(status::internal)?;
-    Ok(vec![parts.schema_data(), batch])
+    Ok([parts.schema_data(), batch])
 }
 
 type Streamed<T> = BoxStream<'static, Result<T, Status>>;

@@ -106,6 +106,10 @@ pub struct ChunkTicket {
     pub rows: [u64; 2],
     /// The file version ([`FileIdentity::token`](crate::file::FileIdentity::token)).
     pub version: String,
+    /// More chunks to send after it in the same stream, each with its rows: the ticket of
+    /// a whole answer in one `DoGet` (`GetFlightInfo`'s `app_metadata`, `whole`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<(usize, [u64; 2])>,
 }
 
 impl ChunkTicket {
@@ -119,7 +123,8 @@ impl ChunkTicket {
         version: String,
     ) -> Self {
         let geometry = geometry.map(|g| [g.width, g.height]);
-        Self { evshm: TICKET_TAG, path: path.to_owned(), table, geometry, chunk, rows, version }
+        let path = path.to_owned();
+        Self { evshm: TICKET_TAG, path, table, geometry, chunk, rows, version, then: Vec::new() }
     }
 
     /// The geometry, as the open pipeline takes it.
@@ -147,11 +152,9 @@ impl ChunkTicket {
                 ticket.evshm
             )));
         }
-        if ticket.rows[0] > ticket.rows[1] {
-            return Err(malformed(format!(
-                "rows {}..{} run backwards",
-                ticket.rows[0], ticket.rows[1]
-            )));
+        let rows = std::iter::once(ticket.rows).chain(ticket.then.iter().map(|(_, rows)| *rows));
+        if let Some([start, end]) = rows.into_iter().find(|[start, end]| start > end) {
+            return Err(malformed(format!("rows {start}..{end} run backwards")));
         }
         Ok(ticket)
     }
@@ -176,6 +179,11 @@ mod tests {
         assert!(ChunkTicket::decode(&other.encode()).is_err());
         other = ticket.clone();
         other.rows = [9, 5];
+        assert!(ChunkTicket::decode(&other.encode()).is_err());
+        other = ticket.clone();
+        other.then = vec![(4, [0, 10]), (5, [0, 3])];
+        assert_eq!(ChunkTicket::decode(&other.encode()).unwrap().then, other.then);
+        other.then.push((6, [3, 0]));
         assert!(ChunkTicket::decode(&other.encode()).is_err());
         let huge = vec![b' '; MAX_TICKET_LEN + 1];
         assert!(matches!(ChunkTicket::decode(&huge), Err(TicketError::TooLong { .. })));

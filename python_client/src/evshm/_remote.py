@@ -73,6 +73,16 @@ def _error(exc: BaseException, address: str) -> EvshmError:
     return DaemonError("internal", f"evshmd at {address}: {text}")
 
 
+def _whole_ticket(info: Any) -> bytes | None:
+    """The ticket of every chunk in one stream, from ``GetFlightInfo``'s ``app_metadata``
+    (``{"whole": ticket}``), if the service gave one."""
+    try:
+        whole = json.loads(bytes(getattr(info, "app_metadata", b"") or b"{}")).get("whole")
+    except (ValueError, AttributeError):
+        return None
+    return whole.encode() if isinstance(whole, str) else None
+
+
 class _Received:
     """Stands where a local recording keeps a chunk's mapping: the received table."""
 
@@ -237,12 +247,23 @@ class RemoteClient:
                     raise _error(exc, self.address) from exc
             return got
 
-        if lanes > 1:
+        whole = _whole_ticket(info) if lanes == 1 and len(endpoints) > 1 else None
+        if whole is not None:
+            # One chunk at a time: all of them in one stream, which never waits in between.
+            try:
+                reader = self._flight_client(0).do_get(flight.Ticket(whole), options)
+                tables = [pa.Table.from_batches([chunk.data]) for chunk in reader]
+            except Exception as exc:
+                raise _error(exc, self.address) from exc
+            if len(tables) != len(endpoints):
+                raise DaemonError("internal", f"evshmd at {self.address} sent {len(tables)} "
+                                              f"chunks of {path} for {len(endpoints)}")
+        elif lanes > 1:
             with ThreadPoolExecutor(lanes) as pool:
                 per_lane = builtins.list(pool.map(lane, range(lanes)))
+            tables = [per_lane[i % lanes][i // lanes] for i in range(len(endpoints))]
         else:
-            per_lane = [lane(0)]
-        tables: list[pa.Table] = [per_lane[i % lanes][i // lanes] for i in range(len(endpoints))]
+            tables = lane(0)
         return self._recording(path, table, window, info, endpoints, tables)
 
     def _recording(self, path: str, table: str, window: tuple[int, int] | None, info: Any,
