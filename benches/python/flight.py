@@ -5,9 +5,9 @@ side by side in one run, every reader a Python process:
   recording's IPC bytes straight from evshm's mapped segments; Python receives them into
   one preallocated buffer (``recv_into``). The most a sender and a receiver of these two
   languages can do with these bytes here: the physical limit.
-- ``evshmd, 1 stream``: ``evshm.RemoteClient(parallel=1)``: ``GetFlightInfo``, then a
-  ``DoGet`` per chunk, one after the other (pyarrow.flight underneath).
-- ``evshmd, 4 streams``: the same with four chunks fetched at once.
+- ``evshmd, 1 stream``: ``evshm.RemoteClient(parallel=1)``: ``GetFlightInfo``, then one
+  ``DoGet`` of every chunk, with the ticket it gives for that (pyarrow.flight underneath).
+- ``evshmd, 4 streams``: a ``DoGet`` per chunk, four at once, each on its own connection.
 - ``pyarrow.flight server``: a Flight server in Python (``pyarrow.flight.FlightServerBase``)
   serving the same table, copied into its memory in the same record batches, one
   ``DoGet`` of the whole table, read by pyarrow.flight.
@@ -268,8 +268,8 @@ def section(d: Dict[str, Any], command: str) -> str:
         f"A recording of {d['events'] / 1e6:.1f} M events ({d['table_bytes'] / 1e6:.0f} MB "
         f"decoded, {d['chunks']} chunks), resident in evshmd, read whole by a Python "
         "process over loopback: through evshmd's Flight service (`evshm.RemoteClient`, "
-        "chunks one at a time or four at once), from a Flight server written in Python "
-        "with pyarrow.flight serving the same table from its memory, and, as the limit, "
+        "all chunks in one stream, or a stream per chunk, four at once), from a Flight "
+        "server written in Python with pyarrow.flight serving the same table from its memory, and, as the limit, "
         "the same bytes over a plain TCP socket from a Rust sender (straight from the "
         "mapped segments) into one buffer allocated for each read; the same again with "
         "Rust readers (`evshm::RemoteClient`, `evshm-flightget`). Median of "
@@ -291,10 +291,10 @@ def section(d: Dict[str, Any], command: str) -> str:
               "so the reader's side sets the pace. A Flight reader's gRPC receives into its "
               "own buffers and then into Arrow's (pyarrow; tonic, then arrow-flight where a "
               "body lands misaligned, in Rust), where the TCP reader receives straight into "
-              "its buffer. \"1 stream\" is a `DoGet` per chunk, one after the other, each "
-              "waiting for its first message, where the pyarrow.flight server sends the "
-              "whole table in one `DoGet`; four streams overlap those waits and use both "
-              "cores. The machine was shared with other engineers' builds and tests during "
+              "its buffer. \"1 stream\" is one `DoGet` of every chunk (the ticket "
+              "`GetFlightInfo` gives for the whole answer), as the pyarrow.flight server "
+              "sends its whole table in one; \"4 streams\" is a `DoGet` per chunk on four "
+              "connections at once, which can use both cores. The machine was shared with other engineers' builds and tests during "
               "the run (see its load in the steps), so the absolute figures vary from run "
               "to run more than the ratios.",
               "", "![Flight throughput](bench_flight.png)", ""]
