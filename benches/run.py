@@ -203,6 +203,8 @@ def main() -> None:
              shown=f"{rel_py} benches/python/threads.py PLAN")
         step("transforms", [py, "benches/python/transforms.py", plan_path],
              shown=f"{rel_py} benches/python/transforms.py PLAN")
+        step("flight", [py, "benches/python/flight.py", plan_path],
+             shown=f"{rel_py} benches/python/flight.py PLAN")
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)

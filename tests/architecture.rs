@@ -167,8 +167,9 @@ fn the_cycle_check_finds_cycles() {
 
 /// The daemon's modules that turn results into protocol messages. Every other module
 /// works in the daemon's own terms (its own errors), so what a failure means is decided
-/// in one place and the core can be tested without a socket.
-const PROTOCOL_EDGE: [&str; 3] = ["session", "wire", "framing"];
+/// in one place and the core can be tested without a socket. `flight` is the edge of the
+/// second protocol, Arrow Flight (gRPC): its errors go through `wire::open_error` too.
+const PROTOCOL_EDGE: [&str; 4] = ["session", "wire", "framing", "flight"];
 
 #[test]
 fn only_the_protocol_edge_of_the_daemon_speaks_the_wire() {

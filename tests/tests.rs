@@ -5,6 +5,8 @@ mod util;
 
 mod architecture;
 
+#[cfg(feature = "flight")]
+mod flight;
 mod lifecycle;
 mod memory;
 mod readme;

@@ -839,10 +839,23 @@ class Report:
         self.targets.append(target_row(d))
         return section(d, self.command("transforms"))
 
+    # ------------------------------------------------------------------ flight
+    def flight(self) -> str:
+        from flight import plot, section, target_rows
+
+        d = load(self.results, "flight.json")
+        if not d:
+            return "\n".join(["## 8. Arrow Flight: a cached recording over loopback", "",
+                              "Not run. " + self.command("flight"), ""])
+        plot(d, os.path.join(self.docs, "bench_flight.png"))
+        self.plots.append("bench_flight.png")
+        self.targets.extend(target_rows(d))
+        return section(d, self.command("flight"))
+
     # ------------------------------------------------------------------ page
     def write(self) -> None:
         sections = [self.attach(), self.readers(), self.load(), self.cold(), self.window(),
-                    self.threads(), self.transforms()]
+                    self.threads(), self.transforms(), self.flight()]
         m = self.meta.get("machine", {})
         v = self.meta.get("versions", {})
         git = self.meta.get("git", {})

@@ -23,6 +23,9 @@
 //! # Ok::<(), evshm::ClientError>(())
 //! ```
 //!
+//! With the `remote` feature, `RemoteClient` reads the same recordings from another
+//! machine's evshmd through its Arrow Flight service (`evshmd --flight ADDR`).
+//!
 //! The messages on the socket are the `evshm-protocol` crate's, shared with the daemon;
 //! `docs/PROTOCOL.md` in the repository shows them on the wire.
 
@@ -31,6 +34,8 @@ mod connection;
 mod error;
 mod mapping;
 mod recording;
+#[cfg(feature = "remote")]
+mod remote;
 mod stream;
 mod trust;
 
@@ -43,3 +48,5 @@ pub use evshm_protocol::{
 };
 pub use mapping::{ArenaMap, MapError, mapped_arenas};
 pub use recording::{OpenTimings, Recording, RecordingInfo};
+#[cfg(feature = "remote")]
+pub use remote::{DEFAULT_PARALLEL, RemoteClient, RemoteError, RemoteOptions, RemoteRecording};

@@ -37,6 +37,12 @@ impl FileIdentity {
         Ok(Self::of(&metadata))
     }
 
+    /// The version as text (device, inode, size, modification time), to be handed out
+    /// and compared later, as a Flight ticket does: equal texts, equal versions.
+    pub fn token(&self) -> String {
+        format!("{:x}-{:x}-{:x}-{:x}", self.dev, self.ino, self.len, self.mtime_ns)
+    }
+
     /// The identity of the file `metadata` describes.
     pub fn of(metadata: &std::fs::Metadata) -> Self {
         Self {

@@ -15,7 +15,8 @@
 //! - [`instance`]: one daemon per socket, and the clean-up of dead instances' arenas;
 //! - [`limits`]: the descriptor limit, and how many connections it allows;
 //! - [`state`]: what every connection shares, and the daemon's settings;
-//! - [`server`]: the listening socket.
+//! - [`server`]: the listening socket;
+//! - `flight` (feature `flight`, on by default): the Arrow Flight service (`--flight`).
 //!
 //! Inside: `session` (one connection: framing, hello, dispatch, leases), `wire` (results
 //! and errors as protocol replies), `open` (the open pipeline), `recording` (a
@@ -28,6 +29,8 @@ pub mod arena;
 pub mod budget;
 mod cache;
 pub mod file;
+#[cfg(feature = "flight")]
+pub mod flight;
 mod framing;
 pub mod ingest;
 mod ingest_error;

@@ -93,6 +93,30 @@ struct Args {
     /// Threads decoding the chunks of one request [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     decode_threads: Option<u64>,
+    /// Serve recordings over Arrow Flight (gRPC) at this address too, e.g.
+    /// grpc://127.0.0.1:8815 (grpc+tls:// with --flight-tls-cert/--flight-tls-key). Off by
+    /// default; beyond loopback only with --flight-token-file (or --flight-no-token).
+    #[cfg(feature = "flight")]
+    #[arg(long, value_name = "ADDR")]
+    flight: Option<String>,
+    /// File holding the bearer token every Flight call must carry
+    /// (`authorization: Bearer <token>`).
+    #[cfg(feature = "flight")]
+    #[arg(long, value_name = "FILE", requires = "flight")]
+    flight_token_file: Option<PathBuf>,
+    /// Serve Flight beyond loopback without a token: anyone who reaches the address reads
+    /// every recording under the roots.
+    #[cfg(feature = "flight")]
+    #[arg(long, requires = "flight")]
+    flight_no_token: bool,
+    /// TLS certificate chain (PEM) of the Flight service.
+    #[cfg(feature = "flight")]
+    #[arg(long, value_name = "FILE", requires = "flight")]
+    flight_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the Flight service.
+    #[cfg(feature = "flight")]
+    #[arg(long, value_name = "FILE", requires = "flight")]
+    flight_tls_key: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace, or env_logger directives); overrides
     /// RUST_LOG.
     #[arg(long, value_name = "FILTER")]
@@ -129,6 +153,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     let idle_release = std::time::Duration::try_from_secs_f64(args.idle_release)
         .context("--idle-release must be a number of seconds")?;
     let roots = Roots::new(&args.roots).context("invalid --root")?;
+    #[cfg(feature = "flight")]
+    let flight = match &args.flight {
+        Some(address) => Some(evshmd::flight::FlightConfig::new(
+            address,
+            args.flight_token_file.as_deref(),
+            args.flight_no_token,
+            args.flight_tls_cert.as_deref(),
+            args.flight_tls_key.as_deref(),
+        )?),
+        None => None,
+    };
     anyhow::ensure!(
         args.shm_dir.is_dir(),
         "shared-memory directory {} does not exist",
@@ -158,6 +193,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         make_private_dir(&fallback)?;
     }
     let instance = Arc::new(Instance::start(&socket, &args.shm_dir)?);
+    // Bound before anything is served, so that a taken port stops the daemon early.
+    #[cfg(feature = "flight")]
+    let flight = match flight {
+        Some(config) => {
+            let addr = config.addr;
+            Some(config.bind().with_context(|| format!("cannot listen on {addr} for --flight"))?)
+        }
+        None => None,
+    };
     let stale = remove_stale_segments(&args.shm_dir);
     if stale > 0 {
         log::info!("removed {stale} arenas left by evshmd instances that are gone");
@@ -222,6 +266,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let daemon = Daemon::new(roots, arenas, budget, access, settings);
     daemon.start_provisioning()?;
+    #[cfg(feature = "flight")]
+    if let Some(listener) = flight {
+        listener.spawn(&daemon).context("cannot start the Flight service")?;
+    }
     serve(&daemon, listener);
     Ok(())
 }

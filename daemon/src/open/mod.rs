@@ -5,6 +5,7 @@
 //! It knows nothing of sockets or the wire: it returns an [`Opened`] or an [`OpenError`],
 //! and the session turns either into a reply.
 
+mod chunk;
 mod error;
 mod target;
 
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use evshm_formats::Geometry;
 use evshm_protocol::{Table, Window};
 
+pub use chunk::{ChunkOpenError, open_chunk};
 pub use error::OpenError;
 pub use target::Target;
 

@@ -52,6 +52,7 @@ from ._errors import (
 from ._events import Events
 from ._protocol import PROTOCOL_VERSION, ArenaInfo, ChunkInfo, ExtentInfo, RecordingInfo
 from ._recording import Recording
+from ._remote import RemoteClient
 
 __version__ = "0.1.0"
 
@@ -59,6 +60,7 @@ __all__ = [
     "__version__",
     "PROTOCOL_VERSION",
     "Client",
+    "RemoteClient",
     "start",
     "stop",
     "Recording",

@@ -359,6 +359,16 @@ class Client:
                 first_ms = rec.time_window(t[0], t[0] + 1_000)  # a zero-copy window
     """
 
+    def __new__(cls, socket_path: str | os.PathLike[str] | None = None,
+                **kwargs: Any) -> Any:
+        """``Client("grpc://HOST:PORT", token=...)`` is a :class:`~evshm.RemoteClient`
+        (evshmd's Flight service on another machine); anything else a local client."""
+        from ._remote import RemoteClient, is_remote_address
+
+        if is_remote_address(socket_path):
+            return RemoteClient(str(socket_path), **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, socket_path: str | os.PathLike[str] | None = None, *,
                  timeout: float | None = 30.0) -> None:
         path = default_socket_path() if socket_path is None else os.fspath(socket_path)

@@ -69,7 +69,8 @@ class Recording:
             packets, a truncated final word); 0 from a daemon that does not count them.
     """
 
-    def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo], streams: Sequence[pa.Buffer],
+    def __init__(self, reply: OpenReply, chunks: Sequence[ChunkInfo],
+                 streams: Sequence[pa.Buffer] | None,
                  table: pa.Table, *, start: int = 0,
                  window: tuple[int, int] | None = None) -> None:
         self.path: str = reply.path
@@ -86,7 +87,8 @@ class Recording:
         self.dropped: int = reply.dropped
         self.skipped: int = reply.skipped
         self._reply = reply
-        self._streams: tuple[pa.Buffer, ...] | None = tuple(streams)  # one per chunk
+        # One per chunk; None for a recording read over Flight, which has none.
+        self._streams: tuple[pa.Buffer, ...] | None = None if streams is None else tuple(streams)
         self._table: pa.Table | None = table
         self._index: TimeIndex | None = None
 
@@ -107,8 +109,11 @@ class Recording:
 
         Like the table, the buffers keep the lease held while they are alive.
         """
-        if self._streams is None:
+        if self._table is None:
             raise EvshmError(f"recording {self.path} was released")
+        if self._streams is None:
+            raise EvshmError(f"recording {self.path} was read over Flight: it has no streams "
+                             "in shared memory")
         return self._streams
 
     @property
@@ -231,19 +236,20 @@ class Recording:
 
     def _derive(self, lo: int, hi: int, window: tuple[int, int] | None) -> Recording:
         table = self.table  # raises once released
-        assert self._streams is not None
         # The chunks (and their streams) that rows lo..hi of this object come from.
         chunks: list[ChunkInfo] = []
         streams: list[pa.Buffer] = []
         offset = 0
-        for chunk, stream in zip(self.chunks, self._streams):
+        for number, chunk in enumerate(self.chunks):
             first = chunk.start + max(lo - offset, 0)
             last = chunk.start + min(hi - offset, chunk.end - chunk.start)
             if first < last:
                 chunks.append(chunk._replace(start=first, end=last))
-                streams.append(stream)
+                if self._streams is not None:
+                    streams.append(self._streams[number])
             offset += chunk.end - chunk.start
-        return Recording(self._reply, chunks, streams, table.slice(lo, hi - lo),
+        return Recording(self._reply, chunks, streams if self._streams is not None else None,
+                         table.slice(lo, hi - lo),
                          start=self.start + lo, window=window)
 
     # ----------------------------------------------------------------- lifetime

@@ -231,6 +231,11 @@ class EventWindowDataset(_WindowItems, Dataset[Any]):
     is ``client.open(path, window=(t_start, t_end))``, whose lease ends with the item's
     last zero-copy view, so a recording larger than evshmd's memory budget can be read.
     Either way items are read over each process's own connection, opened on first use.
+
+    Across ranks (``torchrun``, DDP), give the ``DataLoader`` a
+    ``torch.utils.data.DistributedSampler(dataset)``: each rank reads its share of the
+    items, through the evshmd of its own node (one daemon per node over the shared
+    dataset directory; see the README).
     """
 
     def __init__(self, paths: Sequence[PathArg] | None = None, *,
@@ -256,9 +261,15 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
 
     Takes the same arguments (``windows=``, ``target=``, ``size=`` included), plus
     ``shuffle`` (yield the
-    windows in a random order drawn from ``seed + epoch``) and ``seed``. Each
-    ``DataLoader`` worker yields the windows whose position in the order is congruent to
-    its id modulo the number of workers, so every window is yielded once per epoch.
+    windows in a random order drawn from ``seed + epoch``), ``seed``, and ``rank`` /
+    ``world_size`` for training across processes or nodes. The windows are split
+    among all ``world_size * num_workers`` readers: worker ``w`` of rank ``r`` yields
+    the windows whose position in the order is congruent to ``r * num_workers + w``
+    modulo that number, so every window is yielded exactly once per epoch across all
+    ranks and workers (every rank draws the same order from ``seed + epoch``; shares
+    differ by at most one window). ``rank`` and ``world_size`` default to those of
+    ``torch.distributed`` when it is initialised where the dataset is made or iterated,
+    else to the ``RANK`` and ``WORLD_SIZE`` variables ``torchrun`` sets, else to 0 and 1.
     Call :meth:`set_epoch` before each epoch to get a new order (workers use the epoch
     the dataset had when they started, so not with ``persistent_workers``).
     """
@@ -270,6 +281,7 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
                  transform: Transform | None = None, target: Target | None = None,
                  size: tuple[int, int] | None = None, structured: bool = False,
                  shuffle: bool = False, seed: int = 0,
+                 rank: int | None = None, world_size: int | None = None,
                  socket_path: str | os.PathLike[str] | None = None,
                  timeout: float | None = 60.0) -> None:
         _WindowItems.__init__(self, paths, duration=duration, events=events,
@@ -280,24 +292,57 @@ class EventWindowIterableDataset(_WindowItems, IterableDataset[Any]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        if (rank is None) != (world_size is None):
+            raise ValueError("rank and world_size go together")
+        #: This process's rank and the number of ranks, or ``None`` for "as
+        #: ``torch.distributed`` (or ``torchrun``'s variables) say where iterated".
+        self.rank, self.world_size = rank, world_size
+        if rank is None:
+            found = _distributed_rank(from_env=False)
+            if found is not None:
+                self.rank, self.world_size = found
+        if self.rank is not None and self.world_size is not None:
+            _check_rank(self.rank, self.world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch that, with ``seed``, draws the shuffled order."""
         self.epoch = epoch
 
     def order(self) -> np.ndarray:
-        """The window indices this process yields, in order (its share, in a worker)."""
+        """The window indices this process yields, in order: its share of the epoch
+        among all ranks and, in a worker, all workers of its rank."""
         indices = np.arange(len(self.windows))
         if self.shuffle:
             indices = np.random.default_rng(self.seed + self.epoch).permutation(indices)
+        rank, world_size = (self.rank, self.world_size)
+        if rank is None or world_size is None:
+            rank, world_size = _distributed_rank(from_env=True) or (0, 1)
         info = get_worker_info()
-        if info is not None:
-            indices = indices[info.id::info.num_workers]
-        return indices
+        worker, workers = (0, 1) if info is None else (info.id, info.num_workers)
+        return indices[rank * workers + worker::world_size * workers]
 
     def __iter__(self) -> Iterator[Any]:
         for index in self.order().tolist():
             yield self._item(index)
+
+
+def _distributed_rank(*, from_env: bool) -> tuple[int, int] | None:
+    """``(rank, world_size)`` of ``torch.distributed`` when initialised here, else (if
+    ``from_env``) of ``torchrun``'s ``RANK`` and ``WORLD_SIZE``, else ``None``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if from_env and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        _check_rank(rank, world_size)
+        return rank, world_size
+    return None
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
 
 
 def collate_events(batch: Sequence[Any]) -> Any:
