@@ -174,7 +174,7 @@ const PROTOCOL_EDGE: [&str; 4] = ["session", "wire", "framing", "flight"];
 #[test]
 fn only_the_protocol_edge_of_the_daemon_speaks_the_wire() {
     // The protocol's messages: its requests, replies and error codes (its value types,
-    // `Table` and `Window`, and the segments' schema are the daemon's vocabulary too).
+    // `Table` and `Window`, and the tables' schema are the daemon's vocabulary too).
     let is_wire = |ident: &str| {
         ["ErrorCode", "Request", "reply_line", "parse_reply"].contains(&ident)
             || ident.ends_with("Reply")

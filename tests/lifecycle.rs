@@ -208,7 +208,7 @@ fn a_pid_1_daemon_removes_what_a_killed_pid_1_predecessor_left() {
 
 /// evshmd as PID 1 of a new pid namespace (`unshare --pid --fork`), as in a container,
 /// with a shared-memory directory beside its socket (in /dev/shm, a daemon of another test
-/// could remove a killed one's segments first).
+/// could remove a killed one's arenas first).
 struct PidNamespaceDaemon {
     unshare: KillOnDrop,
     socket: PathBuf,

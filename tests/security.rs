@@ -1,5 +1,5 @@
 //! Who may read and who may write: groups and allow lists with a client running as
-//! another user, permission bits, and sealed segments that not even root can change.
+//! another user, permission bits, and sealed arenas that no one but evshmd can change.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -62,7 +62,7 @@ fn other_users_need_the_group_and_the_allow_list() {
     assert!(!ok && text.contains("may not use this evshmd"), "not on the allow list: {text}");
     let own = listed.client();
     assert!(own.stats().is_ok(), "the daemon's own user is always served");
-    // Regression: members of --group who were not allowed could map every segment file.
+    // Regression: members of --group who were not allowed could map every segment file (now arenas).
     let opened = own.open("a.raw").unwrap();
     assert!(opened.info().arenas[0].path.is_none(), "an allow list implies --sealed");
     assert!(listed.arenas().is_empty(), "no arena file anyone could open");
@@ -259,19 +259,19 @@ fn an_arena_changed_by_the_daemons_own_uid_is_not_served_again() {
     };
     for (name, change) in [("a.raw", "chmod"), ("b.raw", "truncate")] {
         let first = client.open(name).unwrap();
-        let segment = path_of(&first);
+        let arena = path_of(&first);
         drop(first);
         let again = client.open(name).unwrap();
-        assert!(again.info().cached && path_of(&again) == segment, "unchanged: served as is");
+        assert!(again.info().cached && path_of(&again) == arena, "unchanged: served as is");
         drop(again);
         match change {
-            "chmod" => std::fs::set_permissions(&segment, PermissionsExt::from_mode(0o666)),
-            _ => std::fs::OpenOptions::new().write(true).open(&segment).and_then(|f| f.set_len(0)),
+            "chmod" => std::fs::set_permissions(&arena, PermissionsExt::from_mode(0o666)),
+            _ => std::fs::OpenOptions::new().write(true).open(&arena).and_then(|f| f.set_len(0)),
         }
         .unwrap();
         let fresh = client.open(name).unwrap();
         assert!(!fresh.info().cached, "{change}: decoded anew");
-        assert_ne!(path_of(&fresh), segment, "{change}: not the changed segment");
+        assert_ne!(path_of(&fresh), arena, "{change}: not the changed arena");
         assert_eq!(fresh.rows(), 3_000);
     }
 }
@@ -356,7 +356,7 @@ fn a_squatted_fallback_socket_is_refused_by_clients_and_by_evshmd() {
     let files = TempDir::new("squat");
     write_evt3(&files.path().join("a.raw"), 1000);
     // The squatter (nobody) makes the victim's directory first and listens in it: a real
-    // evshmd, which would answer with segments of its own.
+    // evshmd, which would answer with arenas of its own.
     std::fs::create_dir(&fallback.0).unwrap();
     std::fs::set_permissions(&fallback.0, PermissionsExt::from_mode(0o755)).unwrap();
     rustix::fs::chown(&fallback.0, Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();

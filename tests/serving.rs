@@ -25,7 +25,7 @@ fn real_recordings_are_read_in_place_by_rust_and_python_event_for_event() {
         let recording = client.open(name).unwrap();
         let expected = rows(&read_ipc_file(&real.join(format!("{name}.expected.arrow"))));
         assert_eq!(recording.rows(), expected.len() as u64, "{name}");
-        assert_eq!(recording.batches().len(), 1, "{name}: one record batch per segment");
+        assert_eq!(recording.batches().len(), 1, "{name}: one record batch per chunk");
         assert_zero_copy(&recording);
         let got = rows(recording.batches());
         if let Some(i) = (0..expected.len()).find(|&i| got[i] != expected[i]) {
@@ -504,7 +504,7 @@ fn leases_follow_the_buffers_and_end_when_the_connection_closes() {
     let batch = recording.batches()[0].clone();
     assert_eq!(observer.stats().unwrap().leases, 1);
     drop(recording);
-    assert_eq!(observer.stats().unwrap().leases, 1, "a batch still reads the segment: leased");
+    assert_eq!(observer.stats().unwrap().leases, 1, "a batch still reads the extent: leased");
     assert_eq!(batch.num_rows(), 5000, "batches outlive the recording");
     let column = batch.column(0).clone();
     drop(batch);

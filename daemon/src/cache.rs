@@ -16,7 +16,7 @@ use crate::ingest::{DecodedChunk, IngestError};
 /// A decoded chunk of a recording and the version of the file it was decoded from.
 #[derive(Debug)]
 pub struct Resident {
-    /// The segments and what they hold.
+    /// The extent and what it holds.
     pub decoded: DecodedChunk,
     /// The file it came from.
     pub identity: FileIdentity,

@@ -177,7 +177,7 @@ pub(crate) fn write_reply(
         control.push(SendAncillaryMessage::ScmRights(&borrowed));
         // One byte per message, so that every group gets a message of its own while
         // bytes remain; a reply with descriptors always has bytes enough (about 100 per
-        // segment).
+        // arena).
         let piece = if i + 1 == groups { &line[sent..] } else { &line[sent..sent + 1] };
         sent += rustix::net::sendmsg(
             writer,

@@ -1,5 +1,5 @@
 //! Why a recording could not be indexed, decoded or published: one error for the
-//! modules that read files and make segments, mapped to protocol codes by `wire`.
+//! modules that read files and fill extents, mapped to protocol codes by `wire`.
 
 use std::path::PathBuf;
 
@@ -64,19 +64,19 @@ pub enum IngestError {
         /// What the caller gave.
         given: Geometry,
     },
-    /// The memory budget has no room for the segments, even after evicting every
+    /// The memory budget has no room for the chunk's extent, even after evicting every
     /// recording no client holds and waiting for releases.
     #[error(
         "no room in the memory budget: the recording needs {needed} bytes, the budget is \
-         {limit} bytes and {in_use} are in segments clients hold (waited {waited:?}); \
+         {limit} bytes and {in_use} are allocated, in chunks clients hold or being decoded (waited {waited:?}); \
          release recordings or raise --memory-budget"
     )]
     OverBudget {
-        /// Bytes the segments need.
+        /// Bytes the extent's pages add.
         needed: u64,
         /// The budget.
         limit: u64,
-        /// Bytes of existing segments.
+        /// Bytes allocated in the arenas.
         in_use: u64,
         /// How long the open waited.
         waited: std::time::Duration,

@@ -12,13 +12,13 @@
 //! and otherwise lets go and starts over. Every daemon then holds the lock of the file at
 //! the path, and only one can. (The liveness files below are made the same way.)
 //!
-//! Every daemon picks a random [`InstanceId`] at start and names its segments
+//! Every daemon picks a random [`InstanceId`] at start and names its arenas
 //! `evshm-v2-<instance>-<random>`. It holds a second lock, on `evshm-v2-<instance>.lock` in
 //! the shared-memory directory, for as long as it lives. Pids cannot name instances: a
 //! daemon that is PID 1 of a container shares its pid with every predecessor. At start-up
-//! evshmd removes the segments of this user whose instance holds no lock any more: what a
+//! evshmd removes the arenas of this user whose instance holds no lock any more: what a
 //! daemon killed with SIGKILL (or a crash) left behind. Segments of live instances, of other
-//! users and of unknown names are never touched. Readers that still map a removed segment
+//! users and of unknown names are never touched. Readers that still map a removed arena
 //! keep reading it: unlinking a file does not unmap it.
 
 use std::collections::BTreeSet;
@@ -31,12 +31,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-/// How the name of everything an instance owns starts: the version of the segment content
+/// How the name of everything an instance owns starts: the version of the arena content
 /// and naming, so that different versions never mistake each other's files.
 const NAME_PREFIX: &str = "evshm-v2-";
 /// Hex digits of an instance id.
 const ID_DIGITS: usize = 16;
-/// Hex digits of the random part of a segment name.
+/// Hex digits of the random part of an arena name.
 const SEGMENT_DIGITS: usize = 32;
 /// Attempts at a fresh instance id whose liveness lock this daemon gets to hold, and at
 /// locking the socket's lock file that is at its path.
@@ -77,8 +77,8 @@ impl InstanceId {
         Ok(InstanceId(format!("{:016x}", u64::from_le_bytes(random))))
     }
 
-    /// How the names of this instance's segments start.
-    pub fn segment_prefix(&self) -> String {
+    /// How the names of this instance's arenas start.
+    pub fn arena_prefix(&self) -> String {
         format!("{NAME_PREFIX}{}-", self.0)
     }
 
@@ -128,7 +128,7 @@ impl Instance {
     }
 
     /// Removes the liveness file, then the socket's lock file if it is still this
-    /// daemon's: the last acts of a clean shutdown, after the segments, with both locks
+    /// daemon's: the last acts of a clean shutdown, after the arenas, with both locks
     /// still held until the process ends. (A daemon that returns from `main` instead does
     /// so when dropping its instance.)
     pub fn close(&self) {
@@ -232,12 +232,12 @@ fn hold_liveness(dir: &Path) -> Result<(InstanceId, File, PathBuf), InstanceErro
     Err(last.expect("at least one attempt"))
 }
 
-/// Removes from `dir` the segments of this user whose instance is gone, and the liveness
-/// files of dead instances; returns how many segments.
-pub fn remove_stale_segments(dir: &Path) -> usize {
+/// Removes from `dir` the arenas of this user whose instance is gone, and the liveness
+/// files of dead instances; returns how many arenas.
+pub fn remove_stale_arenas(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let uid = rustix::process::getuid().as_raw();
-    let mut segments = Vec::new();
+    let mut arenas = Vec::new();
     let mut instances = BTreeSet::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -246,20 +246,20 @@ pub fn remove_stale_segments(dir: &Path) -> usize {
             continue;
         }
         instances.insert(owner.id.clone());
-        if owner.segment {
-            segments.push((owner.id, entry.path()));
+        if owner.arena {
+            arenas.push((owner.id, entry.path()));
         }
     }
     let mut removed = 0;
     for id in instances {
         // The lock file is opened by its path, not taken from the listing: a directory
-        // read while files are created may list a new segment but not its lock, made
+        // read while files are created may list a new arena but not its lock, made
         // before it.
         let Some(dead) = DeadInstance::find(dir, &id) else { continue };
-        for (_, path) in segments.iter().filter(|(of, _)| *of == id) {
+        for (_, path) in arenas.iter().filter(|(of, _)| *of == id) {
             match std::fs::remove_file(path) {
                 Ok(()) => removed += 1,
-                Err(e) => log::warn!("cannot remove stale segment {}: {e}", path.display()),
+                Err(e) => log::warn!("cannot remove stale arena {}: {e}", path.display()),
             }
         }
         dead.forget();
@@ -267,23 +267,23 @@ pub fn remove_stale_segments(dir: &Path) -> usize {
     removed
 }
 
-/// The instance that named a file, and whether the file is a segment (or its lock).
+/// The instance that named a file, and whether the file is an arena (or its lock).
 struct Owner {
     id: InstanceId,
-    segment: bool,
+    arena: bool,
 }
 
-/// `evshm-v2-<16 hex digits>-<32 hex digits>` (a segment) or `evshm-v2-<16 hex>.lock`.
+/// `evshm-v2-<16 hex digits>-<32 hex digits>` (an arena) or `evshm-v2-<16 hex>.lock`.
 fn owner(name: &str) -> Option<Owner> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
     let hex = |s: &str, digits| s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit());
     let id = rest.get(..ID_DIGITS).filter(|id| hex(id, ID_DIGITS))?;
-    let segment = match &rest[ID_DIGITS..] {
+    let arena = match &rest[ID_DIGITS..] {
         ".lock" => false,
         tail if tail.strip_prefix('-').is_some_and(|r| hex(r, SEGMENT_DIGITS)) => true,
         _ => return None,
     };
-    Some(Owner { id: InstanceId(id.to_owned()), segment })
+    Some(Owner { id: InstanceId(id.to_owned()), arena })
 }
 
 /// An instance found dead: its liveness lock, held by this daemon until forgotten, or none
@@ -341,10 +341,10 @@ mod tests {
     #[test]
     fn names_give_their_instance() {
         let id = "0011223344556677";
-        let segment = owner(&format!("evshm-v2-{id}-{RANDOM}")).unwrap();
-        assert_eq!((segment.id.0.as_str(), segment.segment), (id, true));
+        let arena = owner(&format!("evshm-v2-{id}-{RANDOM}")).unwrap();
+        assert_eq!((arena.id.0.as_str(), arena.arena), (id, true));
         let lock = owner(&format!("evshm-v2-{id}.lock")).unwrap();
-        assert_eq!((lock.id.0.as_str(), lock.segment), (id, false));
+        assert_eq!((lock.id.0.as_str(), lock.arena), (id, false));
         for other in [
             format!("evshm-v2-{id}-short"),
             format!("evshm-v2-{id}.lockx"),
@@ -356,7 +356,7 @@ mod tests {
             assert!(owner(&other).is_none(), "{other}");
         }
         let fresh = InstanceId::random().unwrap();
-        let named = format!("{}{RANDOM}", fresh.segment_prefix());
+        let named = format!("{}{RANDOM}", fresh.arena_prefix());
         assert_eq!(owner(&named).unwrap().id, fresh);
     }
 
@@ -411,7 +411,7 @@ mod tests {
     }
 
     #[test]
-    fn only_segments_of_dead_instances_are_removed() {
+    fn only_arenas_of_dead_instances_are_removed() {
         let dir = temp_dir("sweep");
         let live = Instance::start(&dir.join("live.sock"), &dir).unwrap();
         // What a killed instance leaves: its liveness file, which no process locks.
@@ -419,15 +419,15 @@ mod tests {
         std::fs::write(dir.join(dead.liveness_name()), b"").unwrap();
         let lockless = InstanceId("00000000000000ff".into());
         let names = [
-            format!("{}{RANDOM}", live.id().segment_prefix()),
-            format!("{}{RANDOM}", dead.segment_prefix()),
-            format!("{}{RANDOM}", lockless.segment_prefix()),
+            format!("{}{RANDOM}", live.id().arena_prefix()),
+            format!("{}{RANDOM}", dead.arena_prefix()),
+            format!("{}{RANDOM}", lockless.arena_prefix()),
             "unrelated".to_owned(),
         ];
         for name in &names {
             std::fs::write(dir.join(name), b"x").unwrap();
         }
-        assert_eq!(remove_stale_segments(&dir), 2);
+        assert_eq!(remove_stale_arenas(&dir), 2);
         assert!(dir.join(&names[0]).exists() && dir.join("unrelated").exists());
         assert!(!dir.join(&names[1]).exists() && !dir.join(&names[2]).exists());
         assert!(!dir.join(dead.liveness_name()).exists(), "a dead instance's file goes too");

@@ -1,10 +1,11 @@
-//! The Arrow IPC stream a segment holds, laid out before any event is decoded.
+//! The Arrow IPC stream a table's extent holds, laid out before any event is decoded.
 //!
 //! A record batch message's metadata depends only on the row count, so the whole stream
 //! (schema message, one record batch, end-of-stream marker) can be sized exactly from the
 //! count of a first decoding pass; the second pass then writes events straight into the
-//! column buffers in the segment, with no intermediate copy. Every message and buffer
-//! starts at a multiple of 64 bytes from the segment start, which is page-aligned, so
+//! column buffers in the extent, with no intermediate copy. Every message and buffer
+//! starts at a multiple of 64 bytes from the stream's start, itself 64-byte aligned in a
+//! page-aligned extent, so
 //! readers can require alignment and never copy. No compression: it would force a copy
 //! on read.
 
@@ -21,7 +22,7 @@ pub const ALIGNMENT: usize = 64;
 /// The end-of-stream marker: a continuation marker and a zero length.
 const END_OF_STREAM: [u8; 8] = [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0];
 
-/// Where everything goes in a segment holding `rows` rows of a schema of non-null,
+/// Where everything goes in a stream holding `rows` rows of a schema of non-null,
 /// fixed-width primitive columns (the event and trigger tables).
 #[derive(Debug, Clone)]
 pub struct StreamLayout {
@@ -35,7 +36,7 @@ pub struct StreamLayout {
     options: IpcWriteOptions,
 }
 
-/// The writable columns of an event table inside a segment.
+/// The writable columns of an event table inside a stream.
 #[derive(Debug)]
 pub struct EventColumns<'a> {
     /// Timestamps in microseconds.
@@ -58,7 +59,7 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// The writable columns of a trigger table inside a segment.
+/// The writable columns of a trigger table inside a stream.
 #[derive(Debug)]
 pub struct TriggerColumns<'a> {
     /// Timestamps in microseconds.
@@ -109,8 +110,8 @@ impl StreamLayout {
     }
 
     /// Rewrites the batch message of a stream [`StreamLayout::write`] wrote into
-    /// `segment` so that it holds only the first `rows` rows.
-    pub fn set_rows(&self, segment: &mut [u8], rows: usize) -> Result<(), ArrowError> {
+    /// `stream` so that it holds only the first `rows` rows.
+    pub fn set_rows(&self, stream: &mut [u8], rows: usize) -> Result<(), ArrowError> {
         if rows > self.capacity {
             return Err(ArrowError::MemoryError(format!(
                 "{rows} rows do not fit a layout for {}",
@@ -123,7 +124,7 @@ impl StreamLayout {
             return Err(ArrowError::MemoryError("batch message changed size".into()));
         }
         let start = self.schema_message.len();
-        segment[start..start + message.len()].copy_from_slice(&message);
+        stream[start..start + message.len()].copy_from_slice(&message);
         Ok(())
     }
 
@@ -136,21 +137,20 @@ impl StreamLayout {
         self.schema_message.len() + self.batch_message.len()
     }
 
-    /// Writes the messages and the end marker into `segment` (exactly
+    /// Writes the messages and the end marker into `stream` (exactly
     /// [`StreamLayout::total_len`] bytes, 64-byte aligned) and returns each column's
     /// values buffer, room for the layout's rows.
-    pub fn write<'a>(&self, segment: &'a mut [u8]) -> Result<Vec<&'a mut [u8]>, ArrowError> {
-        if segment.len() != self.total_len()
-            || !(segment.as_ptr() as usize).is_multiple_of(ALIGNMENT)
+    pub fn write<'a>(&self, stream: &'a mut [u8]) -> Result<Vec<&'a mut [u8]>, ArrowError> {
+        if stream.len() != self.total_len() || !(stream.as_ptr() as usize).is_multiple_of(ALIGNMENT)
         {
             return Err(ArrowError::MemoryError(format!(
-                "segment of {} bytes at {:p} does not fit a stream of {} bytes aligned to {ALIGNMENT}",
-                segment.len(),
-                segment.as_ptr(),
+                "stream of {} bytes at {:p} does not fit a stream of {} bytes aligned to {ALIGNMENT}",
+                stream.len(),
+                stream.as_ptr(),
                 self.total_len()
             )));
         }
-        let (head, rest) = segment.split_at_mut(self.body_start());
+        let (head, rest) = stream.split_at_mut(self.body_start());
         head[..self.schema_message.len()].copy_from_slice(&self.schema_message);
         head[self.schema_message.len()..].copy_from_slice(&self.batch_message);
         let (body, end) = rest.split_at_mut(self.body_len);
@@ -302,7 +302,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_misaligned_or_wrongly_sized_segment() {
+    fn refuses_a_misaligned_or_wrongly_sized_stream() {
         let schema = evshm::schema::event_schema(HashMap::new());
         let layout = StreamLayout::new(&schema, 3).unwrap();
         let mut memory = MutableBuffer::from_len_zeroed(layout.total_len() + 1);

@@ -9,7 +9,7 @@ use evshm_formats::ChunkLimits;
 use evshmd::access::AccessPolicy;
 use evshmd::arena::{ARENA_SIZE, Arenas};
 use evshmd::budget::{Budget, default_limit};
-use evshmd::instance::{Instance, InstanceError, remove_stale_segments};
+use evshmd::instance::{Instance, InstanceError, remove_stale_arenas};
 use evshmd::limits::{default_max_connections, raise_descriptor_limit};
 use evshmd::roots::Roots;
 use evshmd::server::{bind_socket, make_private_dir, serve};
@@ -28,7 +28,7 @@ struct Args {
     /// /tmp/evshm-$UID/evshm.sock]. Exits with status 3 if another evshmd serves it.
     #[arg(long, value_name = "PATH")]
     socket: Option<PathBuf>,
-    /// Group (name or number) given the socket and the segments, so that its members can
+    /// Group (name or number) given the socket and the arenas, so that its members can
     /// connect and read; without it, only the daemon's own user can.
     #[arg(long, value_name = "GROUP", value_parser = evshmd::access::resolve_group)]
     group: Option<u32>,
@@ -202,7 +202,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let stale = remove_stale_segments(&args.shm_dir);
+    let stale = remove_stale_arenas(&args.shm_dir);
     if stale > 0 {
         log::info!("removed {stale} arenas left by evshmd instances that are gone");
     }

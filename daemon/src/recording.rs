@@ -159,7 +159,7 @@ impl RecordingIndex {
 }
 
 /// Most indexes kept at once. Each holds its file open (a descriptor, part of the
-/// reserve `limits` keeps out of the connections' and segments' share); past this many
+/// reserve `limits` keeps out of the connections' share); past this many
 /// the least recently used is dropped, and built again, lazily, when next needed (its
 /// chunks come out the same, so resident chunks stay valid).
 const MOST_INDEXES: usize = 64;

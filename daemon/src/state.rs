@@ -29,7 +29,7 @@ pub struct Daemon {
     pub(crate) indexes: IndexCache,
     /// The resident chunks.
     pub(crate) cache: Cache,
-    /// How many bytes of segments may exist.
+    /// How many bytes of the arenas may be allocated.
     pub(crate) budget: Budget,
     /// Which users are served.
     pub(crate) access: AccessPolicy,

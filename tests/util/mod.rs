@@ -55,9 +55,9 @@ pub struct Daemon {
     /// Its control socket.
     pub socket: PathBuf,
     dir: TempDir,
-    /// Its instance id, which names its segments.
+    /// Its instance id, which names its arenas.
     instance: String,
-    /// Where its segments are (`--shm-dir`, else [`SHM_DIR`]).
+    /// Where its arenas are (`--shm-dir`, else [`SHM_DIR`]).
     shm_dir: PathBuf,
     /// Killed with SIGKILL by the test, which then checks the clean-up itself.
     killed: bool,
@@ -109,8 +109,8 @@ impl Daemon {
             .arg(&socket)
             .arg("--log-level")
             .arg("warn")
-            // No spares unless a test asks: they would be segment files of their own,
-            // and memory held by every daemon of the suite.
+            // Nothing provisioned unless a test asks: it would be memory held by every
+            // daemon of the suite, and pages in the arenas the tests count.
             .args(if args.contains(&"--provision") { &[][..] } else { &["--provision", "0"] })
             .args(args)
             .stdin(Stdio::null())
@@ -146,7 +146,7 @@ impl Daemon {
         self.child.id()
     }
 
-    /// The daemon's instance id, which names its segments.
+    /// The daemon's instance id, which names its arenas.
     pub fn instance(&self) -> &str {
         &self.instance
     }
@@ -222,7 +222,7 @@ impl Drop for Daemon {
         let liveness = self.liveness();
         let _ = std::fs::remove_file(&liveness);
         if !std::thread::panicking() {
-            assert!(leaked.is_empty(), "evshmd left segments behind: {leaked:?}");
+            assert!(leaked.is_empty(), "evshmd left arenas behind: {leaked:?}");
             assert!(!self.socket.exists(), "evshmd left its socket behind");
             assert!(!liveness.exists(), "evshmd left {} behind", liveness.display());
             let lock = lock_of(&self.socket);

@@ -1,7 +1,7 @@
 //! Arenas: the daemon's shared memory, a few large files each mapped once by evshmd and
 //! once per client process, in which every chunk's tables lie as an [`Extent`].
 //!
-//! Contract with readers (see also `evshm::ArenaMap` and the Python `_segment` module):
+//! Contract with readers (see also `evshm::ArenaMap` and the Python `_arena` module):
 //! - an arena is created `O_EXCL` under an unpredictable name with mode 0440 and sized
 //!   once; it never grows or shrinks, so a client maps it whole once and keeps the
 //!   mapping (a sealed arena is a memfd sealed against growing and shrinking, and against
@@ -130,7 +130,7 @@ impl Arenas {
         let arena_size = arena_size.max(unit).div_ceil(unit) * unit;
         Arc::new(Arenas {
             dir: dir.to_owned(),
-            prefix: instance.segment_prefix(),
+            prefix: instance.arena_prefix(),
             group,
             sealed,
             unit,

@@ -61,7 +61,7 @@ impl StreamParts {
         let (schema_header, next) = message_at(stream, 0)?;
         let (batch_header, body_start) = message_at(stream, next)?;
         let kind = |header: &Bytes| root_as_message(header).map(|m| m.header_type());
-        let bad = |what: &str| ArrowError::IpcError(format!("segment stream: {what}"));
+        let bad = |what: &str| ArrowError::IpcError(format!("chunk stream: {what}"));
         if kind(&schema_header).map_err(|e| bad(&e.to_string()))? != MessageHeader::Schema {
             return Err(bad("first message is not a schema"));
         }
