@@ -37,6 +37,7 @@ import numpy as np
 from common import (
     COLUMNS,
     BytecopyClient,
+    Evshmd,
     arena_shared_pss,
     column_sums,
     load_plan,
@@ -80,7 +81,7 @@ def worker(method: str, plan: Dict[str, Any]) -> None:
         import evshm
 
         def load() -> Any:
-            client = evshm.Client(plan["socket"])
+            client = evshm.Client(plan["readers_socket"])
             rec = client.open(data["path"])
             return (client, rec), numpy_columns(rec.table)
     elif method == "bytecopy":
@@ -135,7 +136,7 @@ def run_workers(method: str, n: int, plan_path: str, plan: Dict[str, Any],
         # evshmd keeps its mapping of the arena, through which it wrote the extent: the
         # readers share those pages with it, and its share of them is charged to it (the
         # coordinator maps none: it read the recording in a child process).
-        publisher = arena_shared_pss(plan["evshmd_pid"]) if method == "evshm" else None
+        publisher = arena_shared_pss(plan["readers_evshmd_pid"]) if method == "evshm" else None
         for p in procs:
             p.stdin.write("exit\n")
             p.stdin.flush()
@@ -180,7 +181,7 @@ def run_ray(plan: Dict[str, Any], counts: List[int], reps: int,
              log_to_driver=False)
     init_s = now() - started
     try:
-        with evshm.Client(plan["socket"]) as client, client.open(data["path"]) as rec:
+        with evshm.Client(plan["readers_socket"]) as client, client.open(data["path"]) as rec:
             columns = numpy_columns(rec.table)
             started = now()
             ref = ray.put(dict(columns))
@@ -236,7 +237,7 @@ def expected_sums(plan: Dict[str, Any]) -> Tuple[Dict[str, int], int]:
     import evshm
 
     data = plan["readers_dataset"]
-    with evshm.Client(plan["socket"]) as client, client.open(data["path"]) as rec:
+    with evshm.Client(plan["readers_socket"]) as client, client.open(data["path"]) as rec:
         sums = column_sums(numpy_columns(rec.table))
         one_copy = sum(-(-chunk.extent.size // 4096) * 4096 for chunk in rec.chunks)
     return sums, one_copy
@@ -252,9 +253,21 @@ def main() -> None:
     plan_path = sys.argv[1]
     plan = load_plan(plan_path)
     plan["readers_dataset"] = dataset(plan)
-    # Workers read the dataset from the plan: write it back.
-    with open(plan_path, "w") as f:
-        json.dump(plan, f, indent=2)
+    # An evshmd of its own, holding nothing but the dataset and nothing provisioned: its
+    # share of the pages it maps is then its share of the readers' pages alone (the run's
+    # main daemon also holds every other recording, which the byte-copy server maps too).
+    socket_path = os.path.join(plan["work"], "readers.sock")
+    args = ["--chunk-events", str(plan["one_chunk_events"]), "--provision", "0"]
+    with Evshmd(plan["evshmd"], plan["root"], socket_path, args=args) as daemon:
+        plan["readers_socket"], plan["readers_evshmd_pid"] = socket_path, daemon.proc.pid
+        # Workers read the dataset and the daemon from the plan: write it back.
+        with open(plan_path, "w") as f:
+            json.dump(plan, f, indent=2)
+        run_all(plan_path, plan)
+
+
+def run_all(plan_path: str, plan: Dict[str, Any]) -> None:
+    """The reader runs of every method and count, and ray's, into ``readers.json``."""
     data = plan["readers_dataset"]
     counts, reps = plan["reader_counts"], plan["reps"]
     print(f"readers.py: {data['events']} events of {data['format']} "

@@ -327,8 +327,7 @@ class Report:
             ["bare Unix-socket round trip", us(p("socket_round_trip")), us(p("socket_round_trip", "p99_us")), "`ping`/`pong` to another process: the floor of any request"],
             ["daemon's path work per open", us(p("daemon_resolve_stat")), us(p("daemon_resolve_stat", "p99_us")), "`Roots::resolve` (canonicalize) + `stat`, run in-process"],
             ["JSON of one exchange", us(p("json")), us(p("json", "p99_us")), "parse request + encode reply + parse reply"],
-            ["`map_segment`", us(p("map")), us(p("map", "p99_us")), "open, fstat, mmap"],
-            ["`StreamDecoder` over the mapping", us(p("decode")), us(p("decode", "p99_us")), "schema + batch messages, alignment checked"],
+            ["`StreamDecoder` over the stream", us(p("decode")), us(p("decode", "p99_us")), "schema + batch messages, alignment checked (a warm open maps nothing: the process has its arenas mapped)"],
             ["open then drop", us(p("open_and_drop")), us(p("open_and_drop", "p99_us")), "adds the `release` round trip and the unmap"],
         ]
         return "\n".join([
@@ -601,24 +600,27 @@ class Report:
             parts = {
                 "read": p50(g["read_file"]), "count": p50((dr.get(fmt) or {}).get("count", {}).get("time")),
                 "decode": p50((dr.get(fmt) or {}).get("decode_fresh", {}).get("time")),
-                "create": p50(g["segment_create"]), "fill": p50(g["segment_create_fault_unmap"]),
+                "create": p50(g.get("allocate")), "fill": p50(g.get("allocate_fault")),
             }
-            rows.append([fmt.upper(), mb(g["segment_bytes"]), us(f["evshmd_cold_open"]["p50_us"]),
-                         us(p50(g["ingest"])), us(parts["read"]), us(parts["count"]),
+            rows.append([fmt.upper(), mb(g["extent_bytes"]), us(f["evshmd_cold_open"]["p50_us"]),
+                         us(p50(g["ingest"])), us(p50(g.get("ingest_fresh"))),
+                         us(parts["read"]), us(parts["count"]),
                          us(parts["decode"]), us(parts["create"]), us(parts["fill"]),
                          us(p50(g.get("map_fault_unmap"))), us(p50(g.get("map_populate_unmap")))])
         return [
             "Where a cold open goes: evshmd's `ingest` run in-process through the daemon's "
             "library (no socket, no client), the whole file as one chunk on one thread, "
             "beside its parts timed alone. `ingest` reads "
-            "the file twice (a counting pass, then a decoding pass), creates and "
-            "`fallocate`s the segment, writes the columns through a fresh mapping (every "
-            "page faulted in) and unmaps it.", "",
-            table(["format", "segment", "cold open (socket)", "`ingest` in-process",
-                   "read file, one pass", "count", "decode into fresh memory",
-                   "segment create + fallocate", "… + map, fault every page, unmap",
-                   "map, fault every page, unmap", "same with `MAP_POPULATE`"], rows), "",
-            "The last two columns map an already allocated file of the segment's size: "
+            "the file twice (a counting pass, then a decoding pass) and writes the columns "
+            "into an extent of an arena: into pages an earlier run left allocated and "
+            "mapped (as after an eviction, or provisioned), and, `ingest` fresh, into a new "
+            "arena whose pages are allocated (`fallocate`) and faulted in by the decode.", "",
+            table(["format", "extent", "cold open (socket)", "`ingest` in-process",
+                   "`ingest` fresh", "read file, one pass", "count",
+                   "decode into fresh memory", "allocate an extent (new arena + fallocate)",
+                   "… + fault every page", "map, fault every page, unmap",
+                   "same with `MAP_POPULATE`"], rows), "",
+            "The last two columns map an already allocated file of the extent's size: "
             "one page fault per 4 KiB page against a single `MAP_POPULATE` that maps them "
             "all in the `mmap` call. [PAGES.md](PAGES.md) measures the pages alone, as the "
             "event rate they cap one thread at, with 4 KiB and with 2 MiB tmpfs pages.", ""]
