@@ -256,7 +256,7 @@ impl<'d> Session<'d> {
         let opened = open(daemon, request, &mut self.position).map_err(|e| wire::open_error(&e))?;
         // Arenas new to this connection: a sealed one's descriptor goes with the reply.
         let mut new = Vec::new();
-        for arena in wire::arenas_of(&opened) {
+        for arena in opened.arenas() {
             if self.told.contains_key(arena.name()) {
                 continue;
             }

@@ -98,18 +98,6 @@ pub fn access_denied(denied: &AccessDenied) -> ErrorReply {
     ErrorReply::new(ErrorCode::AccessDenied, denied.to_string())
 }
 
-/// The arenas the chunks of `opened` lie in, each once, in the order of the chunks.
-pub fn arenas_of(opened: &Opened) -> Vec<&std::sync::Arc<Arena>> {
-    let mut arenas: Vec<&std::sync::Arc<Arena>> = Vec::new();
-    for s in &opened.chunks {
-        let arena = s.table.resident.decoded.extent.arena();
-        if !arenas.iter().any(|seen| std::sync::Arc::ptr_eq(seen, arena)) {
-            arenas.push(arena);
-        }
-    }
-    arenas
-}
-
 /// The position of `arena` in `arenas` (which holds it).
 fn position(arenas: &[&std::sync::Arc<Arena>], arena: &std::sync::Arc<Arena>) -> u32 {
     arenas.iter().position(|a| std::sync::Arc::ptr_eq(a, arena)).unwrap_or(0) as u32
@@ -129,7 +117,7 @@ pub fn open_reply(
         Table::Events => &EVENT_COLUMNS[..],
         Table::Triggers => &TRIGGER_COLUMNS[..],
     };
-    let arenas_of = arenas_of(opened);
+    let arenas_of = opened.arenas();
     let arenas = (arenas_of.iter())
         .map(|arena| ArenaInfo {
             name: arena.name().to_owned(),

@@ -205,23 +205,24 @@ impl Arenas {
         }
         let (arena, start) = match best {
             Some((_, _, i, start)) => (Arc::clone(&state.arenas[i]), start),
-            None => {
-                let size = self.arena_size.max(len);
-                let total: u64 = state.arenas.iter().map(|a| a.size).sum();
-                if total + size > self.most && !state.arenas.is_empty() {
-                    return Ok(None);
-                }
-                let arena = Arc::new(self.create(size)?);
-                state.arenas.push(Arc::clone(&arena));
-                (arena, 0)
-            }
+            None => match self.grow(&mut state, self.arena_size.max(len))? {
+                Some(arena) => (arena, 0),
+                None => return Ok(None),
+            },
         };
-        let range = start..start + len;
-        let mut space = arena.space();
-        space.free.remove(range.clone());
-        space.extents += 1;
-        drop(space);
-        Ok(Some(Extent { arena, range }))
+        Ok(Some(Extent::take(arena, start..start + len)))
+    }
+
+    /// A new arena of `size` bytes, added to `state`; `None` when the arenas may not grow
+    /// by that much (the first arena is always made).
+    fn grow(&self, state: &mut State, size: u64) -> Result<Option<Arc<Arena>>, ArenaError> {
+        let total: u64 = state.arenas.iter().map(|a| a.size).sum();
+        if total + size > self.most && !state.arenas.is_empty() {
+            return Ok(None);
+        }
+        let arena = Arc::new(self.create(size)?);
+        state.arenas.push(Arc::clone(&arena));
+        Ok(Some(arena))
     }
 
     /// Gives `want` bytes of free, allocated pages back to the system, beyond `keep`
@@ -309,21 +310,12 @@ impl Arenas {
             });
             let (arena, range) = match found {
                 Some(found) => found,
-                None => {
-                    let total: u64 = state.arenas.iter().map(|a| a.size).sum();
-                    if total + self.arena_size > self.most {
-                        return Ok(0);
-                    }
-                    let arena = Arc::new(self.create(self.arena_size)?);
-                    state.arenas.push(Arc::clone(&arena));
-                    (arena, 0..len.min(self.arena_size))
-                }
+                None => match self.grow(&mut state, self.arena_size)? {
+                    Some(arena) => (arena, 0..len.min(self.arena_size)),
+                    None => return Ok(0),
+                },
             };
-            let mut space = arena.space();
-            space.free.remove(range.clone());
-            space.extents += 1;
-            drop(space);
-            Extent { arena, range }
+            Extent::take(arena, range)
         };
         extent.back()?;
         extent.arena.populate(extent.range.clone());
@@ -596,6 +588,15 @@ pub struct Extent {
 }
 
 impl Extent {
+    /// Takes `range`, free, out of `arena`'s free space as a new extent.
+    fn take(arena: Arc<Arena>, range: Range<u64>) -> Extent {
+        let mut space = arena.space();
+        space.free.remove(range.clone());
+        space.extents += 1;
+        drop(space);
+        Extent { arena, range }
+    }
+
     /// The arena it lies in.
     pub fn arena(&self) -> &Arc<Arena> {
         &self.arena

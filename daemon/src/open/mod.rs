@@ -56,6 +56,20 @@ pub struct Opened {
     pub cached: bool,
 }
 
+impl Opened {
+    /// The arenas its chunks lie in, each once, in the order of the chunks.
+    pub fn arenas(&self) -> Vec<&Arc<crate::arena::Arena>> {
+        let mut arenas: Vec<&Arc<crate::arena::Arena>> = Vec::new();
+        for s in &self.chunks {
+            let arena = s.table.resident.decoded.extent.arena();
+            if !arenas.iter().any(|seen| Arc::ptr_eq(seen, arena)) {
+                arenas.push(arena);
+            }
+        }
+        arenas
+    }
+}
+
 /// Where a connection read its last window: a connection whose windows move forward gets
 /// the next chunks decoded ahead of it.
 #[derive(Debug, Default)]
@@ -74,17 +88,9 @@ pub fn open(
     }
     let opened = open_once(daemon, request, position)?;
     // Arenas changed by someone else are retired (their chunks are decoded anew): once.
-    let mut arenas: Vec<&Arc<crate::arena::Arena>> = Vec::new();
-    for s in &opened.chunks {
-        let arena = s.table.resident.decoded.extent.arena();
-        if !arenas.iter().any(|seen| Arc::ptr_eq(seen, arena)) {
-            arenas.push(arena);
-        }
-    }
-    if arenas.iter().all(|arena| arena.check_intact()) {
+    if opened.arenas().iter().all(|arena| arena.check_intact()) {
         return Ok(opened);
     }
-    drop(arenas);
     drop(opened);
     open_once(daemon, request, position)
 }

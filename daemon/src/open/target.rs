@@ -72,15 +72,23 @@ impl Target {
 
     /// Bytes of the extents of the chunks in `range`, when all are decoded.
     pub fn bytes_needed(&self, range: Range<usize>) -> Result<u64, OpenError> {
-        let arenas = &self.daemon.arenas;
         let mut needed = 0;
         for chunk in range {
             let chunk = self.chunk(chunk).map_err(|e| OpenError::ingest(&self.name, e))?;
-            if let Ok((events, triggers)) = chunk_layouts(&self.detected, &self.name, &chunk) {
-                needed += arenas.footprint(chunk_extent(&events, &triggers).0);
-            }
+            needed += self.extent_bytes(&chunk);
         }
         Ok(needed)
+    }
+
+    /// Bytes of the extent `chunk` takes once decoded (0 if its tables cannot be laid
+    /// out: the decode reports that).
+    fn extent_bytes(&self, chunk: &Chunk) -> u64 {
+        match chunk_layouts(&self.detected, &self.name, chunk) {
+            Ok((events, triggers)) => {
+                self.daemon.arenas.footprint(chunk_extent(&events, &triggers).0)
+            }
+            Err(_) => 0,
+        }
     }
 
     /// Chunk `chunk`, decoding it unless it is resident (or being decoded: then this
@@ -184,12 +192,7 @@ impl Target {
                     end.fetch_min(chunk, Ordering::Relaxed);
                     return Ok(());
                 };
-                let bytes = match chunk_layouts(&self.detected, &self.name, &index) {
-                    Ok((events, triggers)) => {
-                        daemon.arenas.footprint(chunk_extent(&events, &triggers).0)
-                    }
-                    Err(_) => 0, // the decode reports it
-                };
+                let bytes = self.extent_bytes(&index);
                 if needed.fetch_add(bytes, Ordering::Relaxed) + bytes > limit {
                     stop.store(true, Ordering::Relaxed);
                     return Err(self.over_budget(limit));
