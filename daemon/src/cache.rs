@@ -334,6 +334,19 @@ mod tests {
         Arenas::new(&dir.0, &InstanceId::random().unwrap(), None, false, 1 << 26, u64::MAX)
     }
 
+    /// Chunk `chunk` of the file at `version` from `cache`, decoded (100 events) unless
+    /// resident.
+    fn resident(
+        cache: &Cache,
+        dir: &TempDir,
+        arenas: &Arc<Arenas>,
+        chunk: usize,
+        version: FileIdentity,
+    ) -> Arc<Resident> {
+        let decode = || Ok(Resident::new(decoded_chunk(dir, arenas, 100), version));
+        cache.open(&key(chunk), version, decode).0.unwrap()
+    }
+
     #[test]
     fn provisioned_pages_go_back_before_any_resident_chunk_is_evicted() {
         let dir = TempDir::new("cache-provisioned");
@@ -401,11 +414,7 @@ mod tests {
         let dir = TempDir::new("cache-evict");
         let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
-        let open = |chunk| {
-            let (resident, _) = cache
-                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1)));
-            resident.unwrap()
-        };
+        let open = |chunk| resident(&cache, &dir, &arenas, chunk, v1);
         let leased = open(0);
         drop(open(1));
         drop(open(2));
@@ -423,11 +432,7 @@ mod tests {
         let dir = TempDir::new("cache-evict-all");
         let arenas = arenas(&dir);
         let (cache, v1) = (Cache::default(), identity(&dir, 1));
-        let open = |chunk| {
-            let (resident, _) = cache
-                .open(&key(chunk), v1, || Ok(Resident::new(decoded_chunk(&dir, &arenas, 100), v1)));
-            resident.unwrap()
-        };
+        let open = |chunk| resident(&cache, &dir, &arenas, chunk, v1);
         let leased = open(0);
         let unleased = open(1);
         let offsets = [&leased, &unleased].map(|r| r.decoded.extent.offset());
